@@ -1,0 +1,35 @@
+# llamajit: `make serve` and `make test` work on a fresh machine (Python >= 3.11 and pip).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+MODEL  ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
+HOST   ?= 127.0.0.1
+PORT   ?= 8080
+# Numba compiles each kernel once and caches it next to the sources (__pycache__).
+export NUMBA_SLP_VECTORIZE ?= 1
+
+.PHONY: install models serve test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+models: $(VENV)/.installed
+	$(PY) scripts/fetch_models.py
+
+serve: install models
+	$(VENV)/bin/llama-server -m $(MODEL) --host $(HOST) --port $(PORT)
+
+test: install models
+	$(PY) -m pytest -q
+
+bench: install models
+	$(PY) benchmarks/bench_kernels.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,106 @@
+"""Weights prepared once at load time: rows interleaved in groups of 16 for the SIMD kernels.
+
+Why interleave: with 16 rows side by side, one 512-bit `vpdpbusd` multiplies four weights
+of each of 16 rows by the same four activations, and the 16 results land in 16 lanes:
+no horizontal sums, one vector of outputs per row group.
+
+Integer layout (every quantized type, through `kernels.unpack`):
+  qs  uint8 (G, k // 32, 4 | 8, 16, 4)  per row group g and 32-weight block b: chunk c,
+      row r, byte t holds weight k = 32 b + 4 c + t of row 16 g + r. Codes of at most 4
+      bits are nibble-packed (4 chunks; the high nibble holds weight k + 16), others use
+      one byte each (8 chunks).
+  d, m float16 bits as uint16 (G, k // bs, 16)  scale and offset per row and bs-weight sub-block
+      (bs = 32, or 16 for Q2_K/Q3_K/Q6_K): w = d * q + m. Half precision halves the
+      scale traffic; it rounds K-quant sub-scales (d * sc) by at most 2^-11 relative.
+Float layout (F32, F16, BF16): w (G, k, 16) with the file's own bits (see FLOAT_TYPES).
+Padding rows (n up to a multiple of 16) are zeros.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
+
+from kernels.unpack import to_affine
+
+ROWS = 16  # rows per group: lanes of one 512-bit int32/float32 vector
+# Numba has no half-precision arrays: F16 bits travel as uint16, BF16 bits as int16
+# (simd.load_f32x16 widens by dtype).
+FLOAT_TYPES = {T.F32: np.float32, T.F16: np.uint16, T.BF16: np.int16}
+
+
+@dataclass(frozen=True)
+class PackedMatrix:
+    """A weight matrix W (n, k) in the kernels' layout; y = x @ W.T."""
+
+    qtype: T
+    n: int
+    k: int
+    nibble: bool  # codes nibble-packed (<= 4 bits)
+    bs: int  # weights per scale: 32 or 16 (0 for float types)
+    qs: np.ndarray  # uint8, flat (see module doc); empty for float types
+    d: np.ndarray  # float16 bits, uint16 (G * k // bs * 16,)
+    m: np.ndarray  # same shape as d
+    w: np.ndarray  # float layout (G * k * 16,), empty for quantized types
+    src_nbytes: int  # bytes of the tensor in the GGUF file
+
+    @property
+    def is_float(self) -> bool:
+        return self.qtype in FLOAT_TYPES
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes a full matvec reads from the packed weights."""
+        return self.qs.nbytes + self.d.nbytes + self.m.nbytes + self.w.nbytes
+
+
+_EMPTY_U8 = np.zeros(0, np.uint8)
+_EMPTY_F16 = np.zeros(0, np.uint16)
+
+
+def pack(data: np.ndarray, qtype, n: int, k: int) -> PackedMatrix:
+    """GGUF tensor data of a (n, k) matrix -> PackedMatrix.
+
+    data: for quantized types uint8 (n, row_bytes) (or flat); for float types the values
+    (n, k) as float32 / float16 / uint16 (bf16) or the raw uint8 bytes.
+    """
+    qtype = T(qtype)
+    bsz, tsz = GGML_QUANT_SIZES[qtype]
+    if k % bsz or (qtype not in FLOAT_TYPES and k % 32):
+        raise ValueError(f"{qtype.name}: row length {k} is not a multiple of the block size {max(bsz, 32)}")
+    src = np.ascontiguousarray(data)
+    row_bytes = k // bsz * tsz
+    if src.nbytes != n * row_bytes:
+        raise ValueError(f"{qtype.name}: {src.nbytes} bytes given for a ({n}, {k}) matrix, want {n * row_bytes}")
+    g = -(-n // ROWS)
+    if qtype in FLOAT_TYPES:
+        vals = src.view(np.uint8).view(FLOAT_TYPES[qtype]).reshape(n, k)
+        w = np.zeros((g * ROWS, k), vals.dtype)
+        w[:n] = vals
+        w = np.ascontiguousarray(w.reshape(g, ROWS, k).transpose(0, 2, 1)).reshape(-1)
+        return PackedMatrix(qtype, n, k, False, 0, _EMPTY_U8, _EMPTY_F16, _EMPTY_F16, w, src.nbytes)
+    a = to_affine(src.view(np.uint8).reshape(n, row_bytes), qtype)
+    nibble = a.bits <= 4
+    q = np.zeros((g * ROWS, k), np.uint8)
+    q[:n] = a.q
+    q = q.reshape(g, ROWS, k // 32, 32)
+    if nibble:  # low nibble: weights 0-15 of the block; high nibble: 16-31
+        q = q[..., :16] | (q[..., 16:] << 4)
+    # (g, r, b, c*4+t) -> (g, b, c, r, t)
+    chunks = q.shape[-1] // 4
+    qs = q.reshape(g, ROWS, k // 32, chunks, 4).transpose(0, 2, 3, 1, 4)
+    d, m = _scales(a.scale, n, g), _scales(a.offset, n, g)
+    return PackedMatrix(qtype, n, k, nibble, a.bs, np.ascontiguousarray(qs).reshape(-1), d, m,
+                        np.zeros(0, np.float32), src.nbytes)
+
+
+def _scales(s: np.ndarray, n: int, g: int) -> np.ndarray:
+    """(n, nbs) float32 -> (g, nbs, 16) float16 bits (uint16), flat; refuses values half cannot hold."""
+    h = s.astype(np.float16)
+    if not np.isfinite(h[np.isfinite(s)]).all():
+        raise ValueError("a quantization scale is outside float16 range")
+    out = np.zeros((g * ROWS, s.shape[1]), np.uint16)
+    out[:n] = h.view(np.uint16)
+    return np.ascontiguousarray(out.reshape(g, ROWS, -1).transpose(0, 2, 1)).reshape(-1)

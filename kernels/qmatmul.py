@@ -1,0 +1,137 @@
+"""Quantized matrix products y = x @ W.T over PackedMatrix weights (see kernels.packing).
+
+Activations are quantized to int8 per 32 values (as llama.cpp's Q8 activations), so each
+32-weight block is an integer dot product (`simd.dpbusd`) followed by one float scaling:
+  y[t, r] = sum_b  d[r, b] * dx[t, b] * sum_i q[r, i] * xq[t, i]  +  m[r, b] * sx[t, b]
+with sx[t, b] = dx[t, b] * sum_i xq[t, i] (so offsets such as Q8_0's -128 d cancel exactly).
+Parallel over 16-row groups (outputs); each weight block is unpacked once per tile of
+four tokens, which is what makes prefill compute-bound rather than unpack-bound.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from kernels._jit import inline_kernel, kernel, parallel_kernel
+from kernels.simd import (
+    dpbusd, fma_bcast, high_nibbles, load_f32x16, load_u8x64, low_nibbles, bcast_i32,
+    scale_add, store_f32x16, zeros_f32, zeros_i32,
+)
+
+TILE = 4  # tokens per weight unpack
+
+
+@kernel
+def quantize_activations(xq, dx, sx, x):
+    """xq (T, k) int8, dx (T, k/32), sx (T, k/16) <- x (T, k) float32, per-32 absmax scaling."""
+    n_tok, k = x.shape
+    for t in range(n_tok):
+        for b in range(k // 32):
+            amax = np.float32(0.0)
+            for i in range(32):
+                amax = max(amax, abs(x[t, 32 * b + i]))
+            d = amax / np.float32(127.0)
+            inv = np.float32(1.0) / d if d > 0 else np.float32(0.0)
+            dx[t, b] = d
+            for h in range(2):
+                s = np.int32(0)
+                for i in range(16 * h, 16 * h + 16):
+                    q = np.int32(np.rint(x[t, 32 * b + i] * inv))
+                    xq[t, 32 * b + i] = q
+                    s += q
+                sx[t, 2 * b + h] = d * np.float32(s)
+
+
+@inline_kernel
+def _weights(qs, base, nibble):
+    """Eight 64-byte chunks of unsigned codes for one (row group, 32-weight block)."""
+    if nibble:
+        v0, v1, v2, v3 = load_u8x64(qs, base), load_u8x64(qs, base + 64), load_u8x64(qs, base + 128), load_u8x64(qs, base + 192)
+        return (low_nibbles(v0), low_nibbles(v1), low_nibbles(v2), low_nibbles(v3),
+                high_nibbles(v0), high_nibbles(v1), high_nibbles(v2), high_nibbles(v3))
+    return (load_u8x64(qs, base), load_u8x64(qs, base + 64), load_u8x64(qs, base + 128), load_u8x64(qs, base + 192),
+            load_u8x64(qs, base + 256), load_u8x64(qs, base + 320), load_u8x64(qs, base + 384), load_u8x64(qs, base + 448))
+
+
+@inline_kernel
+def _block(acc, w, xq, xo, dxv, sx, so, d0, m0, d1, m1, bs16):
+    """acc + one 32-weight block of 16 rows against the token whose codes start at xq[xo]."""
+    s0 = dpbusd(zeros_i32(), w[0], bcast_i32(xq, xo))
+    s0 = dpbusd(s0, w[1], bcast_i32(xq, xo + 4))
+    s0 = dpbusd(s0, w[2], bcast_i32(xq, xo + 8))
+    s0 = dpbusd(s0, w[3], bcast_i32(xq, xo + 12))
+    if bs16:  # a scale per 16 weights: two sums
+        s1 = dpbusd(zeros_i32(), w[4], bcast_i32(xq, xo + 16))
+        s1 = dpbusd(s1, w[5], bcast_i32(xq, xo + 20))
+        s1 = dpbusd(s1, w[6], bcast_i32(xq, xo + 24))
+        s1 = dpbusd(s1, w[7], bcast_i32(xq, xo + 28))
+        acc = scale_add(acc, s0, d0, dxv, m0, sx[so])
+        return scale_add(acc, s1, d1, dxv, m1, sx[so + 1])
+    s0 = dpbusd(s0, w[4], bcast_i32(xq, xo + 16))
+    s0 = dpbusd(s0, w[5], bcast_i32(xq, xo + 20))
+    s0 = dpbusd(s0, w[6], bcast_i32(xq, xo + 24))
+    s0 = dpbusd(s0, w[7], bcast_i32(xq, xo + 28))
+    return scale_add(acc, s0, d0, dxv, m0, sx[so] + sx[so + 1])
+
+
+@parallel_kernel
+def qmatmul(y, xq, dx, sx, qs, d, m, n, k, nibble, bs):
+    """y (T, n) <- activations (xq (T, k), dx, sx from quantize_activations) @ packed W.T."""
+    n_tok = y.shape[0]
+    nb = k // 32
+    nbs = k // bs  # scales per row
+    bs16 = bs == 16
+    bb = 256 if nibble else 512  # bytes per (row group, block)
+    for g in prange((n + 15) // 16):
+        cnt = min(16, n - 16 * g)
+        t0 = 0
+        while t0 < n_tok:
+            four = n_tok - t0 >= 4
+            a0, a1, a2, a3 = zeros_f32(), zeros_f32(), zeros_f32(), zeros_f32()
+            for b in range(nb):
+                w = _weights(qs, (g * nb + b) * bb, nibble)
+                so = 2 * b  # index of the block's first 16-weight half in sx
+                si = (g * nbs + (2 * b if bs16 else b)) * 16
+                d0, m0 = load_f32x16(d, si), load_f32x16(m, si)
+                d1, m1 = (load_f32x16(d, si + 16), load_f32x16(m, si + 16)) if bs16 else (d0, m0)
+                a0 = _block(a0, w, xq[t0], 32 * b, dx[t0, b], sx[t0], so, d0, m0, d1, m1, bs16)
+                if four:
+                    a1 = _block(a1, w, xq[t0 + 1], 32 * b, dx[t0 + 1, b], sx[t0 + 1], so, d0, m0, d1, m1, bs16)
+                    a2 = _block(a2, w, xq[t0 + 2], 32 * b, dx[t0 + 2, b], sx[t0 + 2], so, d0, m0, d1, m1, bs16)
+                    a3 = _block(a3, w, xq[t0 + 3], 32 * b, dx[t0 + 3, b], sx[t0 + 3], so, d0, m0, d1, m1, bs16)
+            store_f32x16(y[t0], 16 * g, a0, cnt)
+            if four:
+                store_f32x16(y[t0 + 1], 16 * g, a1, cnt)
+                store_f32x16(y[t0 + 2], 16 * g, a2, cnt)
+                store_f32x16(y[t0 + 3], 16 * g, a3, cnt)
+                t0 += 4
+            else:
+                t0 += 1
+
+
+@parallel_kernel
+def fmatmul(y, x, w, n, k):
+    """y (T, n) <- x (T, k) float32 @ W.T, W in the float layout (G, k, 16), any float dtype."""
+    n_tok = y.shape[0]
+    for g in prange((n + 15) // 16):
+        cnt = min(16, n - 16 * g)
+        t0 = 0
+        while t0 < n_tok:
+            four = n_tok - t0 >= 4
+            a0, a1, a2, a3 = zeros_f32(), zeros_f32(), zeros_f32(), zeros_f32()
+            for i in range(k):
+                wv = load_f32x16(w, (g * k + i) * 16)
+                a0 = fma_bcast(a0, wv, x[t0], i)
+                if four:
+                    a1 = fma_bcast(a1, wv, x[t0 + 1], i)
+                    a2 = fma_bcast(a2, wv, x[t0 + 2], i)
+                    a3 = fma_bcast(a3, wv, x[t0 + 3], i)
+            store_f32x16(y[t0], 16 * g, a0, cnt)
+            if four:
+                store_f32x16(y[t0 + 1], 16 * g, a1, cnt)
+                store_f32x16(y[t0 + 2], 16 * g, a2, cnt)
+                store_f32x16(y[t0 + 3], 16 * g, a3, cnt)
+                t0 += 4
+            else:
+                t0 += 1
