@@ -22,25 +22,37 @@ from kernels.simd import (
 TILE = 4  # tokens per weight unpack
 
 
+@inline_kernel
+def _quantize_row(xq, dx, sx, x):
+    """One row: xq (k,) int8, dx (k/32,), sx (k/16,) <- x (k,) float32, per-32 absmax scaling."""
+    for b in range(x.shape[0] // 32):
+        amax = np.float32(0.0)
+        for i in range(32 * b, 32 * b + 32):
+            amax = max(amax, abs(x[i]))
+        d = amax / np.float32(127.0)
+        inv = np.float32(1.0) / d if d > 0 else np.float32(0.0)
+        dx[b] = d
+        for h in range(2):
+            s = np.int32(0)
+            for i in range(32 * b + 16 * h, 32 * b + 16 * h + 16):
+                q = np.int32(np.rint(x[i] * inv))
+                xq[i] = q
+                s += q
+            sx[2 * b + h] = d * np.float32(s)
+
+
 @kernel
 def quantize_activations(xq, dx, sx, x):
-    """xq (T, k) int8, dx (T, k/32), sx (T, k/16) <- x (T, k) float32, per-32 absmax scaling."""
-    n_tok, k = x.shape
-    for t in range(n_tok):
-        for b in range(k // 32):
-            amax = np.float32(0.0)
-            for i in range(32):
-                amax = max(amax, abs(x[t, 32 * b + i]))
-            d = amax / np.float32(127.0)
-            inv = np.float32(1.0) / d if d > 0 else np.float32(0.0)
-            dx[t, b] = d
-            for h in range(2):
-                s = np.int32(0)
-                for i in range(16 * h, 16 * h + 16):
-                    q = np.int32(np.rint(x[t, 32 * b + i] * inv))
-                    xq[t, 32 * b + i] = q
-                    s += q
-                sx[t, 2 * b + h] = d * np.float32(s)
+    """xq (T, k) int8, dx (T, k/32), sx (T, k/16) = dx * sum(xq) per 16 <- x (T, k) float32."""
+    for t in range(x.shape[0]):
+        _quantize_row(xq[t], dx[t], sx[t], x[t])
+
+
+@parallel_kernel
+def quantize_activations_parallel(xq, dx, sx, x):
+    """quantize_activations, rows split over threads (prefill; decode stays serial)."""
+    for t in prange(x.shape[0]):
+        _quantize_row(xq[t], dx[t], sx[t], x[t])
 
 
 @inline_kernel
