@@ -1,0 +1,47 @@
+"""The llama-server command, run as a subprocess."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER = [sys.executable, "-m", "service.cli"]
+
+
+def run(*args, **kw):
+    return subprocess.run([*SERVER, *args], cwd=ROOT, capture_output=True, text=True, timeout=120, **kw)
+
+
+def test_help_and_version():
+    out = run("--help")
+    assert out.returncode == 0 and "--model" in out.stdout and "LLAMA_ARG_MODEL" in out.stdout
+    out = run("--version")
+    assert out.returncode == 0 and out.stdout.startswith("llamajit ")
+
+
+def test_bad_flag_exits_2():
+    out = run("--no-such-flag")
+    assert out.returncode == 2 and "--no-such-flag" in out.stderr
+
+
+def test_missing_model():
+    assert run().returncode == 2
+    out = run("-m", "/nonexistent.gguf")
+    assert out.returncode == 1 and "/nonexistent.gguf" in out.stderr
+
+
+def test_model_from_env():
+    import os
+
+    env = dict(os.environ, LLAMA_ARG_MODEL=str(ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    out = run(env=env)
+    assert out.returncode == 0, out.stderr
+
+
+def test_fetch_models_is_idempotent_and_verifies():
+    out = subprocess.run([sys.executable, "scripts/fetch_models.py", "smollm2"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and "present, sha256 ok" in out.stdout
+    bad = subprocess.run([sys.executable, "scripts/fetch_models.py", "nope"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "nope" in bad.stderr
