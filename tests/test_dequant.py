@@ -1,0 +1,205 @@
+"""kernels.dequant.dequantize must equal gguf.quants.dequantize bit for bit, for every type."""
+
+import gguf
+import numpy as np
+import pytest
+from gguf import GGML_QUANT_SIZES
+from gguf import GGMLQuantizationType as Q
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kernels.dequant import dequantize, supported_types
+
+# Types gguf.quants.quantize can produce (F32/F16 through numpy casts); the others get random
+# bytes whose f16 scale fields are overwritten with realistic values.
+QUANTIZABLE = (Q.F32, Q.F16, Q.BF16, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0)
+# Byte offsets of the f16 scale fields (d, and dmin / m) inside one block, from gguf.quants.
+F16_FIELDS = {
+    Q.Q4_0: (0,),
+    Q.Q4_1: (0, 2),
+    Q.Q5_0: (0,),
+    Q.Q5_1: (0, 2),
+    Q.Q8_0: (0,),
+    Q.IQ4_NL: (0,),
+    Q.Q2_K: (80, 82),
+    Q.Q3_K: (108,),
+    Q.Q4_K: (0, 2),
+    Q.Q5_K: (0, 2),
+    Q.Q6_K: (208,),
+    Q.IQ4_XS: (0,),
+}
+BLOCK_TYPES = tuple(F16_FIELDS)
+ALL_TYPES = (Q.F32, Q.F16, Q.BF16, *BLOCK_TYPES)
+LEADING_SHAPES = [(), (1,), (3,), (7,), (1, 3), (3, 7), (7, 1, 3)]
+
+
+def reference(data: np.ndarray, qtype: Q) -> np.ndarray:
+    with np.errstate(all="ignore"):  # gguf warns on NaN * 0 and the like
+        return gguf.quants.dequantize(data, qtype)
+
+
+def assert_bit_exact(data: np.ndarray, qtype: Q) -> None:
+    got = dequantize(data, qtype)
+    want = reference(data, qtype)
+    assert got.dtype == np.float32
+    assert got.shape == want.shape
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), qtype.name
+
+
+def row_bytes(qtype: Q, blocks_per_row: int) -> int:
+    return blocks_per_row * GGML_QUANT_SIZES[qtype][1]
+
+
+def f16_scales(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n finite float16 scales of realistic size (1e-4 .. 1e-1, either sign), as uint8 pairs."""
+    mag = 10.0 ** rng.uniform(-4, -1, size=n)
+    sign = rng.choice([-1.0, 1.0], size=n)
+    return (mag * sign).astype(np.float16).view(np.uint8).reshape(n, 2)
+
+
+def set_f16_fields(data: np.ndarray, qtype: Q, values: np.ndarray) -> None:
+    """Write uint8 pairs values (n_blocks, 2), or one pair for all, into every f16 field."""
+    blocks = data.reshape(-1, GGML_QUANT_SIZES[qtype][1])
+    for off in F16_FIELDS[qtype]:
+        blocks[:, off : off + 2] = values
+
+
+def make_data(rng: np.random.Generator, qtype: Q, leading: tuple, blocks_per_row: int):
+    """uint8 tensor (*leading, row bytes): gguf-quantized floats, else random sane blocks."""
+    block_size, _ = GGML_QUANT_SIZES[qtype]
+    if qtype in QUANTIZABLE:
+        floats = rng.standard_normal((*leading, blocks_per_row * block_size)).astype(np.float32)
+        floats *= np.float32(0.05)
+        if qtype == Q.F32:
+            return floats.view(np.uint8)
+        if qtype == Q.F16:
+            return floats.astype(np.float16).view(np.uint8)
+        return gguf.quants.quantize(floats, qtype)
+    data = rng.integers(0, 256, size=(*leading, row_bytes(qtype, blocks_per_row)), dtype=np.uint8)
+    set_f16_fields(data, qtype, f16_scales(rng, data.size // GGML_QUANT_SIZES[qtype][1]))
+    return data
+
+
+def test_every_gguf_type_we_claim_is_covered():
+    assert set(supported_types()) == set(ALL_TYPES)
+
+
+@pytest.mark.parametrize("leading", LEADING_SHAPES, ids=str)
+@pytest.mark.parametrize("qtype", ALL_TYPES, ids=lambda t: t.name)
+def test_leading_shapes(qtype, leading):
+    rng = np.random.default_rng(int(qtype) * 100 + len(leading))
+    assert_bit_exact(make_data(rng, qtype, leading, blocks_per_row=3), qtype)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    qtype=st.sampled_from(ALL_TYPES),
+    rows=st.integers(1, 9),
+    blocks_per_row=st.integers(1, 5),
+    ndim=st.sampled_from([1, 2, 3]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_random_tensors(qtype, rows, blocks_per_row, ndim, seed):
+    leading = {1: (), 2: (rows,), 3: (rows, 2)}[ndim]
+    assert_bit_exact(make_data(np.random.default_rng(seed), qtype, leading, blocks_per_row), qtype)
+
+
+@settings(max_examples=30, deadline=None)
+@given(qtype=st.sampled_from(BLOCK_TYPES), seed=st.integers(0, 2**32 - 1))
+def test_random_bytes_everywhere(qtype, seed):
+    """Every byte random, the scales included (NaN and inf scales too): must still match."""
+    rng = np.random.default_rng(seed)
+    assert_bit_exact(rng.integers(0, 256, size=(3, row_bytes(qtype, 2)), dtype=np.uint8), qtype)
+
+
+EXTREME_F16 = {
+    "max": 0x7BFF,  # 65504, the largest finite half
+    "-max": 0xFBFF,
+    "min_subnormal": 0x0001,  # 2**-24
+    "-min_subnormal": 0x8001,
+    "max_subnormal": 0x03FF,
+    "min_normal": 0x0400,
+    "zero": 0x0000,
+    "-zero": 0x8000,
+}
+
+
+@pytest.mark.parametrize("bits", EXTREME_F16.values(), ids=EXTREME_F16.keys())
+@pytest.mark.parametrize("qtype", BLOCK_TYPES, ids=lambda t: t.name)
+def test_extreme_scales(qtype, bits):
+    rng = np.random.default_rng(bits)
+    data = rng.integers(0, 256, size=(7, row_bytes(qtype, 2)), dtype=np.uint8)
+    set_f16_fields(data, qtype, np.array([bits], dtype=np.uint16).view(np.uint8))
+    assert_bit_exact(data, qtype)
+
+
+@pytest.mark.parametrize("qtype", BLOCK_TYPES, ids=lambda t: t.name)
+def test_mixed_extreme_scales_per_block(qtype):
+    rng = np.random.default_rng(int(qtype))
+    data = rng.integers(0, 256, size=(5, row_bytes(qtype, 8)), dtype=np.uint8)
+    n_blocks = data.size // GGML_QUANT_SIZES[qtype][1]
+    bits = rng.choice(np.array(list(EXTREME_F16.values()), dtype=np.uint16), size=n_blocks)
+    set_f16_fields(data, qtype, bits.view(np.uint8).reshape(n_blocks, 2))
+    assert_bit_exact(data, qtype)
+
+
+@pytest.mark.parametrize("fill", [0x00, 0xFF], ids=["zeros", "ones"])
+@pytest.mark.parametrize("qtype", ALL_TYPES, ids=lambda t: t.name)
+def test_constant_blocks(qtype, fill):
+    """All-zero blocks (zero scales) and all-ones blocks (NaN scales and payloads)."""
+    data = np.full((3, row_bytes(qtype, 2)), fill, dtype=np.uint8)
+    assert_bit_exact(data, qtype)
+
+
+@pytest.mark.parametrize("qtype", [Q.F16, Q.BF16], ids=lambda t: t.name)
+def test_every_16_bit_pattern(qtype):
+    """Subnormals, +-0, +-inf and every NaN payload convert exactly as numpy does."""
+    bits = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+    assert_bit_exact(bits.view(np.uint8).reshape(256, 512), qtype)
+
+
+def test_f32_bit_patterns_and_fresh_memory():
+    rng = np.random.default_rng(7)
+    bits = rng.integers(0, 2**32, size=(4, 64), dtype=np.uint32)
+    bits[0, :4] = [0x80000000, 0x7F800001, 0xFFC00123, 0x00000001]  # -0, sNaN, qNaN, subnormal
+    data = bits.view(np.uint8)
+    got = dequantize(data, Q.F32)
+    assert_bit_exact(data, Q.F32)
+    assert not np.shares_memory(got, data)
+
+
+@pytest.mark.parametrize("qtype", [Q.Q4_K, Q.Q8_0], ids=lambda t: t.name)
+def test_non_contiguous_rows(qtype):
+    data = make_data(np.random.default_rng(1), qtype, (6,), blocks_per_row=2)[::2]
+    assert not data.flags.c_contiguous
+    assert_bit_exact(data, qtype)
+
+
+def test_int_qtype_is_accepted():
+    data = make_data(np.random.default_rng(2), Q.Q6_K, (3,), blocks_per_row=1)
+    assert np.array_equal(dequantize(data, int(Q.Q6_K)), dequantize(data, Q.Q6_K))
+
+
+def test_empty_leading_axis():
+    out = dequantize(np.zeros((0, row_bytes(Q.Q4_0, 2)), dtype=np.uint8), Q.Q4_0)
+    assert out.shape == (0, 64)
+    assert out.dtype == np.float32
+
+
+@pytest.mark.parametrize("qtype", [Q.IQ2_XXS, Q.TQ1_0, Q.MXFP4, 9999, "Q4_0"], ids=str)
+def test_unsupported_type_raises(qtype):
+    with pytest.raises(ValueError, match="dequantize"):
+        dequantize(np.zeros((1, 256), dtype=np.uint8), qtype)
+
+
+@pytest.mark.parametrize(
+    ("qtype", "nbytes"), [(Q.Q4_0, 17), (Q.Q8_0, 35), (Q.Q4_K, 143), (Q.F16, 3), (Q.F32, 6)]
+)
+def test_bad_byte_length_raises(qtype, nbytes):
+    with pytest.raises(ValueError, match="not a multiple"):
+        dequantize(np.zeros((2, nbytes), dtype=np.uint8), qtype)
+
+
+def test_zero_dimensional_input_raises():
+    with pytest.raises(ValueError, match="at least one axis"):
+        dequantize(np.uint8(3), Q.Q8_0)
