@@ -9,25 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernels.dequant import dequantize, supported_types
+from tests.quant_blocks import F16_FIELDS
 
 # Types gguf.quants.quantize can produce (F32/F16 through numpy casts); the others get random
 # bytes whose f16 scale fields are overwritten with realistic values.
 QUANTIZABLE = (Q.F32, Q.F16, Q.BF16, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0)
-# Byte offsets of the f16 scale fields (d, and dmin / m) inside one block, from gguf.quants.
-F16_FIELDS = {
-    Q.Q4_0: (0,),
-    Q.Q4_1: (0, 2),
-    Q.Q5_0: (0,),
-    Q.Q5_1: (0, 2),
-    Q.Q8_0: (0,),
-    Q.IQ4_NL: (0,),
-    Q.Q2_K: (80, 82),
-    Q.Q3_K: (108,),
-    Q.Q4_K: (0, 2),
-    Q.Q5_K: (0, 2),
-    Q.Q6_K: (208,),
-    Q.IQ4_XS: (0,),
-}
 BLOCK_TYPES = tuple(F16_FIELDS)
 ALL_TYPES = (Q.F32, Q.F16, Q.BF16, *BLOCK_TYPES)
 LEADING_SHAPES = [(), (1,), (3,), (7,), (1, 3), (3, 7), (7, 1, 3)]
