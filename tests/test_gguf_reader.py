@@ -1,0 +1,100 @@
+"""The GGUF reader against gguf's own writer and reader, and on broken files."""
+
+import struct
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as T, GGUFReader, GGUFWriter
+
+from service.gguf_reader import GGUFError, read_gguf
+from tests.quant_blocks import random_matrix
+
+
+def write_tiny(path, extra=None):
+    w = GGUFWriter(str(path), "llama")
+    w.add_uint32("llama.block_count", 2)
+    w.add_float32("llama.rope.freq_base", 10000.0)
+    w.add_bool("tokenizer.ggml.add_bos_token", True)
+    w.add_array("tokenizer.ggml.tokens", ["a", "b", "ü"])
+    w.add_array("tokenizer.ggml.scores", [0.5, -1.0, 2.0])
+    rng = np.random.default_rng(0)
+    w.add_tensor("norm", rng.standard_normal(64).astype(np.float32))
+    q = random_matrix(T.Q4_0, 3, 64, rng)
+    w.add_tensor("mat", q, raw_dtype=T.Q4_0)
+    for name, arr in (extra or {}).items():
+        w.add_tensor(name, arr)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return q
+
+
+def test_matches_gguf_reader(tmp_path):
+    p = tmp_path / "t.gguf"
+    q = write_tiny(p)
+    f = read_gguf(p)
+    assert f.metadata["general.architecture"] == "llama"
+    assert f.metadata["llama.block_count"] == 2
+    assert f.metadata["tokenizer.ggml.add_bos_token"] is True
+    assert f.metadata["tokenizer.ggml.tokens"] == ["a", "b", "ü"]
+    np.testing.assert_array_equal(f.metadata["tokenizer.ggml.scores"], np.float32([0.5, -1.0, 2.0]))
+    ref = {t.name: t for t in GGUFReader(p).tensors}
+    for name, t in f.tensors.items():
+        assert t.qtype == ref[name].tensor_type
+        assert np.array_equal(f.data(name).view(np.uint8).reshape(-1), ref[name].data.view(np.uint8).reshape(-1))
+    assert np.array_equal(f.data("mat"), q)
+    assert f.tensors["mat"].shape == (64, 3)
+
+
+def test_real_models_parse_like_gguf(tmp_path):
+    from pathlib import Path
+
+    p = Path(__file__).resolve().parent.parent / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    f = read_gguf(p)
+    ref = GGUFReader(p)
+    assert len(f.tensors) == len(ref.tensors)
+    for t in ref.tensors[:20]:
+        assert f.tensors[t.name].offset == t.data_offset
+        assert f.tensors[t.name].nbytes == t.n_bytes
+
+
+def _corrupt(tmp_path, mutate):
+    p = tmp_path / "t.gguf"
+    write_tiny(p)
+    data = bytearray(p.read_bytes())
+    data = mutate(data)
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(bytes(data))
+    return bad
+
+
+@pytest.mark.parametrize(
+    "mutate,needle",
+    [
+        (lambda d: b"GGUX" + d[4:], "magic"),
+        (lambda d: d[:4] + struct.pack("<I", 9) + d[8:], "version"),
+        (lambda d: d[:100], "truncated"),
+        (lambda d: d[:-30], "runs past the end"),  # the file ends with 20 bytes of padding
+        (lambda d: d[:8] + struct.pack("<Q", 1 << 40) + d[16:], "absurd"),
+        (lambda d: b"", "cannot map"),
+    ],
+)
+def test_broken_files_name_the_problem(tmp_path, mutate, needle):
+    bad = _corrupt(tmp_path, mutate)
+    with pytest.raises(GGUFError) as e:
+        read_gguf(bad)
+    assert str(bad) in str(e.value) and needle in str(e.value)
+
+
+def test_unknown_tensor_type(tmp_path):
+    p = tmp_path / "t.gguf"
+    write_tiny(p)
+    data = bytearray(p.read_bytes())
+    # the "mat" tensor info: name, n_dims=2, dims (64, 3), type (Q4_0 = 2), offset
+    i = data.index(b"mat") + 3 + 4 + 16
+    assert struct.unpack_from("<I", data, i)[0] == int(T.Q4_0)
+    struct.pack_into("<I", data, i, 250)
+    (tmp_path / "b.gguf").write_bytes(bytes(data))
+    with pytest.raises(GGUFError, match="mat.type: unknown tensor type 250"):
+        read_gguf(tmp_path / "b.gguf")
