@@ -3,9 +3,11 @@
 Tolerances, and why:
 - fast_exp: relative error <= 4e-7 (a few float32 ulps; the bound its docstring states).
 - Elementwise activations: one exp (4e-7) plus a handful of float32 roundings (6e-8 each):
-  rtol 2e-6. Softmax also rounds x - max to float32 first, which moves exp's argument by up
-  to 6e-8 * |x - max|: rtol 2e-6 + 6e-8 * |x - max|. GELU's oracle is the tanh form, which loses relative precision in float64 where
+  rtol 2e-6. GELU's oracle is the tanh form, which loses relative precision in float64 where
   1 + tanh(u) underflows, so it also gets atol 1e-12 (its values there are below 1e-15).
+  Softmax also rounds x - max to float32 first, which moves exp's argument by up to
+  6e-8 * |x - max|: rtol 2e-6 + 6e-8 * |x - max|.
+- In-place calls run other loops than out-of-place ones, with the same arithmetic: equal.
 - RMSNorm: a float64 sum, then three float32 roundings per element: rtol 1e-6.
 - RoPE: the same float32 angles as ggml, float32 cos/sin (1 ulp) and one multiply-add per
   output: abs error <= 4e-7 * |pair|, asserted as 1e-6 * max|x|.
@@ -130,16 +132,32 @@ def test_activations(n_rows, n, scale, seed):
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_activations_in_place_and_extremes():
+def test_activations_in_place_equal_out_of_place():
+    rng = np.random.default_rng(4)
+    g, u = _f32(rng, 3, 1000, scale=4.0), _f32(rng, 3, 1000)
+    for fn in (A.silu, A.gelu_tanh, A.softmax):
+        ref = np.empty_like(g)
+        fn(ref, g)
+        y = g.copy()
+        fn(y, y)
+        np.testing.assert_array_equal(y, ref)
+    for fn in (A.swiglu, A.geglu):
+        ref = np.empty_like(g)
+        fn(ref, g, u)
+        y, w = g.copy(), u.copy()
+        fn(y, y, u)  # out is gate
+        fn(w, g, w)  # out is up
+        np.testing.assert_array_equal(y, ref)
+        np.testing.assert_array_equal(w, ref)
+
+
+def test_activations_extremes():
     x = np.float32([[-1e4, -90.0, -20.0, -1.0, 0.0, 1.0, 20.0, 90.0, 1e4]])
     for fn, ref in ((A.silu, O.silu), (A.gelu_tanh, O.gelu_tanh)):
-        y = x.copy()
-        fn(y, y)
+        y = np.empty_like(x)
+        fn(y, x)
         assert np.all(np.isfinite(y))
         np.testing.assert_allclose(y, ref(x), rtol=2e-6, atol=1e-12)
-    g, u = x.copy(), np.full_like(x, 2.0)
-    A.swiglu(u, g, u)  # out aliases up
-    np.testing.assert_allclose(u, O.swiglu(x, 2.0), rtol=2e-6, atol=1e-12)
     s = np.float32([[1e4, 0.0, -1e4, 1e4]])  # huge spread: no overflow, ties split evenly
     A.softmax(s, s)
     np.testing.assert_allclose(s, [[0.5, 0.0, 0.0, 0.5]], atol=1e-30)
@@ -247,7 +265,7 @@ def _check_attention(out, q, k, v, pos, kv_len, scale, window, softcap):
 
 
 @SETTINGS
-@given(n_kv=st.integers(1, 3), n_rep=st.sampled_from([1, 3, 4]), head_dim=st.sampled_from([64, 128, 256]),
+@given(n_kv=st.integers(1, 3), n_rep=st.sampled_from([1, 3, 4]), head_dim=st.sampled_from([64, 96, 128, 256]),
        n_tokens=st.integers(1, 40), pos0=st.integers(0, 70), extra_kv=st.integers(0, 5),
        window=st.sampled_from([0, 1, 4, 16, 1000]), softcap=st.sampled_from([0.0, 5.0, 50.0]),
        n_lanes=st.integers(0, 5), seed=st.integers(0, 2**16))
@@ -291,13 +309,44 @@ def test_attention_single_visible_key_returns_its_value():
     np.testing.assert_array_equal(out[0], v[[0, 0, 0, 1, 1, 1], 0])
 
 
+@SETTINGS
+@given(n_rep=st.sampled_from([1, 3, 4]), n_tokens=st.integers(2, 24), kv_len=st.integers(0, 40),
+       window=st.sampled_from([0, 3, 9]), seed=st.integers(0, 2**16))
+def test_attention_arbitrary_positions(n_rep, n_tokens, kv_len, window, seed):
+    # Positions in any order, repeated, or past the cache: each query still sees exactly its keys.
+    rng = np.random.default_rng(seed)
+    q, k, v, _, _ = _attn_case(rng, 2, n_rep, 64, n_tokens, 0, n_ctx=48)
+    pos = rng.integers(0, 60, n_tokens).astype(np.int32)
+    out = _run_attention(q, k, v, pos, kv_len, 0.3, window, 0.0)
+    _check_attention(out, q, k, v, pos, kv_len, 0.3, window, 0.0)
+
+
+def test_attention_strided_cache_takes_the_per_head_path():
+    rng = np.random.default_rng(10)
+    q, k, v, pos, kv_len = _attn_case(rng, 2, 4, 64, 20, 10)
+    k2 = np.zeros((2, k.shape[1], 128), np.float32)  # rows 512 bytes apart: not tileable
+    v2 = np.zeros_like(k2)
+    k2[:, :, :64], v2[:, :, :64] = k, v
+    out = _run_attention(q, k2[:, :, :64], v2[:, :, :64], pos, kv_len, 0.125, 0, 0.0)
+    _check_attention(out, q, k, v, pos, kv_len, 0.125, 0, 0.0)
+
+
 def test_attention_no_visible_key_gives_zeros_and_lanes_do_not_matter():
     rng = np.random.default_rng(9)
     q, k, v, pos, kv_len = _attn_case(rng, 1, 4, 128, 3, 20)
     out = _run_attention(q, k, v, pos, 0, 0.1, 0, 0.0)  # empty cache
     assert np.all(out == 0)
-    out = _run_attention(q, k, v, pos, 10, 0.1, 4, 0.0)  # window ends before kv_len
+    out = _run_attention(q, k, v, pos, 10, 0.1, 4, 0.0)  # the window starts past the cache end
     assert np.all(out == 0)
     ref = _run_attention(q, k, v, pos, kv_len, 0.1, 0, 0.0, n_lanes=1)
     for lanes in (2, 3, 12):  # each output is computed the same way whatever lane owns it
         np.testing.assert_array_equal(_run_attention(q, k, v, pos, kv_len, 0.1, 0, 0.0, lanes), ref)
+
+
+def test_attention_rejects_bad_sizes():
+    q = np.zeros((1, 4, 64), np.float32)
+    k = np.zeros((3, 10, 64), np.float32)
+    with pytest.raises(ValueError):  # 4 heads over 3 kv heads
+        attention(np.empty_like(q), q, k, k, np.int32([3]), 5, 0.1, 0, 0.0, new_scratch(10, 64))
+    with pytest.raises(ValueError):  # kv_len beyond the cache
+        attention(np.empty_like(q), q, k[:2], k[:2], np.int32([3]), 11, 0.1, 0, 0.0, new_scratch(10, 64))
