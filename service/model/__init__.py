@@ -1,0 +1,1 @@
+"""The model runtime: GGUF file -> config, packed weights, KV cache, forward pass."""

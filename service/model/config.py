@@ -1,0 +1,115 @@
+"""Model hyper-parameters read from GGUF metadata, validated before anything is loaded.
+
+One dataclass covers the supported architectures; the per-architecture differences are
+flags (activation, norms, biases, RoPE ordering, sliding-window layers), as llama.cpp reads
+them from the file. Every error names the file and the metadata key.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+ARCHITECTURES = ("llama", "gemma3", "qwen2", "qwen3")
+MAX_LAYERS, MAX_HEADS, MAX_CTX, MAX_EMBD = 1024, 1024, 1 << 24, 1 << 17
+
+
+class ModelError(ValueError):
+    """A model file that cannot be run; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str
+    n_layer: int
+    n_embd: int
+    n_ff: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int  # key/query width per head
+    n_vocab: int
+    n_ctx_train: int
+    norm_eps: float
+    rope_dims: int
+    rope_neox: bool  # pairs (i, i + d/2) rather than (2i, 2i + 1)
+    rope_base: float
+    rope_scale: float  # freq_scale = 1 / scaling factor
+    rope_base_swa: float  # sliding-window layers' own RoPE base (gemma3)
+    rope_scale_swa: float
+    sliding_window: int  # 0: none
+    swa_layers: tuple[bool, ...]  # per layer: uses the sliding window
+    attn_scale: float
+    embd_scale: float  # gemma multiplies embeddings by sqrt(n_embd)
+    gelu: bool  # GELU-tanh gate (gemma) rather than SiLU
+    qk_norm: bool  # RMSNorm over each head of Q and K (gemma3, qwen3)
+    post_norms: bool  # norms after attention and after the FFN (gemma3)
+    qkv_bias: bool  # biases on Q, K, V (qwen2)
+    attn_softcap: float
+    final_softcap: float
+
+    @property
+    def n_embd_kv(self) -> int:
+        return self.n_head_kv * self.head_dim
+
+
+def _get(meta: dict[str, Any], path: str, key: str, kind, default=None, lo=None, hi=None):
+    """Read, type-check and range-check one metadata value."""
+    if key not in meta:
+        if default is None:
+            raise ModelError(f"{path}: {key}: missing")
+        return default
+    v = meta[key]
+    if kind is int and (isinstance(v, bool) or not isinstance(v, int)):
+        raise ModelError(f"{path}: {key}: expected an integer, got {v!r}")
+    if kind is float and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+        raise ModelError(f"{path}: {key}: expected a finite number, got {v!r}")
+    if lo is not None and not (lo <= v <= hi):
+        raise ModelError(f"{path}: {key}: {v} is outside [{lo}, {hi}]")
+    return kind(v)
+
+
+def config_from_metadata(meta: dict[str, Any], path: str) -> ModelConfig:
+    arch = meta.get("general.architecture")
+    if arch not in ARCHITECTURES:
+        raise ModelError(f"{path}: general.architecture: unsupported architecture {arch!r} "
+                         f"(supported: {', '.join(ARCHITECTURES)})")
+    a = arch
+    n_layer = _get(meta, path, f"{a}.block_count", int, lo=1, hi=MAX_LAYERS)
+    n_embd = _get(meta, path, f"{a}.embedding_length", int, lo=1, hi=MAX_EMBD)
+    n_ff = _get(meta, path, f"{a}.feed_forward_length", int, lo=1, hi=16 * MAX_EMBD)
+    n_head = _get(meta, path, f"{a}.attention.head_count", int, lo=1, hi=MAX_HEADS)
+    n_head_kv = _get(meta, path, f"{a}.attention.head_count_kv", int, n_head, lo=1, hi=n_head)
+    if n_head % n_head_kv:
+        raise ModelError(f"{path}: {a}.attention.head_count_kv: {n_head_kv} does not divide head_count {n_head}")
+    head_dim = _get(meta, path, f"{a}.attention.key_length", int, n_embd // n_head, lo=1, hi=4096)
+    v_dim = _get(meta, path, f"{a}.attention.value_length", int, head_dim, lo=1, hi=4096)
+    if v_dim != head_dim:
+        raise ModelError(f"{path}: {a}.attention.value_length: {v_dim} != key_length {head_dim} is not supported")
+    tokens = meta.get("tokenizer.ggml.tokens")
+    n_vocab = _get(meta, path, f"{a}.vocab_size", int, len(tokens) if tokens else None, lo=1, hi=1 << 24)
+    n_ctx = _get(meta, path, f"{a}.context_length", int, lo=1, hi=MAX_CTX)
+    eps = _get(meta, path, f"{a}.attention.layer_norm_rms_epsilon", float, lo=0.0, hi=1.0)
+    rope_dims = _get(meta, path, f"{a}.rope.dimension_count", int, head_dim, lo=2, hi=head_dim)
+    if rope_dims % 2:
+        raise ModelError(f"{path}: {a}.rope.dimension_count: {rope_dims} is odd")
+    default_base = 1e6 if a == "gemma3" else 10000.0
+    rope_base = _get(meta, path, f"{a}.rope.freq_base", float, default_base, lo=1e-3, hi=1e12)
+    factor = 1.0
+    if meta.get(f"{a}.rope.scaling.type", "none") in ("linear",):
+        factor = _get(meta, path, f"{a}.rope.scaling.factor", float, 1.0, lo=1e-3, hi=1e6)
+    window = _get(meta, path, f"{a}.attention.sliding_window", int, 0, lo=0, hi=MAX_CTX)
+    gemma = a == "gemma3"
+    # gemma3: five sliding-window layers, then one global layer; local layers use base 10000.
+    swa = tuple(gemma and window > 0 and (i + 1) % 6 != 0 for i in range(n_layer))
+    return ModelConfig(
+        arch=a, n_layer=n_layer, n_embd=n_embd, n_ff=n_ff, n_head=n_head, n_head_kv=n_head_kv,
+        head_dim=head_dim, n_vocab=n_vocab, n_ctx_train=n_ctx, norm_eps=eps, rope_dims=rope_dims,
+        rope_neox=a != "llama", rope_base=rope_base, rope_scale=1.0 / factor,
+        rope_base_swa=10000.0 if gemma else rope_base, rope_scale_swa=1.0 if gemma else 1.0 / factor,
+        sliding_window=window if any(swa) else 0, swa_layers=swa,
+        attn_scale=1.0 / math.sqrt(head_dim), embd_scale=math.sqrt(n_embd) if gemma else 1.0,
+        gelu=gemma, qk_norm=a in ("gemma3", "qwen3"), post_norms=gemma, qkv_bias=a == "qwen2",
+        attn_softcap=_get(meta, path, f"{a}.attn_logit_softcapping", float, 0.0, lo=0.0, hi=1e6),
+        final_softcap=_get(meta, path, f"{a}.final_logit_softcapping", float, 0.0, lo=0.0, hi=1e6),
+    )

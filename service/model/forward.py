@@ -1,0 +1,149 @@
+"""The transformer forward pass over a batch that mixes sequences.
+
+A batch is a list of tokens, each with its sequence, its position and whether its logits
+are wanted. The tokens of one sequence are contiguous and their positions consecutive,
+continuing that sequence's cache (a prompt chunk, or one decode token). Every matrix
+product runs over the whole batch; attention runs per sequence segment on its own cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kernels.activation import geglu, swiglu
+from kernels.attention import attention, new_scratch
+from kernels.dequant import dequantize
+from kernels.matmul import Activations, matmul
+from kernels.norm import rms_norm
+from kernels.rope import rope_apply, rope_cache
+from service.model.config import ModelConfig
+from service.model.kvcache import KVCache
+from service.model.weights import Weights
+
+
+@dataclass
+class Batch:
+    tokens: np.ndarray  # int32 (T,)
+    seq: np.ndarray  # int32 (T,) sequence of each token
+    pos: np.ndarray  # int32 (T,) position of each token in its sequence
+    want: np.ndarray  # bool (T,) return logits for this token
+
+
+class Forward:
+    """Buffers for up to `max_tokens` tokens per call, owned here and reused."""
+
+    def __init__(self, cfg: ModelConfig, w: Weights, cache: KVCache, max_tokens: int):
+        self.cfg, self.w, self.cache = cfg, w, cache
+        self.max_tokens = max_tokens
+        c, t = cfg, max_tokens
+        nq, nkv = c.n_head * c.head_dim, c.n_head_kv * c.head_dim
+        self.x = np.zeros((t, c.n_embd), np.float32)  # the residual stream
+        self.h = np.zeros((t, c.n_embd), np.float32)
+        self.qkv = np.zeros((t, nq + 2 * nkv), np.float32)
+        self.q = np.zeros((t, c.n_head, c.head_dim), np.float32)
+        self.k = np.zeros((t, c.n_head_kv, c.head_dim), np.float32)
+        self.att = np.zeros((t, c.n_head, c.head_dim), np.float32)
+        self.gu = np.zeros((t, 2 * c.n_ff), np.float32)
+        self.ff = np.zeros((t, c.n_ff), np.float32)
+        self.act_e = Activations(t, c.n_embd)
+        self.act_q = Activations(t, nq)
+        self.act_f = Activations(t, c.n_ff)
+        half = c.rope_dims // 2
+        self.cos = np.zeros((2, t, half), np.float32)  # [global, sliding-window] tables
+        self.sin = np.zeros((2, t, half), np.float32)
+        self.scratch = new_scratch(cache.n_ctx, c.head_dim)
+
+    def _mm(self, out: np.ndarray, act: Activations, mats) -> None:
+        """out (T, sum of n) <- act @ [W1; W2; ...].T (fused or separate matrices)."""
+        col = 0
+        for m in mats:
+            if len(mats) == 1:
+                matmul(out, act, m)
+            else:
+                part = np.empty((act.n, m.n), np.float32)
+                matmul(part, act, m)
+                out[:, col : col + m.n] = part
+            col += m.n
+
+    def __call__(self, b: Batch) -> np.ndarray:
+        """Run the batch, update the cache, return logits (n_wanted, n_vocab) in batch order."""
+        c, w, kv = self.cfg, self.w, self.cache
+        n = len(b.tokens)
+        if not 0 < n <= self.max_tokens:
+            raise ValueError(f"batch of {n} tokens (max {self.max_tokens})")
+        nq, nkv = c.n_head * c.head_dim, c.n_head_kv * c.head_dim
+        segs = _segments(b.seq)
+        for s0, s1 in segs:
+            seq, p0 = int(b.seq[s0]), int(b.pos[s0])
+            if p0 != kv.length[seq] or b.pos[s1 - 1] != p0 + (s1 - s0 - 1) or b.pos[s1 - 1] >= kv.n_ctx:
+                raise ValueError(f"sequence {seq}: positions {p0}..{b.pos[s1 - 1]} do not continue its cache "
+                                 f"of {kv.length[seq]} tokens within n_ctx {kv.n_ctx}")
+        x = self.x[:n]
+        x[:] = dequantize(w.embd[b.tokens], w.embd_type)
+        if c.embd_scale != 1.0:
+            x *= np.float32(c.embd_scale)
+        pos = np.ascontiguousarray(b.pos, np.int32)
+        for i, (base, scale) in enumerate(((c.rope_base, c.rope_scale), (c.rope_base_swa, c.rope_scale_swa))):
+            rope_cache(self.cos[i, :n], self.sin[i, :n], pos, c.rope_dims, base, scale)
+        h, qkv, q, k, att = self.h[:n], self.qkv[:n], self.q[:n], self.k[:n], self.att[:n]
+        for li, L in enumerate(w.layers):
+            swa = c.swa_layers[li]
+            cos, sin = self.cos[int(swa), :n], self.sin[int(swa), :n]
+            # attention block
+            rms_norm(h, x, L.attn_norm, c.norm_eps)
+            self._mm(qkv, self.act_e.set(h), L.wqkv)
+            if L.bqkv is not None:
+                qkv += L.bqkv
+            q.reshape(n, nq)[:] = qkv[:, :nq]
+            k.reshape(n, nkv)[:] = qkv[:, nq : nq + nkv]
+            if L.q_norm is not None:
+                rms_norm(q.reshape(-1, c.head_dim), q.reshape(-1, c.head_dim), L.q_norm, c.norm_eps)
+                rms_norm(k.reshape(-1, c.head_dim), k.reshape(-1, c.head_dim), L.k_norm, c.norm_eps)
+            rope_apply(q, cos, sin, c.rope_dims, c.rope_neox)
+            rope_apply(k, cos, sin, c.rope_dims, c.rope_neox)
+            v = qkv[:, nq + nkv :].reshape(n, c.n_head_kv, c.head_dim)
+            kc, vc = kv.k[li], kv.v[li]
+            for s0, s1 in segs:
+                seq, p0, p1 = int(b.seq[s0]), int(b.pos[s0]), int(b.pos[s1 - 1]) + 1
+                kc[seq, :, p0:p1] = k[s0:s1].transpose(1, 0, 2)
+                vc[seq, :, p0:p1] = v[s0:s1].transpose(1, 0, 2)
+                attention(att[s0:s1], q[s0:s1], kc[seq], vc[seq], pos[s0:s1], p1, c.attn_scale,
+                          c.sliding_window if swa else 0, c.attn_softcap, self.scratch)
+            self._mm(h, self.act_q.set(att.reshape(n, nq)), [L.wo])
+            if L.post_attn_norm is not None:
+                rms_norm(h, h, L.post_attn_norm, c.norm_eps)
+            x += h
+            # feed-forward block
+            rms_norm(h, x, L.ffn_norm, c.norm_eps)
+            gu = self.gu[:n]
+            self._mm(gu, self.act_e.set(h), L.wgate_up)
+            (geglu if c.gelu else swiglu)(self.ff[:n], gu[:, : c.n_ff], gu[:, c.n_ff :])
+            self._mm(h, self.act_f.set(self.ff[:n]), [L.wdown])
+            if L.post_ffn_norm is not None:
+                rms_norm(h, h, L.post_ffn_norm, c.norm_eps)
+            x += h
+        for s0, s1 in segs:
+            kv.length[int(b.seq[s0])] = int(b.pos[s1 - 1]) + 1
+        rows = np.flatnonzero(b.want)
+        if len(rows) == 0:
+            return np.zeros((0, c.n_vocab), np.float32)
+        hf = np.empty((len(rows), c.n_embd), np.float32)
+        rms_norm(hf, np.ascontiguousarray(x[rows]), w.output_norm, c.norm_eps)
+        logits = np.empty((len(rows), c.n_vocab), np.float32)
+        matmul(logits, hf, w.output)
+        if c.final_softcap > 0:
+            logits = np.tanh(logits / c.final_softcap) * c.final_softcap
+        return logits
+
+
+def _segments(seq: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of equal sequence ids; a sequence may appear in one run only."""
+    cuts = np.flatnonzero(np.diff(seq)) + 1
+    bounds = [0, *cuts.tolist(), len(seq)]
+    segs = list(zip(bounds[:-1], bounds[1:]))
+    ids = [int(seq[s]) for s, _ in segs]
+    if len(set(ids)) != len(ids):
+        raise ValueError("the tokens of a sequence must be contiguous in the batch")
+    return segs

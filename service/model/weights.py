@@ -1,0 +1,119 @@
+"""Model weights: GGUF tensors checked against the config and packed once for the kernels.
+
+Matrices that read the same input are fused when their types agree (Q, K, V into one
+matrix; FFN gate and up into another), so one quantization of the input and one kernel
+call serve them all. Norm vectors stay zero-copy views of the file's memory map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from gguf import GGMLQuantizationType as T
+
+from kernels.matmul import PackedMatrix, pack
+from kernels.packing import FLOAT_TYPES
+from service.gguf_reader import GGUFFile
+from service.model.config import ModelConfig, ModelError
+
+_NORM_TYPES = (T.F32,)
+
+
+@dataclass
+class Layer:
+    attn_norm: np.ndarray  # (n_embd,) float32
+    wqkv: list[PackedMatrix]  # fused [Q;K;V] (one matrix), or Q, K, V separately
+    bqkv: np.ndarray | None  # (n_q + 2 n_kv,) qwen2's biases
+    q_norm: np.ndarray | None  # (head_dim,)
+    k_norm: np.ndarray | None
+    wo: PackedMatrix
+    post_attn_norm: np.ndarray | None
+    ffn_norm: np.ndarray
+    wgate_up: list[PackedMatrix]  # fused [gate; up], or gate, up
+    wdown: PackedMatrix
+    post_ffn_norm: np.ndarray | None
+
+
+@dataclass
+class Weights:
+    embd: np.ndarray  # token_embd rows as stored: uint8 (n_vocab, row_bytes) or float
+    embd_type: T
+    output_norm: np.ndarray
+    output: PackedMatrix  # the output head (token_embd itself when tied)
+    layers: list[Layer]
+
+
+class _Loader:
+    def __init__(self, f: GGUFFile, cfg: ModelConfig):
+        self.f, self.cfg = f, cfg
+
+    def fail(self, name: str, problem: str) -> ModelError:
+        return ModelError(f"{self.f.path}: {name}: {problem}")
+
+    def info(self, name: str, shape: tuple[int, ...]):
+        t = self.f.tensors.get(name)
+        if t is None:
+            raise self.fail(name, "tensor missing")
+        if t.shape != shape:
+            raise self.fail(name, f"shape {t.shape} does not match the metadata's {shape}")
+        return t
+
+    def vector(self, name: str, n: int, optional: bool = False) -> np.ndarray | None:
+        if optional and name not in self.f.tensors:
+            return None
+        t = self.info(name, (n,))
+        if t.qtype not in _NORM_TYPES:
+            raise self.fail(name, f"type {t.qtype.name} is not supported for a vector (F32 expected)")
+        return self.f.data(name)
+
+    def raw(self, name: str, k: int, n: int) -> tuple[np.ndarray, T]:
+        t = self.info(name, (k, n))
+        if t.qtype not in FLOAT_TYPES and k % 32:
+            raise self.fail(name, f"row length {k} is not a multiple of 32")
+        return self.f.data(name).reshape(n, -1), t.qtype
+
+    def matrices(self, names: list[str], k: int, ns: list[int]) -> list[PackedMatrix]:
+        """Pack one fused matrix when all types agree, else one per name."""
+        raws = [self.raw(nm, k, n) for nm, n in zip(names, ns)]
+        types = {qt for _, qt in raws}
+        try:
+            if len(types) == 1:
+                qt = types.pop()
+                data = np.concatenate([r.view(np.uint8).reshape(n, -1) for (r, _), n in zip(raws, ns)])
+                return [pack(data, qt, sum(ns), k)]
+            return [pack(r.view(np.uint8), qt, n, k) for (r, qt), n in zip(raws, ns)]
+        except ValueError as e:
+            raise self.fail(",".join(names), str(e)) from None
+
+
+def load_weights(f: GGUFFile, cfg: ModelConfig) -> Weights:
+    ld = _Loader(f, cfg)
+    e, hd = cfg.n_embd, cfg.head_dim
+    nq, nkv = cfg.n_head * hd, cfg.n_head_kv * hd
+    embd, embd_type = ld.raw("token_embd.weight", e, cfg.n_vocab)
+    if "output.weight" in f.tensors:
+        (output,) = ld.matrices(["output.weight"], e, [cfg.n_vocab])
+    else:  # tied head
+        (output,) = ld.matrices(["token_embd.weight"], e, [cfg.n_vocab])
+    layers = []
+    for i in range(cfg.n_layer):
+        p = f"blk.{i}."
+        bias = None
+        if cfg.qkv_bias:
+            bias = np.concatenate([ld.vector(p + "attn_q.bias", nq), ld.vector(p + "attn_k.bias", nkv),
+                                   ld.vector(p + "attn_v.bias", nkv)])
+        layers.append(Layer(
+            attn_norm=ld.vector(p + "attn_norm.weight", e),
+            wqkv=ld.matrices([p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"], e, [nq, nkv, nkv]),
+            bqkv=bias,
+            q_norm=ld.vector(p + "attn_q_norm.weight", hd) if cfg.qk_norm else None,
+            k_norm=ld.vector(p + "attn_k_norm.weight", hd) if cfg.qk_norm else None,
+            wo=ld.matrices([p + "attn_output.weight"], nq, [e])[0],
+            post_attn_norm=ld.vector(p + "post_attention_norm.weight", e) if cfg.post_norms else None,
+            ffn_norm=ld.vector(p + "ffn_norm.weight", e),
+            wgate_up=ld.matrices([p + "ffn_gate.weight", p + "ffn_up.weight"], e, [cfg.n_ff, cfg.n_ff]),
+            wdown=ld.matrices([p + "ffn_down.weight"], cfg.n_ff, [e])[0],
+            post_ffn_norm=ld.vector(p + "post_ffw_norm.weight", e) if cfg.post_norms else None,
+        ))
+    return Weights(embd, embd_type, ld.vector("output_norm.weight", e), output, layers)
