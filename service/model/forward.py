@@ -74,6 +74,10 @@ class Forward:
         if not 0 < n <= self.max_tokens:
             raise ValueError(f"batch of {n} tokens (max {self.max_tokens})")
         nq, nkv = c.n_head * c.head_dim, c.n_head_kv * c.head_dim
+        if b.tokens.min() < 0 or b.tokens.max() >= c.n_vocab:
+            raise ValueError(f"token ids must be in [0, {c.n_vocab})")
+        if b.seq.min() < 0 or b.seq.max() >= kv.n_seq:
+            raise ValueError(f"sequence ids must be in [0, {kv.n_seq})")
         segs = _segments(b.seq)
         for s0, s1 in segs:
             seq, p0 = int(b.seq[s0]), int(b.pos[s0])

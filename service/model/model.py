@@ -1,0 +1,95 @@
+"""A loaded model: GGUF file -> config, tokenizer, packed weights, KV cache and forward pass.
+
+Everything is validated before anything big is allocated (config, tokenizer, tensor
+shapes), so a bad file fails with one ModelError/GGUFError naming the file and field.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from service.gguf_reader import read_gguf
+from service.model.config import ModelConfig, ModelError, config_from_metadata
+from service.model.forward import Batch, Forward
+from service.model.kvcache import KVCache
+from service.model.weights import load_weights
+from service.tokenizer import Tokenizer
+
+# llama.cpp's names for general.file_type (llama_ftype), as its model description shows them.
+FTYPE_NAMES = {
+    0: "all F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K - Medium",
+    11: "Q3_K - Small", 12: "Q3_K - Medium", 13: "Q3_K - Large", 14: "Q4_K - Small", 15: "Q4_K - Medium",
+    16: "Q5_K - Small", 17: "Q5_K - Medium", 18: "Q6_K", 25: "IQ4_NL - 4.5 bpw", 30: "IQ4_XS - 4.25 bpw",
+    32: "BF16",
+}
+VOCAB_TYPES = {"spm": 1, "bpe": 2}  # llama_vocab_type numbers, as /v1/models reports them
+
+
+class Model:
+    def __init__(self, path: str | Path, n_ctx: int = 0, n_seq: int = 1, max_batch: int = 512):
+        t0 = time.perf_counter()
+        self.path = Path(path)
+        self.file = read_gguf(self.path)
+        meta = self.file.metadata
+        self.cfg: ModelConfig = config_from_metadata(meta, str(self.path))
+        try:
+            self.tokenizer = Tokenizer.from_metadata(meta)
+        except ValueError as e:
+            raise ModelError(f"{self.path}: tokenizer: {e}") from None
+        if self.tokenizer.n_vocab != self.cfg.n_vocab:
+            raise ModelError(f"{self.path}: tokenizer.ggml.tokens: {self.tokenizer.n_vocab} tokens, "
+                             f"but the model has {self.cfg.n_vocab}")
+        self.weights = load_weights(self.file, self.cfg)
+        self.n_ctx = n_ctx if n_ctx > 0 else self.cfg.n_ctx_train
+        self.n_seq = n_seq
+        self.cache = KVCache(self.cfg, self.n_ctx, n_seq)
+        self.max_batch = max_batch
+        self.forward = Forward(self.cfg, self.weights, self.cache, max_batch)
+        self.load_seconds = time.perf_counter() - t0
+
+    # -- facts the server reports -----------------------------------------------------
+    @property
+    def n_params(self) -> int:
+        return sum(t.n_elements for t in self.file.tensors.values())
+
+    @property
+    def size(self) -> int:
+        return sum(t.nbytes for t in self.file.tensors.values())
+
+    def facts(self) -> dict:
+        meta, tok = self.file.metadata, self.tokenizer
+        ftype = meta.get("general.file_type")
+        return {
+            "arch": self.cfg.arch,
+            "n_params": self.n_params,
+            "size": self.size,
+            "n_ctx_train": self.cfg.n_ctx_train,
+            "n_embd": self.cfg.n_embd,
+            "n_vocab": self.cfg.n_vocab,
+            "vocab_type": VOCAB_TYPES[tok.vocab_type],
+            "ftype": FTYPE_NAMES.get(ftype, f"unknown ({ftype})"),
+            "chat_template": meta.get("tokenizer.chat_template", ""),
+            "bos_token": tok.bos_id,
+            "eos_token": tok.eos_id,
+            "eog_tokens": sorted(tok.eog_ids),
+            "fim": {k: getattr(tok, f"fim_{k}_id", None) for k in ("pre", "suf", "mid", "pad", "rep", "sep")},
+        }
+
+    # -- evaluation ---------------------------------------------------------------------
+    def eval(self, seq: int, tokens: list[int], want_last: bool = True) -> np.ndarray:
+        """Append tokens to a sequence (in chunks of max_batch); logits of the last one."""
+        start = int(self.cache.length[seq])
+        if start + len(tokens) > self.n_ctx:
+            raise ValueError(f"sequence {seq}: {start + len(tokens)} tokens exceed the context of {self.n_ctx}")
+        logits = np.zeros((0, self.cfg.n_vocab), np.float32)
+        for c0 in range(0, len(tokens), self.max_batch):
+            chunk = np.asarray(tokens[c0 : c0 + self.max_batch], np.int32)
+            n = len(chunk)
+            want = np.zeros(n, bool)
+            want[-1] = want_last and c0 + n == len(tokens)
+            pos = np.arange(start + c0, start + c0 + n, dtype=np.int32)
+            logits = self.forward(Batch(chunk, np.full(n, seq, np.int32), pos, want))
+        return logits[-1] if len(logits) else logits
