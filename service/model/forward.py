@@ -12,15 +12,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels.activation import geglu, swiglu
-from kernels.attention import attention, new_scratch
+from kernels.attention import new_scratch
 from kernels.dequant import dequantize
-from kernels.matmul import Activations, matmul
+from kernels.matmul import matmul
 from kernels.norm import rms_norm
-from kernels.rope import rope_apply, rope_cache
+from kernels.rope import rope_cache
 from service.model.config import ModelConfig
 from service.model.kvcache import KVCache
-from service.model.weights import Weights
+from service.model.layer import layer, mat_args
+from service.model.weights import Layer, Weights
 
 
 @dataclass
@@ -47,25 +47,14 @@ class Forward:
         self.att = np.zeros((t, c.n_head, c.head_dim), np.float32)
         self.gu = np.zeros((t, 2 * c.n_ff), np.float32)
         self.ff = np.zeros((t, c.n_ff), np.float32)
-        self.act_e = Activations(t, c.n_embd)
-        self.act_q = Activations(t, nq)
-        self.act_f = Activations(t, c.n_ff)
+        self.act_e = _act(t, c.n_embd)
+        self.act_q = _act(t, nq)
+        self.act_f = _act(t, c.n_ff)
+        self.layer_args = [_layer_args(c, L) for L in w.layers]
         half = c.rope_dims // 2
         self.cos = np.zeros((2, t, half), np.float32)  # [global, sliding-window] tables
         self.sin = np.zeros((2, t, half), np.float32)
         self.scratch = new_scratch(cache.n_ctx, c.head_dim)
-
-    def _mm(self, out: np.ndarray, act: Activations, mats) -> None:
-        """out (T, sum of n) <- act @ [W1; W2; ...].T (fused or separate matrices)."""
-        col = 0
-        for m in mats:
-            if len(mats) == 1:
-                matmul(out, act, m)
-            else:
-                part = np.empty((act.n, m.n), np.float32)
-                matmul(part, act, m)
-                out[:, col : col + m.n] = part
-            col += m.n
 
     def __call__(self, b: Batch) -> np.ndarray:
         """Run the batch, update the cache, return logits (n_wanted, n_vocab) in batch order."""
@@ -91,43 +80,14 @@ class Forward:
         pos = np.ascontiguousarray(b.pos, np.int32)
         for i, (base, scale) in enumerate(((c.rope_base, c.rope_scale), (c.rope_base_swa, c.rope_scale_swa))):
             rope_cache(self.cos[i, :n], self.sin[i, :n], pos, c.rope_dims, base, scale)
-        h, qkv, q, k, att = self.h[:n], self.qkv[:n], self.q[:n], self.k[:n], self.att[:n]
-        for li, L in enumerate(w.layers):
-            swa = c.swa_layers[li]
-            cos, sin = self.cos[int(swa), :n], self.sin[int(swa), :n]
-            # attention block
-            rms_norm(h, x, L.attn_norm, c.norm_eps)
-            self._mm(qkv, self.act_e.set(h), L.wqkv)
-            if L.bqkv is not None:
-                qkv += L.bqkv
-            q.reshape(n, nq)[:] = qkv[:, :nq]
-            k.reshape(n, nkv)[:] = qkv[:, nq : nq + nkv]
-            if L.q_norm is not None:
-                rms_norm(q.reshape(-1, c.head_dim), q.reshape(-1, c.head_dim), L.q_norm, c.norm_eps)
-                rms_norm(k.reshape(-1, c.head_dim), k.reshape(-1, c.head_dim), L.k_norm, c.norm_eps)
-            rope_apply(q, cos, sin, c.rope_dims, c.rope_neox)
-            rope_apply(k, cos, sin, c.rope_dims, c.rope_neox)
-            v = qkv[:, nq + nkv :].reshape(n, c.n_head_kv, c.head_dim)
-            kc, vc = kv.k[li], kv.v[li]
-            for s0, s1 in segs:
-                seq, p0, p1 = int(b.seq[s0]), int(b.pos[s0]), int(b.pos[s1 - 1]) + 1
-                kc[seq, :, p0:p1] = k[s0:s1].transpose(1, 0, 2)
-                vc[seq, :, p0:p1] = v[s0:s1].transpose(1, 0, 2)
-                attention(att[s0:s1], q[s0:s1], kc[seq], vc[seq], pos[s0:s1], p1, c.attn_scale,
-                          c.sliding_window if swa else 0, c.attn_softcap, self.scratch)
-            self._mm(h, self.act_q.set(att.reshape(n, nq)), [L.wo])
-            if L.post_attn_norm is not None:
-                rms_norm(h, h, L.post_attn_norm, c.norm_eps)
-            x += h
-            # feed-forward block
-            rms_norm(h, x, L.ffn_norm, c.norm_eps)
-            gu = self.gu[:n]
-            self._mm(gu, self.act_e.set(h), L.wgate_up)
-            (geglu if c.gelu else swiglu)(self.ff[:n], gu[:, : c.n_ff], gu[:, c.n_ff :])
-            self._mm(h, self.act_f.set(self.ff[:n]), [L.wdown])
-            if L.post_ffn_norm is not None:
-                rms_norm(h, h, L.post_ffn_norm, c.norm_eps)
-            x += h
+        segs_arr = np.array([(int(b.seq[s0]), s0, s1) for s0, s1 in segs], np.int64)
+        bufs = (x, self.h[:n], self.qkv[:n], self.q[:n], self.k[:n], self.att[:n], self.gu[:n], self.ff[:n],
+                self.act_e, self.act_q, self.act_f)
+        for li, args in enumerate(self.layer_args):
+            swa = int(c.swa_layers[li])
+            layer(*bufs, self.cos[swa, :n], self.sin[swa, :n], pos, segs_arr, kv.k[li], kv.v[li], self.scratch,
+                  *args, c.norm_eps, c.rope_dims, c.rope_neox, c.attn_scale, c.sliding_window if swa else 0,
+                  c.attn_softcap, c.gelu)
         for s0, s1 in segs:
             kv.length[int(b.seq[s0])] = int(b.pos[s1 - 1]) + 1
         rows = np.flatnonzero(b.want)
@@ -151,3 +111,20 @@ def _segments(seq: np.ndarray) -> list[tuple[int, int]]:
     if len(set(ids)) != len(ids):
         raise ValueError("the tokens of a sequence must be contiguous in the batch")
     return segs
+
+
+def _act(t: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """int8 activation buffers (xq, dx, sx) for up to t rows of length k."""
+    return np.zeros((t, k), np.int8), np.zeros((t, k // 32), np.float32), np.zeros((t, k // 16), np.float32)
+
+
+def _vec(v: np.ndarray | None) -> np.ndarray:
+    return np.zeros(0, np.float32) if v is None else np.ascontiguousarray(v, np.float32)
+
+
+def _layer_args(c: ModelConfig, L: Layer) -> tuple:
+    """The weight arguments of layer() for one layer, built once."""
+    qkv = [mat_args(m) for m in L.wqkv] + [mat_args(None, c.n_embd)] * (3 - len(L.wqkv))
+    gu = [mat_args(m) for m in L.wgate_up] + [mat_args(None, c.n_embd)] * (2 - len(L.wgate_up))
+    return (_vec(L.attn_norm), tuple(qkv), _vec(L.bqkv), _vec(L.q_norm), _vec(L.k_norm), mat_args(L.wo),
+            _vec(L.post_attn_norm), _vec(L.ffn_norm), tuple(gu), mat_args(L.wdown), _vec(L.post_ffn_norm))
