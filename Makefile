@@ -8,7 +8,7 @@ PORT   ?= 8080
 # Numba compiles each kernel once and caches it next to the sources (__pycache__).
 export NUMBA_SLP_VECTORIZE ?= 1
 
-.PHONY: install models serve test bench clean
+.PHONY: install models serve test bench bench-model clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,13 @@ serve: install models
 test: install models
 	$(PY) -m pytest -q
 
+# Benchmarks print ratios against peers measured in the same run. OpenBLAS's core-type
+# override (set on some machines) slows NumPy-BLAS, the kernels' peer: unset it there only.
 bench: install models
-	$(PY) benchmarks/bench_kernels.py
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_kernels.py
+
+bench-model: install models
+	$(PY) benchmarks/bench_model.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
