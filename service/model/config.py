@@ -69,6 +69,31 @@ def _get(meta: dict[str, Any], path: str, key: str, kind, default=None, lo=None,
     return kind(v)
 
 
+def _check_vocab(meta: dict[str, Any], path: str, vocab_key: str, n_vocab: int) -> None:
+    """The tokenizer's arrays cover the vocabulary and its special token ids fall inside it
+    (a shorter scores array would be read past its end; an id >= n_vocab indexes past the
+    embedding). llama.cpp only warns about a bad special id; we refuse the file."""
+    tokens = meta.get("tokenizer.ggml.tokens")
+    if tokens is not None:
+        if not isinstance(tokens, list):
+            raise ModelError(f"{path}: tokenizer.ggml.tokens: expected an array of strings")
+        if len(tokens) != n_vocab:
+            raise ModelError(f"{path}: {vocab_key}: {n_vocab} disagrees with tokenizer.ggml.tokens "
+                             f"({len(tokens)} tokens)")
+        for key in ("tokenizer.ggml.scores", "tokenizer.ggml.token_type"):
+            arr = meta.get(key)
+            if arr is None:
+                continue
+            if getattr(arr, "ndim", 0) != 1:
+                raise ModelError(f"{path}: {key}: expected a numeric array")
+            if len(arr) < len(tokens):
+                raise ModelError(f"{path}: {key}: {len(arr)} entries for {len(tokens)} tokens")
+    for key, v in meta.items():
+        if key.startswith("tokenizer.ggml.") and key.endswith("_token_id"):
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < n_vocab:
+                raise ModelError(f"{path}: {key}: {v!r} is not a token id of the {n_vocab}-token vocabulary")
+
+
 def config_from_metadata(meta: dict[str, Any], path: str) -> ModelConfig:
     arch = meta.get("general.architecture")
     if arch not in ARCHITECTURES:
@@ -88,6 +113,7 @@ def config_from_metadata(meta: dict[str, Any], path: str) -> ModelConfig:
         raise ModelError(f"{path}: {a}.attention.value_length: {v_dim} != key_length {head_dim} is not supported")
     tokens = meta.get("tokenizer.ggml.tokens")
     n_vocab = _get(meta, path, f"{a}.vocab_size", int, len(tokens) if tokens else None, lo=1, hi=1 << 24)
+    _check_vocab(meta, path, f"{a}.vocab_size", n_vocab)
     n_ctx = _get(meta, path, f"{a}.context_length", int, lo=1, hi=MAX_CTX)
     eps = _get(meta, path, f"{a}.attention.layer_norm_rms_epsilon", float, lo=0.0, hi=1.0)
     rope_dims = _get(meta, path, f"{a}.rope.dimension_count", int, head_dim, lo=2, hi=head_dim)

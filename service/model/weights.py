@@ -12,12 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 from gguf import GGMLQuantizationType as T
 
+from kernels.dequant import supported_types
 from kernels.matmul import PackedMatrix, pack
 from kernels.packing import FLOAT_TYPES
 from service.gguf_reader import GGUFFile
 from service.model.config import ModelConfig, ModelError
 
 _NORM_TYPES = (T.F32,)
+_MATRIX_TYPES = frozenset(supported_types())  # what pack() and the embedding lookup take
 
 
 @dataclass
@@ -45,8 +47,9 @@ class Weights:
 
 
 class _Loader:
-    def __init__(self, f: GGUFFile, cfg: ModelConfig):
+    def __init__(self, f: GGUFFile, cfg: ModelConfig, check_only: bool = False):
         self.f, self.cfg = f, cfg
+        self.check_only = check_only  # validate names, shapes and types; pack nothing
 
     def fail(self, name: str, problem: str) -> ModelError:
         return ModelError(f"{self.f.path}: {name}: {problem}")
@@ -69,6 +72,8 @@ class _Loader:
 
     def raw(self, name: str, k: int, n: int) -> tuple[np.ndarray, T]:
         t = self.info(name, (k, n))
+        if t.qtype not in _MATRIX_TYPES:
+            raise self.fail(name, f"type {t.qtype.name} is not supported for a matrix")
         if t.qtype not in FLOAT_TYPES and k % 32:
             raise self.fail(name, f"row length {k} is not a multiple of 32")
         return self.f.data(name).reshape(n, -1), t.qtype
@@ -76,6 +81,8 @@ class _Loader:
     def matrices(self, names: list[str], k: int, ns: list[int]) -> list[PackedMatrix]:
         """Pack one fused matrix when all types agree, else one per name."""
         raws = [self.raw(nm, k, n) for nm, n in zip(names, ns)]
+        if self.check_only:
+            return [None] * len(names)  # type: ignore[list-item]
         types = {qt for _, qt in raws}
         try:
             if len(types) == 1:
@@ -88,7 +95,14 @@ class _Loader:
 
 
 def load_weights(f: GGUFFile, cfg: ModelConfig) -> Weights:
-    ld = _Loader(f, cfg)
+    """Check every tensor the config needs (presence, shape, type) before packing any, so a
+    broken file fails with one error before seconds of packing; then pack."""
+    _build(_Loader(f, cfg, check_only=True))
+    return _build(_Loader(f, cfg))
+
+
+def _build(ld: _Loader) -> Weights:
+    f, cfg = ld.f, ld.cfg
     e, hd = cfg.n_embd, cfg.head_dim
     nq, nkv = cfg.n_head * hd, cfg.n_head_kv * hd
     embd, embd_type = ld.raw("token_embd.weight", e, cfg.n_vocab)
