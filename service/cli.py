@@ -1,7 +1,8 @@
 """`llama-server` command line.
 
-The server itself lands with the HTTP issue; today the command parses llama-server's
-model flag, prints --help and --version, and checks that the model file exists.
+The HTTP server lands with its own issue; today the command parses llama-server's model,
+context and address flags, loads and validates the model (a broken file exits 1 with one
+message naming the file and the field), prints the model's facts and exits.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="model path (GGUF) (env: LLAMA_ARG_MODEL)",
     )
     p.add_argument(
+        "-c", "--ctx-size", type=int, default=int(os.environ.get("LLAMA_ARG_CTX_SIZE", "4096")),
+        help="size of the prompt context (default: 4096, 0 = loaded from model) (env: LLAMA_ARG_CTX_SIZE)",
+    )
+    p.add_argument(
         "--host", default=os.environ.get("LLAMA_ARG_HOST", "127.0.0.1"),
         help="ip address to listen on (default: 127.0.0.1) (env: LLAMA_ARG_HOST)",
     )
@@ -42,10 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.isfile(args.model):
         print(f"llama-server: error: model file not found: {args.model}", file=sys.stderr)
         return 1
-    print(
-        f"llamajit {__version__}: model {args.model} found; the HTTP server is not built yet "
-        f"(would listen on {args.host}:{args.port})."
-    )
+    from service.model.model import Model  # imported late: --help must not compile kernels
+
+    try:
+        model = Model(args.model, n_ctx=max(args.ctx_size, 0), n_seq=1, max_batch=64)
+    except ValueError as e:  # GGUFError and ModelError name the file and the field
+        print(f"llama-server: error: {e}", file=sys.stderr)
+        return 1
+    facts = model.facts()
+    facts.pop("chat_template")
+    print(f"llamajit {__version__}: loaded {args.model} in {model.load_seconds:.2f} s: {facts}")
+    print(f"the HTTP server is not built yet (it would listen on {args.host}:{args.port})")
     return 0
 
 

@@ -30,12 +30,23 @@ def test_missing_model():
     assert out.returncode == 1 and "/nonexistent.gguf" in out.stderr
 
 
-def test_model_from_env():
+def test_model_from_env_loads_and_reports_facts():
     import os
 
-    env = dict(os.environ, LLAMA_ARG_MODEL=str(ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    env = dict(os.environ, LLAMA_ARG_MODEL=str(ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"),
+               LLAMA_ARG_CTX_SIZE="256")
     out = run(env=env)
     assert out.returncode == 0, out.stderr
+    assert "'n_vocab': 49152" in out.stdout and "'ftype': 'Q4_1'" in out.stdout
+
+
+def test_broken_model_exits_1_naming_file_and_field(tmp_path):
+    good = (ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf").read_bytes()
+    bad = tmp_path / "truncated.gguf"
+    bad.write_bytes(good[: len(good) // 2])
+    out = run("-m", str(bad))
+    assert out.returncode == 1
+    assert str(bad) in out.stderr and "runs past the end of the file" in out.stderr
 
 
 def test_fetch_models_is_idempotent_and_verifies():
