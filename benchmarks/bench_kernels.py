@@ -6,7 +6,9 @@ Measured in one run, on the same machine:
   decode (1 token) GB/s of weight bytes with the matrix in cache, and streaming a
   model-sized set (>= 256 MB) of distinct copies from memory;
   prefill (512 tokens) GOP/s, against NumPy-BLAS float32 GEMM on the dequantized matrix.
-Prints a table and the ratios (streaming GB/s / bandwidth, prefill / BLAS).
+Prints a table and the ratios (streaming GB/s / bandwidth, prefill / BLAS). Decode matvecs
+run back to back from one jitted loop, as the engine's jitted layers call them (Python's
+dispatch is not counted; the activations are quantized once, outside).
 GB/s counts the tensor's bytes in the GGUF file (what a decode step must read), and in
 brackets the bytes of our packed layout (what the kernel actually reads).
 Usage: python benchmarks/bench_kernels.py [--types Q4_0,Q8_0] [--quick]
@@ -15,7 +17,6 @@ Usage: python benchmarks/bench_kernels.py [--types Q4_0,Q8_0] [--quick]
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -29,6 +30,7 @@ from gguf.quants import dequantize  # noqa: E402
 
 from kernels import _jit  # noqa: E402
 from kernels.matmul import Activations, matmul, pack  # noqa: E402
+from kernels.qmatmul import fmatmul, qmatmul  # noqa: E402
 from tests.quant_blocks import random_matrix  # noqa: E402
 
 SHAPES = [(576, 1536), (1536, 576), (640, 2048), (49152, 576), (262144, 640)]
@@ -41,17 +43,31 @@ STREAM_BYTES = 256 << 20
 
 @_jit.parallel_kernel
 def _sum(a):
-    """Sum of a float32 array, split over threads (the bandwidth probe)."""
+    """Sum of a uint32 array, split over threads (the bandwidth probe)."""
     n_chunks = 64
     per = a.shape[0] // n_chunks
-    parts = np.zeros(n_chunks, np.float32)
+    parts = np.zeros(n_chunks, np.uint32)
     for c in numba.prange(n_chunks):
         b = a[c * per : (c + 1) * per]  # a slice and a range index: no negative-index fix-up
-        s = np.float32(0.0)
+        s = np.uint32(0)
         for i in range(b.shape[0]):
             s += b[i]
         parts[c] = s
     return parts.sum()
+
+
+@_jit.kernel
+def _stream(y, xq, dx, sx, x, qs, d, m, w, n, k, nibble, bs, is_float, sym, copies, reps):
+    """reps matvecs from one jitted loop (as the engine calls them), cycling over `copies`
+    equal-sized matrices laid end to end in qs/d/m/w."""
+    nq, nd, nw = qs.shape[0] // copies, d.shape[0] // copies, w.shape[0] // copies
+    for r in range(reps):
+        c = r % copies
+        if is_float:
+            fmatmul(y, x, w[c * nw : (c + 1) * nw], n, k)
+        else:
+            mc = m[c * nd : (c + 1) * nd] if m.shape[0] else m
+            qmatmul(y, xq, dx, sx, qs[c * nq : (c + 1) * nq], d[c * nd : (c + 1) * nd], mc, n, k, nibble, bs, sym)
 
 
 def best_time(fn, min_reps: int = 3, budget: float = 0.3) -> float:
@@ -70,9 +86,15 @@ def best_time(fn, min_reps: int = 3, budget: float = 0.3) -> float:
     return best
 
 
-def bandwidth() -> float:
-    a = np.ones(128 << 20, np.float32)  # 512 MB
-    return a.nbytes / best_time(lambda: _sum(a), 3, 1.0) / 1e9
+def bandwidth(arrays=None) -> float:
+    """GB/s of a threaded sum over `arrays` (default: 512 MB of fresh memory).
+
+    This VM's bandwidth drifts between about 36 and 65 GB/s from one allocation to the
+    next, so each row also measures it over the very pages its streaming matvec reads."""
+    arrays = arrays or [np.ones(128 << 20, np.uint32)]
+    views = [a.view(np.uint8)[: a.nbytes // 256 * 256].view(np.uint32) for a in arrays if a.nbytes >= 256]
+    nbytes = sum(v.nbytes for v in views)
+    return nbytes / best_time(lambda: [_sum(v) for v in views], 3, 0.5) / 1e9
 
 
 def blas_gflops(w: np.ndarray, x: np.ndarray) -> float:
@@ -86,9 +108,8 @@ def run(types, shapes, quick: bool) -> None:
     rng = np.random.default_rng(0)
     print(f"machine: {os.cpu_count()} cpus, numba threads {numba.get_num_threads()}, "
           f"VNNI kernels: {_jit.has_vnni512()}, numpy {np.__version__}")
-    bw = bandwidth()
-    print(f"memory bandwidth (prange sum, 512 MB): {bw:.1f} GB/s\n")
-    hdr = (f"{'type':7} {'n x k':>13} {'decode cache GB/s':>20} {'decode stream GB/s':>20} "
+    print(f"memory bandwidth (prange sum, 512 MB of fresh memory): {bandwidth():.1f} GB/s\n")
+    hdr = (f"{'type':7} {'n x k':>13} {'decode cache GB/s':>20} {'decode stream GB/s':>20} {'BW GB/s':>8} "
            f"{'stream/BW':>9} {'prefill GOP/s':>13} {'BLAS f32 GFLOP/s':>16} {'ratio':>6}")
     print(hdr)
     print("-" * len(hdr))
@@ -100,21 +121,20 @@ def run(types, shapes, quick: bool) -> None:
             w = pack(data, qt, n, k)
             x1 = rng.standard_normal((1, k)).astype(np.float32)
             y1 = np.zeros((1, n), np.float32)
-            act1 = Activations(1, k)
-            dec = lambda: matmul(y1, act1.set(x1), w)  # noqa: E731
-            t_cache = best_time(dec, 5, 0.2)
-            # Streaming: enough distinct copies to far exceed the caches, read round-robin.
-            copies = [dataclasses.replace(w, qs=w.qs.copy(), d=w.d.copy(), m=w.m.copy(), w=w.w.copy())
-                      for _ in range(max(2, STREAM_BYTES // w.nbytes))]
-            it = iter(range(1 << 62))
-
-            def stream():
-                matmul(y1, act1.set(x1), copies[next(it) % len(copies)])
-
-            t_stream = best_time(stream, len(copies), 0.3)
-            del copies
+            act1 = Activations(1, k).set(x1)
+            # Distinct copies, laid end to end, enough to far exceed the caches (streaming),
+            # or a single one read again and again (in cache).
+            n_copies = max(2, STREAM_BYTES // w.nbytes)
+            many = [np.tile(a, n_copies) for a in (w.qs, w.d, w.m, w.w)]
+            args = (y1, act1.xq[:1], act1.dx[:1], act1.sx[:1], x1)
+            mat = (w.n, w.k, w.nibble, max(w.bs, 16), w.is_float, w.sym)
+            reps = max(8, int(2e8 // w.nbytes))
+            t_cache = best_time(lambda: _stream(*args, w.qs, w.d, w.m, w.w, *mat, 1, reps), 2, 0.2) / reps
+            t_stream = best_time(lambda: _stream(*args, *many, *mat, n_copies, reps), 2, 0.3) / reps
+            bw = bandwidth(many)
+            del many
             row = (f"{qt.name:7} {n:>6}x{k:<6} {w.src_nbytes / t_cache / 1e9:7.1f} [{w.nbytes / t_cache / 1e9:6.1f}] "
-                   f"     {w.src_nbytes / t_stream / 1e9:7.1f} [{w.nbytes / t_stream / 1e9:6.1f}]      "
+                   f"     {w.src_nbytes / t_stream / 1e9:7.1f} [{w.nbytes / t_stream / 1e9:6.1f}] {bw:8.1f}      "
                    f"{w.src_nbytes / t_stream / 1e9 / bw:5.2f}")
             if n * k <= 2048 * 2048 and not quick:
                 xp = rng.standard_normal((PREFILL_TOKENS, k)).astype(np.float32)
@@ -126,6 +146,8 @@ def run(types, shapes, quick: bool) -> None:
                 row += f" {gops:13.0f} {blas:16.0f} {gops / blas:6.2f}"
             print(row + ("  *" if qt in TARGETS else ""), flush=True)
     print("\n* target types: streaming decode >= 0.8x bandwidth, prefill >= 2x BLAS float32")
+    print("GB/s count the tensor's GGUF bytes; [brackets]: the bytes of the packed layout actually read.")
+    print("BW: a threaded sum over the same pages the streaming matvec read; stream/BW uses GGUF bytes.")
 
 
 def main() -> None:

@@ -40,6 +40,7 @@ class PackedMatrix:
     k: int
     nibble: bool  # codes nibble-packed (<= 4 bits)
     bs: int  # weights per scale: 32 or 16 (0 for float types)
+    sym: float  # symmetric types: offset = sym * scale, and m is not stored (0: m is stored)
     qs: np.ndarray  # uint8, flat (see module doc); empty for float types
     d: np.ndarray  # float16 bits, uint16 (G * k // bs * 16,)
     m: np.ndarray  # same shape as d
@@ -80,7 +81,7 @@ def pack(data: np.ndarray, qtype, n: int, k: int) -> PackedMatrix:
         w = np.zeros((g * ROWS, k), vals.dtype)
         w[:n] = vals
         w = np.ascontiguousarray(w.reshape(g, ROWS, k).transpose(0, 2, 1)).reshape(-1)
-        return PackedMatrix(qtype, n, k, False, 0, _EMPTY_U8, _EMPTY_F16, _EMPTY_F16, w, src.nbytes)
+        return PackedMatrix(qtype, n, k, False, 0, 0.0, _EMPTY_U8, _EMPTY_F16, _EMPTY_F16, w, src.nbytes)
     a = to_affine(src.view(np.uint8).reshape(n, row_bytes), qtype)
     nibble = a.bits <= 4
     q = np.zeros((g * ROWS, k), np.uint8)
@@ -91,8 +92,9 @@ def pack(data: np.ndarray, qtype, n: int, k: int) -> PackedMatrix:
     # (g, r, b, c*4+t) -> (g, b, c, r, t)
     chunks = q.shape[-1] // 4
     qs = q.reshape(g, ROWS, k // 32, chunks, 4).transpose(0, 2, 3, 1, 4)
-    d, m = _scales(a.scale, n, g), _scales(a.offset, n, g)
-    return PackedMatrix(qtype, n, k, nibble, a.bs, np.ascontiguousarray(qs).reshape(-1), d, m,
+    d = _scales(a.scale, n, g)
+    m = _EMPTY_F16 if a.sym else _scales(a.offset, n, g)
+    return PackedMatrix(qtype, n, k, nibble, a.bs, a.sym, np.ascontiguousarray(qs).reshape(-1), d, m,
                         np.zeros(0, np.float32), src.nbytes)
 
 

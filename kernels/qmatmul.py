@@ -67,8 +67,10 @@ def _weights(qs, base, nibble):
 
 
 @inline_kernel
-def _block(acc, w, xq, xo, dxv, sx, so, d0, m0, d1, m1, bs16):
-    """acc + one 32-weight block of 16 rows against the token whose codes start at xq[xo]."""
+def _block(acc, w, xq, xo, dxv, sx, so, d0, m0, d1, m1, msc, bs16):
+    """acc + one 32-weight block of 16 rows against the token whose codes start at xq[xo].
+
+    The offset term is m * sx * msc (msc = sym for symmetric types, whose m is d)."""
     s0 = dpbusd(zeros_i32(), w[0], bcast_i32(xq, xo))
     s0 = dpbusd(s0, w[1], bcast_i32(xq, xo + 4))
     s0 = dpbusd(s0, w[2], bcast_i32(xq, xo + 8))
@@ -78,23 +80,27 @@ def _block(acc, w, xq, xo, dxv, sx, so, d0, m0, d1, m1, bs16):
         s1 = dpbusd(s1, w[5], bcast_i32(xq, xo + 20))
         s1 = dpbusd(s1, w[6], bcast_i32(xq, xo + 24))
         s1 = dpbusd(s1, w[7], bcast_i32(xq, xo + 28))
-        acc = scale_add(acc, s0, d0, dxv, m0, sx[so])
-        return scale_add(acc, s1, d1, dxv, m1, sx[so + 1])
+        acc = scale_add(acc, s0, d0, dxv, m0, sx[so] * msc)
+        return scale_add(acc, s1, d1, dxv, m1, sx[so + 1] * msc)
     s0 = dpbusd(s0, w[4], bcast_i32(xq, xo + 16))
     s0 = dpbusd(s0, w[5], bcast_i32(xq, xo + 20))
     s0 = dpbusd(s0, w[6], bcast_i32(xq, xo + 24))
     s0 = dpbusd(s0, w[7], bcast_i32(xq, xo + 28))
-    return scale_add(acc, s0, d0, dxv, m0, sx[so] + sx[so + 1])
+    return scale_add(acc, s0, d0, dxv, m0, (sx[so] + sx[so + 1]) * msc)
 
 
 @parallel_kernel
-def qmatmul(y, xq, dx, sx, qs, d, m, n, k, nibble, bs):
-    """y (T, n) <- activations (xq (T, k), dx, sx from quantize_activations) @ packed W.T."""
+def qmatmul(y, xq, dx, sx, qs, d, m, n, k, nibble, bs, sym):
+    """y (T, n) <- activations (xq (T, k), dx, sx from quantize_activations) @ packed W.T.
+
+    sym != 0: a symmetric type, m = sym * d is not stored; m * sx is computed as d * (sym * sx).
+    """
     n_tok = y.shape[0]
     nb = k // 32
     nbs = k // bs  # scales per row
     bs16 = bs == 16
     bb = 256 if nibble else 512  # bytes per (row group, block)
+    msc = np.float32(sym) if sym != 0 else np.float32(1.0)
     for g in prange((n + 15) // 16):
         cnt = min(16, n - 16 * g)
         t0 = 0
@@ -105,13 +111,18 @@ def qmatmul(y, xq, dx, sx, qs, d, m, n, k, nibble, bs):
                 w = _weights(qs, (g * nb + b) * bb, nibble)
                 so = 2 * b  # index of the block's first 16-weight half in sx
                 si = (g * nbs + (2 * b if bs16 else b)) * 16
-                d0, m0 = load_f32x16(d, si), load_f32x16(m, si)
-                d1, m1 = (load_f32x16(d, si + 16), load_f32x16(m, si + 16)) if bs16 else (d0, m0)
-                a0 = _block(a0, w, xq[t0], 32 * b, dx[t0, b], sx[t0], so, d0, m0, d1, m1, bs16)
+                d0 = load_f32x16(d, si)
+                d1 = load_f32x16(d, si + 16) if bs16 else d0
+                if sym != 0:
+                    m0, m1 = d0, d1
+                else:
+                    m0 = load_f32x16(m, si)
+                    m1 = load_f32x16(m, si + 16) if bs16 else m0
+                a0 = _block(a0, w, xq[t0], 32 * b, dx[t0, b], sx[t0], so, d0, m0, d1, m1, msc, bs16)
                 if four:
-                    a1 = _block(a1, w, xq[t0 + 1], 32 * b, dx[t0 + 1, b], sx[t0 + 1], so, d0, m0, d1, m1, bs16)
-                    a2 = _block(a2, w, xq[t0 + 2], 32 * b, dx[t0 + 2, b], sx[t0 + 2], so, d0, m0, d1, m1, bs16)
-                    a3 = _block(a3, w, xq[t0 + 3], 32 * b, dx[t0 + 3, b], sx[t0 + 3], so, d0, m0, d1, m1, bs16)
+                    a1 = _block(a1, w, xq[t0 + 1], 32 * b, dx[t0 + 1, b], sx[t0 + 1], so, d0, m0, d1, m1, msc, bs16)
+                    a2 = _block(a2, w, xq[t0 + 2], 32 * b, dx[t0 + 2, b], sx[t0 + 2], so, d0, m0, d1, m1, msc, bs16)
+                    a3 = _block(a3, w, xq[t0 + 3], 32 * b, dx[t0 + 3, b], sx[t0 + 3], so, d0, m0, d1, m1, msc, bs16)
             store_f32x16(y[t0], 16 * g, a0, cnt)
             if four:
                 store_f32x16(y[t0 + 1], 16 * g, a1, cnt)

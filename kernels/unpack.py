@@ -24,6 +24,7 @@ class Affine(NamedTuple):
     offset: np.ndarray  # float32 (n_rows, k // bs)
     bs: int  # weights per scale: 32, or 16 for Q2_K/Q3_K/Q6_K
     bits: int  # codes fit this many bits (4 -> nibble-packed layout, else bytes)
+    sym: float  # c when offset == c * scale for every sub-block (symmetric types), else 0
 
 
 def _f16(b: np.ndarray) -> np.ndarray:
@@ -67,20 +68,20 @@ def to_affine(data: np.ndarray, qtype: T) -> Affine:
             bits = ((qh >> np.arange(32, dtype=np.uint32)) & 1).astype(np.uint8)
             q = _nibbles32(b[:, p + 4 :]) | (bits << 4)
             off = m if has_min else -16 * d
-            bits_out = 5
+            bits_out, sym = 5, 0.0 if has_min else -16.0
         else:
             q = _nibbles32(b[:, p:])
             off = m if has_min else -8 * d
-            bits_out = 4
-        return _rows(q, d, off, n, 32, bits_out)
+            bits_out, sym = 4, 0.0 if has_min else -8.0
+        return _rows(q, d, off, n, 32, bits_out, sym)
     if qtype == T.Q8_0:
         d = _f16(b[:, 0:2])
         q = (b[:, 2:].view(np.int8).astype(np.int16) + 128).astype(np.uint8)
-        return _rows(q, d, -128 * d, n, 32, 8)
+        return _rows(q, d, -128 * d, n, 32, 8, -128.0)
     if qtype == T.IQ4_NL:
         d = _f16(b[:, 0:2])
         q = (IQ4_VALUES[_nibbles32(b[:, 2:])] + 128).astype(np.uint8)
-        return _rows(q, d, -128 * d, n, 32, 8)
+        return _rows(q, d, -128 * d, n, 32, 8, -128.0)
     if qtype == T.IQ4_XS:
         d = _f16(b[:, 0:2])
         sh = np.ascontiguousarray(b[:, 2:4]).view(np.uint16).astype(np.int32)
@@ -89,7 +90,7 @@ def to_affine(data: np.ndarray, qtype: T) -> Affine:
         ls = ((sl[:, ib // 2] >> (4 * (ib % 2))) & 0x0F) | (((sh >> (2 * ib)) & 3) << 4)
         dl = d * (ls - 32).astype(np.float32)  # (nb, 8)
         q = (IQ4_VALUES[_nibbles32(b[:, 8:].reshape(nb * 8, 16))] + 128).astype(np.uint8)
-        return _rows(q.reshape(nb, 256), dl, -128 * dl, n, 32, 8)
+        return _rows(q.reshape(nb, 256), dl, -128 * dl, n, 32, 8, -128.0)
     if qtype in (T.Q4_K, T.Q5_K):
         d, dmin = _f16(b[:, 0:2]), _f16(b[:, 2:4])
         sc, mn = _k4_scale_min(b[:, 4:16])
@@ -111,7 +112,7 @@ def to_affine(data: np.ndarray, qtype: T) -> Affine:
         hi = np.concatenate([(qh >> s) & 3 for s in (0, 2, 4, 6)], axis=-1)
         q = (lo | (hi << 4)).reshape(nb, 256)
         dl = d * sc  # (nb, 16)
-        return _rows(q, dl, -32 * dl, n, 16, 6)
+        return _rows(q, dl, -32 * dl, n, 16, 6, -32.0)
     if qtype == T.Q3_K:
         hmask, qs, s = b[:, 0:32], b[:, 32:96], b[:, 96:108]
         d = _f16(b[:, 108:110])
@@ -122,7 +123,7 @@ def to_affine(data: np.ndarray, qtype: T) -> Affine:
         hi = (hmask[:, None, :] >> np.arange(8, dtype=np.uint8)[None, :, None]) & 1
         q = lo.reshape(nb, 256) | (hi.reshape(nb, 256) << 2)  # 0..7 stands for -4..3
         dl = d * sc
-        return _rows(q, dl, -4 * dl, n, 16, 3)
+        return _rows(q, dl, -4 * dl, n, 16, 3, -4.0)
     if qtype == T.Q2_K:
         s, qs = b[:, 0:16], b[:, 16:80]
         d, dmin = _f16(b[:, 80:82]), _f16(b[:, 82:84])
@@ -131,7 +132,7 @@ def to_affine(data: np.ndarray, qtype: T) -> Affine:
     raise ValueError(f"no integer form for GGML type {qtype.name}")
 
 
-def _rows(q, scale, offset, n_rows, bs, bits) -> Affine:
+def _rows(q, scale, offset, n_rows, bs, bits, sym=0.0) -> Affine:
     """Blocks back to rows: q (nb, block) -> (n_rows, k); scales (nb, per block) -> (n_rows, k // bs)."""
     q = q.astype(np.uint8).reshape(n_rows, -1)
     k = q.shape[1]
@@ -142,4 +143,5 @@ def _rows(q, scale, offset, n_rows, bs, bits) -> Affine:
         np.ascontiguousarray(np.broadcast_to(offset, scale.shape), np.float32).reshape(n_rows, k // bs),
         bs,
         bits,
+        sym,
     )
