@@ -47,5 +47,5 @@ def matmul(out: np.ndarray, x: np.ndarray | Activations, w: PackedMatrix) -> np.
     if w.is_float:
         fmatmul(out, act.x, w.w, w.n, w.k)
     else:
-        qmatmul(out, act.xq[:t], act.dx[:t], act.sx[:t], w.qs, w.d, w.m, w.n, w.k, w.nibble, w.bs, w.sym)
+        qmatmul(out, act.xq[:t], act.dx[:t], act.sx[:t], w.qs, w.d, w.m, w.n, w.k, w.width, w.bs, w.sym)
     return out

@@ -6,9 +6,13 @@ no horizontal sums, one vector of outputs per row group.
 
 Integer layout (every quantized type, through `kernels.unpack`):
   qs  uint8 (G, k // 32, 4 | 8, 16, 4)  per row group g and 32-weight block b: chunk c,
-      row r, byte t holds weight k = 32 b + 4 c + t of row 16 g + r. Codes of at most 4
-      bits are nibble-packed (4 chunks; the high nibble holds weight k + 16), others use
-      one byte each (8 chunks).
+      row r, byte t holds weight k = 32 b + 4 c + t of row 16 g + r. Codes of 8 bits use
+      one byte each (8 chunks, `width` 8). Narrower codes are nibble-packed (4 chunks; the
+      high nibble holds weight k + 16), and codes of 5 or 6 bits keep their high bits in a
+      plane of 64 or 128 bytes after the nibbles (`width` 5, 6): with one bit, byte
+      (r, t) of the plane has bit c for chunk c's low nibble and bit 4 + c for its high
+      nibble; with two bits, plane 0 holds bits 2c..2c+1 for the low nibbles and plane 1
+      for the high ones. So every type reads no more code bits than its GGUF form.
   d, m float16 bits as uint16 (G, k // bs, 16)  scale and offset per row and bs-weight sub-block
       (bs = 32, or 16 for Q2_K/Q3_K/Q6_K): w = d * q + m. Half precision halves the
       scale traffic; it rounds K-quant sub-scales (d * sc) by at most 2^-11 relative.
@@ -38,7 +42,7 @@ class PackedMatrix:
     qtype: T
     n: int
     k: int
-    nibble: bool  # codes nibble-packed (<= 4 bits)
+    width: int  # code layout: 4 nibbles, 5/6 nibbles + high-bit plane, 8 bytes (0: float)
     bs: int  # weights per scale: 32 or 16 (0 for float types)
     sym: float  # symmetric types: offset = sym * scale, and m is not stored (0: m is stored)
     qs: np.ndarray  # uint8, flat (see module doc); empty for float types
@@ -81,20 +85,32 @@ def pack(data: np.ndarray, qtype, n: int, k: int) -> PackedMatrix:
         w = np.zeros((g * ROWS, k), vals.dtype)
         w[:n] = vals
         w = np.ascontiguousarray(w.reshape(g, ROWS, k).transpose(0, 2, 1)).reshape(-1)
-        return PackedMatrix(qtype, n, k, False, 0, 0.0, _EMPTY_U8, _EMPTY_F16, _EMPTY_F16, w, src.nbytes)
+        return PackedMatrix(qtype, n, k, 0, 0, 0.0, _EMPTY_U8, _EMPTY_F16, _EMPTY_F16, w, src.nbytes)
     a = to_affine(src.view(np.uint8).reshape(n, row_bytes), qtype)
-    nibble = a.bits <= 4
+    width = 4 if a.bits <= 4 else a.bits if a.bits <= 6 else 8
     q = np.zeros((g * ROWS, k), np.uint8)
     q[:n] = a.q
     q = q.reshape(g, ROWS, k // 32, 32)
-    if nibble:  # low nibble: weights 0-15 of the block; high nibble: 16-31
-        q = q[..., :16] | (q[..., 16:] << 4)
-    # (g, r, b, c*4+t) -> (g, b, c, r, t)
-    chunks = q.shape[-1] // 4
-    qs = q.reshape(g, ROWS, k // 32, chunks, 4).transpose(0, 2, 3, 1, 4)
+    if width == 8:  # (g, r, b, c*4+t) -> (g, b, c, r, t)
+        qs = q.reshape(g, ROWS, k // 32, 8, 4).transpose(0, 2, 3, 1, 4).reshape(g, k // 32, 512)
+    else:
+        lo, hi = q[..., :16] & 15, q[..., 16:] & 15  # weights 0-15 and 16-31 of each block
+        nib = (lo | (hi << 4)).reshape(g, ROWS, k // 32, 4, 4).transpose(0, 2, 3, 1, 4).reshape(g, k // 32, 256)
+        parts = [nib]
+        # (g, b, r, t, c): the high bits of weight 4c + t (low half) and 16 + 4c + t (high half)
+        hl = (q[..., :16] >> 4).reshape(g, ROWS, k // 32, 4, 4).transpose(0, 2, 1, 4, 3).astype(np.uint16)
+        hh = (q[..., 16:] >> 4).reshape(g, ROWS, k // 32, 4, 4).transpose(0, 2, 1, 4, 3).astype(np.uint16)
+        if width == 5:
+            plane = sum(hl[..., c] << c for c in range(4)) + sum(hh[..., c] << (4 + c) for c in range(4))
+            parts.append(plane.astype(np.uint8).reshape(g, k // 32, 64))
+        elif width == 6:
+            for half in (hl, hh):
+                plane = sum(half[..., c] << (2 * c) for c in range(4))
+                parts.append(plane.astype(np.uint8).reshape(g, k // 32, 64))
+        qs = np.concatenate(parts, axis=-1)
     d = _scales(a.scale, n, g)
     m = _EMPTY_F16 if a.sym else _scales(a.offset, n, g)
-    return PackedMatrix(qtype, n, k, nibble, a.bs, a.sym, np.ascontiguousarray(qs).reshape(-1), d, m,
+    return PackedMatrix(qtype, n, k, width, a.bs, a.sym, np.ascontiguousarray(qs).reshape(-1), d, m,
                         np.zeros(0, np.float32), src.nbytes)
 
 

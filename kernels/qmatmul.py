@@ -16,7 +16,7 @@ from numba import prange
 from kernels._jit import inline_kernel, kernel, parallel_kernel
 from kernels.simd import (
     dpbusd, fma_bcast, high_nibbles, load_f32x16, load_u8x64, low_nibbles, bcast_i32,
-    scale_add, store_f32x16, zeros_f32, zeros_i32,
+    scale_add, store_f32x16, with_high_bits, zeros_f32, zeros_i32,
 )
 
 TILE = 4  # tokens per weight unpack
@@ -56,14 +56,28 @@ def quantize_activations_parallel(xq, dx, sx, x):
 
 
 @inline_kernel
-def _weights(qs, base, nibble):
-    """Eight 64-byte chunks of unsigned codes for one (row group, 32-weight block)."""
-    if nibble:
-        v0, v1, v2, v3 = load_u8x64(qs, base), load_u8x64(qs, base + 64), load_u8x64(qs, base + 128), load_u8x64(qs, base + 192)
-        return (low_nibbles(v0), low_nibbles(v1), low_nibbles(v2), low_nibbles(v3),
-                high_nibbles(v0), high_nibbles(v1), high_nibbles(v2), high_nibbles(v3))
-    return (load_u8x64(qs, base), load_u8x64(qs, base + 64), load_u8x64(qs, base + 128), load_u8x64(qs, base + 192),
-            load_u8x64(qs, base + 256), load_u8x64(qs, base + 320), load_u8x64(qs, base + 384), load_u8x64(qs, base + 448))
+def _weights(qs, base, width):
+    """Eight 64-byte chunks of unsigned codes for one (row group, 32-weight block).
+
+    width 8: one byte per code; 4: nibbles; 5 or 6: nibbles plus a plane of the high
+    1 or 2 bits at base + 256 (see kernels.packing)."""
+    if width == 8:
+        return (load_u8x64(qs, base), load_u8x64(qs, base + 64), load_u8x64(qs, base + 128), load_u8x64(qs, base + 192),
+                load_u8x64(qs, base + 256), load_u8x64(qs, base + 320), load_u8x64(qs, base + 384), load_u8x64(qs, base + 448))
+    v0, v1, v2, v3 = load_u8x64(qs, base), load_u8x64(qs, base + 64), load_u8x64(qs, base + 128), load_u8x64(qs, base + 192)
+    w = (low_nibbles(v0), low_nibbles(v1), low_nibbles(v2), low_nibbles(v3),
+         high_nibbles(v0), high_nibbles(v1), high_nibbles(v2), high_nibbles(v3))
+    if width == 5:  # bit c: low nibble of chunk c; bit 4 + c: its high nibble
+        h = load_u8x64(qs, base + 256)
+        w = (with_high_bits(w[0], h, 0, 1), with_high_bits(w[1], h, 1, 1), with_high_bits(w[2], h, 2, 1),
+             with_high_bits(w[3], h, 3, 1), with_high_bits(w[4], h, 4, 1), with_high_bits(w[5], h, 5, 1),
+             with_high_bits(w[6], h, 6, 1), with_high_bits(w[7], h, 7, 1))
+    elif width == 6:  # plane 0 for low nibbles, plane 1 for high ones; bits 2c, 2c+1 for chunk c
+        h0, h1 = load_u8x64(qs, base + 256), load_u8x64(qs, base + 320)
+        w = (with_high_bits(w[0], h0, 0, 3), with_high_bits(w[1], h0, 2, 3), with_high_bits(w[2], h0, 4, 3),
+             with_high_bits(w[3], h0, 6, 3), with_high_bits(w[4], h1, 0, 3), with_high_bits(w[5], h1, 2, 3),
+             with_high_bits(w[6], h1, 4, 3), with_high_bits(w[7], h1, 6, 3))
+    return w
 
 
 @inline_kernel
@@ -90,7 +104,7 @@ def _block(acc, w, xq, xo, dxv, sx, so, d0, m0, d1, m1, msc, bs16):
 
 
 @parallel_kernel
-def qmatmul(y, xq, dx, sx, qs, d, m, n, k, nibble, bs, sym):
+def qmatmul(y, xq, dx, sx, qs, d, m, n, k, width, bs, sym):
     """y (T, n) <- activations (xq (T, k), dx, sx from quantize_activations) @ packed W.T.
 
     sym != 0: a symmetric type, m = sym * d is not stored; m * sx is computed as d * (sym * sx).
@@ -99,7 +113,7 @@ def qmatmul(y, xq, dx, sx, qs, d, m, n, k, nibble, bs, sym):
     nb = k // 32
     nbs = k // bs  # scales per row
     bs16 = bs == 16
-    bb = 256 if nibble else 512  # bytes per (row group, block)
+    bb = 512 if width == 8 else 256 + 64 * (width - 4)  # bytes per (row group, block)
     msc = np.float32(sym) if sym != 0 else np.float32(1.0)
     for g in prange((n + 15) // 16):
         cnt = min(16, n - 16 * g)
@@ -108,7 +122,7 @@ def qmatmul(y, xq, dx, sx, qs, d, m, n, k, nibble, bs, sym):
             four = n_tok - t0 >= 4
             a0, a1, a2, a3 = zeros_f32(), zeros_f32(), zeros_f32(), zeros_f32()
             for b in range(nb):
-                w = _weights(qs, (g * nb + b) * bb, nibble)
+                w = _weights(qs, (g * nb + b) * bb, width)
                 so = 2 * b  # index of the block's first 16-weight half in sx
                 si = (g * nbs + (2 * b if bs16 else b)) * 16
                 d0 = load_f32x16(d, si)

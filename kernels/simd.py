@@ -149,6 +149,19 @@ def high_nibbles(typingctx, v):
 
 
 @intrinsic
+def with_high_bits(typingctx, w, h, shift, mask):
+    """w | (((h >> shift) & mask) << 4) per byte: puts bits 4.. of codes stored in a bit plane."""
+
+    def codegen(context, builder, sig, args):
+        sh = builder.trunc(context.cast(builder, args[2], shift, types.int64), _i8)
+        mk = builder.trunc(context.cast(builder, args[3], mask, types.int64), _i8)
+        bits = builder.and_(builder.lshr(args[1], _splat(builder, sh, _V64I8)), _splat(builder, mk, _V64I8))
+        return builder.or_(args[0], builder.shl(bits, ir.Constant(_V64I8, [4] * 64)))
+
+    return U8x64(w, h, shift, mask), codegen
+
+
+@intrinsic
 def bcast_i32(typingctx, arr, off):
     """Four int8 values at element `off`, as one 32-bit word repeated in all 16 lanes."""
 

@@ -4,7 +4,7 @@ Why: a decode step of SmolLM2 runs 30 layers of ~15 kernels each; dispatching ea
 Python cost about 2 ms of a 5.7 ms step (measured with cProfile). Inside one jitted
 function the kernels call each other directly.
 
-Matrices travel as tuples (qs, d, m, w, n, k, nibble, bs, is_float, sym) (see `mat_args`);
+Matrices travel as tuples (qs, d, m, w, n, k, width, bs, is_float, sym) (see `mat_args`);
 fused Q/K/V and gate/up matrices come as 3- and 2-tuples of such, padded with empty
 matrices (n = 0) when the file's types kept them apart. Optional vectors (biases, Q/K
 norms, post-norms) are empty arrays when the architecture has none.
@@ -30,9 +30,9 @@ _NO_F32 = np.zeros(0, np.float32)
 def mat_args(m: PackedMatrix | None, k: int = 0) -> tuple:
     """A PackedMatrix as the tuple the jitted layer takes; None gives an empty matrix."""
     if m is None:
-        return (_NO_U8, _NO_U16, _NO_U16, _NO_F32, 0, k, False, 32, False, 0.0)
+        return (_NO_U8, _NO_U16, _NO_U16, _NO_F32, 0, k, 8, 32, False, 0.0)
     w = m.w if m.is_float else _NO_F32
-    return (m.qs, m.d, m.m, w, m.n, m.k, m.nibble, max(m.bs, 16), m.is_float, float(m.sym))
+    return (m.qs, m.d, m.m, w, m.n, m.k, m.width, max(m.bs, 16), m.is_float, float(m.sym))
 
 
 @kernel
