@@ -57,7 +57,7 @@ def _sum(a):
 
 
 @_jit.kernel
-def _stream(y, xq, dx, sx, x, qs, d, m, w, n, k, width, bs, is_float, sym, copies, reps):
+def _stream(y, xq, dx, sx, wide, x, qs, d, m, w, n, k, width, bs, is_float, sym, copies, reps):
     """reps matvecs from one jitted loop (as the engine calls them), cycling over `copies`
     equal-sized matrices laid end to end in qs/d/m/w."""
     nq, nd, nw = qs.shape[0] // copies, d.shape[0] // copies, w.shape[0] // copies
@@ -67,7 +67,7 @@ def _stream(y, xq, dx, sx, x, qs, d, m, w, n, k, width, bs, is_float, sym, copie
             fmatmul(y, x, w[c * nw : (c + 1) * nw], n, k)
         else:
             mc = m[c * nd : (c + 1) * nd] if m.shape[0] else m
-            qmatmul(y, xq, dx, sx, qs[c * nq : (c + 1) * nq], d[c * nd : (c + 1) * nd], mc, n, k, width, bs, sym)
+            qmatmul(y, xq, dx, sx, wide, qs[c * nq : (c + 1) * nq], d[c * nd : (c + 1) * nd], mc, n, k, width, bs, sym)
 
 
 def best_time(fn, min_reps: int = 3, budget: float = 0.3) -> float:
@@ -126,7 +126,7 @@ def run(types, shapes, quick: bool) -> None:
             # or a single one read again and again (in cache).
             n_copies = max(2, STREAM_BYTES // w.nbytes)
             many = [np.tile(a, n_copies) for a in (w.qs, w.d, w.m, w.w)]
-            args = (y1, act1.xq[:1], act1.dx[:1], act1.sx[:1], x1)
+            args = (y1, act1.xq[:1], act1.dx[:1], act1.sx[:1], act1.wide, x1)
             mat = (w.n, w.k, w.width, max(w.bs, 16), w.is_float, w.sym)
             reps = max(8, int(2e8 // w.nbytes))
             t_cache = best_time(lambda: _stream(*args, w.qs, w.d, w.m, w.w, *mat, 1, reps), 2, 0.2) / reps

@@ -6,6 +6,7 @@ reuse for every matrix that reads the same x, e.g. Q, K and V), `out` holds y.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from kernels.packing import PackedMatrix, pack
@@ -24,6 +25,8 @@ class Activations:
         self.xq = np.zeros((max_tokens, k), np.int8)
         self.dx = np.zeros((max_tokens, k // 32), np.float32)
         self.sx = np.zeros((max_tokens, k // 16), np.float32)
+        # qmatmul's per-lane buffer for widening packed codes during prefill
+        self.wide = np.zeros((numba.get_num_threads(), k // 32 * 512 if max_tokens >= 8 else 0), np.uint8)
         self.x: np.ndarray | None = None
         self.n = 0
 
@@ -47,5 +50,5 @@ def matmul(out: np.ndarray, x: np.ndarray | Activations, w: PackedMatrix) -> np.
     if w.is_float:
         fmatmul(out, act.x, w.w, w.n, w.k)
     else:
-        qmatmul(out, act.xq[:t], act.dx[:t], act.sx[:t], w.qs, w.d, w.m, w.n, w.k, w.width, w.bs, w.sym)
+        qmatmul(out, act.xq[:t], act.dx[:t], act.sx[:t], act.wide, w.qs, w.d, w.m, w.n, w.k, w.width, w.bs, w.sym)
     return out

@@ -16,7 +16,7 @@ from numba import prange
 from kernels._jit import inline_kernel, kernel, parallel_kernel
 from kernels.simd import (
     dpbusd, fma_bcast, high_nibbles, load_f32x16, load_u8x64, low_nibbles, bcast_i32,
-    scale_add, store_f32x16, with_high_bits, zeros_f32, zeros_i32,
+    scale_add, store_f32x16, store_u8x64, with_high_bits, zeros_f32, zeros_i32,
 )
 
 TILE = 4  # tokens per weight unpack
@@ -104,10 +104,14 @@ def _block(acc, w, xq, xo, dxv, sx, so, d0, m0, d1, m1, msc, bs16):
 
 
 @parallel_kernel
-def qmatmul(y, xq, dx, sx, qs, d, m, n, k, width, bs, sym):
+def qmatmul(y, xq, dx, sx, wide, qs, d, m, n, k, width, bs, sym):
     """y (T, n) <- activations (xq (T, k), dx, sx from quantize_activations) @ packed W.T.
 
     sym != 0: a symmetric type, m = sym * d is not stored; m * sx is computed as d * (sym * sx).
+    Prefill (8+ tokens) of packed codes first widens a row group's codes to bytes in a
+    per-lane buffer, wide (lanes, k // 32 * 512) uint8 (24 KB for k = 1536), so unpacking
+    is paid once per row group rather than once per tile of four tokens. prange runs over
+    the lanes (one per thread), each owning a contiguous range of row groups.
     """
     n_tok = y.shape[0]
     nb = k // 32
@@ -115,36 +119,47 @@ def qmatmul(y, xq, dx, sx, qs, d, m, n, k, width, bs, sym):
     bs16 = bs == 16
     bb = 512 if width == 8 else 256 + 64 * (width - 4)  # bytes per (row group, block)
     msc = np.float32(sym) if sym != 0 else np.float32(1.0)
-    for g in prange((n + 15) // 16):
-        cnt = min(16, n - 16 * g)
-        t0 = 0
-        while t0 < n_tok:
-            four = n_tok - t0 >= 4
-            a0, a1, a2, a3 = zeros_f32(), zeros_f32(), zeros_f32(), zeros_f32()
-            for b in range(nb):
-                w = _weights(qs, (g * nb + b) * bb, width)
-                so = 2 * b  # index of the block's first 16-weight half in sx
-                si = (g * nbs + (2 * b if bs16 else b)) * 16
-                d0 = load_f32x16(d, si)
-                d1 = load_f32x16(d, si + 16) if bs16 else d0
-                if sym != 0:
-                    m0, m1 = d0, d1
-                else:
-                    m0 = load_f32x16(m, si)
-                    m1 = load_f32x16(m, si + 16) if bs16 else m0
-                a0 = _block(a0, w, xq[t0], 32 * b, dx[t0, b], sx[t0], so, d0, m0, d1, m1, msc, bs16)
+    widen = width != 8 and n_tok >= 8 and wide.shape[0] > 0 and wide.shape[1] >= nb * 512
+    n_groups = (n + 15) // 16
+    lanes = max(wide.shape[0], 1)
+    for lane in prange(lanes):
+        for g in range(lane * n_groups // lanes, (lane + 1) * n_groups // lanes):
+            cnt = min(16, n - 16 * g)
+            src, base0, step, wd = qs, g * nb * bb, bb, width
+            if widen:
+                src, base0, step, wd = wide[lane], 0, 512, 8
+                for b in range(nb):
+                    w = _weights(qs, (g * nb + b) * bb, width)
+                    for c in range(8):
+                        store_u8x64(src, b * 512 + c * 64, w[c])
+            t0 = 0
+            while t0 < n_tok:
+                four = n_tok - t0 >= 4
+                a0, a1, a2, a3 = zeros_f32(), zeros_f32(), zeros_f32(), zeros_f32()
+                for b in range(nb):
+                    w = _weights(src, base0 + b * step, wd)
+                    so = 2 * b  # index of the block's first 16-weight half in sx
+                    si = (g * nbs + (2 * b if bs16 else b)) * 16
+                    d0 = load_f32x16(d, si)
+                    d1 = load_f32x16(d, si + 16) if bs16 else d0
+                    if sym != 0:
+                        m0, m1 = d0, d1
+                    else:
+                        m0 = load_f32x16(m, si)
+                        m1 = load_f32x16(m, si + 16) if bs16 else m0
+                    a0 = _block(a0, w, xq[t0], 32 * b, dx[t0, b], sx[t0], so, d0, m0, d1, m1, msc, bs16)
+                    if four:
+                        a1 = _block(a1, w, xq[t0 + 1], 32 * b, dx[t0 + 1, b], sx[t0 + 1], so, d0, m0, d1, m1, msc, bs16)
+                        a2 = _block(a2, w, xq[t0 + 2], 32 * b, dx[t0 + 2, b], sx[t0 + 2], so, d0, m0, d1, m1, msc, bs16)
+                        a3 = _block(a3, w, xq[t0 + 3], 32 * b, dx[t0 + 3, b], sx[t0 + 3], so, d0, m0, d1, m1, msc, bs16)
+                store_f32x16(y[t0], 16 * g, a0, cnt)
                 if four:
-                    a1 = _block(a1, w, xq[t0 + 1], 32 * b, dx[t0 + 1, b], sx[t0 + 1], so, d0, m0, d1, m1, msc, bs16)
-                    a2 = _block(a2, w, xq[t0 + 2], 32 * b, dx[t0 + 2, b], sx[t0 + 2], so, d0, m0, d1, m1, msc, bs16)
-                    a3 = _block(a3, w, xq[t0 + 3], 32 * b, dx[t0 + 3, b], sx[t0 + 3], so, d0, m0, d1, m1, msc, bs16)
-            store_f32x16(y[t0], 16 * g, a0, cnt)
-            if four:
-                store_f32x16(y[t0 + 1], 16 * g, a1, cnt)
-                store_f32x16(y[t0 + 2], 16 * g, a2, cnt)
-                store_f32x16(y[t0 + 3], 16 * g, a3, cnt)
-                t0 += 4
-            else:
-                t0 += 1
+                    store_f32x16(y[t0 + 1], 16 * g, a1, cnt)
+                    store_f32x16(y[t0 + 2], 16 * g, a2, cnt)
+                    store_f32x16(y[t0 + 3], 16 * g, a3, cnt)
+                    t0 += 4
+                else:
+                    t0 += 1
 
 
 @parallel_kernel

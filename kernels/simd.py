@@ -89,6 +89,17 @@ def load_u8x64(typingctx, arr, off):
 
 
 @intrinsic
+def store_u8x64(typingctx, arr, off, v):
+    """Store 64 bytes at element `off` of a uint8 array (unaligned)."""
+
+    def codegen(context, builder, sig, args):
+        builder.store(args[2], _ptr(context, builder, arr, args[0], off, args[1], _V64I8), align=1)
+        return context.get_dummy_value()
+
+    return types.void(arr, off, v), codegen
+
+
+@intrinsic
 def load_f32x16(typingctx, arr, off):
     """16 values from element `off`, widened to float32.
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from kernels.attention import new_scratch
 from kernels.dequant import dequantize
-from kernels.matmul import matmul
+from kernels.matmul import Activations, matmul
 from kernels.norm import rms_norm
 from kernels.rope import rope_cache
 from service.model.config import ModelConfig
@@ -113,9 +113,10 @@ def _segments(seq: np.ndarray) -> list[tuple[int, int]]:
     return segs
 
 
-def _act(t: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """int8 activation buffers (xq, dx, sx) for up to t rows of length k."""
-    return np.zeros((t, k), np.int8), np.zeros((t, k // 32), np.float32), np.zeros((t, k // 16), np.float32)
+def _act(t: int, k: int) -> tuple:
+    """int8 activation buffers (xq, dx, sx, wide) for up to t rows of length k (see Activations)."""
+    a = Activations(t, k)
+    return a.xq, a.dx, a.sx, a.wide
 
 
 def _vec(v: np.ndarray | None) -> np.ndarray:

@@ -37,7 +37,7 @@ def mat_args(m: PackedMatrix | None, k: int = 0) -> tuple:
 
 @kernel
 def _quantize(a, x):
-    """a = (xq, dx, sx) <- x (T, k): int8 activations for every quantized matrix reading x."""
+    """a = (xq, dx, sx, wide) <- x (T, k): int8 activations for every quantized matrix reading x."""
     if x.shape[0] >= 8:
         quantize_activations_parallel(a[0][: x.shape[0]], a[1][: x.shape[0]], a[2][: x.shape[0]], x)
     else:
@@ -53,7 +53,7 @@ def _mm(out, a, x, m):
     if m[8]:
         fmatmul(out, x, m[3], m[4], m[5])
     else:
-        qmatmul(out, a[0][:n_tok], a[1][:n_tok], a[2][:n_tok], m[0], m[1], m[2], m[4], m[5], m[6], m[7], m[9])
+        qmatmul(out, a[0][:n_tok], a[1][:n_tok], a[2][:n_tok], a[3], m[0], m[1], m[2], m[4], m[5], m[6], m[7], m[9])
 
 
 @kernel
