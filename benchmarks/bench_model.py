@@ -77,13 +77,15 @@ def _post(port: int, body: dict) -> dict:
         return json.load(resp)
 
 
-def peer(binary: str, model_path: Path) -> dict:
-    port = 18089
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([binary, "-m", str(model_path), "-t", str(THREADS), "-c", "16384", "-np", "8",
-                             "--port", str(port), "--host", "127.0.0.1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+class _Server:
+    """llama-server on loopback with n_parallel slots of 2,048 tokens each."""
+
+    def __init__(self, binary: str, model_path: Path, n_parallel: int, port: int = 18089):
+        self.port = port
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [binary, "-m", str(model_path), "-t", str(THREADS), "-c", str(2048 * n_parallel), "-np", str(n_parallel),
+             "--port", str(port), "--host", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
@@ -91,34 +93,54 @@ def peer(binary: str, model_path: Path) -> dict:
                         break
             except OSError:
                 time.sleep(0.05)
-            if proc.poll() is not None or time.perf_counter() - t0 > 120:
+            if self.proc.poll() is not None or time.perf_counter() - t0 > 120:
+                self.close()
                 raise SystemExit("llama-server did not start")
-        out = {"ready_s": time.perf_counter() - t0}
-        import random
+        self.ready_s = time.perf_counter() - t0
 
-        rnd = random.Random(0)
-        ids = [rnd.randrange(100, 5000) for _ in range(1100)]
-        base = {"cache_prompt": False, "temperature": 0, "ignore_eos": True}
-        _post(port, {**base, "prompt": ids[:8], "n_predict": 1})
-        pre = [_post(port, {**base, "prompt": ids[:512], "n_predict": 1})["timings"]["prompt_per_second"]
-               for _ in range(3)]
-        out["prefill"] = max(pre)
-        out["decode_short"] = _post(port, {**base, "prompt": ids[:16], "n_predict": N_DECODE})["timings"]["predicted_per_second"]
-        out["decode_long"] = _post(port, {**base, "prompt": ids[:1000], "n_predict": N_DECODE})["timings"]["predicted_per_second"]
+    def complete(self, prompt: list[int], n_predict: int) -> dict:
+        body = {"prompt": prompt, "n_predict": n_predict, "cache_prompt": False, "temperature": 0, "ignore_eos": True}
+        return _post(self.port, body)
+
+    def peak_rss_mb(self) -> float:
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return int([ln for ln in f if ln.startswith("VmHWM")][0].split()[1]) / 1024
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def peer(binary: str, model_path: Path) -> dict:
+    """The same workloads on llama-server: one slot for the single-sequence figures (as the
+    reference figures were taken), eight slots for eight sequences decoded together."""
+    import random
+
+    rnd = random.Random(0)
+    ids = [rnd.randrange(100, 5000) for _ in range(1100)]
+    srv = _Server(binary, model_path, 1)
+    try:
+        out = {"ready_s": srv.ready_s}
+        srv.complete(ids[:8], 1)
+        out["prefill"] = max(srv.complete(ids[:512], 1)["timings"]["prompt_per_second"] for _ in range(3))
+        out["decode_short"] = srv.complete(ids[:16], N_DECODE)["timings"]["predicted_per_second"]
+        out["decode_long"] = srv.complete(ids[:1000], N_DECODE)["timings"]["predicted_per_second"]
+        out["peak_rss_mb"] = srv.peak_rss_mb()
+    finally:
+        srv.close()
+    srv = _Server(binary, model_path, 8)
+    try:
+        srv.complete(ids[:8], 1)
         with ThreadPoolExecutor(8) as ex:
             t = time.perf_counter()
-            res = list(ex.map(lambda s: _post(port, {**base, "prompt": ids[s : s + 16], "n_predict": N_DECODE}), range(8)))
+            res = list(ex.map(lambda s: srv.complete(ids[s : s + 16], N_DECODE), range(8)))
             wall = time.perf_counter() - t
-        # aggregate decode: tokens over the wall time minus the (overlapping) prompt phase
+        # aggregate decode: tokens over the wall time less the (overlapping) prompt phase
         prompt_ms = max(r["timings"]["prompt_ms"] for r in res)
         out["decode_8"] = sum(r["timings"]["predicted_n"] for r in res) / (wall - prompt_ms / 1000)
-        with open(f"/proc/{proc.pid}/status") as f:
-            hwm = [ln for ln in f if ln.startswith("VmHWM")][0]
-        out["peak_rss_mb"] = int(hwm.split()[1]) / 1024
-        return out
     finally:
-        proc.terminate()
-        proc.wait(30)
+        srv.close()
+    return out
 
 
 def main() -> None:
