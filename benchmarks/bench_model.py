@@ -56,6 +56,21 @@ def decode(ctx, n_seq):
 out["decode_short"] = decode(16, 1)
 out["decode_long"] = decode(1000, 1)
 out["decode_8"] = decode(16, 8)
+# Share of a decode step outside the kernels: time the jitted layers and the output head.
+import service.model.forward as F
+spent = [0.0]
+def timed(fn):
+    def run(*a):
+        t = time.perf_counter(); r = fn(*a); spent[0] += time.perf_counter() - t; return r
+    return run
+F.layer, F.matmul = timed(F.layer), timed(F.matmul)
+m.cache.clear(0); m.eval(0, ids[:16])
+spent[0] = 0.0
+t = time.perf_counter()
+for i in range(n_dec):
+    m.forward(Batch(np.full(1, 5, np.int32), np.zeros(1, np.int32), np.full(1, 16 + i, np.int32), np.ones(1, bool)))
+total = time.perf_counter() - t
+out["python_share"] = 100 * (1 - spent[0] / total)
 out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print("RESULT " + json.dumps(out))
 """
@@ -161,7 +176,8 @@ def main() -> None:
         rows.append((name, cold, warm, theirs))
     keys = [("prefill", "prefill 512 tok/s"), ("decode_short", "decode tok/s, ctx 16"),
             ("decode_long", "decode tok/s, ctx 1000"), ("decode_8", "decode 8 seqs tok/s (sum)"),
-            ("peak_rss_mb", "peak RSS MB"), ("ready_s", "ready s (warm cache)")]
+            ("peak_rss_mb", "peak RSS MB"), ("ready_s", "ready s (warm cache)"),
+            ("python_share", "% of a decode step outside kernels")]
     print(f"machine: {os.cpu_count()} cpus, {THREADS} threads\n")
     print(f"| model | metric | llamajit | llama-server | ratio |\n|---|---|---|---|---|")
     for name, cold, warm, theirs in rows:
