@@ -13,12 +13,9 @@ from service.sampling.params import (
     parse_samplers,
     samplers_to_letters,
 )
-from service.sampling.sampler import (
-    Sampler,
-    SamplerWorkspace,
-    TokenProbs,
-    dry_breaker_sequences,
-)
+from service.sampling.candidates import SamplerWorkspace, TokenProbs
+from service.sampling.dry import dry_breaker_sequences
+from service.sampling.sampler import Sampler
 
 __all__ = [
     "DEFAULT_DRY_SEQUENCE_BREAKERS",
