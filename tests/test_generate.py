@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from service.model.generate import Stop, greedy
+from service.model.generate import Stop, generate, greedy
 from service.model.model import Model
+from service.sampling import Sampler, SamplingParams
 
 ROOT = Path(__file__).resolve().parent.parent
 REF = [json.loads(s) for s in (ROOT.parent / "shared" / "reference" / "smollm2_greedy.jsonl").read_text().splitlines()]
@@ -17,10 +18,10 @@ def model():
     return Model(ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf", n_ctx=128, n_seq=4, max_batch=32)
 
 
-def _run(model, prompts, n_predict):
+def _run(model, prompts, n_predict, samplers=None):
     out = {i: [] for i in range(len(prompts))}
     stops = {}
-    for steps in greedy(model, prompts, n_predict):
+    for steps in generate(model, prompts, n_predict, samplers):
         for s in steps:
             out[s.index].append(s.token)
             if s.stop:
@@ -65,3 +66,23 @@ def test_bad_requests(model):
         next(greedy(model, [[]]))
     with pytest.raises(ValueError):
         model.eval(0, [model.cfg.n_vocab])
+
+
+def _samplers(model, seeds, **kw):
+    return [Sampler(SamplingParams(seed=s, **kw), model.cfg.n_vocab, eog_ids=model.tokenizer.eog_ids,
+                    n_ctx=model.n_ctx) for s in seeds]
+
+
+def test_sampler_at_temperature_zero_is_greedy(model):
+    prompts = [REF[1]["prompt_ids"]]
+    assert _run(model, prompts, 8, _samplers(model, [7], temperature=0.0))[0] == _run(model, prompts, 8)[0]
+
+
+def test_seeded_sampling_is_independent_of_batch_neighbours(model):
+    prompts = [REF[0]["prompt_ids"], REF[2]["prompt_ids"], REF[6]["prompt_ids"]]
+    together, _ = _run(model, prompts, 10, _samplers(model, [11, 22, 33], temperature=1.0))
+    for i, seed in enumerate([11, 22, 33]):
+        alone, _ = _run(model, [prompts[i]], 10, _samplers(model, [seed], temperature=1.0))
+        assert together[i] == alone[0]
+    other_seed, _ = _run(model, [prompts[0]], 10, _samplers(model, [12], temperature=1.0))
+    assert other_seed[0] != together[0]  # the seed matters (10 tokens at temperature 1)

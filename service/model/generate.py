@@ -1,8 +1,8 @@
-"""Greedy generation over several sequences decoded together: the API the server drives.
+"""Generation over several sequences decoded together: the API the server drives.
 
 Prompts are evaluated one by one (each in chunks of the batch size), then every active
 sequence contributes one token to each decode batch, so one forward pass serves all.
-The sampling issue replaces argmax with the sampler chain.
+Each sequence picks its tokens with its own Sampler (service.sampling), or by argmax.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 
 from service.model.forward import Batch
 from service.model.model import Model
+from service.sampling import Sampler
 
 
 class Stop(enum.Enum):
@@ -33,7 +34,19 @@ class Step:
 
 
 def greedy(model: Model, prompts: list[list[int]], n_predict: int = -1) -> Iterator[list[Step]]:
-    """Yield, per decode step, one Step for each sequence still running."""
+    """generate() choosing every token by argmax."""
+    return generate(model, prompts, n_predict)
+
+
+def generate(model: Model, prompts: list[list[int]], n_predict: int = -1,
+             samplers: list[Sampler] | None = None) -> Iterator[list[Step]]:
+    """Yield, per decode step, one Step for each sequence still running.
+
+    samplers[i] chooses prompt i's tokens (it is fed the prompt first, for penalties and
+    DRY); None: argmax. A sampler's draws depend only on its own seed and history, so a
+    sequence gets the same tokens whatever else is decoded beside it."""
+    if samplers is not None and len(samplers) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(samplers)} samplers")
     if len(prompts) > model.n_seq:
         raise ValueError(f"{len(prompts)} prompts but the cache holds {model.n_seq} sequences")
     if any(not p for p in prompts):
@@ -42,12 +55,18 @@ def greedy(model: Model, prompts: list[list[int]], n_predict: int = -1) -> Itera
     for i, p in enumerate(prompts):
         model.cache.clear(i)
         logits[i] = model.eval(i, p)
+        if samplers is not None:
+            samplers[i].accept_many(p)
     active = list(range(len(prompts)))
     produced = [0] * len(prompts)
     while active:
         steps, nxt = [], []
         for row, i in enumerate(active):
-            tok = int(np.argmax(logits[row]))
+            if samplers is None:
+                tok = int(np.argmax(logits[row]))
+            else:
+                tok = samplers[i].sample(logits[row])
+                samplers[i].accept(tok)
             produced[i] += 1
             stop = None
             if model.tokenizer.is_eog(tok):
