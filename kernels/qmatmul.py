@@ -103,6 +103,18 @@ def _block(acc, w, xq, xo, dxv, sx, so, d0, m0, d1, m1, msc, bs16):
     return scale_add(acc, s0, d0, dxv, m0, (sx[so] + sx[so + 1]) * msc)
 
 
+@inline_kernel
+def _store(y, t0, col, cnt, four, a0, a1, a2, a3):
+    """Store a tile's accumulators (four tokens, or one) at y[t0.., col..]; the next t0."""
+    store_f32x16(y[t0], col, a0, cnt)
+    if not four:
+        return t0 + 1
+    store_f32x16(y[t0 + 1], col, a1, cnt)
+    store_f32x16(y[t0 + 2], col, a2, cnt)
+    store_f32x16(y[t0 + 3], col, a3, cnt)
+    return t0 + 4
+
+
 @parallel_kernel
 def qmatmul(y, xq, dx, sx, wide, qs, d, m, n, k, width, bs, sym):
     """y (T, n) <- activations (xq (T, k), dx, sx from quantize_activations) @ packed W.T.
@@ -152,14 +164,7 @@ def qmatmul(y, xq, dx, sx, wide, qs, d, m, n, k, width, bs, sym):
                         a1 = _block(a1, w, xq[t0 + 1], 32 * b, dx[t0 + 1, b], sx[t0 + 1], so, d0, m0, d1, m1, msc, bs16)
                         a2 = _block(a2, w, xq[t0 + 2], 32 * b, dx[t0 + 2, b], sx[t0 + 2], so, d0, m0, d1, m1, msc, bs16)
                         a3 = _block(a3, w, xq[t0 + 3], 32 * b, dx[t0 + 3, b], sx[t0 + 3], so, d0, m0, d1, m1, msc, bs16)
-                store_f32x16(y[t0], 16 * g, a0, cnt)
-                if four:
-                    store_f32x16(y[t0 + 1], 16 * g, a1, cnt)
-                    store_f32x16(y[t0 + 2], 16 * g, a2, cnt)
-                    store_f32x16(y[t0 + 3], 16 * g, a3, cnt)
-                    t0 += 4
-                else:
-                    t0 += 1
+                t0 = _store(y, t0, 16 * g, cnt, four, a0, a1, a2, a3)
 
 
 @parallel_kernel
@@ -179,11 +184,4 @@ def fmatmul(y, x, w, n, k):
                     a1 = fma_bcast(a1, wv, x[t0 + 1], i)
                     a2 = fma_bcast(a2, wv, x[t0 + 2], i)
                     a3 = fma_bcast(a3, wv, x[t0 + 3], i)
-            store_f32x16(y[t0], 16 * g, a0, cnt)
-            if four:
-                store_f32x16(y[t0 + 1], 16 * g, a1, cnt)
-                store_f32x16(y[t0 + 2], 16 * g, a2, cnt)
-                store_f32x16(y[t0 + 3], 16 * g, a3, cnt)
-                t0 += 4
-            else:
-                t0 += 1
+            t0 = _store(y, t0, 16 * g, cnt, four, a0, a1, a2, a3)

@@ -17,6 +17,7 @@ that rise with the token id are the worst case (every one buffered: ~1.4 ms).
 import numpy as np
 
 from ._jit import inline_kernel, kernel
+from .activation import row_max
 from .fastexp import fast_exp
 
 _EXP_CUT = np.float32(-87.0)  # expf underflows below ~-104; fast_exp clamps at -87: call it 0
@@ -184,34 +185,8 @@ def _n_at_least(w, t):
 
 @kernel
 def max_logit(vals, n):
-    """max(vals[:n]) (n >= 1); 16 running maxima, so the loop is not one long dependency chain."""
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = vals[0]
-    b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = vals[0]
-    i = 0
-    while i + 16 <= n:
-        a0 = max(a0, vals[i])
-        a1 = max(a1, vals[i + 1])
-        a2 = max(a2, vals[i + 2])
-        a3 = max(a3, vals[i + 3])
-        a4 = max(a4, vals[i + 4])
-        a5 = max(a5, vals[i + 5])
-        a6 = max(a6, vals[i + 6])
-        a7 = max(a7, vals[i + 7])
-        b0 = max(b0, vals[i + 8])
-        b1 = max(b1, vals[i + 9])
-        b2 = max(b2, vals[i + 10])
-        b3 = max(b3, vals[i + 11])
-        b4 = max(b4, vals[i + 12])
-        b5 = max(b5, vals[i + 13])
-        b6 = max(b6, vals[i + 14])
-        b7 = max(b7, vals[i + 15])
-        i += 16
-    m = max(max(max(max(a0, a1), max(a2, a3)), max(max(a4, a5), max(a6, a7))),
-            max(max(max(b0, b1), max(b2, b3)), max(max(b4, b5), max(b6, b7))))
-    while i < n:
-        m = max(m, vals[i])
-        i += 1
-    return m
+    """max(vals[:n]) (n >= 1)."""
+    return row_max(vals[:n])
 
 
 @kernel
