@@ -199,17 +199,23 @@ def exp_sum(vals, n, m):
     return np.float64(s)
 
 
-@kernel
-def softmax(probs, vals, n):
-    """probs[:n] = softmax(vals[:n]) (exp(-inf) = 0); returns (max, sum of exp(v - max))."""
+@inline_kernel
+def _exp_shifted(probs, vals, n):
+    """probs[:n] = exp(vals[:n] - max) (exp(-inf) = 0); returns (max, their sum as float64)."""
     m = max_logit(vals, n)
-    s32 = np.float32(0.0)
+    s32 = np.float32(0.0)  # float32 SIMD lanes: a float64 sum would halve the width
     for i in range(n):
         d = vals[i] - m
         e = fast_exp(d) if d > _EXP_CUT else np.float32(0.0)
         probs[i] = e
         s32 += e
-    s = np.float64(s32)
+    return m, np.float64(s32)
+
+
+@kernel
+def softmax(probs, vals, n):
+    """probs[:n] = softmax(vals[:n]) (exp(-inf) = 0); returns (max, sum of exp(v - max))."""
+    m, s = _exp_shifted(probs, vals, n)
     inv = np.float32(1.0 / s) if s > 0.0 else np.float32(0.0)
     for i in range(n):
         probs[i] = probs[i] * inv
@@ -219,14 +225,7 @@ def softmax(probs, vals, n):
 @kernel
 def sample_dist(probs, vals, n, u):
     """probs[:n] = softmax(vals[:n]); returns the first position whose running sum reaches u * total (u in [0, 1)), skipping zero-probability entries; -1 if all are zero."""
-    m = max_logit(vals, n)
-    s32 = np.float32(0.0)  # float32 SIMD lanes: the float64 sum would halve the width
-    for i in range(n):
-        d = vals[i] - m
-        e = fast_exp(d) if d > _EXP_CUT else np.float32(0.0)
-        probs[i] = e
-        s32 += e
-    s = np.float64(s32)
+    m, s = _exp_shifted(probs, vals, n)
     if not s > 0.0:  # every entry at -inf
         for i in range(n):
             probs[i] = 0.0
