@@ -78,8 +78,9 @@ class Forward:
         if c.embd_scale != 1.0:
             x *= np.float32(c.embd_scale)
         pos = np.ascontiguousarray(b.pos, np.int32)
-        for i, (base, scale) in enumerate(((c.rope_base, c.rope_scale), (c.rope_base_swa, c.rope_scale_swa))):
-            rope_cache(self.cos[i, :n], self.sin[i, :n], pos, c.rope_dims, base, scale)
+        rope_cache(self.cos[0, :n], self.sin[0, :n], pos, c.rope_dims, c.rope_base, c.rope_scale)
+        if c.sliding_window:  # sliding-window layers have their own RoPE base (gemma3)
+            rope_cache(self.cos[1, :n], self.sin[1, :n], pos, c.rope_dims, c.rope_base_swa, c.rope_scale_swa)
         segs_arr = np.array([(int(b.seq[s0]), s0, s1) for s0, s1 in segs], np.int64)
         bufs = (x, self.h[:n], self.qkv[:n], self.q[:n], self.k[:n], self.att[:n], self.gu[:n], self.ff[:n],
                 self.act_e, self.act_q, self.act_f)
