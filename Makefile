@@ -8,7 +8,7 @@ PORT   ?= 8080
 # Numba compiles each kernel once and caches it next to the sources (__pycache__).
 export NUMBA_SLP_VECTORIZE ?= 1
 
-.PHONY: install models serve test bench bench-model clean
+.PHONY: install models tools serve test bench bench-model clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,11 @@ models: $(VENV)/.installed
 serve: install models
 	$(VENV)/bin/llama-server -m $(MODEL) --host $(HOST) --port $(PORT)
 
-test: install models
+# helm, kubectl, prometheus, promtool for the Kubernetes tests, into .tools/bin
+tools: $(VENV)/.installed
+	$(PY) scripts/fetch_tools.py
+
+test: install models tools
 	$(PY) -m pytest -q
 
 # Benchmarks print ratios against peers measured in the same run. OpenBLAS's core-type
