@@ -13,6 +13,7 @@ from service.sampling.params import (
     parse_samplers,
     samplers_to_letters,
 )
+from service.sampling.bias import resolve_logit_bias
 from service.sampling.candidates import SamplerWorkspace, TokenProbs
 from service.sampling.dry import dry_breaker_sequences
 from service.sampling.sampler import Sampler
@@ -27,6 +28,7 @@ __all__ = [
     "SamplingParams",
     "TokenProbs",
     "dry_breaker_sequences",
+    "resolve_logit_bias",
     "parse_samplers",
     "samplers_to_letters",
 ]
