@@ -71,6 +71,7 @@ class ServerArgs:
     seed: int = -1  # -1 (or 0xFFFFFFFF) = random
     n_probs_max: int = 100  # llamajit: cap on a request's n_probs / top_logprobs
     log_prompts: bool = False  # llamajit: include prompt text in request logs
+    drain_timeout: int = 30  # llamajit: SIGTERM grace for requests in flight, seconds
     # Accepted for compatibility with llama-server scripts; no effect in llamajit.
     flash_attn: str = "auto"
     webui: bool = True

@@ -227,6 +227,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("seed", ("-s", "--seed"), (), V, -1, "RNG seed (-1 = random)", int_in(-1, 0xFFFFFFFF, "an integer from -1 to 4294967295"), metavar="SEED", group=SAMPLING),
     # -- llamajit's own
     Flag("n_probs_max", ("--n-probs-max",), ("LLAMA_ARG_N_PROBS_MAX",), V, 100, "largest n_probs / top_logprobs a request may ask for", _UINT, metavar="N", group=OURS),
+    Flag("drain_timeout", ("--drain-timeout",), ("LLAMA_ARG_DRAIN_TIMEOUT",), V, 30, "on SIGTERM, seconds that requests in flight may take to finish before exit", _UINT, metavar="SECONDS", group=OURS),
     Flag("log_prompts", ("--log-prompts",), ("LLAMA_ARG_LOG_PROMPTS",), S, False, "include prompt text in the request logs", group=OURS),
     # -- accepted for compatibility, no effect
     Flag("flash_attn", ("-fa", "--flash-attn"), ("LLAMA_ARG_FLASH_ATTN",), O, "auto", "Flash Attention: on, off or auto", flash_attn, metavar="on|off|auto", group=COMPAT, const="on"),

@@ -1,64 +1,110 @@
-"""`llama-server` command line.
+"""`llama-server`: parse llama-server's flags, start the HTTP server, load the model.
 
-The HTTP server lands with its own issue; today the command parses llama-server's model,
-context and address flags, loads and validates the model (a broken file exits 1 with one
-message naming the file and the field), prints the model's facts and exits.
+The server listens at once and answers /health with 503 while the model loads on a
+worker thread, as llama-server does. SIGTERM (or SIGINT) drains: /health and new requests
+get 503 at once, requests in flight (streams too) may finish for --drain-timeout seconds,
+then the process exits 0; a second signal exits at once. A model that fails to load
+exits 1 with the reason; bad flags exit 2.
 """
 
 from __future__ import annotations
 
-import argparse
+import asyncio
+import contextlib
+import logging
 import os
+import signal
 import sys
+import threading
+import time
 
-from service import __version__
+import structlog
+
+from service.args import parse_args
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="llama-server",
-        description="llamajit: llama.cpp's llama-server rebuilt in Python with Numba kernels.",
+def configure_logging(verbose: bool, disabled: bool) -> None:
+    level = logging.DEBUG if verbose else (logging.CRITICAL + 1 if disabled else logging.INFO)
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso"),
+                    structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
     )
-    p.add_argument("--version", action="version", version=f"llamajit {__version__}")
-    p.add_argument(
-        "-m", "--model", default=os.environ.get("LLAMA_ARG_MODEL"),
-        help="model path (GGUF) (env: LLAMA_ARG_MODEL)",
-    )
-    p.add_argument(
-        "-c", "--ctx-size", type=int, default=int(os.environ.get("LLAMA_ARG_CTX_SIZE", "4096")),
-        help="size of the prompt context (default: 4096, 0 = loaded from model) (env: LLAMA_ARG_CTX_SIZE)",
-    )
-    p.add_argument(
-        "--host", default=os.environ.get("LLAMA_ARG_HOST", "127.0.0.1"),
-        help="ip address to listen on (default: 127.0.0.1) (env: LLAMA_ARG_HOST)",
-    )
-    p.add_argument(
-        "--port", type=int, default=int(os.environ.get("LLAMA_ARG_PORT", "8080")),
-        help="port to listen on (default: 8080) (env: LLAMA_ARG_PORT)",
-    )
-    return p
+
+
+def _server_class():
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # ours (main() installs them) drain before exiting
+            yield
+
+    return Server
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv, os.environ)
     if args.model is None:
         print("llama-server: error: no model given (-m/--model or LLAMA_ARG_MODEL)", file=sys.stderr)
         return 2
     if not os.path.isfile(args.model):
         print(f"llama-server: error: model file not found: {args.model}", file=sys.stderr)
         return 1
-    from service.model.model import Model  # imported late: --help must not compile kernels
+    if args.threads > 0:
+        os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
+    configure_logging(args.verbose, args.log_disable)
+    import uvicorn
 
+    from service.api.app import create_app
+
+    _Server = _server_class()
+    from service.api.state import ServerState, Status
+
+    state = ServerState(args)
+    app = create_app(state)
+    log = structlog.get_logger("llamajit.server")
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False,
+                            timeout_keep_alive=max(5, args.timeout), lifespan="off")
+    server = _Server(config)
+    exit_code = [0]
+    signals = [0]
+    drain_timeout = float(args.drain_timeout)
+
+    def on_signal(signum, _frame) -> None:
+        signals[0] += 1
+        if signals[0] > 1:
+            log.warning("second signal: exiting now")
+            os._exit(1)
+        state.status = Status.DRAINING
+        log.info("draining", signal=signal.Signals(signum).name, grace_s=drain_timeout)
+        threading.Thread(target=drain, daemon=True).start()
+
+    def drain() -> None:
+        deadline = time.monotonic() + drain_timeout
+        while time.monotonic() < deadline and (state.in_flight > 0 or (state.engine and state.engine.n_busy)):
+            time.sleep(0.05)
+        server.should_exit = True
+
+    def load() -> None:
+        state.load()
+        if state.load_error is not None:
+            print(f"llama-server: error: {state.load_error}", file=sys.stderr)
+            exit_code[0] = 1
+            server.should_exit = True
+        else:
+            log.info("server is listening", host=args.host, port=args.port)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    threading.Thread(target=load, name="loader", daemon=True).start()
     try:
-        model = Model(args.model, n_ctx=max(args.ctx_size, 0), n_seq=1, max_batch=64)
-    except ValueError as e:  # GGUFError and ModelError name the file and the field
-        print(f"llama-server: error: {e}", file=sys.stderr)
-        return 1
-    facts = model.facts()
-    facts.pop("chat_template")
-    print(f"llamajit {__version__}: loaded {args.model} in {model.load_seconds:.2f} s: {facts}")
-    print(f"the HTTP server is not built yet (it would listen on {args.host}:{args.port})")
-    return 0
+        asyncio.run(server.serve())
+    finally:
+        if state.engine is not None:
+            state.engine.shutdown(timeout=2.0)
+    return exit_code[0]
 
 
 if __name__ == "__main__":

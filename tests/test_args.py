@@ -47,6 +47,7 @@ VALUED = [
     ("min_p", ["--min-p"], ["LLAMA_ARG_MIN_P"], "0.2", 0.2),
     ("seed", ["-s", "--seed"], [], "1234", 1234),
     ("n_probs_max", ["--n-probs-max"], ["LLAMA_ARG_N_PROBS_MAX"], "7", 7),
+    ("drain_timeout", ["--drain-timeout"], ["LLAMA_ARG_DRAIN_TIMEOUT"], "7", 7),
     ("flash_attn", ["-fa", "--flash-attn"], ["LLAMA_ARG_FLASH_ATTN"], "off", "off"),
     ("device", ["-dev", "--device"], ["LLAMA_ARG_DEVICE"], "CUDA0", "CUDA0"),
 ]

@@ -1,0 +1,53 @@
+"""The ASGI application: Litestar routes behind the Gate middleware."""
+
+from __future__ import annotations
+
+from litestar import Litestar, Request, Response, post
+from litestar.exceptions import HTTPException
+
+from service import __version__
+from service.api import completion, info, metrics, openai, tokens
+from service.api.errors import ApiError, not_supported, on_api_error, on_http_exception, on_unexpected
+from service.api.gate import Gate
+from service.api.state import ServerState
+
+
+@post(["/embedding", "/embeddings", "/v1/embeddings"], status_code=200)
+async def embeddings(request: Request) -> Response:
+    from service.api.embeddings import handle
+
+    st = request.app.state.server
+    if not st.args.embeddings:
+        raise not_supported("This server does not support embeddings. Start it with `--embeddings`")
+    return await handle(request)
+
+
+@post(["/rerank", "/reranking", "/v1/rerank", "/v1/reranking"], status_code=200)
+async def rerank(request: Request) -> Response:
+    st = request.app.state.server
+    if not st.args.reranking:
+        raise not_supported("This server does not support reranking. Start it with `--reranking`")
+    raise not_supported("reranking needs a model with a classification head; this model has none")
+
+
+ROUTES = [
+    info.health, info.models, info.props, info.set_props, info.slots,
+    completion.completion, completion.infill,
+    openai.completions, openai.chat_completions,
+    tokens.tokenize, tokens.detokenize, tokens.apply_template,
+    metrics.metrics, embeddings, rerank,
+]
+
+
+def create_app(state: ServerState):
+    state.build_info = f"llamajit-{__version__}"
+    app = Litestar(
+        route_handlers=ROUTES,
+        exception_handlers={ApiError: on_api_error, HTTPException: on_http_exception, Exception: on_unexpected},
+        request_max_body_size=64 * 1024 * 1024,
+        openapi_config=None,
+        logging_config=None,
+    )
+    app.state.server = state
+    app.state.registry = metrics.make_registry(state)
+    return Gate(app, state)

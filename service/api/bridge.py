@@ -1,0 +1,64 @@
+"""Running engine tasks from async handlers: events cross from the engine thread by
+`loop.call_soon_threadsafe`, and a client that goes away cancels its tasks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from litestar import Request
+
+from service.engine.task import Event, Failure, Final, Task, TaskParams
+
+
+class TaskRun:
+    """One submitted task and the queue its events arrive on."""
+
+    def __init__(self, engine, params: TaskParams):
+        loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.engine = engine
+        self.task = Task(params, lambda ev: loop.call_soon_threadsafe(self.queue.put_nowait, ev))
+        self.done = False
+        engine.submit(self.task)
+
+    async def events(self) -> AsyncIterator[Event]:
+        while not self.done:
+            ev = await self.queue.get()
+            if isinstance(ev, (Final, Failure)):
+                self.done = True
+            yield ev
+
+    async def final(self) -> Final | Failure:
+        async for ev in self.events():
+            if isinstance(ev, (Final, Failure)):
+                return ev
+        raise RuntimeError("task ended without a result")
+
+    def cancel(self) -> None:
+        if not self.done:
+            self.task.cancel()
+            self.engine.wake()
+
+
+async def wait_disconnect(request: Request) -> None:
+    """Return when the client closes the connection (the body was already read)."""
+    while True:
+        msg = await request.receive()
+        if msg["type"] == "http.disconnect":
+            return
+
+
+async def gather_finals(request: Request, runs: list[TaskRun]) -> list[Final | Failure] | None:
+    """Wait for every run's result; None (and the runs cancelled) if the client left first."""
+    results = asyncio.ensure_future(asyncio.gather(*(r.final() for r in runs)))
+    gone = asyncio.ensure_future(wait_disconnect(request))
+    try:
+        await asyncio.wait({results, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not results.done():
+            for r in runs:
+                r.cancel()
+            results.cancel()
+        gone.cancel()
+    return results.result() if results.done() and not results.cancelled() else None

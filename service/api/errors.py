@@ -1,0 +1,73 @@
+"""llama-server's error bodies: {"error": {"code", "message", "type"}} with its type names.
+
+Handlers raise ApiError; the exception handlers below turn it, Litestar's own HTTP errors
+(unknown route, wrong method, oversized body) and anything unexpected into that shape.
+A client's mistake is always a 4xx; only a server bug becomes a 500.
+"""
+
+from __future__ import annotations
+
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+log = structlog.get_logger("llamajit.http")
+
+TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    500: "server_error",
+    501: "not_supported_error",
+    503: "unavailable_error",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, message: str, type_: str | None = None, **extra):
+        super().__init__(message)
+        self.code, self.message = code, message
+        self.type = type_ or TYPES.get(code, "invalid_request_error" if code < 500 else "server_error")
+        self.extra = extra
+
+    def body(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message, "type": self.type, **self.extra}}
+
+
+def bad_request(message: str, **extra) -> ApiError:
+    return ApiError(400, message, **extra)
+
+
+def not_supported(message: str) -> ApiError:
+    return ApiError(501, message)
+
+
+def unavailable(message: str) -> ApiError:
+    return ApiError(503, message)
+
+
+def error_response(e: ApiError, headers: dict | None = None) -> Response:
+    return Response(e.body(), status_code=e.code, headers=headers)
+
+
+def on_api_error(_: Request, e: ApiError) -> Response:
+    return error_response(e)
+
+
+def on_http_exception(_: Request, e: HTTPException) -> Response:
+    code = e.status_code
+    if code == 404:
+        return error_response(ApiError(404, "File Not Found"))
+    if code == 405:
+        return error_response(ApiError(405, "Method Not Allowed", "invalid_request_error"))
+    if code == 413:
+        return error_response(ApiError(413, "Request body too large", "invalid_request_error"))
+    if code < 500:
+        return error_response(ApiError(code, str(e.detail), "invalid_request_error"))
+    return error_response(ApiError(code, str(e.detail)))
+
+
+def on_unexpected(request: Request, e: Exception) -> Response:
+    log.exception("unhandled error", route=request.url.path)
+    return error_response(ApiError(500, f"internal error: {type(e).__name__}"))

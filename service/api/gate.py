@@ -1,0 +1,90 @@
+"""ASGI middleware in front of every route: status (503 while loading or draining), the API
+key, CORS, and one structured log line per request.
+
+The API key is read from `Authorization: Bearer KEY` or `X-Api-Key: KEY` and compared in
+constant time against each configured key. /health and /models stay public, as in
+llama-server; CORS preflights (OPTIONS) are answered before the key check.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+import msgspec
+import structlog
+
+from service.api.errors import ApiError
+from service.api.state import Status
+
+log = structlog.get_logger("llamajit.http")
+PUBLIC = frozenset({"/health", "/v1/health", "/models", "/v1/models"})
+_enc = msgspec.json.Encoder()
+
+
+def _headers(scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def key_ok(keys: tuple[str, ...], headers: dict[str, str]) -> bool:
+    auth = headers.get("authorization", "")
+    given = auth[7:].strip() if auth[:7].lower() == "bearer " else headers.get("x-api-key", "")
+    ok = False
+    for k in keys:  # every key is compared, so timing does not tell which one matched
+        ok |= hmac.compare_digest(given.encode(), k.encode())
+    return ok
+
+
+class Gate:
+    def __init__(self, app, state):
+        self.app, self.state = app, state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path, method = scope["path"], scope["method"]
+        headers = _headers(scope)
+        origin = headers.get("origin")
+        cors = [(b"access-control-allow-origin", origin.encode()), (b"access-control-allow-credentials", b"true"),
+                (b"vary", b"Origin")] if origin else []
+        if method == "OPTIONS":
+            return await self._send(send, 200, b"", cors + [
+                (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+                (b"access-control-allow-headers", headers.get("access-control-request-headers", "*").encode()),
+                (b"access-control-max-age", b"86400")])
+        st = self.state
+        t0 = time.perf_counter()
+        status_box = [0]
+
+        async def send_logged(msg):
+            if msg["type"] == "http.response.start":
+                status_box[0] = msg["status"]
+                msg = {**msg, "headers": list(msg.get("headers", [])) + cors}
+            await send(msg)
+
+        err = None
+        if path not in PUBLIC:
+            if st.args.api_keys and not key_ok(st.args.api_keys, headers):
+                err = ApiError(401, "Invalid API Key", "authentication_error")
+            elif st.status is Status.LOADING:
+                err = ApiError(503, "Loading model", "unavailable_error")
+            elif st.status is Status.DRAINING:
+                err = ApiError(503, "Server is shutting down", "unavailable_error")
+            elif st.status is Status.FAILED:
+                err = ApiError(503, "Model failed to load", "unavailable_error")
+        st.in_flight += 1
+        try:
+            if err is not None:
+                status_box[0] = err.code
+                await self._send(send, err.code, _enc.encode(err.body()), cors + [(b"content-type", b"application/json")])
+            else:
+                await self.app(scope, receive, send_logged)
+        finally:
+            st.in_flight -= 1
+            log.info("request", method=method, route=path, status=status_box[0],
+                     ms=round((time.perf_counter() - t0) * 1e3, 2))
+
+    @staticmethod
+    async def _send(send, status: int, body: bytes, headers: list) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

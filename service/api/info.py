@@ -1,0 +1,104 @@
+"""Read-mostly routes: /health, /models, /props, /slots."""
+
+from __future__ import annotations
+
+from litestar import Request, Response, get, post
+
+from service.api.errors import ApiError, not_supported, unavailable
+from service.api.params import decode_json
+from service.api.results import generation_settings
+from service.api.state import Status
+from service.engine.slot import SlotState
+from service.sampling import SamplingParams
+
+
+@get(["/health", "/v1/health"])
+async def health(request: Request) -> Response:
+    st = request.app.state.server
+    if st.status is Status.READY:
+        return Response({"status": "ok"})
+    msg = "Loading model" if st.status is Status.LOADING else (
+        "Server is shutting down" if st.status is Status.DRAINING else "Model failed to load")
+    raise unavailable(msg)
+
+
+@get(["/v1/models", "/models"])
+async def models(request: Request) -> Response:
+    st = request.app.state.server
+    meta = None
+    if st.model is not None:
+        f = st.model.facts()
+        meta = {k: f[k] for k in ("vocab_type", "n_vocab", "n_ctx_train", "n_embd", "n_params", "size")}
+    entry = {"id": st.alias, "object": "model", "created": int(st.started), "owned_by": "llamacpp",
+             "architecture": {"input_modalities": ["text"], "output_modalities": ["text"]}, "meta": meta}
+    return Response({"object": "list", "data": [entry],
+                     "models": [{"name": st.alias, "model": st.alias, "type": "model", "capabilities": ["completion"]}]})
+
+
+def _default_settings(st) -> dict:
+    a = st.args
+    s = SamplingParams(temperature=a.temp, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p, seed=a.seed)
+    return {"id": 0, "id_task": -1, "n_ctx": st.model.n_ctx, "speculative": False, "is_processing": False,
+            "params": generation_settings(None, s, st.model.n_ctx, st.alias), "prompt": "",
+            "next_token": {"has_next_token": True, "has_new_line": False, "n_remain": -1, "n_decoded": 0,
+                           "stopping_word": ""}}
+
+
+@get("/props")
+async def props(request: Request) -> Response:
+    st = request.app.state.server
+    tok = st.model.tokenizer
+    text = lambda t: tok.token_to_piece(t).decode("utf-8", "replace") if t is not None and t >= 0 else ""  # noqa: E731
+    return Response({
+        "default_generation_settings": _default_settings(st),
+        "total_slots": st.n_slots,
+        "model_alias": st.alias,
+        "model_path": st.args.model,
+        "chat_template": st.template.source if st.template is not None else "",
+        "chat_template_caps": {},
+        "bos_token": text(tok.bos_id),
+        "eos_token": text(tok.eos_id),
+        "modalities": {"vision": False, "audio": False},
+        "build_info": st.build_info,
+        "is_sleeping": False,
+        "n_ctx": st.model.n_ctx,
+        "endpoint_slots": st.args.slots,
+        "endpoint_props": st.args.props,
+        "endpoint_metrics": st.args.metrics,
+    })
+
+
+@post("/props", status_code=200)
+async def set_props(request: Request) -> Response:
+    st = request.app.state.server
+    if not st.args.props:
+        raise ApiError(403, "This server does not support changing global properties. Start it with `--props`",
+                       "permission_error")
+    decode_json(await request.body())  # no property can be changed yet: the body is only checked
+    return Response({"success": True})
+
+
+def slot_json(st, s) -> dict:
+    t = s.task
+    p = t.params if t is not None else None
+    sp = p.sampling if p is not None else SamplingParams()
+    d = {"id": s.id, "id_task": t.id if t is not None else -1, "n_ctx": s.n_ctx, "speculative": False,
+         "is_processing": s.busy, "state": s.state.value,
+         "params": generation_settings(p, sp, s.n_ctx, st.alias),
+         "next_token": {"has_next_token": s.busy, "has_new_line": bool(getattr(s, "has_new_line", False)),
+                        "n_remain": -1, "n_decoded": len(getattr(s, "generated", ())) if s.busy else 0},
+         "n_cached_tokens": len(s.cache_tokens)}
+    if s.state is SlotState.PROMPT:
+        d["prompt_progress"] = {"total": len(p.prompt), "processed": s.i_prompt}
+    return d
+
+
+@get("/slots")
+async def slots(request: Request, fail_on_no_slot: int | None = None) -> Response:
+    st = request.app.state.server
+    if not st.args.slots:
+        raise not_supported("This server does not support slots endpoint. Start it with `--slots`")
+    out = [slot_json(st, s) for s in st.engine.slots]
+    if fail_on_no_slot and all(s["is_processing"] for s in out):
+        raise unavailable("no slot available")
+    return Response(out)

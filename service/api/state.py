@@ -1,0 +1,98 @@
+"""What the HTTP layer knows about the server: flags, the model once loaded, and its status.
+
+Status (a state machine, advanced by the loader thread and by SIGTERM):
+
+    LOADING --model ready--> READY --SIGTERM--> DRAINING --in-flight done or grace over--> exit
+       |                                           ^
+       +--load failed--> FAILED (process exits 1)  +-- (also from LOADING)
+
+/health answers 503 in every state but READY; other routes answer 503 while LOADING and
+DRAINING. The model loads on a thread so /health can answer while it does.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+
+import structlog
+
+from service.args import ServerArgs
+
+log = structlog.get_logger("llamajit.server")
+
+
+class Status(enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+    DRAINING = "draining"
+
+
+class ServerState:
+    def __init__(self, args: ServerArgs):
+        self.args = args
+        self.status = Status.LOADING
+        self.model = None  # service.model.model.Model once loaded
+        self.engine = None  # service.engine.engine.Engine
+        self.template = None  # service.chat.ChatTemplate
+        self.n_slots = args.resolved_parallel()
+        self.started = time.time()
+        self.load_error: str | None = None
+        self.in_flight = 0  # HTTP requests being answered (for the drain)
+        self.build_info = ""
+        self._ready = threading.Event()
+
+    @property
+    def alias(self) -> str:
+        return self.args.alias or self.args.model or ""
+
+    def load(self) -> None:
+        """Load the model and start the engine (on a worker thread)."""
+        from service.engine.engine import Engine
+        from service.model.model import Model
+
+        a = self.args
+        t0 = time.perf_counter()
+        try:
+            model = Model(a.model, n_ctx=self.slot_ctx(), n_seq=self.n_slots,
+                          max_batch=max(1, min(a.ubatch_size, a.batch_size)))
+            self.template = _template(a, model)
+            engine = Engine(model, self.n_slots, n_predict_cap=a.n_predict)
+            engine.start()
+        except Exception as e:  # a broken model file or template: reported, then the process exits 1
+            self.load_error = f"{type(e).__name__}: {e}"
+            self.status = Status.FAILED
+            log.error("model load failed", error=self.load_error)
+            self._ready.set()
+            return
+        self.model, self.engine = model, engine
+        if self.status is Status.LOADING:
+            self.status = Status.READY
+        log.info("model loaded", model=a.model, seconds=round(time.perf_counter() - t0, 2), n_ctx=model.n_ctx,
+                 slots=self.n_slots)
+        self._ready.set()
+
+    def slot_ctx(self) -> int:
+        """Context of one slot: the whole -c pool when slots share it (auto -np), else -c / -np."""
+        from service.gguf_reader import read_gguf
+        from service.model.config import config_from_metadata
+
+        total = self.args.ctx_size
+        if total <= 0:
+            total = config_from_metadata(read_gguf(self.args.model).metadata, self.args.model).n_ctx_train
+        return total if self.args.kv_unified() else max(1, total // self.n_slots)
+
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        return self._ready.wait(timeout)
+
+
+def _template(a: ServerArgs, model):
+    from service.chat import ChatTemplate
+
+    tok = model.tokenizer
+    bos = tok.token_text(tok.bos_id) if tok.bos_id is not None and tok.bos_id >= 0 else ""
+    eos = tok.token_text(tok.eos_id) if tok.eos_id is not None and tok.eos_id >= 0 else ""
+    return ChatTemplate.from_model(model.file.metadata, name=a.chat_template, file=a.chat_template_file,
+                                   bos_token=bos, eos_token=eos, kwargs=dict(a.chat_template_kwargs or {}))

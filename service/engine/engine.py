@@ -1,0 +1,185 @@
+"""The engine: one thread that owns the model and runs the serving loop.
+
+    loop: take new tasks -> admit waiting tasks into free slots -> build one batch from the
+          decode tokens of generating slots and prompt chunks of the others -> forward ->
+          sample each slot that produced logits -> emit events -> release finished slots
+
+HTTP handlers talk to it only through `submit()` / `Task.cancel()` (thread-safe) and read
+`snapshot()`-style state; no model code ever runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+import time
+
+from service.engine.scheduler import build_batch, pick_slot
+from service.engine.slot import Slot, SlotState, common_prefix
+from service.engine.stats import Stats
+from service.engine.task import Failure, StopType, Task
+from service.model.model import Model
+from service.sampling import Sampler, SamplerWorkspace
+
+
+class Engine:
+    def __init__(self, model: Model, n_slots: int, n_predict_cap: int = -1):
+        self.model = model
+        self.n_ctx = model.n_ctx
+        self.slots = [Slot(i, model.n_ctx) for i in range(n_slots)]
+        self.n_predict_cap = n_predict_cap
+        self.stats = Stats()
+        self._inbox: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
+        self._waiting: collections.deque[Task] = collections.deque()
+        self._ws = SamplerWorkspace(model.cfg.n_vocab)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
+
+    # -- the HTTP side ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._inbox.put(None)
+        self._thread.join(timeout)
+
+    def submit(self, task: Task) -> None:
+        self._inbox.put(task)
+
+    def wake(self) -> None:
+        """Make the loop look at cancellations now (after Task.cancel())."""
+        self._inbox.put(None)
+
+    @property
+    def n_busy(self) -> int:
+        """Requests being processed (llamacpp:requests_processing)."""
+        return sum(s.busy for s in self.slots)
+
+    @property
+    def n_deferred(self) -> int:
+        """Requests waiting for a slot (llamacpp:requests_deferred)."""
+        return len(self._waiting) + self._inbox.qsize()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            idle = not self._waiting and not any(s.busy for s in self.slots)
+            self._take_inbox(block=idle)
+            self._drop_cancelled()
+            self._admit()
+            if not any(s.busy for s in self.slots):
+                continue
+            try:
+                self._step()
+            except Exception as e:  # a bug: fail the running tasks, keep serving others
+                for s in self.slots:
+                    if s.busy:
+                        self._finish(s, Failure(500, f"engine error: {type(e).__name__}: {e}", "server_error"))
+                import traceback
+
+                traceback.print_exc()
+
+    def _take_inbox(self, block: bool) -> None:
+        try:
+            item = self._inbox.get(timeout=0.5) if block else self._inbox.get_nowait()
+            while True:
+                if item is not None:
+                    self._waiting.append(item)
+                item = self._inbox.get_nowait()
+        except queue.Empty:
+            pass
+
+    def _drop_cancelled(self) -> None:
+        for t in [t for t in self._waiting if t.cancelled]:
+            self._waiting.remove(t)
+        for s in self.slots:
+            if s.busy and s.task.cancelled:
+                self._release(s)
+
+    def _admit(self) -> None:
+        still: collections.deque[Task] = collections.deque()
+        while self._waiting:
+            task = self._waiting.popleft()
+            slot = pick_slot(self.slots, task)
+            if slot is None:
+                still.append(task)
+                continue
+            self._assign(slot, task)
+        self._waiting = still
+
+    def _assign(self, slot: Slot, task: Task) -> None:
+        p = task.params
+        if not 0 < len(p.prompt) < self.n_ctx:  # the HTTP edge checks first; this keeps the engine safe
+            task.sink(Failure(400, f"the prompt has {len(p.prompt)} tokens; it must have 1 to {self.n_ctx - 1}",
+                              "exceed_context_size_error"))
+            return
+        keep = 0
+        if p.cache_prompt:
+            keep = min(common_prefix(slot.cache_tokens, p.prompt), len(p.prompt) - 1)
+        self.model.cache.keep(slot.id, keep)
+        kw = {}
+        if p.constraint is not None:
+            kw["constraint"] = p.constraint
+        sampler = Sampler(p.sampling, self.model.cfg.n_vocab, eog_ids=self.model.tokenizer.eog_ids,
+                          dry_breakers=p.dry_breakers, n_ctx=self.n_ctx, workspace=self._ws, **kw)
+        slot.assign(task, sampler, self.model.tokenizer, keep)
+
+    def _step(self) -> None:
+        plan = build_batch(self.slots, self.model.max_batch)
+        if plan is None:
+            return
+        batch, rows = plan
+        t0 = time.perf_counter()
+        logits = self.model.forward(batch)
+        dt = time.perf_counter() - t0
+        self.stats.decoded(sum(s.busy for s in self.slots), max(len(s.cache_tokens) for s, _, _ in rows))
+        _ = dt
+        r = 0
+        for slot, n, wants in rows:
+            was_prompt = slot.state is SlotState.PROMPT
+            if was_prompt:
+                slot.prompt_done(n)
+            row = None
+            if wants:
+                row, r = logits[r], r + 1
+            if slot.task.cancelled:
+                continue
+            if was_prompt and slot.task.params.n_predict == 0:
+                slot.stop_type = StopType.LIMIT
+                self._finish(slot)
+                continue
+            if row is None:
+                continue
+            tok = slot.sampler.sample(row)
+            slot.sampler.accept(tok)
+            slot.on_token(tok, row, self.n_predict_cap)
+            if slot.stopped:
+                self._finish(slot)
+            elif slot.task.params.stream:
+                part = slot.partial()
+                if part is not None:
+                    slot.task.sink(part)
+
+    def _finish(self, slot: Slot, failure: Failure | None = None) -> None:
+        task = slot.task
+        if failure is not None:
+            task.sink(failure)
+        else:
+            if task.params.stream:
+                part = slot.partial()
+                if part is not None and part.content:
+                    task.sink(part)
+            final = slot.final()
+            self.stats.finished(final)
+            task.sink(final)
+        self._release(slot)
+
+    def _release(self, slot: Slot) -> None:
+        # keep exactly the tokens whose KV is in the cache (the last sampled one is not)
+        slot.cache_tokens = slot.cache_tokens[: int(self.model.cache.length[slot.id])]
+        slot.release()
+

@@ -1,0 +1,129 @@
+"""What the HTTP edge hands the engine (TaskParams), and what the engine sends back (events).
+
+A Task is one generation: one prompt, already tokenized and validated. The HTTP layer turns
+JSON into TaskParams; nothing below this line sees JSON. Events flow back through a sink the
+task carries (a callable the engine thread calls; the HTTP side bridges it into asyncio).
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.sampling import SamplingParams, TokenProbs
+
+
+class StopType(enum.Enum):
+    """Why a generation ended: llama-server's stop_type values."""
+
+    NONE = "none"  # still running (streamed partial results)
+    EOS = "eos"  # an end-of-generation token
+    LIMIT = "limit"  # n_predict, t_max_predict_ms, or the end of the context
+    WORD = "word"  # one of the request's stop strings
+
+
+@dataclass(frozen=True)
+class TaskParams:
+    prompt: tuple[int, ...]  # token ids, BOS included when the edge added it
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    n_predict: int = -1  # -1: until EOS or the context end
+    stop: tuple[str, ...] = ()
+    n_probs: int = 0  # > 0: report the top n_probs for each generated token
+    post_sampling_probs: bool = False
+    cache_prompt: bool = True
+    id_slot: int = -1  # -1: the engine chooses
+    t_max_predict_ms: float = 0.0  # > 0: stop after this long once a newline was produced
+    n_indent: int = 0
+    stream: bool = False
+    timings_per_token: bool = False
+    constraint: Any = None  # a compiled grammar factory (service.sampling.grammar), or None
+    dry_breakers: tuple[tuple[int, ...], ...] = ()  # DRY's breakers as token sequences
+
+
+@dataclass(frozen=True)
+class Timings:
+    cache_n: int
+    prompt_n: int
+    prompt_ms: float
+    predicted_n: int
+    predicted_ms: float
+
+    def as_dict(self) -> dict:
+        pn, gn = self.prompt_n, self.predicted_n
+        return {
+            "cache_n": self.cache_n,
+            "prompt_n": pn,
+            "prompt_ms": self.prompt_ms,
+            "prompt_per_token_ms": self.prompt_ms / pn if pn else 0.0,
+            "prompt_per_second": 1e3 * pn / self.prompt_ms if self.prompt_ms > 0 else 0.0,
+            "predicted_n": gn,
+            "predicted_ms": self.predicted_ms,
+            "predicted_per_token_ms": self.predicted_ms / gn if gn else 0.0,
+            "predicted_per_second": 1e3 * gn / self.predicted_ms if self.predicted_ms > 0 else 0.0,
+        }
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """One generated token with the probabilities the request asked for."""
+
+    id: int
+    probs: TokenProbs | None  # None unless n_probs > 0
+
+
+@dataclass(frozen=True)
+class Partial:
+    """A streamed step: text that is safe to show (no partial stop string) and its tokens."""
+
+    content: str
+    tokens: tuple[TokenInfo, ...]
+    timings: Timings | None = None
+
+
+@dataclass(frozen=True)
+class Final:
+    content: str  # the whole generated text, stop string excluded
+    tokens: tuple[TokenInfo, ...]
+    stop_type: StopType
+    stopping_word: str
+    truncated: bool
+    n_prompt: int  # prompt tokens (evaluated + cached)
+    n_cached: int
+    n_predicted: int
+    timings: Timings
+    id_slot: int
+    seed: int
+    unsent: str = ""  # text not yet sent in a stream (held back for a possible stop string)
+
+
+@dataclass(frozen=True)
+class Failure:
+    code: int
+    message: str
+    type: str
+
+
+Event = Partial | Final | Failure
+
+_ids = itertools.count()
+
+
+class Task:
+    """One queued generation. The engine thread calls `sink(event)`; `cancel()` is thread-safe."""
+
+    def __init__(self, params: TaskParams, sink: Callable[[Event], None]):
+        self.id = next(_ids)
+        self.params = params
+        self.sink = sink
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
