@@ -1,4 +1,5 @@
-"""llama-server's sampler chain: parameters (params.py) and the per-sequence Sampler (sampler.py).
+"""llama-server's sampler chain: parameters (params.py), the per-sequence Sampler (sampler.py),
+logit_bias resolution (bias.py) and structured output (grammar.py, structured.py).
 
 The kernels are in kernels/sampling.py and kernels/sampling_filters.py; NumPy references
 for each sampler are in tests/oracle_sampling.py.
@@ -16,9 +17,14 @@ from service.sampling.params import (
 from service.sampling.bias import resolve_logit_bias
 from service.sampling.candidates import SamplerWorkspace, TokenProbs
 from service.sampling.dry import dry_breaker_sequences
+from service.sampling.grammar import Constraint, GrammarCompiler, GrammarError, fill_masks
 from service.sampling.sampler import Sampler
+from service.sampling.structured import constraint_from_request
 
 __all__ = [
+    "Constraint",
+    "GrammarCompiler",
+    "GrammarError",
     "DEFAULT_DRY_SEQUENCE_BREAKERS",
     "DEFAULT_SAMPLERS",
     "DEFAULT_SAMPLER_SEQ",
@@ -27,7 +33,9 @@ __all__ = [
     "SamplerWorkspace",
     "SamplingParams",
     "TokenProbs",
+    "constraint_from_request",
     "dry_breaker_sequences",
+    "fill_masks",
     "resolve_logit_bias",
     "parse_samplers",
     "samplers_to_letters",
