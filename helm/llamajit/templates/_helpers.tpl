@@ -1,0 +1,184 @@
+{{/* Names and labels, as `helm create` scaffolds them. */}}
+{{- define "llamajit.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "llamajit.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "llamajit.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "llamajit.labels" -}}
+helm.sh/chart: {{ include "llamajit.chart" . }}
+{{ include "llamajit.selectorLabels" . }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* component=server keeps the helm test pod out of the Service and the policies. */}}
+{{- define "llamajit.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "llamajit.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: server
+{{- end }}
+
+{{- define "llamajit.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "llamajit.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Label that lets a pod through a restricted NetworkPolicy. */}}
+{{- define "llamajit.clientLabel" -}}
+{{ include "llamajit.fullname" . }}-client
+{{- end }}
+
+{{- define "llamajit.image" -}}
+{{- $tag := .Values.image.tag | default (printf "%s%s" .Chart.AppVersion (ternary .Values.gpu.imageTagSuffix "" .Values.gpu.enabled)) }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+
+{{/* The API key Secret: an existing one, or the chart's. */}}
+{{- define "llamajit.apiKeySecretName" -}}
+{{- .Values.apiKey.existingSecret | default (printf "%s-api-key" (include "llamajit.fullname" .)) }}
+{{- end }}
+
+{{- define "llamajit.autoscaled" -}}
+{{- if or .Values.autoscaling.enabled .Values.keda.enabled }}true{{ end }}
+{{- end }}
+
+{{/* Model served from a file (-m) unless the server downloads it itself (-hf). */}}
+{{- define "llamajit.serverDownloads" -}}
+{{- if and (eq .Values.model.source "hf") (not .Values.model.hf.initContainer) }}true{{ end }}
+{{- end }}
+
+{{- define "llamajit.initDownload" -}}
+{{- if and .Values.model.hf.repo .Values.model.hf.initContainer (has .Values.model.source (list "hf" "pvc")) }}true{{ end }}
+{{- end }}
+
+{{- define "llamajit.modelFile" -}}
+{{- if eq .Values.model.source "hf" }}{{ .Values.model.hf.file }}{{ else }}{{ .Values.model.file }}{{ end }}
+{{- end }}
+
+{{- define "llamajit.modelClaim" -}}
+{{- if eq .Values.model.source "existingClaim" }}{{ .Values.model.existingClaim }}
+{{- else if eq .Values.model.source "pvc" }}{{ include "llamajit.fullname" . }}-model
+{{- end }}
+{{- end }}
+
+{{/* preStop sleep + drain + 10 s for the process to exit after its last request. */}}
+{{- define "llamajit.terminationGracePeriodSeconds" -}}
+{{- add .Values.server.drain.preStopSleepSeconds .Values.server.drain.timeoutSeconds 10 }}
+{{- end }}
+
+{{/* Values that cannot work together fail the render with a message. */}}
+{{- define "llamajit.validate" -}}
+{{- if and .Values.autoscaling.enabled .Values.keda.enabled }}
+{{- fail "autoscaling.enabled and keda.enabled: choose one (KEDA creates its own HPA)" }}
+{{- end }}
+{{- if and (eq .Values.model.source "existingClaim") (not .Values.model.existingClaim) }}
+{{- fail "model.source=existingClaim needs model.existingClaim" }}
+{{- end }}
+{{- if and (eq .Values.model.source "hf") (not (and .Values.model.hf.repo .Values.model.hf.file)) }}
+{{- fail "model.source=hf needs model.hf.repo and model.hf.file" }}
+{{- end }}
+{{- if and .Values.model.hf.repo (not .Values.model.hf.file) }}
+{{- fail "model.hf.repo needs model.hf.file (the GGUF file to download)" }}
+{{- end }}
+{{- if and (or .Values.autoscaling.enabled .Values.keda.enabled) (not .Values.metrics.enabled) }}
+{{- fail "autoscaling needs metrics.enabled (the llamacpp: metrics it scales on)" }}
+{{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}
+{{- fail "metrics.serviceMonitor.enabled needs metrics.enabled" }}
+{{- end }}
+{{- end }}
+
+{{/* llama-server's command line, built from values. */}}
+{{- define "llamajit.args" -}}
+- --host
+- 0.0.0.0
+- --port
+- {{ .Values.server.port | quote }}
+{{- if include "llamajit.serverDownloads" . }}
+- --hf-repo
+- {{ .Values.model.hf.repo | quote }}
+- --hf-file
+- {{ .Values.model.hf.file | quote }}
+{{- else }}
+- --model
+- {{ printf "%s/%s" .Values.model.mountPath (include "llamajit.modelFile" .) | quote }}
+{{- end }}
+{{- with .Values.server.alias }}
+- --alias
+- {{ . | quote }}
+{{- end }}
+- --ctx-size
+- {{ .Values.server.ctxSize | quote }}
+- --parallel
+- {{ .Values.server.parallel | quote }}
+{{- if .Values.server.threads }}
+- --threads
+- {{ .Values.server.threads | quote }}
+{{- end }}
+{{- if .Values.metrics.enabled }}
+- --metrics
+{{- end }}
+{{- if .Values.server.embeddings }}
+- --embeddings
+{{- end }}
+{{- if not .Values.server.slots }}
+- --no-slots
+{{- end }}
+- --drain-timeout
+- {{ .Values.server.drain.timeoutSeconds | quote }}
+{{- if .Values.gpu.enabled }}
+- --n-gpu-layers
+- {{ .Values.gpu.nGpuLayers | quote }}
+{{- end }}
+{{- range .Values.server.extraArgs }}
+- {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+prometheus-adapter rule that serves, per pod, in-flight requests = slots busy + requests
+queued, under autoscaling.metricName in the custom metrics API.
+*/}}
+{{- define "llamajit.adapterRules" -}}
+rules:
+  - seriesQuery: 'llamacpp:requests_processing{namespace!="",pod!=""}'
+    resources:
+      overrides:
+        namespace: {resource: namespace}
+        pod: {resource: pod}
+    name:
+      matches: "^llamacpp:requests_processing$"
+      as: {{ .Values.autoscaling.metricName | quote }}
+    metricsQuery: >-
+      sum by (<<.GroupBy>>) (llamacpp:requests_processing{<<.LabelMatchers>>})
+      + sum by (<<.GroupBy>>) (llamacpp:requests_deferred{<<.LabelMatchers>>})
+{{- end }}
+
+{{/* KEDA's query: in-flight requests summed over the release's pods (scraped via its Service). */}}
+{{- define "llamajit.kedaQuery" -}}
+{{- if .Values.keda.query }}{{ .Values.keda.query }}{{ else -}}
+{{- $sel := printf "namespace=%q,service=%q" .Release.Namespace (include "llamajit.fullname" .) -}}
+sum(llamacpp:requests_processing{ {{- $sel -}} }) + sum(llamacpp:requests_deferred{ {{- $sel -}} })
+{{- end }}
+{{- end }}
