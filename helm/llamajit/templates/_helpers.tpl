@@ -72,8 +72,9 @@ app.kubernetes.io/component: server
 {{- if and .Values.model.hf.repo .Values.model.hf.initContainer (has .Values.model.source (list "hf" "pvc")) }}true{{ end }}
 {{- end }}
 
+{{/* The GGUF file name: the downloaded one when model.hf is in use, else model.file. */}}
 {{- define "llamajit.modelFile" -}}
-{{- if eq .Values.model.source "hf" }}{{ .Values.model.hf.file }}{{ else }}{{ .Values.model.file }}{{ end }}
+{{- if or (eq .Values.model.source "hf") (include "llamajit.initDownload" .) }}{{ .Values.model.hf.file }}{{ else }}{{ .Values.model.file }}{{ end }}
 {{- end }}
 
 {{- define "llamajit.modelClaim" -}}
