@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False,
                             timeout_keep_alive=max(5, args.timeout), lifespan="off")
     server = _Server(config)
-    exit_code = [0]
+    exit_code = [0]  # a drained shutdown is a clean exit
     signals = [0]
     drain_timeout = float(args.drain_timeout)
 
@@ -87,23 +87,31 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.05)
         server.should_exit = True
 
-    def load() -> None:
-        state.load()
-        if state.load_error is not None:
-            print(f"llama-server: error: {state.load_error}", file=sys.stderr)
+    def serve() -> None:
+        try:
+            asyncio.run(server.serve())
+        except SystemExit:  # uvicorn could not start (e.g. the port is taken)
             exit_code[0] = 1
-            server.should_exit = True
-        else:
-            log.info("server is listening", host=args.host, port=args.port)
+        finally:
+            served.set()
+            if state.engine is not None:
+                state.engine.shutdown()
 
+    served = threading.Event()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    threading.Thread(target=load, name="loader", daemon=True).start()
-    try:
-        asyncio.run(server.serve())
-    finally:
-        if state.engine is not None:
-            state.engine.shutdown(timeout=2.0)
+    http = threading.Thread(target=serve, name="http", daemon=True)
+    http.start()
+    state.load()  # on the main thread, which then runs the engine (see service.engine.engine)
+    if state.load_error is not None:
+        print(f"llama-server: error: {state.load_error}", file=sys.stderr)
+        server.should_exit = True
+        http.join(10)
+        return 1
+    if not served.is_set():
+        log.info("server is listening", host=args.host, port=args.port)
+        state.engine.run()
+    http.join(10)
     return exit_code[0]
 
 

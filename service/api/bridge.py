@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from litestar import Request
 
-from service.engine.task import Event, Failure, Final, Task, TaskParams
+from service.engine.task import Embedding, Event, Failure, Final, Task, TaskParams
 
 
 class TaskRun:
@@ -25,13 +25,13 @@ class TaskRun:
     async def events(self) -> AsyncIterator[Event]:
         while not self.done:
             ev = await self.queue.get()
-            if isinstance(ev, (Final, Failure)):
+            if isinstance(ev, (Final, Failure, Embedding)):
                 self.done = True
             yield ev
 
-    async def final(self) -> Final | Failure:
+    async def final(self) -> Final | Embedding | Failure:
         async for ev in self.events():
-            if isinstance(ev, (Final, Failure)):
+            if isinstance(ev, (Final, Failure, Embedding)):
                 return ev
         raise RuntimeError("task ended without a result")
 

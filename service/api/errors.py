@@ -1,7 +1,8 @@
 """llama-server's error bodies: {"error": {"code", "message", "type"}} with its type names.
 
 Handlers raise ApiError; the exception handlers below turn it, Litestar's own HTTP errors
-(unknown route, wrong method, oversized body) and anything unexpected into that shape.
+(unknown route or method: 404, oversized body, bad query parameters) and anything unexpected
+into that shape.
 A client's mistake is always a 4xx; only a server bug becomes a 500.
 """
 
@@ -57,10 +58,10 @@ def on_api_error(_: Request, e: ApiError) -> Response:
 
 def on_http_exception(_: Request, e: HTTPException) -> Response:
     code = e.status_code
-    if code == 404:
+    # A known path asked with another method is 404 too: llama-server's HTTP library routes on
+    # (method, path) and answers anything unmatched with its "File Not Found" body.
+    if code in (404, 405):
         return error_response(ApiError(404, "File Not Found"))
-    if code == 405:
-        return error_response(ApiError(405, "Method Not Allowed", "invalid_request_error"))
     if code == 413:
         return error_response(ApiError(413, "Request body too large", "invalid_request_error"))
     if code < 500:

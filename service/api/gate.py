@@ -1,9 +1,10 @@
 """ASGI middleware in front of every route: status (503 while loading or draining), the API
 key, CORS, and one structured log line per request.
 
-The API key is read from `Authorization: Bearer KEY` or `X-Api-Key: KEY` and compared in
-constant time against each configured key. /health and /models stay public, as in
-llama-server; CORS preflights (OPTIONS) are answered before the key check.
+The API key is read from `Authorization: Bearer KEY` (or a bare `Authorization: KEY`) or,
+without an Authorization header, `X-Api-Key: KEY`, and compared in constant time against each
+configured key. /health and /models stay public, as in llama-server; CORS preflights (OPTIONS)
+are answered before any check, and a server still loading answers 503 before asking for a key.
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ def _headers(scope) -> dict[str, str]:
 
 
 def key_ok(keys: tuple[str, ...], headers: dict[str, str]) -> bool:
-    auth = headers.get("authorization", "")
-    given = auth[7:].strip() if auth[:7].lower() == "bearer " else headers.get("x-api-key", "")
+    # llama-server: Authorization if present, else X-Api-Key; a "Bearer " prefix is dropped
+    given = headers.get("authorization") or headers.get("x-api-key", "")
+    if given[:7].lower() == "bearer ":
+        given = given[7:]
+    given = given.strip()
     ok = False
     for k in keys:  # every key is compared, so timing does not tell which one matched
         ok |= hmac.compare_digest(given.encode(), k.encode())
@@ -45,13 +49,15 @@ class Gate:
         path, method = scope["path"], scope["method"]
         headers = _headers(scope)
         origin = headers.get("origin")
-        cors = [(b"access-control-allow-origin", origin.encode()), (b"access-control-allow-credentials", b"true"),
-                (b"vary", b"Origin")] if origin else []
+        # llama-server echoes the Origin on every answer (errors included, so a page can read
+        # them) and answers every preflight itself, before the status and key checks.
+        cors = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")] if origin else []
         if method == "OPTIONS":
             return await self._send(send, 200, b"", cors + [
-                (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
-                (b"access-control-allow-headers", headers.get("access-control-request-headers", "*").encode()),
-                (b"access-control-max-age", b"86400")])
+                (b"access-control-allow-credentials", b"true"),
+                (b"access-control-allow-methods", b"GET, POST"),
+                (b"access-control-allow-headers", b"*"),
+                (b"content-type", b"text/html")])
         st = self.state
         t0 = time.perf_counter()
         status_box = [0]
@@ -63,15 +69,15 @@ class Gate:
             await send(msg)
 
         err = None
-        if path not in PUBLIC:
-            if st.args.api_keys and not key_ok(st.args.api_keys, headers):
-                err = ApiError(401, "Invalid API Key", "authentication_error")
-            elif st.status is Status.LOADING:
+        if path not in PUBLIC:  # the status first, then the key: llama-server's order
+            if st.status is Status.LOADING:
                 err = ApiError(503, "Loading model", "unavailable_error")
             elif st.status is Status.DRAINING:
                 err = ApiError(503, "Server is shutting down", "unavailable_error")
             elif st.status is Status.FAILED:
                 err = ApiError(503, "Model failed to load", "unavailable_error")
+            elif st.args.api_keys and not key_ok(st.args.api_keys, headers):
+                err = ApiError(401, "Invalid API Key", "authentication_error")
         st.in_flight += 1
         try:
             if err is not None:

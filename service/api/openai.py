@@ -6,6 +6,7 @@ messages) and the response shapes (choices, usage, chunks ending in [DONE]) diff
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 
@@ -144,28 +145,35 @@ async def completions(request: Request) -> Response:
 @post(["/v1/chat/completions", "/chat/completions"], status_code=200)
 async def chat_completions(request: Request) -> Response:
     body = decode_json(await request.body())
-    prompt = chat_prompt(request, body)
+    prompt = await chat_prompt(request, body)
     return await _run(request, body, prompt, "chat")
 
 
-def render_chat(request: Request, body: dict):
-    """The chat template applied to body["messages"]: (Rendered, its token ids)."""
+async def render_chat(request: Request, body: dict):
+    """The chat template applied to body["messages"] (rendered off the event loop: a template
+    may take up to its time limit)."""
+    from service.chat import TemplateError
+
     st = request.app.state.server
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise bad_request("messages: expected a non-empty array of message objects")
     kwargs = get(body, "chat_template_kwargs", dict, {}) or {}
     tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise bad_request("tools: expected an array")
+    agp = bool(get(body, "add_generation_prompt", bool, True))
     try:
-        rendered = st.template.render(messages, add_generation_prompt=bool(get(body, "add_generation_prompt", bool, True)),
-                                      tools=tools, kwargs=kwargs)
-    except ValueError as e:  # TemplateError included: a bad message list or a template that refuses it
+        return await asyncio.to_thread(st.template.render, messages, add_generation_prompt=agp, tools=tools,
+                                       kwargs=kwargs)
+    except TemplateError as e:
+        if getattr(e, "client_error", False):
+            raise bad_request(str(e)) from None
+        raise ApiError(500, f"the chat template failed: {e}") from None
+    except ValueError as e:  # the messages are malformed
         raise bad_request(str(e)) from None
-    return rendered
 
 
-def chat_prompt(request: Request, body: dict) -> list[int]:
-    rendered = render_chat(request, body)
+async def chat_prompt(request: Request, body: dict) -> list[int]:
+    rendered = await render_chat(request, body)
     return rendered.tokenize(request.app.state.server.model.tokenizer)
-
-

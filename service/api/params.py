@@ -17,6 +17,9 @@ from service.sampling import SamplingParams, dry_breaker_sequences
 
 # SamplingParams fields a request may set directly (logit_bias needs the tokenizer).
 _SAMPLING = frozenset(SamplingParams.__struct_fields__) - {"logit_bias"}
+# Its integer fields: a JSON number with an integral value (40.0) is read as that integer, as
+# llama-server's JSON library does; 40.5 or "40" is a wrong type.
+_INTS = frozenset(f.name for f in msgspec.structs.fields(SamplingParams) if f.type is int)
 
 
 def decode_json(raw: bytes) -> dict:
@@ -37,6 +40,8 @@ def get(body: dict, name: str, kind: type | tuple, default: Any = None) -> Any:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if float in kinds and isinstance(v, int) and not isinstance(v, bool):
         return float(v)
+    if int in kinds and isinstance(v, float) and v.is_integer():
+        return int(v)
     if isinstance(v, bool) and bool not in kinds:
         raise bad_request(f"{name}: expected {_kind_names(kinds)}, got {v!r}")
     if not isinstance(v, kinds):
@@ -111,7 +116,12 @@ class ParamBuilder:
 
     def sampling(self, body: dict) -> SamplingParams:
         fields = {k: v for k, v in self.defaults.items() if v is not None}
-        fields.update({k: v for k, v in body.items() if k in _SAMPLING and v is not None})
+        fields.update({k: int(v) if k in _INTS and isinstance(v, float) and v.is_integer() else v
+                       for k, v in body.items() if k in _SAMPLING and v is not None})
+        for k in ("repeat_last_n", "dry_penalty_last_n"):  # a window past the context sees nothing more
+            v = fields.get(k)
+            if isinstance(v, int) and not isinstance(v, bool) and v > self.n_ctx:
+                fields[k] = self.n_ctx
         if "dry_sequence_breakers" in fields:
             b = fields["dry_sequence_breakers"]
             if not isinstance(b, list) or not b:
@@ -119,7 +129,7 @@ class ParamBuilder:
         if "logit_bias" in body and body["logit_bias"] is not None:
             fields["logit_bias"] = self.logit_bias(body["logit_bias"])
         try:
-            return msgspec.convert(fields, SamplingParams, strict=False)
+            return msgspec.convert(fields, SamplingParams)  # strict: "0.5" is not a number
         except (msgspec.ValidationError, ValueError) as e:
             raise bad_request(str(e)) from None
 
@@ -131,16 +141,20 @@ class ParamBuilder:
         except ValueError as e:
             raise bad_request(str(e)) from None
 
-    def constraint(self, body: dict):
+    def constraint(self, body: dict, chat: bool | None = None):
+        """The request's grammar constraint (llama-server's rules, see service.sampling.structured).
+
+        chat=None: a chat request is one with "messages" (the chat routes require them)."""
         grammar, schema, rf = body.get("grammar"), body.get("json_schema"), body.get("response_format")
         if grammar in (None, "") and schema is None and rf is None:
             return None
-        from service.sampling.grammar import GrammarCompiler, constraint_from_request
+        from service.sampling import GrammarCompiler, constraint_from_request
 
         if self._grammar is None:
             self._grammar = GrammarCompiler(self.tok)
         try:
-            return constraint_from_request(self._grammar, grammar, schema, rf)
+            return constraint_from_request(self._grammar, grammar, schema, rf,
+                                           chat="messages" in body if chat is None else chat)
         except ValueError as e:
             raise bad_request(str(e)) from None
 

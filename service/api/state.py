@@ -7,7 +7,9 @@ Status (a state machine, advanced by the loader thread and by SIGTERM):
        +--load failed--> FAILED (process exits 1)  +-- (also from LOADING)
 
 /health answers 503 in every state but READY; other routes answer 503 while LOADING and
-DRAINING. The model loads on a thread so /health can answer while it does.
+DRAINING. The HTTP server runs on its own thread from the start, so /health answers while
+the main thread loads the model and then runs the engine (see service.engine.engine on why
+the main thread).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class ServerState:
         return self.args.alias or self.args.model or ""
 
     def load(self) -> None:
-        """Load the model and start the engine (on a worker thread)."""
+        """Load the model and build the engine (the caller runs engine.run() on this same thread)."""
         from service.engine.engine import Engine
         from service.model.model import Model
 
@@ -60,7 +62,6 @@ class ServerState:
                           max_batch=max(1, min(a.ubatch_size, a.batch_size)))
             self.template = _template(a, model)
             engine = Engine(model, self.n_slots, n_predict_cap=a.n_predict)
-            engine.start()
         except Exception as e:  # a broken model file or template: reported, then the process exits 1
             self.load_error = f"{type(e).__name__}: {e}"
             self.status = Status.FAILED

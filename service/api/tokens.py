@@ -48,4 +48,5 @@ async def detokenize(request: Request) -> Response:
 @post("/apply-template", status_code=200)
 async def apply_template(request: Request) -> Response:
     body = decode_json(await request.body())
-    return Response({"prompt": render_chat(request, body).text})
+    rendered = await render_chat(request, body)
+    return Response({"prompt": rendered.prompt(request.app.state.server.model.tokenizer)})

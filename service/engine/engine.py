@@ -5,7 +5,14 @@
           sample each slot that produced logits -> emit events -> release finished slots
 
 HTTP handlers talk to it only through `submit()` / `Task.cancel()` (thread-safe) and read
-`snapshot()`-style state; no model code ever runs on the event loop.
+counters; no model code ever runs on the event loop.
+
+Which thread: the server runs `run()` on the process's main thread, the one that loaded the
+model. Numba's OpenMP layer keeps one worker team per calling thread, and an idle team's
+workers spin for a while after each parallel region: driving kernels from a second thread
+left the first team spinning on the same cores and cut decode speed by 2-3x (measured:
+60 against 170 tokens/s for SmolLM2 on 2 cores). `start()` runs the loop on a new thread
+for in-process use where that does not matter.
 """
 
 from __future__ import annotations
@@ -15,10 +22,12 @@ import queue
 import threading
 import time
 
+import numpy as np
+
 from service.engine.scheduler import build_batch, pick_slot
 from service.engine.slot import Slot, SlotState, common_prefix
 from service.engine.stats import Stats
-from service.engine.task import Failure, StopType, Task
+from service.engine.task import Embedding, Failure, StopType, Task
 from service.model.model import Model
 from service.sampling import Sampler, SamplerWorkspace
 
@@ -34,7 +43,7 @@ class Engine:
         self._waiting: collections.deque[Task] = collections.deque()
         self._ws = SamplerWorkspace(model.cfg.n_vocab)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
+        self._thread = threading.Thread(target=self.run, name="engine", daemon=True)
 
     # -- the HTTP side ----------------------------------------------------------------------
 
@@ -42,9 +51,11 @@ class Engine:
         self._thread.start()
 
     def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop the loop (from any thread); joins it when start() ran it."""
         self._stop.set()
         self._inbox.put(None)
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     def submit(self, task: Task) -> None:
         self._inbox.put(task)
@@ -65,7 +76,8 @@ class Engine:
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """The serving loop, on the calling thread, until shutdown()."""
         while not self._stop.is_set():
             idle = not self._waiting and not any(s.busy for s in self.slots)
             self._take_inbox(block=idle)
@@ -118,7 +130,7 @@ class Engine:
                               "exceed_context_size_error"))
             return
         keep = 0
-        if p.cache_prompt:
+        if p.cache_prompt and not p.embd:  # embeddings need every token's hidden state
             keep = min(common_prefix(slot.cache_tokens, p.prompt), len(p.prompt) - 1)
         self.model.cache.keep(slot.id, keep)
         kw = {}
@@ -138,9 +150,16 @@ class Engine:
         dt = time.perf_counter() - t0
         self.stats.decoded(sum(s.busy for s in self.slots), max(len(s.cache_tokens) for s, _, _ in rows))
         _ = dt
-        r = 0
+        r, h = 0, 0
         for slot, n, wants in rows:
             was_prompt = slot.state is SlotState.PROMPT
+            if was_prompt and slot.task.params.embd:
+                slot.hidden_parts.append(self.model.forward.hidden[h : h + n].copy())
+                h += n
+                if slot.prompt_done(n) and not slot.task.cancelled:
+                    slot.task.sink(Embedding(np.concatenate(slot.hidden_parts), len(slot.task.params.prompt)))
+                    self._release(slot)
+                continue
             if was_prompt:
                 slot.prompt_done(n)
             row = None

@@ -39,6 +39,7 @@ def build_batch(slots: list[Slot], budget: int) -> tuple[Batch, list[tuple[Slot,
     seqs: list[int] = []
     pos: list[int] = []
     want: list[bool] = []
+    hidden: list[bool] = []
     rows: list[tuple[Slot, int, bool]] = []
     for s in slots:
         if s.state is SlotState.GENERATING and len(toks) < budget:
@@ -46,6 +47,7 @@ def build_batch(slots: list[Slot], budget: int) -> tuple[Batch, list[tuple[Slot,
             seqs.append(s.id)
             pos.append(len(s.cache_tokens) - 1)
             want.append(True)
+            hidden.append(False)
             rows.append((s, 1, True))
     for s in slots:
         room = budget - len(toks)
@@ -53,13 +55,17 @@ def build_batch(slots: list[Slot], budget: int) -> tuple[Batch, list[tuple[Slot,
             continue
         chunk = s.prompt_chunk(room)
         last = s.i_prompt + len(chunk) == len(s.task.params.prompt)
+        embd = s.task.params.embd
+        last = last and not embd
         p0 = s.i_prompt
         toks.extend(chunk)
         seqs.extend([s.id] * len(chunk))
         pos.extend(range(p0, p0 + len(chunk)))
         want.extend([False] * (len(chunk) - 1) + [last])
+        hidden.extend([embd] * len(chunk))
         rows.append((s, len(chunk), last))
     if not toks:
         return None
-    batch = Batch(np.array(toks, np.int32), np.array(seqs, np.int32), np.array(pos, np.int32), np.array(want, bool))
+    batch = Batch(np.array(toks, np.int32), np.array(seqs, np.int32), np.array(pos, np.int32), np.array(want, bool),
+                  np.array(hidden, bool) if any(hidden) else None)
     return batch, rows

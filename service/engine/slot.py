@@ -73,6 +73,7 @@ class Slot:
         self.stop_type = StopType.NONE
         self.stopping_word = ""
         self.truncated = False
+        self.hidden_parts: list[np.ndarray] = []  # embedding tasks: (n_chunk, n_embd) per evaluated chunk
         sampler.accept_many(p.prompt)
 
     def release(self) -> None:

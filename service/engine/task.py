@@ -42,6 +42,7 @@ class TaskParams:
     timings_per_token: bool = False
     constraint: Any = None  # a compiled grammar factory (service.sampling.grammar), or None
     dry_breakers: tuple[tuple[int, ...], ...] = ()  # DRY's breakers as token sequences
+    embd: bool = False  # an embedding task: evaluate the prompt, return its hidden states, generate nothing
 
 
 @dataclass(frozen=True)
@@ -101,13 +102,19 @@ class Final:
 
 
 @dataclass(frozen=True)
+class Embedding:
+    hidden: object  # float32 (n_prompt, n_embd): final-norm hidden state of every prompt token
+    n_prompt: int
+
+
+@dataclass(frozen=True)
 class Failure:
     code: int
     message: str
     type: str
 
 
-Event = Partial | Final | Failure
+Event = Partial | Final | Embedding | Failure
 
 _ids = itertools.count()
 

@@ -29,6 +29,7 @@ class Batch:
     seq: np.ndarray  # int32 (T,) sequence of each token
     pos: np.ndarray  # int32 (T,) position of each token in its sequence
     want: np.ndarray  # bool (T,) return logits for this token
+    hidden: np.ndarray | None = None  # bool (T,) keep this token's final-norm hidden state (embeddings)
 
 
 class Forward:
@@ -91,6 +92,11 @@ class Forward:
                   c.attn_softcap, c.gelu)
         for s0, s1 in segs:
             kv.length[int(b.seq[s0])] = int(b.pos[s1 - 1]) + 1
+        self.hidden = None
+        if b.hidden is not None and b.hidden.any():  # (n_hidden, n_embd), read by the caller before the next call
+            hrows = np.flatnonzero(b.hidden)
+            self.hidden = np.empty((len(hrows), c.n_embd), np.float32)
+            rms_norm(self.hidden, np.ascontiguousarray(x[hrows]), w.output_norm, c.norm_eps)
         rows = np.flatnonzero(b.want)
         if len(rows) == 0:
             return np.zeros((0, c.n_vocab), np.float32)

@@ -1,0 +1,92 @@
+"""A real `llama-server` subprocess on loopback, for the black-box HTTP tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA3 = ROOT / "models" / "gemma-3-270m-q4_k_m.gguf"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    def __init__(self, *args: str, env: dict | None = None, model: Path | None = SMOLLM2):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        head = ["-m", str(model)] if model is not None else []
+        argv = [sys.executable, "-m", "service.cli", *head,
+                "--port", str(self.port), *args]
+        full_env = {**os.environ, **(env or {})}
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+
+    def wait_listening(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}: {self.proc.stdout.read()}")
+            try:
+                httpx.get(self.url + "/health", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise TimeoutError("server did not listen")
+
+    def wait_ready(self, timeout: float = 300) -> ServerProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}: {self.proc.stdout.read()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("server not ready")
+
+    def client(self, **kw) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=120, **kw)
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def output(self) -> str:
+        return self.proc.stdout.read() if self.proc.stdout else ""
+
+
+def sse_events(resp: httpx.Response) -> list:
+    """Parse an SSE body into ("data", obj) / ("error", obj) / ("done", None) tuples."""
+    import json
+
+    out = []
+    for block in resp.text.split("\n\n"):
+        if not block.strip():
+            continue
+        field, _, value = block.partition(": ")
+        if field == "data" and value.strip() == "[DONE]":
+            out.append(("done", None))
+        else:
+            out.append((field, json.loads(value)))
+    return out
