@@ -8,9 +8,8 @@ in ValidationError, itself a ValueError) whose message starts with the field's n
 
 Two fields need the tokenizer and are resolved by the caller, not here:
 - `logit_bias`: llama-server accepts [[token, bias], ...], [["text", bias], ...] or
-  {"token-or-text": bias}, with `false` meaning "never". The caller turns strings into token
-  ids, drops ids outside [0, n_vocab) as llama-server does, maps `false` to -inf, and passes
-  ((token_id, bias), ...).
+  {"token-or-text": bias}, with `false` meaning "never". `resolve_logit_bias` (bias.py)
+  turns any of these into ((token_id, bias), ...), which is what this field holds.
 - `dry_sequence_breakers`: kept here as strings (they are reported back in
   generation_settings); the Sampler takes them as token-id sequences, see
   `service.sampling.dry_breaker_sequences`. An empty tuple means no breakers (llama.cpp's
