@@ -62,3 +62,19 @@ async def gather_finals(request: Request, runs: list[TaskRun]) -> list[Final | F
             results.cancel()
         gone.cancel()
     return results.result() if results.done() and not results.cancelled() else None
+
+
+def log_fields(request: Request, ev, text_of=None) -> None:
+    """Add a finished task's facts to the request's log line (the Gate writes it). The prompt
+    text is added only with --log-prompts; `text_of` makes it on demand."""
+    fields = request.scope.setdefault("state", {}).setdefault("log", {})
+    if isinstance(ev, Final):
+        t = ev.timings
+        fields.update(slot=ev.id_slot, prompt_tokens=ev.n_prompt, cached_tokens=ev.n_cached,
+                      predicted_tokens=fields.get("predicted_tokens", 0) + ev.n_predicted,
+                      prompt_ms=round(t.prompt_ms, 2), predicted_ms=round(t.predicted_ms, 2),
+                      stop_type=ev.stop_type.value)
+    elif isinstance(ev, Embedding):
+        fields.update(prompt_tokens=fields.get("prompt_tokens", 0) + ev.n_prompt)
+    if text_of is not None and request.app.state.server.args.log_prompts:
+        fields["prompt"] = text_of()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from litestar import Request, Response, post
 
-from service.api.bridge import TaskRun, gather_finals
+from service.api.bridge import TaskRun, gather_finals, log_fields
 from service.api.errors import ApiError, bad_request, not_supported
 from service.api.params import ParamBuilder, decode_json, get
 from service.api.results import native_final, native_partial
@@ -37,6 +37,7 @@ async def run_native(request: Request, body: dict, prompts: list[list[int]]) -> 
             return [native_partial(ev, params[i], tok, i, -1, len(params[i].prompt), counts[i])]
 
         def on_final(i: int, ev: Final) -> list:
+            log_fields(request, ev, lambda: tok.detokenize(params[i].prompt))
             return [native_final(ev, params[i], tok, i, model, n_ctx, stream=True, return_tokens=False,
                                  prompt_text="")]
 
@@ -48,6 +49,7 @@ async def run_native(request: Request, body: dict, prompts: list[list[int]]) -> 
     for i, ev in enumerate(finals):
         if isinstance(ev, Failure):
             raise ApiError(ev.code, ev.message, ev.type)
+        log_fields(request, ev, lambda: tok.detokenize(params[i].prompt))
         out.append(native_final(ev, params[i], tok, i, model, n_ctx, stream=False, return_tokens=return_tokens,
                                 prompt_text=tok.detokenize(params[i].prompt)))
     return Response(out if len(prompts) > 1 else out[0])

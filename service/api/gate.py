@@ -10,6 +10,7 @@ are answered before any check, and a server still loading answers 503 before ask
 from __future__ import annotations
 
 import hmac
+import itertools
 import time
 
 import msgspec
@@ -21,6 +22,7 @@ from service.api.state import Status
 log = structlog.get_logger("llamajit.http")
 PUBLIC = frozenset({"/health", "/v1/health", "/models", "/v1/models"})
 _enc = msgspec.json.Encoder()
+_request_ids = itertools.count()
 
 
 def _headers(scope) -> dict[str, str]:
@@ -61,6 +63,8 @@ class Gate:
         st = self.state
         t0 = time.perf_counter()
         status_box = [0]
+        fields = scope.setdefault("state", {}).setdefault("log", {})  # handlers add slot, tokens, timings
+        fields["id"] = next(_request_ids)
 
         async def send_logged(msg):
             if msg["type"] == "http.response.start":
@@ -88,7 +92,7 @@ class Gate:
         finally:
             st.in_flight -= 1
             log.info("request", method=method, route=path, status=status_box[0],
-                     ms=round((time.perf_counter() - t0) * 1e3, 2))
+                     ms=round((time.perf_counter() - t0) * 1e3, 2), **fields)
 
     @staticmethod
     async def _send(send, status: int, body: bytes, headers: list) -> None:

@@ -12,7 +12,7 @@ import time
 
 from litestar import Request, Response, post
 
-from service.api.bridge import TaskRun, gather_finals
+from service.api.bridge import TaskRun, gather_finals, log_fields
 from service.api.completion import builder
 from service.api.errors import ApiError, bad_request
 from service.api.params import decode_json, get
@@ -108,6 +108,7 @@ async def _run(request: Request, body: dict, prompt: list[int], kind: str) -> Re
 
         def on_final(i: int, ev: Final) -> list:
             finals.append(ev)
+            log_fields(request, ev, lambda: tok.detokenize(prompt))
             c = choice(i, ev.unsent, (), ev, True)
             out = {**head_fields, "object": chunk_obj, "choices": [c]}
             if len(finals) == n:
@@ -128,6 +129,8 @@ async def _run(request: Request, body: dict, prompt: list[int], kind: str) -> Re
         if isinstance(ev, Failure):
             raise ApiError(ev.code, ev.message, ev.type)
     finals = list(results)
+    for f in finals:
+        log_fields(request, f, lambda: tok.detokenize(prompt))
     return Response({**head_fields, "object": obj,
                      "choices": [choice(i, f.content, f.tokens, f, False) for i, f in enumerate(finals)],
                      "usage": usage(finals), "timings": finals[-1].timings.as_dict()})
