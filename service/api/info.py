@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from litestar import Request, Response, get, post
 
-from service.api.errors import ApiError, not_supported, unavailable
+from service.api.errors import not_supported, unavailable
 from service.api.params import decode_json
 from service.api.results import generation_settings
 from service.api.state import Status
@@ -72,8 +72,7 @@ async def props(request: Request) -> Response:
 async def set_props(request: Request) -> Response:
     st = request.app.state.server
     if not st.args.props:
-        raise ApiError(403, "This server does not support changing global properties. Start it with `--props`",
-                       "permission_error")
+        raise not_supported("This server does not support changing global properties. Start it with `--props`")
     decode_json(await request.body())  # no property can be changed yet: the body is only checked
     return Response({"success": True})
 
