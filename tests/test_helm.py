@@ -13,6 +13,7 @@ import http.server
 import json
 import re
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -297,6 +298,15 @@ def test_model_sources(tmp_path):
         assert {"name": "model", "mountPath": "/models"} in dl["volumeMounts"]
         assert volume in _model_volume(docs)
         assert arg(docs, "--model") == "/models/model-Q4_K_M.gguf" and "--hf-repo" not in server(docs)["args"]
+
+    # the download is skipped when the volume already holds the file (a filled PVC, a restart):
+    # run the init container's command with the model folder mapped to a local one
+    dl = inits(render(tmp_path, CASES["created_pvc_hf"]))["model-download"]
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "model-Q4_K_M.gguf").write_bytes(b"GGUF" + bytes(60))
+    cmd = [sys.executable, *dl["command"][1:-1], str(tmp_path / "models")]
+    p = subprocess.run(cmd, capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)})
+    assert p.returncode == 0 and p.stdout.strip().endswith("model-Q4_K_M.gguf: 64 bytes"), p.stderr
 
     by_server = render(tmp_path, CASES["hf_server"])
     assert "model-download" not in inits(by_server) and "--model" not in server(by_server)["args"]
