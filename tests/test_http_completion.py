@@ -213,3 +213,22 @@ def test_props_slots_and_metrics(http):
     assert val(after, "llamacpp:n_decode_total") >= val(before, "llamacpp:n_decode_total") + 5
     assert "process_resident_memory_bytes" in after
     assert "# TYPE llamacpp:requests_processing gauge" in after
+
+
+def test_structured_output(http):
+    import jsonschema
+
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20},
+                                               "age": {"type": "integer"},
+                                               "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 3}},
+              "required": ["name", "age", "tags"], "additionalProperties": False}
+    for seed in (1, 2):
+        out = http.post("/completion", json={"prompt": "A person as JSON:", "n_predict": 80, "seed": seed,
+                                             "json_schema": schema}).json()
+        assert out["stop_type"] == "eos", out
+        jsonschema.validate(json.loads(out["content"]), schema)
+    yn = http.post("/completion", json={"prompt": "Is water wet? Answer:", "n_predict": 8,
+                                        "grammar": 'root ::= ("yes" | "no") "."'}).json()
+    assert yn["content"] in ("yes.", "no.")
+    bad = http.post("/completion", json={"prompt": "x", "grammar": "root ::= foo"})
+    assert bad.status_code == 400 and "foo" in bad.json()["error"]["message"]
