@@ -190,14 +190,15 @@ def _add_meta(w: GGUFWriter, key: str, v: Any) -> None:
 def write_model(path: str | Path, s: Spec, *, meta: dict[str, Any] | None = None,
                 drop: tuple[str, ...] = (), shapes: dict[str, tuple[int, ...]] | None = None,
                 types: dict[str, T] | None = None, arch_name: str | None = None,
-                same_head: bool = False) -> Path:
+                same_head: bool = False, extra: dict[str, np.ndarray] | None = None) -> Path:
     """Write the model of spec s to path.
 
     meta: metadata overrides (value None deletes the key); drop: tensor names left out;
     shapes: numpy shapes replacing a tensor's; types: per tensor name, overriding the
     kind's type (norms and biases are F32 unless named here); arch_name: the
     general.architecture string (default s.arch); same_head: output.weight is a copy of
-    token_embd (a separate head equal to the tied one).
+    token_embd (a separate head equal to the tied one); extra: more F32 tensors by name
+    (e.g. a classification head), numpy shapes.
     """
     path = Path(path)
     rng = np.random.default_rng(s.seed)
@@ -220,6 +221,8 @@ def write_model(path: str | Path, s: Spec, *, meta: dict[str, Any] | None = None
     for name, (arr, qtype, _) in data.items():
         if name not in drop:
             w.add_tensor(name, arr, raw_dtype=qtype)  # uint8 rows: the writer derives the shape
+    for name, arr in (extra or {}).items():
+        w.add_tensor(name, np.ascontiguousarray(arr, np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

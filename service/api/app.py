@@ -27,7 +27,9 @@ async def rerank(request: Request) -> Response:
     st = request.app.state.server
     if not st.args.reranking:
         raise not_supported("This server does not support reranking. Start it with `--reranking`")
-    raise not_supported("reranking needs a model with a classification head; this model has none")
+    from service.api.rerank import handle
+
+    return await handle(request)
 
 
 ROUTES = [

@@ -44,6 +44,7 @@ class ServerState:
         self.load_error: str | None = None
         self.in_flight = 0  # HTTP requests being answered (for the drain)
         self.build_info = ""
+        self.rank_head = None  # service.model.rank.RankHead with --reranking
         self._ready = threading.Event()
 
     @property
@@ -61,6 +62,14 @@ class ServerState:
             model = Model(a.model, n_ctx=self.slot_ctx(), n_seq=self.n_slots,
                           max_batch=max(1, min(a.ubatch_size, a.batch_size)))
             self.template = _template(a, model)
+            if a.reranking:
+                from service.model.config import ModelError
+                from service.model.rank import RankHead
+
+                self.rank_head = RankHead.from_model(model)
+                if self.rank_head is None:
+                    raise ModelError(f"{a.model}: --reranking needs a classification head (cls.weight or "
+                                     "cls.output.weight); this model has none")
             engine = Engine(model, self.n_slots, n_predict_cap=a.n_predict)
         except Exception as e:  # a broken model file or template: reported, then the process exits 1
             self.load_error = f"{type(e).__name__}: {e}"
