@@ -18,6 +18,7 @@ for in-process use where that does not matter.
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 import queue
 import threading
 import time
@@ -39,7 +40,7 @@ class Engine:
         self.slots = [Slot(i, model.n_ctx) for i in range(n_slots)]
         self.n_predict_cap = n_predict_cap
         self.stats = Stats()
-        self._inbox: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[Task | Callable | None] = queue.SimpleQueue()
         self._waiting: collections.deque[Task] = collections.deque()
         self._ws = SamplerWorkspace(model.cfg.n_vocab)
         self._stop = threading.Event()
@@ -59,6 +60,11 @@ class Engine:
 
     def submit(self, task: Task) -> None:
         self._inbox.put(task)
+
+    def call(self, fn: Callable[[], None]) -> None:
+        """Run fn on the engine thread between two steps (slot save/restore: the cache is only
+        touched there). fn reports its own result (e.g. through a future)."""
+        self._inbox.put(fn)
 
     def wake(self) -> None:
         """Make the loop look at cancellations now (after Task.cancel())."""
@@ -99,8 +105,10 @@ class Engine:
         try:
             item = self._inbox.get(timeout=0.5) if block else self._inbox.get_nowait()
             while True:
-                if item is not None:
+                if isinstance(item, Task):
                     self._waiting.append(item)
+                elif item is not None:  # a control call (see call()): runs here, between steps
+                    item()
                 item = self._inbox.get_nowait()
         except queue.Empty:
             pass

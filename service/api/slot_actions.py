@@ -1,0 +1,59 @@
+"""POST /slots/{id_slot}?action=save|restore|erase (save and restore need --slot-save-path)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+from litestar import Request, Response, post
+
+from service.api.errors import bad_request, not_supported
+from service.api.params import decode_json
+from service.engine import slot_store
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+
+
+@post("/slots/{id_slot:str}", status_code=200)
+async def slot_action(request: Request, id_slot: str, action: str | None = None) -> Response:
+    st = request.app.state.server
+    if not st.args.slots:
+        raise not_supported("This server does not support slots endpoint. Start it with `--slots`")
+    try:
+        sid = int(id_slot)
+    except ValueError:
+        raise bad_request(f"invalid slot id {id_slot!r}") from None
+    if not 0 <= sid < st.n_slots:
+        raise bad_request(f"invalid slot id {sid}: the server has {st.n_slots} slots")
+    if action not in ("save", "restore", "erase"):
+        raise bad_request(f"invalid action {action!r}: expected save, restore or erase")
+    body = decode_json(await request.body())
+    if action == "erase":
+        fn = lambda: slot_store.erase(st.engine, sid)  # noqa: E731
+    else:
+        if not st.args.slot_save_path:
+            raise not_supported("This server does not support slot action. Start it with `--slot-save-path`")
+        name = body.get("filename")
+        if not isinstance(name, str) or not _SAFE_NAME.match(name) or name in (".", ".."):
+            raise bad_request("filename: expected a plain file name (letters, digits, '.', '_', '-')")
+        path = Path(st.args.slot_save_path) / name
+        if action == "restore" and not path.is_file():
+            raise bad_request(f"no such slot file: {name}")
+        op = slot_store.save if action == "save" else slot_store.restore
+        fn = lambda: op(st.engine, sid, path)  # noqa: E731
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future = loop.create_future()
+
+    def run() -> None:
+        try:
+            res = fn()
+            loop.call_soon_threadsafe(fut.set_result, res)
+        except Exception as e:  # SlotStoreError (client) or OSError (disk): reported, not raised here
+            loop.call_soon_threadsafe(fut.set_exception, e)
+
+    st.engine.call(run)
+    try:
+        return Response(await fut)
+    except slot_store.SlotStoreError as e:
+        raise bad_request(str(e)) from None

@@ -1,0 +1,70 @@
+"""Saving a slot's prompt cache to a file and reading it back (/slots/{id}?action=...).
+
+A file holds the slot's cached tokens and their keys and values for every layer, as an
+uncompressed .npz; restoring checks that it fits this model and slot. These run on the
+engine thread (Engine.call), so no step is writing the cache meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+class SlotStoreError(ValueError):
+    pass
+
+
+def _idle_slot(engine, sid: int):
+    slot = engine.slots[sid]
+    if slot.busy:
+        raise SlotStoreError(f"slot {sid} is busy")
+    return slot
+
+
+def save(engine, sid: int, path: Path) -> dict:
+    t0 = time.perf_counter()
+    slot = _idle_slot(engine, sid)
+    cache = engine.model.cache
+    n = int(cache.length[sid])
+    k = np.stack([a[sid, :, :n] for a in cache.k])  # (n_layer, n_head_kv, n, head_dim)
+    v = np.stack([a[sid, :, :n] for a in cache.v])
+    with open(path, "wb") as f:
+        np.savez(f, tokens=np.asarray(slot.cache_tokens[:n], np.int32), k=k, v=v)
+    return {"id_slot": sid, "filename": path.name, "n_saved": n, "n_written": path.stat().st_size,
+            "timings": {"save_ms": (time.perf_counter() - t0) * 1e3}}
+
+
+def restore(engine, sid: int, path: Path) -> dict:
+    t0 = time.perf_counter()
+    slot = _idle_slot(engine, sid)
+    cache = engine.model.cache
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            tokens, k, v = z["tokens"], z["k"], z["v"]
+    except (OSError, ValueError, KeyError) as e:
+        raise SlotStoreError(f"cannot read slot file {path.name}: {e}") from None
+    n = len(tokens)
+    want = (len(cache.k), cache.k[0].shape[1], n, cache.k[0].shape[3])
+    if k.shape != want or v.shape != want or n > cache.n_ctx:
+        raise SlotStoreError(f"slot file {path.name} does not fit this model and context "
+                             f"(keys {k.shape}, expected {want} within n_ctx {cache.n_ctx})")
+    if n and (tokens.min() < 0 or tokens.max() >= engine.model.cfg.n_vocab):
+        raise SlotStoreError(f"slot file {path.name} holds token ids outside the vocabulary")
+    for li in range(len(cache.k)):
+        cache.k[li][sid, :, :n] = k[li]
+        cache.v[li][sid, :, :n] = v[li]
+    cache.length[sid] = n
+    slot.cache_tokens = tokens.tolist()
+    return {"id_slot": sid, "filename": path.name, "n_restored": n, "n_read": path.stat().st_size,
+            "timings": {"restore_ms": (time.perf_counter() - t0) * 1e3}}
+
+
+def erase(engine, sid: int) -> dict:
+    slot = _idle_slot(engine, sid)
+    n = len(slot.cache_tokens)
+    engine.model.cache.clear(sid)
+    slot.cache_tokens = []
+    return {"id_slot": sid, "n_erased": n}
