@@ -10,6 +10,7 @@ exits 1 with the reason; bad flags exit 2.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import contextlib
 import logging
 import os
@@ -46,8 +47,16 @@ def _server_class():
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv, os.environ)
+    if args.model is None and args.hf_repo:
+        from service.hub import HubError, resolve_model
+
+        try:
+            args = dataclasses.replace(args, model=resolve_model(args.hf_repo, args.hf_file))
+        except HubError as e:
+            print(f"llama-server: error: {e}", file=sys.stderr)
+            return 1
     if args.model is None:
-        print("llama-server: error: no model given (-m/--model or LLAMA_ARG_MODEL)", file=sys.stderr)
+        print("llama-server: error: no model given (-m/--model, -hf/--hf-repo or LLAMA_ARG_MODEL)", file=sys.stderr)
         return 2
     if not os.path.isfile(args.model):
         print(f"llama-server: error: model file not found: {args.model}", file=sys.stderr)

@@ -1,0 +1,59 @@
+"""-hf/--hf-repo: the model file from a Hugging Face repository, through huggingface_hub.
+
+`user/repo[:quant]` picks the repository's .gguf whose name holds the quant tag (default
+Q4_K_M, then the first .gguf), as llama-server does; --hf-file names the file outright.
+Downloads go to $LLAMA_CACHE when set, else huggingface_hub's own cache ($HF_HOME). With
+HF_HUB_OFFLINE=1 only what is already in the cache is used.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_QUANT = "Q4_K_M"
+
+
+class HubError(ValueError):
+    pass
+
+
+def _cache_dir() -> str | None:
+    return os.environ.get("LLAMA_CACHE") or None
+
+
+def _pick(files: list[str], quant: str) -> str:
+    ggufs = sorted(f for f in files if f.endswith(".gguf") and "mmproj" not in f.lower())
+    if not ggufs:
+        raise HubError("the repository has no .gguf file")
+    for tag in ([quant] if quant else [DEFAULT_QUANT]):
+        hits = [f for f in ggufs if tag.lower() in Path(f).name.lower()]
+        if hits:
+            return hits[0]
+    if quant:
+        raise HubError(f"no .gguf file matching {quant!r} (files: {', '.join(ggufs)})")
+    return ggufs[0]
+
+
+def resolve_model(repo_spec: str, file: str | None = None) -> str:
+    """Local path of the model file, downloaded if needed."""
+    from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    repo, _, quant = repo_spec.partition(":")
+    if repo.count("/") != 1:
+        raise HubError(f"--hf-repo: expected <user>/<model>[:quant], got {repo_spec!r}")
+    cache = _cache_dir()
+    try:
+        if file is None:
+            try:
+                files = HfApi().list_repo_files(repo)
+            except (HfHubHTTPError, OSError, LocalEntryNotFoundError):
+                snap = Path(snapshot_download(repo, cache_dir=cache, local_files_only=True))
+                files = [str(p.relative_to(snap)) for p in snap.rglob("*.gguf")]
+            file = _pick(files, quant)
+        return hf_hub_download(repo, file, cache_dir=cache)
+    except HubError:
+        raise
+    except Exception as e:  # network, missing repo or file, offline cache miss
+        raise HubError(f"--hf-repo {repo_spec}: {type(e).__name__}: {e}") from None
