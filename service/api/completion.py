@@ -26,6 +26,9 @@ async def run_native(request: Request, body: dict, prompts: list[list[int]]) -> 
     b = builder(request)
     stream = bool(get(body, "stream", bool, False))
     return_tokens = bool(get(body, "return_tokens", bool, False))
+    fields = get(body, "response_fields", list)
+    if fields is not None and not all(isinstance(f, str) for f in fields):
+        raise bad_request("response_fields: expected an array of strings")
     params = [b.task(body, p, stream=stream) for p in prompts]
     runs = [TaskRun(st.engine, p) for p in params]
     model, n_ctx, tok = st.alias, st.model.n_ctx, st.model.tokenizer
@@ -34,12 +37,12 @@ async def run_native(request: Request, body: dict, prompts: list[list[int]]) -> 
 
         def on_partial(i: int, ev: Partial) -> list:
             counts[i] += len(ev.tokens)
-            return [native_partial(ev, params[i], tok, i, -1, len(params[i].prompt), counts[i])]
+            return [native_partial(ev, params[i], tok, i, ev.id_slot, len(params[i].prompt), counts[i])]
 
         def on_final(i: int, ev: Final) -> list:
             log_fields(request, ev, lambda: tok.detokenize(params[i].prompt))
-            return [native_final(ev, params[i], tok, i, model, n_ctx, stream=True, return_tokens=False,
-                                 prompt_text="")]
+            return [select_fields(native_final(ev, params[i], tok, i, model, n_ctx, stream=True, return_tokens=False,
+                                               prompt_text=""), fields)]
 
         return stream_runs(runs, on_partial, on_final)
     finals = await gather_finals(request, runs)
@@ -50,9 +53,26 @@ async def run_native(request: Request, body: dict, prompts: list[list[int]]) -> 
         if isinstance(ev, Failure):
             raise ApiError(ev.code, ev.message, ev.type)
         log_fields(request, ev, lambda: tok.detokenize(params[i].prompt))
-        out.append(native_final(ev, params[i], tok, i, model, n_ctx, stream=False, return_tokens=return_tokens,
-                                prompt_text=tok.detokenize(params[i].prompt)))
+        out.append(select_fields(native_final(ev, params[i], tok, i, model, n_ctx, stream=False,
+                                              return_tokens=return_tokens,
+                                              prompt_text=tok.detokenize(params[i].prompt)), fields))
     return Response(out if len(prompts) > 1 else out[0])
+
+
+def select_fields(result: dict, fields: list[str] | None) -> dict:
+    """llama-server's response_fields: keep only these; "a/b" lifts result["a"]["b"] to "b"."""
+    if not fields:
+        return result
+    out = {}
+    for f in fields:
+        node, path = result, f.split("/")
+        for key in path:
+            if not isinstance(node, dict) or key not in node:
+                break
+            node = node[key]
+        else:
+            out[path[-1]] = node
+    return out
 
 
 @post(["/completion", "/completions"], status_code=200)

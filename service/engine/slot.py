@@ -154,7 +154,7 @@ class Slot:
         self.sent = max(end, self.sent)
         toks, self.pending_tokens = tuple(self.pending_tokens), []
         t = self.timings() if self.task.params.timings_per_token else None
-        return Partial(text, toks, t)
+        return Partial(text, toks, t, self.id)
 
     def final(self) -> Final:
         if self.stop_type is not StopType.WORD:

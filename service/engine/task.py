@@ -83,6 +83,7 @@ class Partial:
     content: str
     tokens: tuple[TokenInfo, ...]
     timings: Timings | None = None
+    id_slot: int = -1
 
 
 @dataclass(frozen=True)
