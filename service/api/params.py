@@ -33,10 +33,11 @@ def decode_json(raw: bytes) -> dict:
 
 
 def get(body: dict, name: str, kind: type | tuple, default: Any = None) -> Any:
-    """body[name] checked against kind (bool is not an int; an int is a float)."""
-    v = body.get(name, default)
+    """body[name] checked against kind (bool is not an int; an int is a float). A JSON null
+    means the default, as in llama-server."""
+    v = body.get(name)
     if v is None or v is default:
-        return v
+        return default
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if float in kinds and isinstance(v, int) and not isinstance(v, bool):
         return float(v)
