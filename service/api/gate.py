@@ -65,11 +65,16 @@ class Gate:
         status_box = [0]
         fields = scope.setdefault("state", {}).setdefault("log", {})  # handlers add slot, tokens, timings
         fields["id"] = next(_request_ids)
+        head = method == "HEAD"  # answered as GET without the body, as llama-server's HTTP library does
+        if head:
+            scope = {**scope, "method": "GET"}
 
         async def send_logged(msg):
             if msg["type"] == "http.response.start":
                 status_box[0] = msg["status"]
                 msg = {**msg, "headers": list(msg.get("headers", [])) + cors}
+            elif head and msg["type"] == "http.response.body":
+                msg = {**msg, "body": b""}
             await send(msg)
 
         err = None
