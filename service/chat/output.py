@@ -1,0 +1,60 @@
+"""Model output -> ChatMsg: the thinking block, then content and tool calls, per the request's OutputSpec.
+
+parse_output() reads a whole answer or the prefix streamed so far; OutputStream keeps one streamed
+choice's state; final_message() is the non-streamed answer with ids for its tool calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .chatmsg import ChatMsg, Delta, StreamTracker
+from .reasoning import ReasoningFormat, ThinkTags, split_reasoning
+from .toolcall_formats import ToolFormat, ToolParseError, parse_calls
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    format: ToolFormat = ToolFormat.CONTENT_ONLY  # CONTENT_ONLY unless tool calls are to be parsed
+    reasoning: ReasoningFormat = ReasoningFormat.AUTO
+    tags: ThinkTags = field(default_factory=ThinkTags)
+    forced_open: bool = False  # the prompt opened the thinking block
+    in_content: bool = False  # deepseek-legacy in a stream: thoughts stay inline in content
+
+
+class OutputStream:
+    """One choice of a streamed chat answer: the text so far, parsed after every piece into
+    deltas that only append (see chatmsg.StreamTracker)."""
+
+    def __init__(self, spec: OutputSpec):
+        self.spec = spec
+        self.text = ""
+        self.tracker = StreamTracker()
+
+    def feed(self, piece: str) -> list[Delta]:
+        if not piece:
+            return []
+        self.text += piece
+        return self.tracker.update(parse_output(self.spec, self.text, partial=True))
+
+    def finish(self, full: str) -> tuple[ChatMsg, list[Delta]]:
+        """The final message (tool calls with the ids the stream used) and the last deltas."""
+        msg = parse_output(self.spec, full, partial=False)
+        return msg, self.tracker.update(msg)
+
+
+def final_message(spec: OutputSpec, text: str) -> ChatMsg:
+    """The message of a whole (non-streamed) answer, every tool call with an id."""
+    return StreamTracker().ids_for(parse_output(spec, text, partial=False))
+
+
+def parse_output(spec: OutputSpec, text: str, partial: bool) -> ChatMsg:
+    """The message in `text`. A final parse of malformed tool calls keeps the text as content
+    (llama-server does the same); a partial parse is what is certain so far."""
+    sp = split_reasoning(text, spec.tags, spec.reasoning, partial=partial, forced=spec.forced_open,
+                         in_content=spec.in_content)
+    try:
+        content, calls = parse_calls(spec.format, sp.rest, partial)
+    except ToolParseError:
+        content, calls = sp.rest, []
+    return ChatMsg(sp.content_head + content, sp.reasoning, calls)

@@ -1,0 +1,130 @@
+"""Everything a chat request decides before generation: the prompt, the output's syntax, the constraint.
+
+    plan = build_plan(template, body, tokenizer=tok, compiler=compiler, default_reasoning=ReasoningFormat.AUTO,
+                      stream=False)
+    plan.rendered            # the prompt (Rendered: tokenize it with the model's tokenizer)
+    plan.constraint          # the tool-call grammar compiled for this request, or None
+    plan.stops               # extra stop strings the format needs
+    parse_output(plan.spec, generated_text, partial)   # -> ChatMsg
+
+Steps, as llama-server (common_chat_templates_apply): pick the tool-call format from the
+template; rewrite the messages for what the template cannot print (caps.py); for the generic
+format, ask for JSON in the system message; render; note whether the prompt left a thinking
+block open (and close it when the request turned thinking off); build the call grammar (lazy
+unless a call is required). Blocking: the template renders in a worker with a time limit, and
+the grammar compiles here, so run this off the event loop.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from service.sampling.lazy import Marker
+
+from .caps import add_system, caps_of, polyfill
+from .output import OutputSpec
+from .reasoning import ReasoningFormat, forced_open, reasoning_format, tags_for
+from .rendered import Rendered
+from .template import ChatTemplate
+from .toolcall_formats import ToolFormat, detect
+from .toolcall_grammar import build_grammar
+from .tools import ToolChoice, ToolRequest, tool_request
+
+GENERIC_NOTE = ("Respond in JSON format, either with `tool_call` (a request to call tools) or with `response` "
+                "reply to the user's request")
+_specials: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class ChatPlan:
+    rendered: Rendered
+    spec: OutputSpec
+    tools: ToolRequest | None
+    grammar: str | None  # Lark text of the tool-call constraint
+    constraint: Any  # compiled from grammar (service.sampling.Constraint), or None
+    stops: tuple[str, ...] = ()
+
+
+def build_plan(template: ChatTemplate, body: dict, *, tokenizer: Any, compiler: Any,
+               default_reasoning: ReasoningFormat, stream: bool) -> ChatPlan:
+    """ValueError (a 400) for a malformed request; TemplateError when the template fails."""
+    treq = tool_request(body)
+    rf = default_reasoning
+    if body.get("reasoning_format") is not None:
+        rf = reasoning_format(body["reasoning_format"])
+    kwargs = body.get("chat_template_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise ValueError("chat_template_kwargs: expected an object")
+    schema = response_schema(body)
+    if treq is not None and treq.active and body.get("grammar"):
+        raise ValueError("grammar: cannot use custom grammar constraints with tools")
+    source = template.tool_use_source if treq and template.tool_use_source else template.source
+    fmt = detect(source, tools=bool(treq and treq.functions), choice_none=bool(treq and not treq.active),
+                 schema=schema is not None)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("messages: expected a non-empty array of message objects")
+    tools = treq.tools if treq else None
+    if fmt is ToolFormat.GENERIC and treq and treq.active:
+        messages = add_system(messages, GENERIC_NOTE)
+    if tools or any(isinstance(m, dict) and (m.get("tool_calls") or m.get("role") == "tool") for m in messages):
+        messages = polyfill(caps_of(template), messages, tools)
+    agp = body.get("add_generation_prompt")
+    agp = True if agp is None else agp  # null means the default, as everywhere in llama-server
+    if not isinstance(agp, bool):
+        raise ValueError("add_generation_prompt: expected a boolean")
+    rendered = template.render(messages, add_generation_prompt=agp, tools=tools, kwargs=kwargs)
+    tags = tags_for(source)
+    opened = forced_open(rendered.text, tags)
+    if opened and _thinking_off(template, kwargs):
+        rendered = Rendered(rendered.text + tags.close, [*rendered.parts, (tags.close, True)], rendered.exact)
+        opened = False
+    parse_fmt = fmt if treq is not None and treq.active else ToolFormat.CONTENT_ONLY
+    spec = OutputSpec(parse_fmt, rf, tags, opened, in_content=stream and rf is ReasoningFormat.DEEPSEEK_LEGACY)
+    grammar = constraint = None
+    if treq is not None and treq.active and compiler is not None:  # None: the prompt alone is wanted
+        grammar = build_grammar(fmt, treq.functions, required=treq.choice is ToolChoice.REQUIRED,
+                                parallel=treq.parallel, response_schema=schema,
+                                marker=lambda text: marker(tokenizer, compiler, text), specials=specials(compiler))
+        constraint = compiler.compile(grammar=grammar)
+    stops = ("<|eom_id|>",) if parse_fmt is ToolFormat.LLAMA_3_X else ()
+    return ChatPlan(rendered, spec, treq, grammar, constraint, stops)
+
+
+def response_schema(body: dict) -> dict | None:
+    """The JSON schema the request asks its answer to follow (json_schema or response_format), if any."""
+    schema = body.get("json_schema")
+    rf = body.get("response_format")
+    if isinstance(rf, dict):
+        if rf.get("type") == "json_object":
+            schema = rf.get("schema") if isinstance(rf.get("schema"), dict) else {"type": "object"}
+        elif rf.get("type") == "json_schema":
+            wrapper = rf.get("json_schema") if isinstance(rf.get("json_schema"), dict) else {}
+            schema = wrapper.get("schema") if isinstance(wrapper.get("schema"), dict) else {"type": "object"}
+    return schema if isinstance(schema, dict) else None
+
+
+def _thinking_off(template: ChatTemplate, kwargs: dict) -> bool:
+    value = kwargs.get("enable_thinking", template.kwargs.get("enable_thinking", True))
+    if not isinstance(value, bool):
+        raise ValueError("chat_template_kwargs.enable_thinking: expected a boolean")
+    return not value
+
+
+def marker(tokenizer: Any, compiler: Any, text: str) -> Marker:
+    """`text` as a grammar marker: the special token when the vocabulary has it as one."""
+    tid = tokenizer.token_id(text)
+    if tid is not None and compiler.lltokenizer.is_special_token(tid):
+        return Marker(text, tid)
+    return Marker(text)
+
+
+def specials(compiler: Any) -> list[int]:
+    """Special tokens free text may contain (all but end-of-generation), once per compiler."""
+    hit = _specials.get(compiler)
+    if hit is None:
+        ll, eog = compiler.lltokenizer, set(compiler.eog_ids)
+        hit = _specials[compiler] = [t for t in range(compiler.n_vocab) if t not in eog and ll.is_special_token(t)]
+    return hit

@@ -1,0 +1,277 @@
+"""Which tool-call syntax a model writes, and reading its calls out of the output text.
+
+The format follows from the chat template in force, in llama.cpp's order (common/chat.cpp):
+
+    HERMES_2_PRO   the template mentions `<tool_call>` (Hermes 2/3 Pro, Qwen 2.5, Qwen 3):
+                   <tool_call>{"name": "f", "arguments": {...}}</tool_call>, several allowed;
+                   also the `<function=f>{...}</function>` spelling and a bare {"name": ...} object
+    GENERIC        tools together with a JSON schema for the answer, or a template that knows
+                   no tool syntax (SmolLM2's): the whole output is one JSON object,
+                   {"tool_call": {"name", "arguments"}}, {"tool_calls": [...]} or {"response": ...}
+    CONTENT_ONLY   no tools (or tool_choice "none"): everything is content
+    LLAMA_3_X      the template has an `ipython` role: {"name": "f", "parameters": {...}}
+    MISTRAL_NEMO   the template mentions `[TOOL_CALLS]`: [TOOL_CALLS][{"name", "arguments", "id"}]
+
+parse_calls(fmt, text, partial) returns (content, calls). A final parse (partial=False) raises
+ToolParseError on malformed output (the caller then keeps the text as content, as llama-server
+does); a partial parse never raises: it returns what is certain and holds back a tail that may
+still turn into a call.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+
+from .chatmsg import ToolCall
+from .partial_json import Node, NotJSON, canonical, parse_prefix, skip_ws
+from .reasoning import partial_suffix
+
+
+class ToolFormat(enum.Enum):
+    CONTENT_ONLY = "Content-only"
+    GENERIC = "Generic"
+    HERMES_2_PRO = "Hermes 2 Pro"
+    LLAMA_3_X = "Llama 3.x"
+    MISTRAL_NEMO = "Mistral Nemo"
+
+
+class ToolParseError(ValueError):
+    pass
+
+
+def detect(source: str, *, tools: bool, choice_none: bool, schema: bool) -> ToolFormat:
+    """The format for a template source and a request (tools given, tool_choice "none", a JSON schema asked for)."""
+    if "<tool_call>" in source and not schema:
+        return ToolFormat.HERMES_2_PRO
+    if tools and schema:
+        return ToolFormat.GENERIC
+    if not tools or choice_none:
+        return ToolFormat.CONTENT_ONLY
+    if "<|start_header_id|>ipython<|end_header_id|>" in source:
+        return ToolFormat.LLAMA_3_X
+    if "[TOOL_CALLS]" in source:
+        return ToolFormat.MISTRAL_NEMO
+    return ToolFormat.GENERIC
+
+
+def parse_calls(fmt: ToolFormat, text: str, partial: bool) -> tuple[str, list[ToolCall]]:
+    if fmt is ToolFormat.CONTENT_ONLY:
+        return text, []
+    parser = {ToolFormat.GENERIC: _generic, ToolFormat.HERMES_2_PRO: _hermes,
+              ToolFormat.LLAMA_3_X: _llama3, ToolFormat.MISTRAL_NEMO: _nemo}[fmt]
+    content, calls = parser(text, partial)
+    return (content.strip() if calls and not partial else content), calls
+
+
+# -- shared pieces ---------------------------------------------------------------------------------
+
+_CALL_HEADS = ('{"name":',)  # how a bare JSON call begins, whitespace aside
+
+
+def _maybe_call(tail: str, heads: tuple[str, ...] = _CALL_HEADS) -> bool:
+    """Whether text that ends the output may still grow into the start of a call."""
+    squeezed = re.sub(r"\s+", "", tail)
+    return any(h.startswith(squeezed) for h in heads)
+
+
+def _call(node: Node, args_key: str = "arguments") -> ToolCall | None:
+    """The call an object (maybe unfinished) describes, once its name is complete; None before."""
+    name = node.get("name")
+    if name is None or name.kind != "str" or not name.complete or not name.value:
+        return None
+    args = node.get(args_key) or node.get("arguments")
+    if args is None:
+        arguments = "{}" if node.complete else ""
+    elif args.kind == "str":  # arguments given as a JSON string: its text is the arguments
+        arguments = args.value
+    else:
+        arguments = canonical(args)
+    ident = node.get("id")
+    return ToolCall(name.value, arguments, ident.value if ident and ident.kind == "str" and ident.complete else "")
+
+
+def _json_at(text: str, i: int, partial: bool) -> Node | None:
+    try:
+        return parse_prefix(text, i, final=not partial)
+    except NotJSON as e:
+        if partial:
+            return None
+        raise ToolParseError(f"malformed tool call JSON: {e}") from None
+
+
+def _hold(text: str, start: int, words: tuple[str, ...]) -> int:
+    """Where a tail that may still become one of `words` (or a bare JSON call) begins."""
+    cut = len(text)
+    for w in words:
+        cut = min(cut, max(start, partial_suffix(text, w)))
+    brace = text.rfind("{", start)
+    if brace >= 0 and _maybe_call(text[brace:]):
+        cut = min(cut, brace)
+    return cut
+
+
+# -- Hermes 2 Pro -----------------------------------------------------------------------------------
+
+_TAGS = ("<tool_call>", "<function_call>", "<tools>", "<response>", "<json>", "<xml>", "<JSON>")
+_HERMES_OPEN = re.compile(
+    r"(?P<fence>```(?:json|xml)?\n\s*)?(?:(?P<tag>" + "|".join(map(re.escape, _TAGS)) + r")\s*|(?=\{\s*\"name\"\s*:))"
+    r"|<function=(?P<fn1>[^>]+)>|<function\s+name\s*=\s*\"(?P<fn2>[^\"]+)\"\s*>")
+_HERMES_WORDS = (*_TAGS, "<function", "```json\n", "```xml\n")
+
+
+def _hermes(text: str, partial: bool) -> tuple[str, list[ToolCall]]:
+    content, calls, pos = [], [], 0
+    while True:
+        hold = _hold(text, pos, _HERMES_WORDS) if partial else len(text)
+        m = _HERMES_OPEN.search(text, pos)
+        if m is None or m.start() >= hold:
+            content.append(text[pos:hold])
+            return "".join(content), calls
+        content.append(text[pos:m.start()])
+        named = m.group("fn1") or m.group("fn2")
+        node = _json_at(text, m.end(), partial)
+        if node is None or not node.complete:  # unfinished (or broken, while streaming): the call so far
+            call = _json_call(node, named) if node is not None and node.kind == "obj" else None
+            if call is not None:
+                calls.append(call)
+            elif not partial:
+                raise ToolParseError("unfinished tool call")
+            return "".join(content), calls
+        call = _json_call(node, named) if node.kind == "obj" else None
+        if call is None:  # a tag around something that is no call: plain text
+            content.append(text[m.start():node.end])
+            pos = node.end
+            continue
+        calls.append(call)
+        closes = ["</function>"] if named else ([f"</{m.group('tag')[1:]}"] if m.group("tag") else [])
+        if m.group("fence"):
+            closes.append("```")
+        pos, done = _expect(text, node.end, closes, partial)
+        if done:
+            return "".join(content), calls
+
+
+def _json_call(node: Node, named: str | None) -> ToolCall | None:
+    if named:  # <function=name>{arguments}
+        return ToolCall(named, canonical(node) if node.kind == "obj" else "")
+    return _call(node)
+
+
+def _expect(text: str, i: int, closes: list[str], partial: bool) -> tuple[int, bool]:
+    """Read the closing tags after a call: (position after them, whether parsing must stop)."""
+    for close in closes:
+        i = skip_ws(text, i)
+        if text.startswith(close, i):
+            i += len(close)
+        elif i >= len(text) or (partial and close.startswith(text[i:])):
+            return len(text), True  # not there yet, or the output ended without it
+        elif partial:
+            return len(text), True
+        else:
+            raise ToolParseError(f"expected {close!r} after a tool call")
+    return i, False
+
+
+# -- Llama 3.x ------------------------------------------------------------------------------------
+
+_LLAMA_CALL = re.compile(r'\{\s*(?:"type"\s*:\s*"function"\s*,\s*)?"name"\s*:\s*"')
+_LLAMA_HEADS = ('{"type":"function","name":"', '{"name":"')
+
+
+def _llama3(text: str, partial: bool) -> tuple[str, list[ToolCall]]:
+    text = text.replace("<|python_tag|>", "")
+    m = _LLAMA_CALL.search(text)
+    if m is None:
+        if partial:
+            brace = text.rfind("{")
+            if brace >= 0 and _maybe_call(text[brace:], _LLAMA_HEADS):
+                return text[:brace], []
+        return text, []
+    content, calls, i = text[:m.start()], [], m.start()
+    while i < len(text):
+        node = _json_at(text, i, partial)
+        if node is None or node.kind != "obj":
+            if partial:
+                break
+            raise ToolParseError("malformed Llama 3.x tool call")
+        call = _call(node, "parameters")
+        if call is not None:
+            calls.append(call)
+        if not node.complete:
+            if not partial:
+                raise ToolParseError("unfinished tool call")
+            break
+        if call is None:
+            if not partial:
+                raise ToolParseError("a Llama 3.x tool call needs a name")
+            break
+        i = skip_ws(text, node.end)
+        if text.startswith(";", i):
+            i = skip_ws(text, i + 1)
+        if i < len(text) and text[i] != "{":
+            if partial:
+                break
+            raise ToolParseError("extra text after the tool calls")
+    return content, calls
+
+
+# -- Mistral Nemo --------------------------------------------------------------------------------
+
+_NEMO = "[TOOL_CALLS]"
+
+
+def _nemo(text: str, partial: bool) -> tuple[str, list[ToolCall]]:
+    at = text.find(_NEMO)
+    if at >= 0:
+        content, start = text[:at], at + len(_NEMO)
+    elif text.lstrip().startswith("[{"):
+        # The prefix is a control token in Mistral's vocabulary and does not always survive
+        # detokenization; an output that is a bare array of calls is read the same way.
+        content, start = "", 0
+    else:
+        return (text[:partial_suffix(text, _NEMO)] if partial else text), []
+    node = _json_at(text, start, partial)
+    if node is None:
+        return content, []
+    if node.kind != "arr":
+        if partial:
+            return content, []
+        raise ToolParseError("[TOOL_CALLS] must be followed by an array of calls")
+    calls = [c for c in (_call(n) for n in node.items if n.kind == "obj") if c is not None]
+    if not partial and (not node.complete or text[node.end:].strip()):
+        raise ToolParseError("malformed [TOOL_CALLS] array")
+    return content, calls
+
+
+# -- Generic JSON ---------------------------------------------------------------------------------
+
+def _generic(text: str, partial: bool) -> tuple[str, list[ToolCall]]:
+    node = _json_at(text, 0, partial)
+    if node is None:
+        if not partial and text.strip():
+            raise ToolParseError("expected a JSON object")
+        return "", []
+    if node.kind != "obj":
+        if partial:
+            return "", []
+        raise ToolParseError("expected a JSON object")
+    if not partial and (not node.complete or text[node.end:].strip()):
+        raise ToolParseError("malformed JSON response")
+    many, one, resp = node.get("tool_calls"), node.get("tool_call"), node.get("response")
+    if many is not None and many.kind == "arr":
+        return "", [c for c in (_call(n) for n in many.items if n.kind == "obj") if c is not None]
+    if one is not None and one.kind == "obj":
+        call = _call(one)
+        return "", [call] if call is not None else []
+    if resp is not None:
+        if resp.kind == "str":
+            return resp.value, []
+        if resp.complete:
+            return json.dumps(resp.python(), indent=2, ensure_ascii=False), []
+        return "", []
+    if not partial:
+        raise ToolParseError('expected "tool_call", "tool_calls" or "response"')
+    return "", []
+

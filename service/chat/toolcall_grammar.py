@@ -1,0 +1,89 @@
+"""The grammar that keeps a tool call inside the tools' JSON schemas, per tool-call format.
+
+Lazy (tool_choice "auto"): free text until the model opens a call, then the call is constrained;
+forced ("required" or a named function): the output is calls from the first token. Following
+llama.cpp's grammars (common/chat.cpp):
+
+    HERMES_2_PRO   <tool_call> {"name": const, "arguments": params} </tool_call>, repeated when
+                   parallel_tool_calls; trigger `<tool_call>`
+    LLAMA_3_X      {"type": "function"?, "name": const, "parameters": params}; trigger: the output
+                   starts with `{`
+    MISTRAL_NEMO   [TOOL_CALLS] [{"name", "arguments", "id": 9 alphanumerics}] (one item unless
+                   parallel); trigger `[TOOL_CALLS]`
+    GENERIC        always forced: {"tool_call": ...} (or {"tool_calls": [...]} when parallel, each
+                   with an "id"), or {"response": text or the requested schema} unless a call is required
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from service.sampling.lazy import WS, LazyGrammar, Marker, json_rule
+
+from .toolcall_formats import ToolFormat
+
+Function = dict  # {"name": str, "description": str?, "parameters": JSON schema}
+
+
+def _one_of(schemas: list[dict]) -> dict:
+    return schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
+
+
+def _call_schema(fn: Function, args_key: str = "arguments", **extra: dict) -> dict:
+    props = {"name": {"type": "string", "const": fn["name"]}, args_key: fn["parameters"], **extra}
+    required = ["name", args_key, *extra]
+    return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
+
+
+def build_grammar(fmt: ToolFormat, functions: list[Function], *, required: bool, parallel: bool,
+                  response_schema: dict | None, marker: Callable[[str], Marker], specials: list[int]) -> str:
+    """Lark text for the calls of `functions` (at least one) in format `fmt`."""
+    g = LazyGrammar(specials)
+    if fmt is ToolFormat.GENERIC:
+        return g.forced(g.rule("answer", json_rule(_generic_schema(functions, required, parallel, response_schema))))
+    if fmt is ToolFormat.HERMES_2_PRO:
+        open_, close = marker("<tool_call>"), marker("</tool_call>")
+        g.rule("call", json_rule(_one_of([_call_schema(f) for f in functions])))
+        g.rule("block", f"{WS} call {WS} {close.lark()} {WS}")
+        g.rule("calls", f"block ({open_.lark()} block)*" if parallel else "block")
+        return g.forced(f"{WS} {open_.lark()} calls") if required else g.lazy([open_], "calls")
+    if fmt is ToolFormat.LLAMA_3_X:
+        schemas = [_call_schema(f, "parameters") for f in functions]
+        for s in schemas:  # the "type" key is optional and comes first
+            s["properties"] = {"type": {"type": "string", "const": "function"}, **s["properties"]}
+        g.rule("calls", f"{json_rule(_one_of(schemas))} {WS}")
+        return g.forced(f"{WS} calls") if required else g.at_start("{", "calls")
+    if fmt is ToolFormat.MISTRAL_NEMO:
+        ident = {"id": {"type": "string", "pattern": "^[a-zA-Z0-9]{9}$"}}
+        arr: dict = {"type": "array", "items": _one_of([_call_schema(f, **ident) for f in functions]),
+                     "minItems": 1}
+        if not parallel:
+            arr["maxItems"] = 1
+        trig = marker("[TOOL_CALLS]")
+        g.rule("calls", f"{WS} {json_rule(arr)} {WS}")
+        return g.forced(f"{trig.lark()} calls") if required else g.lazy([trig], "calls")
+    raise ValueError(f"no tool-call grammar for the {fmt.value} format")
+
+
+def _generic_schema(functions: list[Function], required: bool, parallel: bool, response: dict | None) -> dict:
+    calls = []
+    for fn in functions:
+        s = _call_schema(fn)
+        if parallel:  # the model names its calls, so that results can be matched to them
+            s["properties"]["id"] = {"type": "string", "minLength": 4}
+            s["required"].append("id")
+        if fn.get("description"):
+            s["description"] = fn["description"]
+        calls.append(s)
+    if parallel:
+        call = {"type": "object", "properties": {"tool_calls": {"type": "array", "items": _one_of(calls),
+                                                                "minItems": 1}},
+                "required": ["tool_calls"], "additionalProperties": False}
+    else:
+        call = {"type": "object", "properties": {"tool_call": _one_of(calls)}, "required": ["tool_call"],
+                "additionalProperties": False}
+    if required:
+        return call
+    answer = {"type": "object", "properties": {"response": response if response is not None else {"type": "string"}},
+              "required": ["response"], "additionalProperties": False}
+    return {"anyOf": [call, answer]}
