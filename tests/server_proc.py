@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -33,12 +34,19 @@ class ServerProcess:
         full_env = {**os.environ, **(env or {})}
         self.proc = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True)
+        self._lines: list[str] = []  # read on a thread: a full pipe would block the server's log writes
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self._lines.append(line)
 
     def wait_listening(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited {self.proc.returncode}: {self.proc.stdout.read()}")
+                raise RuntimeError(f"server exited {self.proc.returncode}: {self.output()}")
             try:
                 httpx.get(self.url + "/health", timeout=1)
                 return
@@ -50,7 +58,7 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited {self.proc.returncode}: {self.proc.stdout.read()}")
+                raise RuntimeError(f"server exited {self.proc.returncode}: {self.output()}")
             try:
                 if httpx.get(self.url + "/health", timeout=2).status_code == 200:
                     return self
@@ -73,7 +81,10 @@ class ServerProcess:
         return self.proc.returncode
 
     def output(self) -> str:
-        return self.proc.stdout.read() if self.proc.stdout else ""
+        """Everything the server printed so far (all of it once the process has exited)."""
+        if self.proc.poll() is not None:
+            self._reader.join(5)
+        return "".join(self._lines)
 
 
 def sse_events(resp: httpx.Response) -> list:

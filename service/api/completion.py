@@ -86,8 +86,10 @@ async def infill(request: Request) -> Response:
     body = decode_json(await request.body())
     b = builder(request)
     tok = b.tok
-    if tok.fim_pre_id is None or tok.fim_suf_id is None or tok.fim_mid_id is None:
-        raise not_supported("Infill is not supported by this model")
+    missing = [f"{name} token is missing. " for name, t in (("prefix", tok.fim_pre_id), ("suffix", tok.fim_suf_id),
+                                                             ("middle", tok.fim_mid_id)) if t is None]
+    if missing:
+        raise not_supported("Infill is not supported by this model: " + "".join(missing))
     prefix = get(body, "input_prefix", str, "")
     suffix = get(body, "input_suffix", str, "")
     extra = body.get("input_extra", [])

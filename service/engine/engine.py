@@ -128,7 +128,12 @@ class Engine:
             if slot is None:
                 still.append(task)
                 continue
-            self._assign(slot, task)
+            try:
+                self._assign(slot, task)
+            except Exception as e:  # a task that cannot start fails alone; the loop goes on
+                if slot.busy and slot.task is task:
+                    slot.release()
+                task.sink(Failure(500, f"could not start the task: {type(e).__name__}: {e}", "server_error"))
         self._waiting = still
 
     def _assign(self, slot: Slot, task: Task) -> None:
