@@ -8,7 +8,7 @@ PORT   ?= 8080
 # Numba compiles each kernel once and caches it next to the sources (__pycache__).
 export NUMBA_SLP_VECTORIZE ?= 1
 
-.PHONY: install models tools serve test bench bench-model clean
+.PHONY: install models tools serve test bench bench-model loadtest bench-table clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,17 @@ bench: install models
 
 bench-model: install models
 	$(PY) benchmarks/bench_model.py
+
+# A local server (MODEL, SmolLM2 by default) and a short headless locust run against it:
+# reports in bench-results/loadtest/ (see loadtests/README.md). LOADTEST_ARGS go to locust.
+LOADTEST_ARGS ?=
+loadtest: install models
+	$(PY) loadtests/run_local.py --model $(MODEL) --users 4 --run-time 30s --out bench-results/loadtest -- $(LOADTEST_ARGS)
+
+# The performance table against llama.cpp (docs/perf/): installs llama-cpp-python and matplotlib
+# on demand into their own venv (~/.cache/llamajit-bench/venv), not into $(VENV).
+bench-table: install models
+	$(PY) benchmarks/bench_table.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

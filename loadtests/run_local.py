@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--users", type=int, default=4)
     ap.add_argument("--run-time", default="30s")
     ap.add_argument("--parallel", type=int, default=4, help="server slots (-np)")
-    ap.add_argument("--out", default=str(ROOT / "loadtest-report"))
+    ap.add_argument("--out", default=str(ROOT / "bench-results" / "loadtest"))
     ap.add_argument("--server-cmd", default=f"{shlex.quote(sys.executable)} -m service.cli",
                     help="llama-server command line, without -m/--port")
     ap.add_argument("--ready-timeout", type=float, default=600)
