@@ -330,3 +330,50 @@ def test_seeded_constrained_draws_repeat_and_reset(tok, compiler):
 def test_constraint_vocabulary_must_match(compiler):
     with pytest.raises(ValueError, match="constraint"):
         Sampler(SamplingParams(), 200, constraint=compiler.compile(grammar=YES_NO))
+
+
+def test_dense_mask_path_stays_in_the_grammar(tok, compiler):
+    # many allowed tokens (a quarter of the vocabulary or more): masked in place, not gathered
+    n = tok.n_vocab
+    grammar = "root ::= [a-z ]{1,12}"
+    c = compiler.compile(grammar=grammar)
+    assert 4 * len(_allowed(c, n)) >= n
+    x = np.random.default_rng(2).standard_normal((40, n)).astype(np.float32) * 2
+    x[:, tok.token_id("X")] = 40.0
+    for params in (SamplingParams(seed=1), SamplingParams(seed=2, temperature=0.0), SamplingParams(seed=3, top_n_sigma=1.0, dynatemp_range=0.5)):
+        c = compiler.compile(grammar=grammar)
+        ids, ended = _run(Sampler(params, n, eog_ids=tok.eog_ids, constraint=c), c, lambda i: x[i])
+        assert ended and re.fullmatch(r"[a-z ]{1,12}", tok.detokenize(ids))
+
+
+def test_bias_banning_every_allowed_token_still_yields_an_allowed_one(tok, compiler):
+    n = tok.n_vocab
+    c = compiler.compile(grammar="root ::= [a-z ]{1,12}")
+    allowed = _allowed(c, n)
+    ban = tuple((t, -math.inf) for t in allowed)
+    x = np.random.default_rng(3).standard_normal(n).astype(np.float32)
+    s = Sampler(SamplingParams(seed=1, logit_bias=ban), n, eog_ids=tok.eog_ids, constraint=c)
+    t = s.sample(x)
+    assert t in allowed and t == max(allowed, key=lambda u: x[u])
+    s.accept(t)
+
+
+@pytest.mark.parametrize("n", [1, 31, 32, 33, 100, 4097])
+def test_mask_kernels_against_numpy(n):
+    from kernels import sampling_mask as M
+
+    rng = np.random.default_rng(n)
+    vals = rng.standard_normal(n).astype(np.float32)
+    for density in (0.0, 0.05, 0.5, 1.0):
+        bits = rng.random(((n + 31) // 32) * 32) < density
+        bits[n:] = rng.random(bits.size - n) < 0.5  # bits past n must be ignored
+        mask = np.packbits(bits, bitorder="little").view(np.int32)
+        ref = np.flatnonzero(bits[:n])
+        assert M.count_allowed(mask, n) == ref.size
+        ids, out = np.zeros(n, np.int32), np.zeros(n, np.float32)
+        cnt = M.gather_allowed(ids, out, vals, mask, n)
+        np.testing.assert_array_equal(ids[:cnt], ref)
+        np.testing.assert_array_equal(out[:cnt], vals[ref])
+        dense = np.empty(n, np.float32)
+        M.mask_dense(dense, vals, mask, n)
+        np.testing.assert_array_equal(dense, np.where(bits[:n], vals, -np.inf).astype(np.float32))

@@ -15,11 +15,12 @@ Mirostat (mirostat.py; penalties, DRY and the other filters are then skipped, as
 
 Structured output: `constraint` (service.sampling.grammar.Constraint) is this sequence's
 grammar state. sample() asks it for the allowed-token mask (once per step) and draws only
-among those tokens; accept() advances it. The grammar allows end-of-generation tokens only
-where it may end, and nothing else once it is finished, so a finished grammar yields an
-end-of-generation token even under ignore_eos. The mask wins over logit_bias: if the bias
-bans every allowed token, the draw still picks one of them. Without a constraint none of
-this runs.
+among those tokens (llama.cpp's grammar-first order: the mask, then the chain); accept()
+advances it. The grammar allows end-of-generation tokens only where it may end, and
+nothing else once it is finished, so a finished grammar yields an end-of-generation token
+even under ignore_eos. The mask wins over logit_bias: if the bias leaves every allowed token
+at -inf, the allowed token with the highest raw logit is taken. Without a constraint none
+of this runs.
 
 Randomness: each Sampler owns a numpy Generator seeded from params.seed (a random 32-bit
 seed when the seed is -1/0xFFFFFFFF; `seed` reports it). The draws differ from llama.cpp's
@@ -186,6 +187,8 @@ class Sampler:
             pos = self._mirostat.sample(c, self._draw)
         token = pos if c.dense else int(c.ids[pos])
         prob = float(ws.probs[pos])
+        if self.constraint is not None and not self.constraint.allows(token):
+            token, prob = self._allowed_fallback(x), 0.0  # every candidate was at -inf
         self._final = (c.ids, ws.probs, c.n, c.dense)
         self._last = (token, prob, None, None)
         if p.n_probs > 0:  # copied out now: the workspace may serve another Sampler next
@@ -196,13 +199,27 @@ class Sampler:
         return token
 
     def _apply_constraint(self, c: _Cands) -> None:
-        """Keep only the tokens the grammar allows, in token order (a sparse candidate set)."""
+        """Keep only the tokens the grammar allows: masked in place (-inf) when they are many,
+        gathered into a sparse candidate set (token order) when few, so the chain runs on those."""
         mask = self.constraint.fill_mask()
-        ws, b = self._ws, c.free()
-        cnt = M.gather_allowed(ws.ids[b], ws.vals[b], c.vals, mask, self.n_vocab)
+        n = self.n_vocab
+        cnt = M.count_allowed(mask, n)
         if cnt == 0:
             raise RuntimeError(f"grammar: no token is allowed ({self.constraint.error or 'the grammar cannot continue'})")
+        if 4 * cnt >= n:
+            out = c.out()
+            M.mask_dense(out, c.vals, mask, n)
+            c.vals = out
+            return
+        ws, b = self._ws, c.free()
+        M.gather_allowed(ws.ids[b], ws.vals[b], c.vals, mask, n)
         c.take(b, cnt, False)
+
+    def _allowed_fallback(self, x: np.ndarray) -> int:
+        """The allowed token with the highest raw logit: when logit_bias left every allowed token at -inf."""
+        mask = self.constraint.fill_mask()
+        ids = np.flatnonzero(np.unpackbits(mask.view(np.uint8), bitorder="little")[: self.n_vocab])
+        return int(ids[np.argmax(x[ids])])
 
     @property
     def last_probs(self) -> TokenProbs | None:
