@@ -43,7 +43,7 @@ bench-model: install models
 # reports in bench-results/loadtest/ (see loadtests/README.md). LOADTEST_ARGS go to locust.
 LOADTEST_ARGS ?=
 loadtest: install models
-	$(PY) loadtests/run_local.py --model $(MODEL) --users 4 --run-time 30s --out bench-results/loadtest -- $(LOADTEST_ARGS)
+	$(PY) loadtests/run_local.py --model $(MODEL) --users 6 --run-time 30s --out bench-results/loadtest -- $(LOADTEST_ARGS)
 
 # The performance table against llama.cpp (docs/perf/): installs llama-cpp-python and matplotlib
 # on demand into their own venv (~/.cache/llamajit-bench/venv), not into $(VENV).

@@ -1,6 +1,6 @@
 """`make loadtest`: a local llama-server on loopback, a short headless locust run against it.
 
-    python loadtests/run_local.py [--model PATH] [--users 4] [--run-time 30s] [--out DIR]
+    python loadtests/run_local.py [--model PATH] [--users 6] [--run-time 30s] [--out DIR]
                                   [--parallel 4] [--server-cmd "..."] [-- locust options]
 
 The server (llamajit's by default, or any llama-server given with --server-cmd) gets a free
@@ -46,7 +46,7 @@ def wait_ready(proc: subprocess.Popen, url: str, timeout: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(SMOLLM2))
-    ap.add_argument("--users", type=int, default=4)
+    ap.add_argument("--users", type=int, default=6, help="locust users (6: one of each user class)")
     ap.add_argument("--run-time", default="30s")
     ap.add_argument("--parallel", type=int, default=4, help="server slots (-np)")
     ap.add_argument("--out", default=str(ROOT / "bench-results" / "loadtest"))
