@@ -1,7 +1,8 @@
 """llama-server's sampler chain: parameters (params.py), the per-sequence Sampler (sampler.py),
 logit_bias resolution (bias.py) and structured output (grammar.py, structured.py).
 
-The kernels are in kernels/sampling.py and kernels/sampling_filters.py; NumPy references
+The kernels are in kernels/sampling.py, sampling_filters.py, sampling_dry.py and
+sampling_mask.py (the grammar's mask); NumPy references
 for each sampler are in tests/oracle_sampling.py.
 """
 
