@@ -147,8 +147,8 @@ class Engine:
             keep = min(common_prefix(slot.cache_tokens, p.prompt), len(p.prompt) - 1)
         self.model.cache.keep(slot.id, keep)
         kw = {}
-        if p.constraint is not None:
-            kw["constraint"] = p.constraint
+        if p.constraint is not None:  # each task matches from the grammar's start: n > 1 shares params
+            kw["constraint"] = p.constraint.clone()
         sampler = Sampler(p.sampling, self.model.cfg.n_vocab, eog_ids=self.model.tokenizer.eog_ids,
                           dry_breakers=p.dry_breakers, n_ctx=self.n_ctx, workspace=self._ws, **kw)
         slot.assign(task, sampler, self.model.tokenizer, keep)

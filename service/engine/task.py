@@ -40,7 +40,7 @@ class TaskParams:
     n_indent: int = 0
     stream: bool = False
     timings_per_token: bool = False
-    constraint: Any = None  # a compiled grammar factory (service.sampling.grammar), or None
+    constraint: Any = None  # a compiled grammar (service.sampling.grammar.Constraint); the engine clones it per task
     dry_breakers: tuple[tuple[int, ...], ...] = ()  # DRY's breakers as token sequences
     embd: bool = False  # an embedding task: evaluate the prompt, return its hidden states, generate nothing
 
