@@ -230,6 +230,12 @@ def test_structured_output(http):
     yn = http.post("/completion", json={"prompt": "Is water wet? Answer:", "n_predict": 8,
                                         "grammar": 'root ::= ("yes" | "no") "."'}).json()
     assert yn["content"] in ("yes.", "no.")
+    chat = http.post("/v1/chat/completions", json={
+        "messages": [{"role": "user", "content": "Describe a person."}], "n": 2, "max_tokens": 80,
+        "response_format": {"type": "json_schema", "json_schema": {"schema": schema}}}).json()
+    for choice in chat["choices"]:  # each choice matches the schema from its start
+        assert choice["finish_reason"] == "stop"
+        jsonschema.validate(json.loads(choice["message"]["content"]), schema)
     bad = http.post("/completion", json={"prompt": "x", "grammar": "root ::= foo"})
     assert bad.status_code == 400 and "foo" in bad.json()["error"]["message"]
 
