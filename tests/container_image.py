@@ -5,15 +5,19 @@ STOPSIGNAL and the user's home. `build_rootfs` lays out the image's filesystem i
 /opt/venv is the checkout's .venv (which holds the `llama-server` console script), /usr and
 /bin are this machine's (cp, sleep), /opt/llamajit/numba-cache holds the kernels the image
 build precompiles (here the checkout's own Numba cache, laid out as under a NUMBA_CACHE_DIR,
-for this machine's CPU) and /models the model that BAKE_MODEL=1 bakes in.
+for this machine's CPU; the Dockerfile's precompile step fills it first in a checkout that has
+none) and /models the model that BAKE_MODEL=1 bakes in.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
 import signal
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +75,8 @@ def numba_cache(dest: Path) -> None:
     image's precompile step leaves in /opt/llamajit/numba-cache, for this machine's CPU."""
     from numba.core.caching import UserProvidedCacheLocator
 
+    if not any((ROOT / "kernels").rglob("*.nbi")):
+        precompile_in_tree()
     for pycache in [*(ROOT / "kernels").rglob("__pycache__"), *(ROOT / "service").rglob("__pycache__")]:
         files = [*pycache.glob("*.nbi"), *pycache.glob("*.nbc")]
         if files:
@@ -78,3 +84,12 @@ def numba_cache(dest: Path) -> None:
             sub.mkdir(parents=True, exist_ok=True)
             for f in files:
                 shutil.copy2(f, sub / f.name)
+
+
+def precompile_in_tree(models: Path = ROOT / "models") -> None:
+    """The Dockerfile's precompile step, run on this checkout with Numba's in-tree cache (a fresh
+    checkout has none; the server would otherwise compile every kernel at start)."""
+    src = re.search(r"python - <<'PY'\n(.*?)\nPY\n", DOCKERFILE.read_text(), re.S)[1].replace("/tmp/models/", f"{models}/")
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", *HOST_TARGET_ONLY)}
+    subprocess.run([sys.executable, "-c", src], cwd=ROOT, env=env | {"NUMBA_SLP_VECTORIZE": "1"}, check=True,
+                   capture_output=True, timeout=1800)

@@ -72,16 +72,20 @@ class Pod:
             return {k: base64.b64decode(v).decode() for k, v in obj.get("data", {}).items()} | obj.get("stringData", {})
         return dict(obj.get("data", {}))
 
-    def env(self, c: dict) -> dict[str, str]:
-        """The pod's contribution to the container's environment, valueFrom resolved."""
+    def env(self, c: dict) -> tuple[dict[str, str], set[str]]:
+        """The pod's contribution to the container's environment, valueFrom resolved; and the names
+        whose values are data (from Secrets, ConfigMaps, the pod), never container paths."""
         out: dict[str, str] = {}
         for src in c.get("envFrom", []):
             kind, ref = ("Secret", src["secretRef"]) if "secretRef" in src else ("ConfigMap", src["configMapRef"])
             out |= {src.get("prefix", "") + k: v for k, v in self._data(kind, ref["name"]).items()}
+        data = set(out)
         for e in c.get("env", []):
             if "value" in e:
                 out[e["name"]] = re.sub(r"\$\((\w+)\)", lambda m: out.get(m[1], m[0]), e["value"])
+                data.discard(e["name"])
                 continue
+            data.add(e["name"])
             vf = e["valueFrom"]
             if "secretKeyRef" in vf or "configMapKeyRef" in vf:
                 kind, ref = ("Secret", vf["secretKeyRef"]) if "secretKeyRef" in vf else ("ConfigMap", vf["configMapKeyRef"])
@@ -97,7 +101,7 @@ class Pod:
                                   }[vf["fieldRef"]["fieldPath"]]
             else:
                 raise NotImplementedError(f"valueFrom {sorted(vf)} of {e['name']}: teach tests/kubelet.py")
-        return out
+        return out, data
 
 
 @dataclass
@@ -161,8 +165,9 @@ class Kubelet:
         return argv
 
     def environ(self, c: dict) -> dict[str, str]:
-        env = self.image.env | {"HOME": self.image.home, "HOSTNAME": self.pod.name} | self.pod.env(c)
-        return {k: self._translate(c, v) for k, v in env.items()}
+        pod_env, data = self.pod.env(c)
+        env = self.image.env | {"HOME": self.image.home, "HOSTNAME": self.pod.name} | pod_env
+        return {k: v if k in data else self._translate(c, v) for k, v in env.items()}
 
     # -- life ----------------------------------------------------------------------------------------
 

@@ -75,7 +75,8 @@ def _files(folder) -> set[str]:
     return {str(f.relative_to(folder)) for f in folder.rglob("*") if f.is_file()}
 
 
-@pytest.mark.timeout(300)
+# (a checkout without a Numba cache first compiles the kernels, which takes minutes on 2 cores)
+@pytest.mark.timeout(1200)
 def test_pod_lifecycle_as_the_kubelet_runs_it(tmp_path):
     docs = render(tmp_path, VALUES)
     pod = Pod(docs, namespace=NS)
@@ -121,7 +122,7 @@ def test_pod_lifecycle_as_the_kubelet_runs_it(tmp_path):
     print(f"kubelet: Numba cache: {len(image_cache)} files from the image, {len(pod_cache - image_cache)} compiled in the pod")
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(1200)
 def test_default_values_serve_the_model_baked_into_the_image(tmp_path):
     """The chart's default model.source=image: no model volume, --model where BAKE_MODEL=1 puts it."""
     pod = Pod(render(tmp_path, {"apiKey": {"value": KEY}}), namespace=NS)
