@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_helm import CHART, ROOT, tool, validate
+from tests.helm_render import CHART, ROOT, tool, validate
 
 BASE = ROOT / "k8s" / "base"
 OVERLAYS = sorted(p.name for p in (ROOT / "k8s" / "overlays").iterdir() if p.is_dir())
