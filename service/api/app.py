@@ -6,7 +6,7 @@ from litestar import Litestar, Request, Response, post
 from litestar.exceptions import HTTPException
 
 from service import __version__
-from service.api import completion, info, metrics, openai, slot_actions, tokens
+from service.api import anthropic, completion, info, metrics, openai, responses, slot_actions, tokens
 from service.api.errors import ApiError, not_supported, on_api_error, on_http_exception, on_unexpected
 from service.api.gate import Gate
 from service.api.state import ServerState
@@ -38,6 +38,7 @@ ROUTES = [
     openai.completions, openai.chat_completions,
     tokens.tokenize, tokens.detokenize, tokens.apply_template,
     metrics.metrics, embeddings, rerank, slot_actions.slot_action,
+    anthropic.messages, anthropic.count_tokens, responses.responses,
 ]
 
 

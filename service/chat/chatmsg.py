@@ -88,12 +88,13 @@ class StreamTracker:
         self._ids: list[str] = []
 
     def ids_for(self, msg: ChatMsg) -> ChatMsg:
-        """msg with every tool call given an id, the same id for the same call across parses."""
+        """msg with every tool call given an id, the same id for the same call across parses: the
+        model's own id if it had written one when the call was first seen, else a new one (as
+        llama-server; a stream announces a call before the model gets to its "id" field)."""
         for k, call in enumerate(msg.tool_calls):
             if k >= len(self._ids):
                 self._ids.append(call.id or new_call_id())
-            if not call.id:
-                call.id = self._ids[k]
+            call.id = self._ids[k]
         return msg
 
     def update(self, msg: ChatMsg) -> list[Delta]:

@@ -62,7 +62,11 @@ def parse_calls(fmt: ToolFormat, text: str, partial: bool) -> tuple[str, list[To
     parser = {ToolFormat.GENERIC: _generic, ToolFormat.HERMES_2_PRO: _hermes,
               ToolFormat.LLAMA_3_X: _llama3, ToolFormat.MISTRAL_NEMO: _nemo}[fmt]
     content, calls = parser(text, partial)
-    return (content.strip() if calls and not partial else content), calls
+    # With calls the content is stripped (llama-server); while streaming, trailing whitespace
+    # waits for what follows it, so that what was sent stays a prefix of the final content.
+    if partial:
+        return content.rstrip(), calls
+    return (content.strip() if calls else content), calls
 
 
 # -- shared pieces ---------------------------------------------------------------------------------
@@ -109,7 +113,16 @@ def _hold(text: str, start: int, words: tuple[str, ...]) -> int:
     brace = text.rfind("{", start)
     if brace >= 0 and _maybe_call(text[brace:]):
         cut = min(cut, brace)
+    fn = text.rfind("<function", start)
+    if fn >= 0 and ">" not in text[fn:]:  # <function=name or <function name="...: the name is still coming
+        cut = min(cut, fn)
+    fence = _FENCE_TAIL.search(text[start:cut])  # a code fence right before what is held may belong to it
+    if fence is not None:
+        cut = start + fence.start()
     return cut
+
+
+_FENCE_TAIL = re.compile(r"```(?:json|xml)?(?:\n\s*)?$")
 
 
 # -- Hermes 2 Pro -----------------------------------------------------------------------------------
@@ -133,11 +146,11 @@ def _hermes(text: str, partial: bool) -> tuple[str, list[ToolCall]]:
         named = m.group("fn1") or m.group("fn2")
         node = _json_at(text, m.end(), partial)
         if node is None or not node.complete:  # unfinished (or broken, while streaming): the call so far
+            if not partial:
+                raise ToolParseError("unfinished tool call")
             call = _json_call(node, named) if node is not None and node.kind == "obj" else None
             if call is not None:
                 calls.append(call)
-            elif not partial:
-                raise ToolParseError("unfinished tool call")
             return "".join(content), calls
         call = _json_call(node, named) if node.kind == "obj" else None
         if call is None:  # a tag around something that is no call: plain text

@@ -29,8 +29,28 @@ def _one_of(schemas: list[dict]) -> dict:
     return schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
 
 
+def closed(schema):
+    """The schema with objects that list properties closed to others unless it says otherwise:
+    llama.cpp's converter allows no additional properties by default, JSON Schema (and
+    llguidance) allows any, and a small model given the choice wanders into them."""
+    if isinstance(schema, list):
+        return [closed(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: closed(v) if k in _SUBSCHEMAS else v for k, v in schema.items()}
+    for key in ("properties", "$defs", "definitions", "patternProperties"):
+        if isinstance(schema.get(key), dict):
+            out[key] = {name: closed(s) for name, s in schema[key].items()}
+    if "properties" in schema and "additionalProperties" not in schema and schema.get("type", "object") == "object":
+        out["additionalProperties"] = False
+    return out
+
+
+_SUBSCHEMAS = ("items", "anyOf", "oneOf", "allOf", "prefixItems", "additionalProperties", "not")
+
+
 def _call_schema(fn: Function, args_key: str = "arguments", **extra: dict) -> dict:
-    props = {"name": {"type": "string", "const": fn["name"]}, args_key: fn["parameters"], **extra}
+    props = {"name": {"type": "string", "const": fn["name"]}, args_key: closed(fn["parameters"]), **extra}
     required = ["name", args_key, *extra]
     return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
 
