@@ -372,3 +372,14 @@ def test_arguments_allow_no_unlisted_properties(smol):
     open_ = {**WEATHER, "additionalProperties": True}
     c = _grammar(smol, F.HERMES_2_PRO, required=True, funcs=[{"name": "get_weather", "parameters": open_}])
     assert _feed(tok, c, '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris", "type": 1}}</tool_call>')
+
+
+def test_system_text_joins_the_user_turn_where_the_template_has_no_system_role(smol):
+    src = ("{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('no system role') }}{% endif %}"
+           "[{{ m.role }}] {{ m.content }}\n{% endfor %}")
+    tmpl = ChatTemplate(src, name="custom", bos_token="", eos_token="")
+    assert not caps_of(tmpl).system_role
+    plan = build_plan(tmpl, {"messages": [{"role": "system", "content": "Be brief."},
+                                          {"role": "user", "content": "Hi"}]},
+                      tokenizer=smol[0], compiler=None, default_reasoning=ReasoningFormat.AUTO, stream=False)
+    assert plan.rendered.text == "[user] Be brief.\nHi\n"

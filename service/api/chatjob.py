@@ -3,7 +3,7 @@ Messages, OpenAI Responses): each converts its body to chat-completions fields f
 llama-server does, then differs only in how the answer is framed.
 
     job = await prepare_chat(request, body, stream=True, n_predict=..., n_probs=0)
-    runs = start_runs(st, job.params, n)              # constraint cloned per run
+    runs = start_runs(st, job.params, n)
     stream = OutputStream(job.plan.spec)              # per choice: deltas while streaming
     msg = final_message(job.plan.spec, final.content) # or the whole answer at once
 """
@@ -54,10 +54,7 @@ async def plan_chat(request: Request, body: dict, *, stream: bool, compile_gramm
 
     st = request.app.state.server
     b = builder(request)
-    try:
-        default = reasoning_format(st.args.reasoning_format, "--reasoning-format")
-    except ValueError:
-        default = reasoning_format("auto")
+    default = reasoning_format(st.args.reasoning_format, "--reasoning-format")  # checked at startup
 
     def build() -> ChatPlan:
         compiler = grammar_compiler(b) if compile_grammar and body.get("tools") else None
@@ -89,14 +86,8 @@ async def prepare_chat(request: Request, body: dict, *, stream: bool, n_predict:
 
 
 def start_runs(st, params: TaskParams, n: int) -> list[TaskRun]:
-    """n runs of the task; each gets its own copy of a grammar constraint (it holds parse state)."""
-    runs = []
-    for i in range(n):
-        p = params
-        if i > 0 and p.constraint is not None:
-            p = dataclasses.replace(p, constraint=p.constraint.clone())
-        runs.append(TaskRun(st.engine, p))
-    return runs
+    """n runs of the task (the engine gives each its own copy of a grammar constraint)."""
+    return [TaskRun(st.engine, params) for _ in range(n)]
 
 
 def finish_kind(ev: Final, has_calls: bool) -> str:

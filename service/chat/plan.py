@@ -69,7 +69,8 @@ def build_plan(template: ChatTemplate, body: dict, *, tokenizer: Any, compiler: 
     tools = treq.tools if treq else None
     if fmt is ToolFormat.GENERIC and treq and treq.active:
         messages = add_system(messages, GENERIC_NOTE)
-    if tools or any(isinstance(m, dict) and (m.get("tool_calls") or m.get("role") == "tool") for m in messages):
+    if tools or any(isinstance(m, dict) and (m.get("tool_calls") or m.get("role") in ("tool", "system"))
+                    for m in messages):
         messages = polyfill(caps_of(template), messages, tools)
     agp = body.get("add_generation_prompt")
     agp = True if agp is None else agp  # null means the default, as everywhere in llama-server

@@ -1,0 +1,142 @@
+"""Tool calling end to end on the real SmolLM2 model, through the official `openai` client.
+
+SmolLM2's template knows no tools, so the server uses the generic JSON format: the tools are
+described in the system message and the answer is forced into {"tool_call": ...} or
+{"response": ...} by the grammar; the client must get well-formed OpenAI tool calls whose
+arguments are JSON matching the function's schema.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import openai
+import pytest
+
+from tests.chat_server import shared_server
+
+WEATHER = {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["celsius", "fahrenheit"]}},
+           "required": ["city", "unit"]}
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city",
+                                           "parameters": WEATHER}},
+         {"type": "function", "function": {"name": "get_time", "description": "Current time in a city",
+                                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                          "required": ["city"]}}}]
+ASK = [{"role": "user", "content": "What is the weather like in Paris today?"}]
+SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
+
+
+@pytest.fixture(scope="module")
+def server():
+    return shared_server()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="sk-none", max_retries=0, timeout=120)
+
+
+def _check_call(call, names=tuple(SCHEMAS)):
+    assert call.type == "function" and call.function.name in names
+    assert isinstance(call.id, str) and len(call.id) >= 8
+    args = json.loads(call.function.arguments)
+    jsonschema.validate(args, SCHEMAS[call.function.name])
+    return args
+
+
+def test_required_tool_call(client):
+    r = client.chat.completions.create(model="m", messages=ASK, tools=TOOLS, tool_choice="required",
+                                       max_tokens=60, temperature=0)
+    c = r.choices[0]
+    assert c.finish_reason == "tool_calls"
+    assert c.message.content is None and len(c.message.tool_calls) == 1
+    _check_call(c.message.tool_calls[0])
+    assert r.usage.completion_tokens > 0
+
+
+def test_required_tool_call_streamed(client):
+    stream = client.chat.completions.create(model="m", messages=ASK, tools=TOOLS, tool_choice="required",
+                                            max_tokens=60, temperature=0.7, seed=3, stream=True)
+    calls: dict[int, dict] = {}
+    finish, chunks = [], list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert {c.object for c in chunks} == {"chat.completion.chunk"} and len({c.id for c in chunks}) == 1
+    for chunk in chunks:
+        for ch in chunk.choices:
+            if ch.finish_reason:
+                finish.append(ch.finish_reason)
+                assert ch.delta.content is None and ch.delta.tool_calls is None  # the closing chunk is empty
+            for tc in ch.delta.tool_calls or []:
+                if tc.index not in calls:  # the first delta of a call carries id, type and name
+                    assert tc.id and tc.type == "function" and tc.function.name
+                    calls[tc.index] = {"id": tc.id, "name": tc.function.name, "args": ""}
+                else:
+                    assert tc.id is None and tc.function.name is None
+                calls[tc.index]["args"] += tc.function.arguments or ""
+    assert finish == ["tool_calls"] and list(calls) == [0]
+    call = calls[0]
+    jsonschema.validate(json.loads(call["args"]), SCHEMAS[call["name"]])
+
+
+def test_named_function(client):
+    r = client.chat.completions.create(model="m", messages=ASK, tools=TOOLS, max_tokens=60, temperature=0,
+                                       tool_choice={"type": "function", "function": {"name": "get_time"}})
+    assert [t.function.name for t in r.choices[0].message.tool_calls] == ["get_time"]
+    _check_call(r.choices[0].message.tool_calls[0])
+
+
+def test_parallel_calls_carry_model_ids(client):
+    r = client.chat.completions.create(model="m", messages=ASK, tools=TOOLS, tool_choice="required",
+                                       parallel_tool_calls=True, max_tokens=120, temperature=0)
+    calls = r.choices[0].message.tool_calls
+    assert r.choices[0].finish_reason == "tool_calls" and calls
+    for call in calls:
+        _check_call(call)
+
+
+def test_auto_answers_in_json_mode(server):
+    # generic format: either a call or {"response": ...}; both come back as proper OpenAI fields
+    with server.client() as c:
+        r = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Say hello."}],
+                                                 "tools": TOOLS, "max_tokens": 40, "temperature": 0}).json()
+    ch = r["choices"][0]
+    if ch["finish_reason"] == "tool_calls":
+        assert ch["message"]["content"] is None and ch["message"]["tool_calls"]
+    else:
+        assert ch["finish_reason"] in ("stop", "length") and "tool_calls" not in ch["message"]
+        if ch["finish_reason"] == "stop":  # the {"response": ...} wrapper is gone, the text is the content
+            assert ch["message"]["content"] and not ch["message"]["content"].lstrip().startswith("{")
+
+
+def test_tool_results_round_trip(client, server):
+    first = client.chat.completions.create(model="m", messages=ASK, tools=TOOLS, tool_choice="required",
+                                           max_tokens=60, temperature=0)
+    call = first.choices[0].message.tool_calls[0]
+    history = [*ASK, first.choices[0].message.model_dump(exclude_none=True),
+               {"role": "tool", "tool_call_id": call.id, "content": "18 degrees and sunny"}]
+    with server.client() as c:
+        prompt = c.post("/apply-template", json={"messages": history, "tools": TOOLS}).json()["prompt"]
+    assert call.id in prompt and "18 degrees and sunny" in prompt and call.function.name in prompt
+    r = client.chat.completions.create(model="m", messages=history, tools=TOOLS, max_tokens=12, temperature=0)
+    assert r.choices[0].finish_reason in ("stop", "length", "tool_calls")  # the template took the history
+
+
+def test_tool_choice_none_is_plain_text(client):
+    r = client.chat.completions.create(model="m", messages=ASK, tools=TOOLS, tool_choice="none", max_tokens=4,
+                                       temperature=0)
+    assert r.choices[0].message.tool_calls is None and r.choices[0].message.content
+
+
+@pytest.mark.parametrize("extra,word", [
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": "nope"}}]}, "parameters"),
+    ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "missing"}}}, "tool_choice"),
+    ({"tools": TOOLS, "grammar": "root ::= \"x\""}, "grammar"),
+    ({"tools": TOOLS, "tool_choice": "maybe"}, "tool_choice"),
+    ({"reasoning_format": "loud"}, "reasoning_format"),
+])
+def test_bad_tool_requests_are_400(server, extra, word):
+    with server.client() as c:
+        r = c.post("/v1/chat/completions", json={"messages": ASK, "max_tokens": 4, **extra})
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    assert word in r.json()["error"]["message"]
