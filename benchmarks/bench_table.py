@@ -44,6 +44,7 @@ def measure(spec: perf_env.ServerSpec, model: Path, a, logs: Path) -> dict:
     row = {"model": SHORT.get(model.name, model.name), "server": spec.name, "serial": spec.serial,
            "numba": spec.numba, "conc": []}
     rng = random.Random(f"{model.name}")  # the same prompts for every server
+    row["load"] = [perf_env.loadavg()]
     try:
         for phase in ("warm",) if a.skip_cold else ("cold", "warm"):
             print(f"  {spec.name}: {phase} launch", flush=True)
@@ -70,6 +71,7 @@ def measure(spec: perf_env.ServerSpec, model: Path, a, logs: Path) -> dict:
         row["error"] = f"{type(e).__name__}: {e}"
         print(f"    FAILED: {row['error']}", flush=True)
     finally:
+        row["load"].append(perf_env.loadavg())
         if numba_dir is not None:
             numba_dir.cleanup()
     return row
@@ -102,7 +104,14 @@ def main() -> None:
     ap.add_argument("--skip-cold", action="store_true", help="no cold launch (quick runs)")
     ap.add_argument("--servers", nargs="*", help="only servers whose name starts with one of these")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "perf")
+    ap.add_argument("--render-only", action="store_true", help="redo README.md and the PNGs from results.json")
     a = ap.parse_args()
+    if a.render_only:
+        res = json.loads((a.out / "results.json").read_text())
+        names, why = plots(a.out, perf_env.ensure_venv(a.install_timeout, install=False))
+        (a.out / "README.md").write_text(render(res, names))
+        print(why or "", (a.out / "README.md").read_text(), sep="\n")
+        return
 
     a.out.mkdir(parents=True, exist_ok=True)
     logs = ROOT / "bench-results" / "perf"

@@ -87,14 +87,19 @@ def machine() -> dict[str, str]:
         mem = f"{kb / 2**20:.1f} GiB"
     except (OSError, StopIteration):
         pass
-    try:
-        load = Path("/proc/loadavg").read_text().split()[0]
-    except OSError:
-        load = "?"
+    load = f"{loadavg():.1f}"
     return {"cpu": cpu, "cores": str(cores), "isa": " ".join(isa), "memory": mem,
             "kernel": platform.release(), "python": platform.python_version(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_at_start": load,
             "commit": _git_commit()}
+
+
+def loadavg() -> float:
+    """The 1-minute load average: how much else the shared cores were running."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
 
 
 def _git_commit() -> str:

@@ -61,6 +61,10 @@ def render(res: dict, plots: list[str]) -> str:
             out.append(f"| {r['model']} | {r['server']} | {c['streams']} | {_f(c['tok_s'])} | "
                        f"{_f(c['ttft_p50'], 0)} | {_f(c['ttft_p95'], 0)} | {len(c['ttft_ms'])} |")
     notes = list(res.get("notes", []))
+    loads = [x for r in res["runs"] for x in r.get("load", [])]
+    if loads:
+        notes.insert(0, f"1-minute load average of the {m['cores']} cores, sampled before and after each server's "
+                        f"measurements: {min(loads):.1f} to {max(loads):.1f} (other work shared the machine).")
     if any(r.get("serial") for r in res["runs"]):
         notes.insert(0, "¹ llama_cpp.server runs one request at a time (one Llama object behind a lock): "
                         "simultaneous streams queue, so its TTFT grows with them and its throughput does not.")
