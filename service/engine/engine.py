@@ -42,6 +42,7 @@ class Engine:
         self.stats = Stats()
         self._inbox: queue.SimpleQueue[Task | Callable | None] = queue.SimpleQueue()
         self._waiting: collections.deque[Task] = collections.deque()
+        self._n_deferred = 0
         self._ws = SamplerWorkspace(model.cfg.n_vocab)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.run, name="engine", daemon=True)
@@ -77,8 +78,9 @@ class Engine:
 
     @property
     def n_deferred(self) -> int:
-        """Requests waiting for a slot (llamacpp:requests_deferred)."""
-        return len(self._waiting) + self._inbox.qsize()
+        """Requests that found no free slot and wait for one (llamacpp:requests_deferred); as in
+        llama-server, a request not yet looked at by the loop is not counted."""
+        return self._n_deferred
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -135,6 +137,7 @@ class Engine:
                     slot.release()
                 task.sink(Failure(500, f"could not start the task: {type(e).__name__}: {e}", "server_error"))
         self._waiting = still
+        self._n_deferred = len(still)
 
     def _assign(self, slot: Slot, task: Task) -> None:
         p = task.params
