@@ -383,3 +383,19 @@ def test_system_text_joins_the_user_turn_where_the_template_has_no_system_role(s
                                           {"role": "user", "content": "Hi"}]},
                       tokenizer=smol[0], compiler=None, default_reasoning=ReasoningFormat.AUTO, stream=False)
     assert plan.rendered.text == "[user] Be brief.\nHi\n"
+
+
+def test_required_call_after_an_opened_thinking_block(smol):
+    tok, gc, _ = smol
+    tmpl = ChatTemplate(QWEN_LIKE + "{%- if add_generation_prompt %}<think>\n{%- endif %}", name="custom",
+                        bos_token="", eos_token="<|im_end|>")
+    plan = build_plan(tmpl, {"messages": [{"role": "user", "content": "Weather?"}], "tools": TOOLS,
+                             "tool_choice": "required"}, tokenizer=tok, compiler=gc,
+                      default_reasoning=ReasoningFormat.AUTO, stream=False)
+    assert plan.spec.forced_open and plan.spec.format is F.HERMES_2_PRO
+    out = ('The user wants the weather.\n</think>\n\n<tool_call>\n{"name": "get_weather", "arguments": '
+           '{"city": "Paris"}}\n</tool_call>')
+    c = plan.constraint
+    assert _feed(tok, c, out) and c.is_accepting
+    msg = final_message(plan.spec, out)
+    assert msg.reasoning_content == "The user wants the weather." and msg.tool_calls[0].name == "get_weather"

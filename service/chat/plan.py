@@ -88,7 +88,8 @@ def build_plan(template: ChatTemplate, body: dict, *, tokenizer: Any, compiler: 
     if treq is not None and treq.active and compiler is not None:  # None: the prompt alone is wanted
         grammar = build_grammar(fmt, treq.functions, required=treq.choice is ToolChoice.REQUIRED,
                                 parallel=treq.parallel, response_schema=schema,
-                                marker=lambda text: marker(tokenizer, compiler, text), specials=specials(compiler))
+                                marker=lambda text: marker(tokenizer, compiler, text), specials=specials(compiler),
+                                think_close=tags.close if opened else None)
         constraint = compiler.compile(grammar=grammar)
     stops = ("<|eom_id|>",) if parse_fmt is ToolFormat.LLAMA_3_X else ()
     return ChatPlan(rendered, spec, treq, grammar, constraint, stops)

@@ -56,23 +56,27 @@ def _call_schema(fn: Function, args_key: str = "arguments", **extra: dict) -> di
 
 
 def build_grammar(fmt: ToolFormat, functions: list[Function], *, required: bool, parallel: bool,
-                  response_schema: dict | None, marker: Callable[[str], Marker], specials: list[int]) -> str:
-    """Lark text for the calls of `functions` (at least one) in format `fmt`."""
+                  response_schema: dict | None, marker: Callable[[str], Marker], specials: list[int],
+                  think_close: str | None = None) -> str:
+    """Lark text for the calls of `functions` (at least one) in format `fmt`. think_close: the
+    prompt opened a thinking block that ends with this tag; a forced grammar starts after it."""
     g = LazyGrammar(specials)
+    after = marker(think_close) if think_close else None
     if fmt is ToolFormat.GENERIC:
-        return g.forced(g.rule("answer", json_rule(_generic_schema(functions, required, parallel, response_schema))))
+        answer = g.rule("answer", json_rule(_generic_schema(functions, required, parallel, response_schema)))
+        return g.forced(answer, after)
     if fmt is ToolFormat.HERMES_2_PRO:
         open_, close = marker("<tool_call>"), marker("</tool_call>")
         g.rule("call", json_rule(_one_of([_call_schema(f) for f in functions])))
         g.rule("block", f"{WS} call {WS} {close.lark()} {WS}")
         g.rule("calls", f"block ({open_.lark()} block)*" if parallel else "block")
-        return g.forced(f"{WS} {open_.lark()} calls") if required else g.lazy([open_], "calls")
+        return g.forced(f"{WS} {open_.lark()} calls", after) if required else g.lazy([open_], "calls")
     if fmt is ToolFormat.LLAMA_3_X:
         schemas = [_call_schema(f, "parameters") for f in functions]
         for s in schemas:  # the "type" key is optional and comes first
             s["properties"] = {"type": {"type": "string", "const": "function"}, **s["properties"]}
         g.rule("calls", f"{json_rule(_one_of(schemas))} {WS}")
-        return g.forced(f"{WS} calls") if required else g.at_start("{", "calls")
+        return g.forced(f"{WS} calls", after) if required else g.at_start("{", "calls")
     if fmt is ToolFormat.MISTRAL_NEMO:
         ident = {"id": {"type": "string", "pattern": "^[a-zA-Z0-9]{9}$"}}
         arr: dict = {"type": "array", "items": _one_of([_call_schema(f, **ident) for f in functions]),
@@ -81,7 +85,7 @@ def build_grammar(fmt: ToolFormat, functions: list[Function], *, required: bool,
             arr["maxItems"] = 1
         trig = marker("[TOOL_CALLS]")
         g.rule("calls", f"{WS} {json_rule(arr)} {WS}")
-        return g.forced(f"{trig.lark()} calls") if required else g.lazy([trig], "calls")
+        return g.forced(f"{trig.lark()} calls", after) if required else g.lazy([trig], "calls")
     raise ValueError(f"no tool-call grammar for the {fmt.value} format")
 
 

@@ -74,9 +74,14 @@ class LazyGrammar:
         self.rules.append((name, body))
         return name
 
-    def forced(self, tail: str) -> str:
-        """The tail from the first token on."""
-        return self._render(f"start: {tail}", [])
+    def forced(self, tail: str, after: Marker | None = None) -> str:
+        """The tail from the first token on, or from just after `after` (free text up to it:
+        a thinking block the prompt opened, which the model closes before it calls)."""
+        if after is None:
+            return self._render(f"start: {tail}", [])
+        if after.token is not None:
+            return self._render(f"start: TEXT? {after.lark()} {WS} {tail}", [])
+        return self._render(f"start: pre_0 {WS} {tail}", [("pre_0", f"LAZY_TEXT {after.lark()}")], {"pre_0"})
 
     def lazy(self, triggers: Sequence[Marker], tail: str) -> str:
         """Free text, or free text up to the first trigger followed by the tail (the trigger
