@@ -54,6 +54,8 @@ async def plan_chat(request: Request, body: dict, *, stream: bool, compile_gramm
 
     st = request.app.state.server
     b = builder(request)
+    if not st.args.jinja and body.get("tools"):  # llama-server's refusal, word for word
+        raise bad_request("tools param requires --jinja flag")
     default = reasoning_format(st.args.reasoning_format, "--reasoning-format")  # checked at startup
 
     def build() -> ChatPlan:

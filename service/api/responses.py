@@ -19,25 +19,20 @@ function_call_arguments.delta), the matching *.done events, and response.complet
 
 from __future__ import annotations
 
-import secrets
 import time
 
 from litestar import Request, Response, post
 
 from service.api.bridge import gather_finals, log_fields
-from service.api.chatjob import event_stream, named_event, prepare_chat, start_runs
+from service.api.chatjob import event_stream, prepare_chat, start_runs
 from service.api.errors import ApiError, bad_request
 from service.api.params import decode_json
-from service.chat.chatmsg import ChatMsg
-from service.chat.output import OutputStream, final_message
+from service.api.responses_stream import Items, ResponseStream, new_id
+from service.chat.output import final_message
 from service.engine.task import Failure, Final, Partial, StopType
 
 _PASS = ("tool_choice", "temperature", "top_p", "top_k", "stream", "seed", "parallel_tool_calls", "reasoning_format",
          "chat_template_kwargs", "stop")
-
-
-def _rid(prefix: str) -> str:
-    return prefix + secrets.token_hex(12)
 
 
 # -- request ---------------------------------------------------------------------------------
@@ -149,36 +144,6 @@ def _tools(tools) -> list[dict]:
 
 # -- response ------------------------------------------------------------------------------------
 
-class Items:
-    """Output items of one answer, with the ids a stream gave them."""
-
-    def __init__(self):
-        self.reasoning_id, self.message_id = _rid("rs_"), _rid("msg_")
-
-    def reasoning(self, text: str, status: str = "completed") -> dict:
-        return {"id": self.reasoning_id, "type": "reasoning", "summary": [], "status": status,
-                "content": [{"type": "reasoning_text", "text": text}] if text else [], "encrypted_content": ""}
-
-    def message(self, text: str | None, status: str = "completed") -> dict:
-        parts = [] if text is None else [_text_part(text)]
-        return {"id": self.message_id, "type": "message", "role": "assistant", "status": status, "content": parts}
-
-    @staticmethod
-    def call(call_id: str, name: str, args: str, status: str = "completed") -> dict:
-        return {"id": "fc_" + call_id, "type": "function_call", "status": status, "call_id": "fc_" + call_id,
-                "name": name, "arguments": args}
-
-    def output(self, msg: ChatMsg) -> list[dict]:
-        out = [self.reasoning(msg.reasoning_content)] if msg.reasoning_content else []
-        if msg.content:
-            out.append(self.message(msg.content))
-        return out + [self.call(c.id, c.name, c.arguments) for c in msg.tool_calls]
-
-
-def _text_part(text: str) -> dict:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-
-
 def _response(rid: str, created: int, st, body: dict, status: str, output: list, ev: Final | None) -> dict:
     out = {"id": rid, "object": "response", "created_at": created, "status": status, "model": st.alias,
            "output": output, "error": None, "incomplete_details": None, "instructions": body.get("instructions"),
@@ -196,18 +161,6 @@ def _response(rid: str, created: int, st, body: dict, status: str, output: list,
     return out
 
 
-class EventLog:
-    """The stream's events, numbered (sequence_number) as OpenAI's are."""
-
-    def __init__(self):
-        self.n = 0
-
-    def __call__(self, kind: str, **data) -> bytes:
-        ev = named_event(kind, {"type": kind, "sequence_number": self.n, **data})
-        self.n += 1
-        return ev
-
-
 @post("/v1/responses", status_code=200)
 async def responses(request: Request) -> Response:
     st = request.app.state.server
@@ -216,7 +169,7 @@ async def responses(request: Request) -> Response:
     stream = bool(chat.get("stream", False))
     job = await prepare_chat(request, chat, stream=stream, n_predict=chat.get("max_tokens"), n_probs=0)
     run = start_runs(st, job.params, 1)[0]
-    rid, created, items, tok = _rid("resp_"), int(time.time()), Items(), st.model.tokenizer
+    rid, created, items, tok = new_id("resp_"), int(time.time()), Items(), st.model.tokenizer
     if not stream:
         results = await gather_finals(request, [run])
         if results is None:
@@ -228,86 +181,13 @@ async def responses(request: Request) -> Response:
         msg = final_message(job.plan.spec, ev.content)
         return Response(_response(rid, created, st, body, "completed", items.output(msg), ev))
 
-    out, emit = OutputStream(job.plan.spec), EventLog()
-    order: list[str] = []  # output items in the order they were added: "reasoning", "message", "call:<k>"
-    state = {"reasoning": "", "text": ""}
-
-    def index(key: str) -> int:
-        if key not in order:
-            order.append(key)
-        return order.index(key)
-
-    def deltas_events(deltas) -> list[bytes]:
-        evs = []
-        for d in deltas:
-            if d.reasoning:
-                if "reasoning" not in order:
-                    evs.append(emit("response.output_item.added", output_index=index("reasoning"),
-                                    item=items.reasoning("", "in_progress")))
-                state["reasoning"] += d.reasoning
-                evs.append(emit("response.reasoning_text.delta", item_id=items.reasoning_id,
-                                output_index=index("reasoning"), content_index=0, delta=d.reasoning))
-            if d.content:
-                if "message" not in order:
-                    evs.append(emit("response.output_item.added", output_index=index("message"),
-                                    item=items.message(None, "in_progress")))
-                    evs.append(emit("response.content_part.added", item_id=items.message_id,
-                                    output_index=index("message"), content_index=0, part=_text_part("")))
-                state["text"] += d.content
-                evs.append(emit("response.output_text.delta", item_id=items.message_id, output_index=index("message"),
-                                content_index=0, delta=d.content, logprobs=[]))
-            if d.tool_index >= 0:
-                key = f"call:{d.tool_index}"
-                if d.tool_name:
-                    evs.append(emit("response.output_item.added", output_index=index(key),
-                                    item=Items.call(d.tool_id, d.tool_name, "", "in_progress")))
-                    state[key] = d.tool_id
-                if d.tool_args:
-                    evs.append(emit("response.function_call_arguments.delta", item_id="fc_" + state[key],
-                                    output_index=index(key), delta=d.tool_args))
-        return evs
+    rs = ResponseStream(job.plan.spec, items, lambda status, output, ev: _response(rid, created, st, body, status,
+                                                                                     output, ev))
 
     def handle(ev) -> list[bytes]:
         if isinstance(ev, Partial):
-            return deltas_events(out.feed(ev.content))
+            return rs.partial(ev.content)
         log_fields(request, ev, lambda: tok.detokenize(job.prompt))
-        msg, last = out.finish(ev.content)
-        evs = deltas_events(last)
-        if "reasoning" in order:
-            evs.append(emit("response.output_item.done", output_index=index("reasoning"),
-                            item=items.reasoning(state["reasoning"])))
-        if "message" in order:
-            i, text = index("message"), state["text"]
-            evs.append(emit("response.output_text.done", item_id=items.message_id, output_index=i, content_index=0,
-                            text=text, logprobs=[]))
-            evs.append(emit("response.content_part.done", item_id=items.message_id, output_index=i, content_index=0,
-                            part=_text_part(text)))
-            evs.append(emit("response.output_item.done", output_index=i, item=items.message(text)))
-        for k, c in enumerate(out.tracker.sent.tool_calls):
-            i = index(f"call:{k}")
-            evs.append(emit("response.function_call_arguments.done", item_id="fc_" + c.id, output_index=i,
-                            arguments=c.arguments))
-            evs.append(emit("response.output_item.done", output_index=i, item=Items.call(c.id, c.name, c.arguments)))
-        final = [_stream_item(items, state, out, key) for key in order]
-        done = _response(rid, created, st, body, "completed", final, ev)
-        # response.completed even when cut short (status "incomplete"), as llama-server: the
-        # OpenAI SDK's stream helper looks for that event to finish
-        evs.append(emit("response.completed", response=done))
-        return evs
+        return rs.final(ev)
 
-    def on_error(f: Failure) -> bytes:
-        return emit("error", code=str(f.code), message=f.message, param=None)
-
-    pending = _response(rid, created, st, body, "in_progress", [], None)
-    head = [emit("response.created", response=pending), emit("response.in_progress", response=pending)]
-    return event_stream(run, handle, on_error, head=head)
-
-
-def _stream_item(items: Items, state: dict, out: OutputStream, key: str) -> dict:
-    if key == "reasoning":
-        return items.reasoning(state["reasoning"])
-    if key == "message":
-        return items.message(state["text"])
-    c = out.tracker.sent.tool_calls[int(key.split(":")[1])]
-    return Items.call(c.id, c.name, c.arguments)
-
+    return event_stream(run, handle, rs.error, head=rs.head())
