@@ -71,7 +71,7 @@ async def one(client: httpx.AsyncClient, prompt: str, n: int) -> tuple[float, in
 async def load(url: str, conc: int, n: int, rounds: int) -> dict:
     async with httpx.AsyncClient(base_url=url, timeout=600) as c:
         await one(c, "warm up", 4)
-        ttfts, total, wall, itl = [], 0, 0.0, []
+        ttfts, total, wall, itl, per_tok = [], 0, 0.0, [], []
         for r in range(rounds):
             t0 = time.perf_counter()
             res = await asyncio.gather(*(one(c, PROMPTS[(i + r) % len(PROMPTS)], n) for i in range(conc)))
@@ -79,21 +79,25 @@ async def load(url: str, conc: int, n: int, rounds: int) -> dict:
             ttfts += [x[0] for x in res]
             total += sum(x[1] for x in res)
             itl += [(x[2] - x[0]) / max(1, x[1] - 1) for x in res]
+            per_tok += [x[2] / max(1, x[1]) for x in res]
     ttfts.sort()
     return {"tok_s": total / wall, "ttft_p50": statistics.median(ttfts) * 1e3,
             "ttft_p95": ttfts[min(len(ttfts) - 1, int(0.95 * len(ttfts)))] * 1e3,
-            "itl_ms": statistics.median(itl) * 1e3}
+            "itl_ms": statistics.median(itl) * 1e3, "e2e_ms_per_token": min(per_tok) * 1e3}
 
 
 def engine_ms_per_token(model: str, n: int) -> float:
-    """Decode time per token of the engine alone (no HTTP, no scheduler), one sequence."""
+    """Time per token of the engine alone (no HTTP, no scheduler), one sequence, prompt included:
+    the best of three runs (the first also loads the kernels from Numba's cache)."""
     code = (
-        "import time,sys; sys.path.insert(0,'.');"
-        "from service.model.model import Model; from service.model.generate import greedy;"
-        f"m=Model({model!r}, n_ctx=512, n_seq=1, max_batch=512);"
-        "p=m.tokenizer.tokenize('The history of the Roman empire');"
-        f"[None for _ in greedy(m,[p],8)]; t=time.perf_counter(); k=sum(1 for _ in greedy(m,[p],{n}));"
-        "print((time.perf_counter()-t)/k*1e3)"
+        "import time,sys; sys.path.insert(0,'.')\n"
+        "from service.model.model import Model; from service.model.generate import greedy\n"
+        f"m=Model({model!r}, n_ctx=512, n_seq=1, max_batch=512)\n"
+        "p=m.tokenizer.tokenize('The history of the Roman empire')\n"
+        "best=1e9\n"
+        f"for r in range(3):\n t=time.perf_counter(); k=sum(1 for _ in greedy(m,[p],{n})); "
+        "best=min(best,(time.perf_counter()-t)/k*1e3)\n"
+        "print(best)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -129,8 +133,8 @@ def main() -> None:
                 ratio = f"{r['tok_s'] / results['llama.cpp'][c]['tok_s']:.2f}x"
             print(f"{c:>7} | {name:>9} | {r['tok_s']:7.1f} | {r['ttft_p50']:7.1f}ms | {r['ttft_p95']:7.1f}ms | {ratio}")
     eng = engine_ms_per_token(a.model, a.tokens)
-    srv = results["llamajit"][1]["itl_ms"]
-    print(f"one stream: server {srv:.2f} ms between tokens, engine alone {eng:.2f} ms/token: "
+    srv = results["llamajit"][1]["e2e_ms_per_token"]
+    print(f"one stream, prompt included, best run: server {srv:.2f} ms/token, engine alone {eng:.2f} ms/token: "
           f"overhead {100 * (srv / eng - 1):+.1f}%")
 
 
