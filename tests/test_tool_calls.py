@@ -399,3 +399,13 @@ def test_required_call_after_an_opened_thinking_block(smol):
     assert _feed(tok, c, out) and c.is_accepting
     msg = final_message(plan.spec, out)
     assert msg.reasoning_content == "The user wants the weather." and msg.tool_calls[0].name == "get_weather"
+
+
+def test_uncompilable_tool_schema_is_a_client_error(smol):
+    tok, gc, meta = smol
+    tmpl = ChatTemplate.from_model(meta, bos_token="<|im_start|>", eos_token="<|im_end|>")
+    bad = [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"a": {"type": "nonsense"}}}}}]
+    with pytest.raises(ValueError, match=r"^tools: failed to compile JSON schema: Invalid type: nonsense$"):
+        build_plan(tmpl, {"messages": [{"role": "user", "content": "x"}], "tools": bad}, tokenizer=tok,
+                   compiler=gc, default_reasoning=ReasoningFormat.AUTO, stream=False)

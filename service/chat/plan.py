@@ -17,6 +17,7 @@ the grammar compiles here, so run this off the event loop.
 
 from __future__ import annotations
 
+import re
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -90,7 +91,11 @@ def build_plan(template: ChatTemplate, body: dict, *, tokenizer: Any, compiler: 
                                 parallel=treq.parallel, response_schema=schema,
                                 marker=lambda text: marker(tokenizer, compiler, text), specials=specials(compiler),
                                 think_close=tags.close if opened else None)
-        constraint = compiler.compile(grammar=grammar)
+        try:
+            constraint = compiler.compile(grammar=grammar)
+        except ValueError as e:  # a tool's parameters schema llguidance cannot compile
+            first = str(getattr(e, "detail", e)).splitlines()[0]  # the rest quotes our grammar text
+            raise ValueError(f"tools: {re.sub(r'^at [0-9]+[(][0-9]+[)]: ', '', first)}") from None
     stops = ("<|eom_id|>",) if parse_fmt is ToolFormat.LLAMA_3_X else ()
     return ChatPlan(rendered, spec, treq, grammar, constraint, stops)
 
