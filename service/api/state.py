@@ -71,6 +71,7 @@ class ServerState:
                     raise ModelError(f"{a.model}: --reranking needs a classification head (cls.weight or "
                                      "cls.output.weight); this model has none")
             engine = Engine(model, self.n_slots, n_predict_cap=a.n_predict)
+            engine.warmup()  # kernels compiled (or loaded from the cache) before /health says ok
         except Exception as e:  # a broken model file or template: reported, then the process exits 1
             self.load_error = f"{type(e).__name__}: {e}"
             self.status = Status.FAILED
