@@ -46,6 +46,9 @@ BODIES = {
     "/reranking": {"query": "q", "documents": ["a"]},
     "/v1/rerank": {"query": "q", "documents": ["a"]},
     "/v1/reranking": {"query": "q", "documents": ["a"]},
+    "/v1/messages": {"model": "m", "max_tokens": 2, "messages": CHAT[1:]},  # Anthropic: system apart
+    "/v1/messages/count_tokens": {"model": "m", "messages": CHAT[1:]},
+    "/v1/responses": {"model": "m", "input": "Hello", "max_output_tokens": 2},
 }
 # With the right key these answer 501 on this server (no --embeddings/--reranking; SmolLM2 has
 # no fill-in-the-middle tokens): not 401 is what matters.
@@ -158,7 +161,8 @@ def test_protected_route_serves_each_key(client, method, path):
             assert r.json()["error"]["type"] == "not_supported_error"
         else:
             assert r.status_code == 200, (path, headers, r.text)
-            assert "error" not in (r.json() if "json" in r.headers["content-type"] else {})
+            body = r.json() if "json" in r.headers["content-type"] else {}
+            assert not (isinstance(body, dict) and body.get("error"))  # Responses carry "error": null
 
 
 def test_both_headers_each_key(client):

@@ -146,9 +146,7 @@ WRONG_TYPES_CHAT = [
     {"response_format": {"type": "json_object", "schema": {"type": "hiccup"}}},
     {"chat_template_kwargs": "x"}, {"add_generation_prompt": "yes"},
     # no content and no tool_calls: llama-server refuses it; the template must not be what fails
-    pytest.param({"messages": [{"role": "user", "content": None}]}, marks=pytest.mark.xfail(
-        strict=True, reason="reported: service/chat treats content null as given; the template then raises "
-                            "TypeError -> 500 (a missing content is a 400)")),
+    {"messages": [{"role": "user", "content": None}]},
 ]
 
 
@@ -167,9 +165,7 @@ def test_chat_wrong_type_is_400(client, fields):
     ("/detokenize", {"tokens": [1, 2 ** 40]}),
     ("/apply-template", {}), ("/apply-template", {"messages": "Hi"}), ("/apply-template", {"messages": [1]}),
     ("/apply-template", {"messages": [{"role": "user"}]}),
-    pytest.param("/apply-template", {"messages": [{"role": "user", "content": None}]}, marks=pytest.mark.xfail(
-        strict=True, reason="reported: service/chat treats content null as given; the template then raises "
-                            "TypeError -> 500 (a missing content is a 400)")),
+    ("/apply-template", {"messages": [{"role": "user", "content": None}]}),
 ])
 def test_token_routes_wrong_input_is_400(client, path, body):
     assert_error(client.post(path, json=body), 400, "invalid_request_error")

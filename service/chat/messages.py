@@ -30,7 +30,7 @@ def _message(msg: Any, where: str, typed: bool) -> dict:
     if not isinstance(role, str) or not role:
         raise ValueError(f"{where}.role: expected a non-empty string")
     out = dict(msg)
-    if "content" not in msg and not msg.get("tool_calls"):
+    if msg.get("content") is None and not msg.get("tool_calls"):  # null reads as missing, as llama-server
         raise ValueError(f"{where}.content: missing (a message needs 'content' or 'tool_calls')")
     content = msg.get("content")
     if content is None:
