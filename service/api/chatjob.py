@@ -41,11 +41,7 @@ class ChatJob:
 
 def grammar_compiler(b: ParamBuilder):
     """The model's GrammarCompiler, shared with ParamBuilder (built on first use, ~1 s)."""
-    from service.sampling import GrammarCompiler
-
-    if b._grammar is None:  # noqa: SLF001 - ParamBuilder has no public accessor yet
-        b._grammar = GrammarCompiler(b.tok)  # noqa: SLF001
-    return b._grammar  # noqa: SLF001
+    return b.grammar_compiler()
 
 
 async def plan_chat(request: Request, body: dict, *, stream: bool, compile_grammar: bool = True) -> ChatPlan:

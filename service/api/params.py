@@ -142,6 +142,14 @@ class ParamBuilder:
         except ValueError as e:
             raise bad_request(str(e)) from None
 
+    def grammar_compiler(self):
+        """The model's llguidance GrammarCompiler, built on first use (~0.3-2.5 s) and shared."""
+        from service.sampling import GrammarCompiler
+
+        if self._grammar is None:
+            self._grammar = GrammarCompiler(self.tok)
+        return self._grammar
+
     def constraint(self, body: dict, chat: bool | None = None):
         """The request's grammar constraint (llama-server's rules, see service.sampling.structured).
 
@@ -149,12 +157,10 @@ class ParamBuilder:
         grammar, schema, rf = body.get("grammar"), body.get("json_schema"), body.get("response_format")
         if grammar in (None, "") and schema is None and rf is None:
             return None
-        from service.sampling import GrammarCompiler, constraint_from_request
+        from service.sampling import constraint_from_request
 
-        if self._grammar is None:
-            self._grammar = GrammarCompiler(self.tok)
         try:
-            return constraint_from_request(self._grammar, grammar, schema, rf,
+            return constraint_from_request(self.grammar_compiler(), grammar, schema, rf,
                                            chat="messages" in body if chat is None else chat)
         except ValueError as e:
             raise bad_request(str(e)) from None
