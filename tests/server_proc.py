@@ -87,6 +87,17 @@ class ServerProcess:
         return "".join(self._lines)
 
 
+class LoggedServer:
+    """A ServerProcess whose stop() returns everything the server printed (for log checks)."""
+
+    def __init__(self, *args: str):
+        self.srv = ServerProcess(*args)
+
+    def stop(self) -> str:
+        self.srv.stop()
+        return self.srv.output()
+
+
 def sse_events(resp: httpx.Response) -> list:
     """Parse an SSE body into ("data", obj) / ("error", obj) / ("done", None) tuples."""
     import json

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 
 import httpx
 import openai
 import pytest
 
 from service.api.app import ROUTES
-from tests.server_proc import ServerProcess
+from tests.server_proc import LoggedServer
 
 KEYS = ("sk-llamajit-first-4f1c9a", "sk-llamajit-second-7be20d")
 WRONG = "sk-not-the-key-0000"
@@ -68,25 +67,6 @@ def _endpoints() -> list[tuple[str, str]]:
 
 ENDPOINTS = _endpoints()
 PROTECTED = [(m, p) for m, p in ENDPOINTS if p not in PUBLIC]
-
-
-class LoggedServer:
-    """ServerProcess with its output read as it comes (a full pipe would stall the server)."""
-
-    def __init__(self, *args: str):
-        self.srv = ServerProcess(*args)
-        self.lines: list[str] = []
-        self._pump = threading.Thread(target=self._read, daemon=True)
-        self._pump.start()
-
-    def _read(self) -> None:
-        for line in self.srv.proc.stdout:
-            self.lines.append(line)
-
-    def stop(self) -> str:
-        self.srv.stop()
-        self._pump.join(timeout=10)
-        return "".join(self.lines)
 
 
 @pytest.fixture(scope="module")

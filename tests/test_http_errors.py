@@ -11,14 +11,13 @@ test_ctx_shift.py, test_completion.py, its README's error section and its HTTP l
 from __future__ import annotations
 
 import json
-import threading
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.server_proc import ServerProcess, sse_events
+from tests.server_proc import LoggedServer, sse_events
 
 N_CTX, N_SLOTS = 256, 2
 SLOT_CTX = N_CTX // N_SLOTS
@@ -26,25 +25,6 @@ N_VOCAB = 49152  # SmolLM2
 USER = [{"role": "user", "content": "Hi"}]
 OK_COMPLETION = {"prompt": "Hello", "n_predict": 2}
 OK_CHAT = {"messages": USER, "max_tokens": 2}
-
-
-class LoggedServer:
-    """ServerProcess with its output read as it comes (a full pipe would stall the server)."""
-
-    def __init__(self, *args: str):
-        self.srv = ServerProcess(*args)
-        self.lines: list[str] = []
-        self._pump = threading.Thread(target=self._read, daemon=True)
-        self._pump.start()
-
-    def _read(self) -> None:
-        for line in self.srv.proc.stdout:
-            self.lines.append(line)
-
-    def stop(self) -> str:
-        self.srv.stop()
-        self._pump.join(timeout=10)
-        return "".join(self.lines)
 
 
 @pytest.fixture(scope="module")

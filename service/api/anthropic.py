@@ -25,7 +25,7 @@ import secrets
 
 from litestar import Request, Response, post
 
-from service.api.bridge import gather_finals, log_fields
+from service.api.bridge import log_fields, results
 from service.api.chatjob import event_stream, named_event, plan_chat, prepare_chat, start_runs
 from service.api.errors import ApiError, bad_request
 from service.api.params import decode_json
@@ -242,12 +242,7 @@ async def _messages(request: Request, body: dict) -> Response:
     mid = "msg_" + secrets.token_hex(12)
     tok = st.model.tokenizer
     if not stream:
-        results = await gather_finals(request, [run])
-        if results is None:
-            return Response(b"", status_code=499)
-        ev = results[0]
-        if isinstance(ev, Failure):
-            raise ApiError(ev.code, ev.message, ev.type)
+        (ev,) = await results(request, [run])
         log_fields(request, ev, lambda: tok.detokenize(job.prompt))
         msg = final_message(job.plan.spec, ev.content)
         reason, seq = stop_reason(ev, msg)

@@ -7,7 +7,9 @@ from litestar.exceptions import HTTPException
 
 from service import __version__
 from service.api import anthropic, completion, info, metrics, openai, responses, slot_actions, tokens
-from service.api.errors import ApiError, not_supported, on_api_error, on_http_exception, on_unexpected
+from service.api.bridge import ClientGone
+from service.api.errors import (ApiError, not_supported, on_api_error, on_client_gone, on_http_exception,
+                                on_unexpected)
 from service.api.gate import Gate
 from service.api.state import ServerState
 
@@ -46,7 +48,8 @@ def create_app(state: ServerState):
     state.build_info = f"llamajit-{__version__}"
     app = Litestar(
         route_handlers=ROUTES,
-        exception_handlers={ApiError: on_api_error, HTTPException: on_http_exception, Exception: on_unexpected},
+        exception_handlers={ApiError: on_api_error, ClientGone: on_client_gone, HTTPException: on_http_exception,
+                            Exception: on_unexpected},
         request_max_body_size=64 * 1024 * 1024,
         openapi_config=None,
         logging_config=None,

@@ -49,6 +49,23 @@ async def wait_disconnect(request: Request) -> None:
             return
 
 
+class ClientGone(Exception):
+    """The client disconnected before its results were ready (answered 499, read by nobody)."""
+
+
+async def results(request: Request, runs: list[TaskRun]) -> list:
+    """Every run's result in order; a Failure is raised as its ApiError, a departed client as ClientGone."""
+    from service.api.errors import ApiError
+
+    finals = await gather_finals(request, runs)
+    if finals is None:
+        raise ClientGone
+    for ev in finals:
+        if isinstance(ev, Failure):
+            raise ApiError(ev.code, ev.message, ev.type)
+    return finals
+
+
 async def gather_finals(request: Request, runs: list[TaskRun]) -> list[Final | Failure] | None:
     """Wait for every run's result; None (and the runs cancelled) if the client left first."""
     results = asyncio.ensure_future(asyncio.gather(*(r.final() for r in runs)))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from litestar import Request, Response, post
 
-from service.api.bridge import TaskRun, gather_finals, log_fields
-from service.api.errors import ApiError, bad_request, not_supported
+from service.api.bridge import TaskRun, log_fields, results
+from service.api.errors import bad_request, not_supported
 from service.api.params import ParamBuilder, decode_json, get
 from service.api.results import native_final, native_partial
 from service.api.sse import stream_runs
-from service.engine.task import Failure, Final, Partial
+from service.engine.task import Final, Partial
 
 
 def builder(request: Request) -> ParamBuilder:
@@ -45,13 +45,8 @@ async def run_native(request: Request, body: dict, prompts: list[list[int]]) -> 
                                                prompt_text=""), fields)]
 
         return stream_runs(runs, on_partial, on_final)
-    finals = await gather_finals(request, runs)
-    if finals is None:  # the client left; nobody reads this
-        return Response(b"", status_code=499)
     out = []
-    for i, ev in enumerate(finals):
-        if isinstance(ev, Failure):
-            raise ApiError(ev.code, ev.message, ev.type)
+    for i, ev in enumerate(await results(request, runs)):
         log_fields(request, ev, lambda: tok.detokenize(params[i].prompt))
         out.append(select_fields(native_final(ev, params[i], tok, i, model, n_ctx, stream=False,
                                               return_tokens=return_tokens,

@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 from litestar import Request, Response
 
-from service.api.bridge import TaskRun, gather_finals
+from service.api.bridge import TaskRun, results
 from service.api.completion import builder
-from service.api.errors import ApiError, bad_request
+from service.api.errors import bad_request
 from service.api.params import decode_json, get
-from service.engine.task import Embedding, Failure, TaskParams
+from service.engine.task import TaskParams
 
 POOLING_TYPES = {0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}
 
@@ -71,15 +71,7 @@ async def handle(request: Request) -> Response:
     for p in prompts:
         b.check_context(p)
     runs = [TaskRun(st.engine, TaskParams(prompt=tuple(p), embd=True, cache_prompt=False)) for p in prompts]
-    results = await gather_finals(request, runs)
-    if results is None:
-        return Response(b"", status_code=499)
-    vecs = []
-    for ev in results:
-        if isinstance(ev, Failure):
-            raise ApiError(ev.code, ev.message, ev.type)
-        assert isinstance(ev, Embedding)
-        vecs.append(ev.hidden)
+    vecs = [ev.hidden for ev in await results(request, runs)]  # Embedding events
     n_tokens = sum(len(p) for p in prompts)
     if oai:
         data = []

@@ -69,6 +69,10 @@ def on_http_exception(_: Request, e: HTTPException) -> Response:
     return error_response(ApiError(code, str(e.detail)))
 
 
+def on_client_gone(_: Request, __: Exception) -> Response:
+    return Response(b"", status_code=499)
+
+
 def on_unexpected(request: Request, e: Exception) -> Response:
     log.exception("unhandled error", route=request.url.path)
     return error_response(ApiError(500, f"internal error: {type(e).__name__}"))

@@ -17,15 +17,15 @@ import time
 
 from litestar import Request, Response, post
 
-from service.api.bridge import TaskRun, gather_finals, log_fields
+from service.api.bridge import TaskRun, log_fields, results
 from service.api.chatjob import finish_kind, plan_chat, prepare_chat, start_runs
 from service.api.completion import builder
-from service.api.errors import ApiError, bad_request
+from service.api.errors import bad_request
 from service.api.params import decode_json, get
 from service.api.results import token_entry
 from service.api.sse import stream_runs
 from service.chat.output import OutputStream, final_message
-from service.engine.task import Failure, Final, Partial, StopType, TokenInfo
+from service.engine.task import Final, Partial, StopType, TokenInfo
 
 
 def finish_reason(ev: Final) -> str:
@@ -88,16 +88,11 @@ def _head(st, kind: str) -> dict:
 
 
 async def _finals(request: Request, runs: list[TaskRun], prompt: list[int]) -> list[Final] | Response:
-    results = await gather_finals(request, runs)
-    if results is None:
-        return Response(b"", status_code=499)
-    for ev in results:
-        if isinstance(ev, Failure):
-            raise ApiError(ev.code, ev.message, ev.type)
+    finals = await results(request, runs)
     tok = request.app.state.server.model.tokenizer
-    for f in results:
+    for f in finals:
         log_fields(request, f, lambda: tok.detokenize(prompt))
-    return list(results)
+    return list(finals)
 
 
 async def _run_text(request: Request, body: dict, prompt: list[int]) -> Response:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from litestar import Request, Response
 
-from service.api.bridge import TaskRun, gather_finals
+from service.api.bridge import TaskRun, results
 from service.api.completion import builder
-from service.api.errors import ApiError, bad_request
+from service.api.errors import bad_request
 from service.api.params import decode_json, get
-from service.engine.task import Embedding, Failure, TaskParams
+from service.engine.task import TaskParams
 
 
 def pair_tokens(tok, query: str, doc: str) -> list[int]:
@@ -43,15 +43,7 @@ async def handle(request: Request) -> Response:
     for p in prompts:
         b.check_context(p)
     runs = [TaskRun(st.engine, TaskParams(prompt=tuple(p), embd=True, cache_prompt=False)) for p in prompts]
-    results = await gather_finals(request, runs)
-    if results is None:
-        return Response(b"", status_code=499)
-    scores = []
-    for i, ev in enumerate(results):
-        if isinstance(ev, Failure):
-            raise ApiError(ev.code, ev.message, ev.type)
-        assert isinstance(ev, Embedding)
-        scores.append((i, st.rank_head.score(ev.hidden[-1])))
+    scores = [(i, st.rank_head.score(ev.hidden[-1])) for i, ev in enumerate(await results(request, runs))]
     scores.sort(key=lambda x: -x[1])
     scores = scores[:top_n]
     n_tokens = sum(len(p) for p in prompts)

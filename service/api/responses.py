@@ -23,13 +23,13 @@ import time
 
 from litestar import Request, Response, post
 
-from service.api.bridge import gather_finals, log_fields
+from service.api.bridge import log_fields, results
 from service.api.chatjob import event_stream, prepare_chat, start_runs
-from service.api.errors import ApiError, bad_request
+from service.api.errors import bad_request
 from service.api.params import decode_json
 from service.api.responses_stream import Items, ResponseStream, new_id
 from service.chat.output import final_message
-from service.engine.task import Failure, Final, Partial, StopType
+from service.engine.task import Final, Partial, StopType
 
 _PASS = ("tool_choice", "temperature", "top_p", "top_k", "stream", "seed", "parallel_tool_calls", "reasoning_format",
          "chat_template_kwargs", "stop")
@@ -171,12 +171,7 @@ async def responses(request: Request) -> Response:
     run = start_runs(st, job.params, 1)[0]
     rid, created, items, tok = new_id("resp_"), int(time.time()), Items(), st.model.tokenizer
     if not stream:
-        results = await gather_finals(request, [run])
-        if results is None:
-            return Response(b"", status_code=499)
-        ev = results[0]
-        if isinstance(ev, Failure):
-            raise ApiError(ev.code, ev.message, ev.type)
+        (ev,) = await results(request, [run])
         log_fields(request, ev, lambda: tok.detokenize(job.prompt))
         msg = final_message(job.plan.spec, ev.content)
         return Response(_response(rid, created, st, body, "completed", items.output(msg), ev))
