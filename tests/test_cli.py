@@ -30,14 +30,22 @@ def test_missing_model():
     assert out.returncode == 1 and "/nonexistent.gguf" in out.stderr
 
 
-def test_model_from_env_loads_and_reports_facts():
-    import os
+def test_model_from_env_serves_and_logs_its_facts():
+    import json
 
-    env = dict(os.environ, LLAMA_ARG_MODEL=str(ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"),
-               LLAMA_ARG_CTX_SIZE="256")
-    out = run(env=env)
-    assert out.returncode == 0, out.stderr
-    assert "'n_vocab': 49152" in out.stdout and "'ftype': 'Q4_1'" in out.stdout
+    import httpx
+
+    from tests.server_proc import ServerProcess
+
+    env = {"LLAMA_ARG_MODEL": str(ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"), "LLAMA_ARG_CTX_SIZE": "256"}
+    s = ServerProcess(env=env, model=None).wait_ready()
+    try:
+        meta = httpx.get(s.url + "/v1/models").json()["data"][0]["meta"]
+        assert meta["n_vocab"] == 49152 and httpx.get(s.url + "/props").json()["n_ctx"] == 256
+    finally:
+        assert s.stop() == 0
+    loaded = [json.loads(ln) for ln in s.output().splitlines() if '"model loaded"' in ln]
+    assert loaded and loaded[0]["ftype"] == "Q4_1" and loaded[0]["arch"] == "llama"
 
 
 def test_broken_model_exits_1_naming_file_and_field(tmp_path):

@@ -81,8 +81,9 @@ class ServerState:
         self.model, self.engine = model, engine
         if self.status is Status.LOADING:
             self.status = Status.READY
+        facts = {k: v for k, v in model.facts().items() if k in ("arch", "ftype", "n_params", "n_vocab", "n_ctx_train")}
         log.info("model loaded", model=a.model, seconds=round(time.perf_counter() - t0, 2), n_ctx=model.n_ctx,
-                 slots=self.n_slots)
+                 slots=self.n_slots, **facts)
         self._ready.set()
 
     def slot_ctx(self) -> int:
