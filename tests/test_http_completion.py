@@ -199,6 +199,8 @@ def test_props_slots_and_metrics(http):
     p = http.get("/props").json()
     assert p["total_slots"] == 4 and p["model_alias"] == "smol" and p["model_path"].endswith(".gguf")
     assert p["default_generation_settings"]["params"]["top_k"] == 40 and "<|im_start|>" in p["chat_template"]
+    caps = p["chat_template_caps"]  # SmolLM2's template prints system messages but knows no tools
+    assert caps["supports_system_role"] is True and caps["supports_tool_calls"] is False
     slots = http.get("/slots").json()
     assert [s["id"] for s in slots] == [0, 1, 2, 3] and all("params" in s for s in slots)
     assert http.get("/slots", params={"fail_on_no_slot": 1}).status_code == 200

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from litestar import Request, Response, get, post
 
 from service.api.errors import not_supported, unavailable
@@ -44,6 +46,20 @@ def _default_settings(st) -> dict:
                            "stopping_word": ""}}
 
 
+async def _caps(st) -> dict:
+    """What the chat template can print, in llama-server's chat_template_caps names (probed once,
+    off the event loop: the probe renders the template a few times)."""
+    if st.template is None:
+        return {}
+    from service.chat.caps import caps_of
+
+    c = await asyncio.to_thread(caps_of, st.template)
+    return {"supports_system_role": c.system_role, "supports_tools": c.tools, "supports_tool_calls": c.tool_calls,
+            "supports_tool_responses": c.tool_responses, "supports_parallel_tool_calls": c.parallel_tool_calls,
+            "supports_object_arguments": c.object_arguments, "requires_non_null_content": c.non_null_content,
+            "requires_typed_content": bool(getattr(st.template, "typed_content", False))}
+
+
 @get("/props")
 async def props(request: Request) -> Response:
     st = request.app.state.server
@@ -55,7 +71,7 @@ async def props(request: Request) -> Response:
         "model_alias": st.alias,
         "model_path": st.args.model,
         "chat_template": st.template.source if st.template is not None else "",
-        "chat_template_caps": {},
+        "chat_template_caps": await _caps(st),
         "bos_token": text(tok.bos_id),
         "eos_token": text(tok.eos_id),
         "modalities": {"vision": False, "audio": False},
