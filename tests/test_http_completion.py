@@ -229,6 +229,11 @@ def test_structured_output(http):
                                              "json_schema": schema}).json()
         assert out["stop_type"] == "eos", out
         jsonschema.validate(json.loads(out["content"]), schema)
+    # a finished grammar ends the generation even under ignore_eos (its end token is not a loop)
+    done = http.post("/completion", json={"prompt": "A person as JSON:", "n_predict": 150, "seed": 1,
+                                          "ignore_eos": True, "json_schema": schema}).json()
+    assert done["stop_type"] == "eos" and done["tokens_predicted"] < 150, done
+    jsonschema.validate(json.loads(done["content"]), schema)
     yn = http.post("/completion", json={"prompt": "Is water wet? Answer:", "n_predict": 8,
                                         "grammar": 'root ::= ("yes" | "no") "."'}).json()
     assert yn["content"] in ("yes.", "no.")

@@ -116,7 +116,9 @@ class Slot:
         info = TokenInfo(tok, probs)
         self.generated.append(info)
         self.pending_tokens.append(info)
-        if self.tokenizer.is_eog(tok) and not p.sampling.ignore_eos:
+        # with a grammar, end-of-generation is drawn only where the grammar is done, even under
+        # ignore_eos: it ends the generation then too
+        if self.tokenizer.is_eog(tok) and (not p.sampling.ignore_eos or self.sampler.constraint is not None):
             self.stop_type = StopType.EOS
             return
         self.cache_tokens.append(tok)  # its KV is written when it is fed back next step
