@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from service.model.generate import Stop, generate, greedy
+from service.model.generate import Stop, greedy, run_all
 from service.model.model import Model
 from service.sampling import Sampler, SamplingParams
 
@@ -18,15 +18,7 @@ def model():
     return Model(ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf", n_ctx=128, n_seq=4, max_batch=32)
 
 
-def _run(model, prompts, n_predict, samplers=None):
-    out = {i: [] for i in range(len(prompts))}
-    stops = {}
-    for steps in generate(model, prompts, n_predict, samplers):
-        for s in steps:
-            out[s.index].append(s.token)
-            if s.stop:
-                stops[s.index] = s.stop
-    return out, stops
+_run = run_all
 
 
 def test_batched_sequences_equal_separate_runs(model):

@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from service.model.generate import Stop, generate
+from service.model.generate import Stop, run_all
 from service.model.model import Model
 from service.sampling import GrammarCompiler, GrammarError, Sampler, SamplingParams, constraint_from_request
 
@@ -56,14 +56,7 @@ def _sampler(model, params, constraint=None):
 
 
 def _run(model, prompts, samplers, n_predict):
-    out = {i: [] for i in range(len(prompts))}
-    stops = {}
-    for steps in generate(model, prompts, n_predict, samplers):
-        for s in steps:
-            out[s.index].append(s.token)
-            if s.stop:
-                stops[s.index] = s.stop
-    return out, stops
+    return run_all(model, prompts, n_predict, samplers)
 
 
 def _text(tok, ids):

@@ -2,7 +2,6 @@
 
 import json
 import unicodedata
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -10,27 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.gguf_reader import read_gguf
 from service.tokenizer import Tokenizer
+from tests.real_models import MODELS, meta, tok
 from service.tokenizer.bpe import split_words
 from service.tokenizer.detok import _clean_spaces, gpt2_byte_table
 
 ROOT = Path(__file__).resolve().parent.parent
 REF = ROOT.parent / "shared" / "reference"
-MODELS = {"smollm2": "SmolLM2-135M-Instruct.Q4_1.gguf", "gemma3": "gemma-3-270m-q4_k_m.gguf"}
-
-
-@lru_cache(maxsize=None)
-def meta(name: str) -> dict:
-    path = ROOT / "models" / MODELS[name]
-    if not path.exists():
-        pytest.skip(f"{path} not present (make models)")
-    return read_gguf(path).metadata
-
-
-@lru_cache(maxsize=None)
-def tok(name: str) -> Tokenizer:
-    return Tokenizer.from_metadata(meta(name))
 
 
 def ref_cases():

@@ -94,12 +94,8 @@ async def infill(request: Request) -> Response:
     ):
         raise bad_request('input_extra: expected an array of {"filename": string, "text": string} objects')
     prompt = body.get("prompt", "")
-    tokens = infill_prompt(b, prefix, suffix, extra, prompt, st_batch(request))
+    tokens = infill_prompt(b, prefix, suffix, extra, prompt, request.app.state.server.args.batch_size)
     return await run_native(request, body, [tokens])
-
-
-def st_batch(request: Request) -> int:
-    return request.app.state.server.args.batch_size
 
 
 def infill_prompt(b: ParamBuilder, prefix: str, suffix: str, extra: list[dict], prompt, n_batch: int) -> list[int]:

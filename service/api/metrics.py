@@ -26,24 +26,26 @@ class EngineCollector:
             return
         s = e.stats
         prompt_tps, predicted_tps = s.take_bucket()
-        yield CounterMetricFamily("llamacpp:prompt_tokens", "Number of prompt tokens processed.",
-                                  value=s.prompt_tokens_total)
-        yield CounterMetricFamily("llamacpp:prompt_seconds", "Prompt process time", value=s.prompt_seconds_total)
-        yield CounterMetricFamily("llamacpp:tokens_predicted", "Number of generation tokens processed.",
-                                  value=s.tokens_predicted_total)
-        yield CounterMetricFamily("llamacpp:tokens_predicted_seconds", "Predict process time",
-                                  value=s.tokens_predicted_seconds_total)
-        yield CounterMetricFamily("llamacpp:n_decode", "Total number of llama_decode() calls",
-                                  value=s.n_decode_total)
-        yield GaugeMetricFamily("llamacpp:n_tokens_max", "Largest observed n_tokens.", value=s.n_tokens_max)
-        yield GaugeMetricFamily("llamacpp:n_busy_slots_per_decode", "Average number of busy slots per llama_decode() call",
-                                value=s.busy_slots_per_decode)
-        yield GaugeMetricFamily("llamacpp:prompt_tokens_seconds", "Average prompt throughput in tokens/s.",
-                                value=prompt_tps)
-        yield GaugeMetricFamily("llamacpp:predicted_tokens_seconds", "Average generation throughput in tokens/s.",
-                                value=predicted_tps)
-        yield GaugeMetricFamily("llamacpp:requests_processing", "Number of requests processing.", value=e.n_busy)
-        yield GaugeMetricFamily("llamacpp:requests_deferred", "Number of requests deferred.", value=e.n_deferred)
+        counters = [
+            ("prompt_tokens", "Number of prompt tokens processed.", s.prompt_tokens_total),
+            ("prompt_seconds", "Prompt process time", s.prompt_seconds_total),
+            ("tokens_predicted", "Number of generation tokens processed.", s.tokens_predicted_total),
+            ("tokens_predicted_seconds", "Predict process time", s.tokens_predicted_seconds_total),
+            ("n_decode", "Total number of llama_decode() calls", s.n_decode_total),
+        ]
+        gauges = [
+            ("n_tokens_max", "Largest observed n_tokens.", s.n_tokens_max),
+            ("n_busy_slots_per_decode", "Average number of busy slots per llama_decode() call",
+             s.busy_slots_per_decode),
+            ("prompt_tokens_seconds", "Average prompt throughput in tokens/s.", prompt_tps),
+            ("predicted_tokens_seconds", "Average generation throughput in tokens/s.", predicted_tps),
+            ("requests_processing", "Number of requests processing.", e.n_busy),
+            ("requests_deferred", "Number of requests deferred.", e.n_deferred),
+        ]
+        for name, doc, value in counters:
+            yield CounterMetricFamily("llamacpp:" + name, doc, value=value)
+        for name, doc, value in gauges:
+            yield GaugeMetricFamily("llamacpp:" + name, doc, value=value)
 
 
 def make_registry(state) -> CollectorRegistry:

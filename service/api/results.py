@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import msgspec
 import numpy as np
 
 from service.engine.task import Final, Partial, TaskParams, TokenInfo
@@ -104,8 +105,8 @@ def native_partial(ev: Partial, p: TaskParams, tok, index: int, id_slot: int, n_
 def native_final(ev: Final, p: TaskParams, tok, index: int, model: str, n_ctx: int, *, stream: bool,
                  return_tokens: bool, prompt_text: str) -> dict:
     s = p.sampling
-    if s.seed_is_random:
-        s = SamplingParams(**{**{f: getattr(s, f) for f in s.__struct_fields__}, "seed": ev.seed})
+    if s.seed_is_random:  # report the seed the sampler drew
+        s = msgspec.structs.replace(s, seed=ev.seed)
     d = {
         "index": index,
         "content": ev.unsent if stream else ev.content,

@@ -21,9 +21,8 @@ import collections
 from collections.abc import Callable
 import queue
 import threading
-import time
-
 import numpy as np
+import structlog
 
 from service.engine.scheduler import build_batch, pick_slot
 from service.engine.slot import Slot, SlotState, common_prefix
@@ -31,6 +30,8 @@ from service.engine.stats import Stats
 from service.engine.task import Embedding, Failure, StopType, Task
 from service.model.model import Model
 from service.sampling import Sampler, SamplerWorkspace, SamplingParams
+
+log = structlog.get_logger("llamajit.engine")
 
 
 class Engine:
@@ -111,12 +112,10 @@ class Engine:
             try:
                 self._step()
             except Exception as e:  # a bug: fail the running tasks, keep serving others
+                log.exception("engine step failed")
                 for s in self.slots:
                     if s.busy:
                         self._finish(s, Failure(500, f"engine error: {type(e).__name__}: {e}", "server_error"))
-                import traceback
-
-                traceback.print_exc()
 
     def _take_inbox(self, block: bool) -> None:
         try:
@@ -176,11 +175,8 @@ class Engine:
         if plan is None:
             return
         batch, rows = plan
-        t0 = time.perf_counter()
         logits = self.model.forward(batch)
-        dt = time.perf_counter() - t0
         self.stats.decoded(sum(s.busy for s in self.slots), max(len(s.cache_tokens) for s, _, _ in rows))
-        _ = dt
         r, h = 0, 0
         for slot, n, wants in rows:
             was_prompt = slot.state is SlotState.PROMPT

@@ -27,8 +27,8 @@ def pick_slot(slots: list[Slot], task: Task) -> Slot | None:
     if not idle:
         return None
     if p.cache_prompt:
-        best = max(idle, key=lambda s: (common_prefix(s.cache_tokens, p.prompt), -s.last_used))
-        if common_prefix(best.cache_tokens, p.prompt) > 0:
+        shared, _, _, best = max((common_prefix(s.cache_tokens, p.prompt), -s.last_used, -s.id, s) for s in idle)
+        if shared > 0:
             return best
     return min(idle, key=lambda s: s.last_used)
 

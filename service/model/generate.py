@@ -86,3 +86,16 @@ def generate(model: Model, prompts: list[list[int]], n_predict: int = -1,
         seqs = np.array(active, np.int32)
         pos = np.array([model.cache.length[i] for i in active], np.int32)
         logits = model.forward(Batch(ids, seqs, pos, np.ones(len(ids), bool)))
+
+
+def run_all(model: Model, prompts: list[list[int]], n_predict: int = -1,
+            samplers: list[Sampler] | None = None) -> tuple[dict[int, list[int]], dict[int, Stop]]:
+    """generate() to the end: the tokens of each prompt and why each stopped, by prompt index."""
+    out = {i: [] for i in range(len(prompts))}
+    stops = {}
+    for steps in generate(model, prompts, n_predict, samplers):
+        for s in steps:
+            out[s.index].append(s.token)
+            if s.stop:
+                stops[s.index] = s.stop
+    return out, stops
