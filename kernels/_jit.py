@@ -61,3 +61,39 @@ def has_vnni512() -> bool:
     """True when compiled code may use AVX-512 VNNI (vpdpbusd on zmm registers)."""
     feats = cpu_features().split(",")
     return "+avx512vnni" in feats and "+avx512bw" in feats
+
+
+# CUDA kernels (numba-cuda). numba.cuda is imported on first use, so the CPU path never loads
+# the CUDA bindings. Under NUMBA_ENABLE_CUDASIM=1 the same decorators give simulator kernels.
+# Exact kernels (dequantization) keep IEEE rounding; NVVM still contracts a * b + c into an FMA
+# unless fastmath is off AND the product goes through kernels.cuda.exact.mul (see there).
+_CUDA_FAST = dict(fastmath=True, cache=True)
+_CUDA_EXACT = dict(fastmath=False, cache=True)
+
+
+def cuda_kernel(fn):
+    """CUDA float kernel (fast math: approximate exp/div, FMA contraction)."""
+    from numba import cuda
+
+    return cuda.jit(**_CUDA_FAST)(fn)
+
+
+def cuda_exact_kernel(fn):
+    """CUDA kernel with IEEE semantics (bit-exact dequantization)."""
+    from numba import cuda
+
+    return cuda.jit(**_CUDA_EXACT)(fn)
+
+
+def cuda_device(fn):
+    """CUDA device function for float kernels."""
+    from numba import cuda
+
+    return cuda.jit(device=True, **_CUDA_FAST)(fn)
+
+
+def cuda_exact_device(fn):
+    """CUDA device function with IEEE semantics."""
+    from numba import cuda
+
+    return cuda.jit(device=True, **_CUDA_EXACT)(fn)
