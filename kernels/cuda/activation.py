@@ -1,0 +1,118 @@
+"""Elementwise kernels on the device: gated activations and the small glue of a layer.
+
+Twins of kernels.activation (swiglu, geglu) plus what the CPU layer does with NumPy slicing:
+adding the residual, biases, scaling, softcapping logits, and copying a column block out of
+a fused Q/K/V product. One thread per element; 2-D arrays may be strided column slices.
+"""
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from kernels._jit import cuda_kernel
+from kernels.cuda import launch
+
+_GELU_2C = np.float32(2.0 * np.sqrt(2.0 / np.pi))  # gelu_tanh(x) = x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))
+_GELU_A = np.float32(0.044715)
+
+
+@cuda_kernel
+def _glu(out, gate, up, gelu):
+    """out (T, n) = act(gate) * up with act = gelu_tanh (gelu) or silu; out may alias gate or up."""
+    idx = cuda.grid(1)
+    n = gate.shape[1]
+    if idx >= gate.shape[0] * n:
+        return
+    t, i = idx // n, idx % n
+    g = gate[t, i]
+    if gelu:
+        a = g / (np.float32(1.0) + math.exp(-_GELU_2C * g * (np.float32(1.0) + _GELU_A * g * g)))
+    else:
+        a = g / (np.float32(1.0) + math.exp(-g))
+    out[t, i] = a * up[t, i]
+
+
+@cuda_kernel
+def _axpy_rows(out, src, vec, alpha):
+    """out (T, n) += alpha * src (T, n) when src has rows, then += vec (n,) when vec has entries."""
+    idx = cuda.grid(1)
+    n = out.shape[1]
+    if idx >= out.shape[0] * n:
+        return
+    t, i = idx // n, idx % n
+    v = out[t, i]
+    if src.shape[0] > 0:
+        v += alpha * src[t, i]
+    if vec.shape[0] > 0:
+        v += vec[i]
+    out[t, i] = v
+
+
+@cuda_kernel
+def _scale_cap(out, x, scale, cap):
+    """out (T, n) = x * scale, then cap * tanh(out / cap) when cap > 0; out may be x."""
+    idx = cuda.grid(1)
+    n = x.shape[1]
+    if idx >= x.shape[0] * n:
+        return
+    t, i = idx // n, idx % n
+    v = x[t, i] * scale
+    if cap > 0:
+        v = cap * math.tanh(v / cap)
+    out[t, i] = v
+
+
+@cuda_kernel
+def _copy(out, src):
+    """out (T, n) = src (T, n); src may be a strided column slice (a fused product's part)."""
+    idx = cuda.grid(1)
+    n = out.shape[1]
+    if idx < out.shape[0] * n:
+        out[idx // n, idx % n] = src[idx // n, idx % n]
+
+
+_NONE2 = None
+_NONE1 = None
+
+
+def _empty():
+    global _NONE1, _NONE2
+    if _NONE1 is None:
+        _NONE1 = cuda.device_array(0, np.float32)
+        _NONE2 = cuda.device_array((0, 0), np.float32)
+    return _NONE1, _NONE2
+
+
+def swiglu(out, gate, up) -> None:
+    grid, block = launch.elementwise(gate.shape[0] * gate.shape[1])
+    _glu[grid, block](out, gate, up, False)
+
+
+def geglu(out, gate, up) -> None:
+    grid, block = launch.elementwise(gate.shape[0] * gate.shape[1])
+    _glu[grid, block](out, gate, up, True)
+
+
+def add(out, src) -> None:
+    """out (T, n) += src (T, n)."""
+    grid, block = launch.elementwise(out.shape[0] * out.shape[1])
+    _axpy_rows[grid, block](out, src, _empty()[0], np.float32(1.0))
+
+
+def add_bias(out, vec) -> None:
+    """out (T, n) += vec (n,) on every row."""
+    grid, block = launch.elementwise(out.shape[0] * out.shape[1])
+    _axpy_rows[grid, block](out, _empty()[1], vec, np.float32(0.0))
+
+
+def scale_cap(out, x, scale: float, cap: float = 0.0) -> None:
+    """out = x * scale, softcapped by cap when cap > 0."""
+    grid, block = launch.elementwise(x.shape[0] * x.shape[1])
+    _scale_cap[grid, block](out, x, np.float32(scale), np.float32(cap))
+
+
+def copy(out, src) -> None:
+    """out (T, n) contiguous = src (T, n), possibly strided."""
+    grid, block = launch.elementwise(out.shape[0] * out.shape[1])
+    _copy[grid, block](out, src)

@@ -1,0 +1,132 @@
+"""CUDA matmul, RMSNorm, RoPE and elementwise kernels against their CPU twins.
+
+Runs under NUMBA_ENABLE_CUDASIM=1 without a GPU (tests/conftest.py), on the device with one.
+Shapes are small: the simulator runs each thread as a Python thread.
+"""
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as T
+from gguf import quants
+
+from kernels import activation as cpu_act
+from kernels.cuda import activation, launch
+from kernels.cuda.norm import rms_norm
+from kernels.cuda.packing import KIND_BYTE, KIND_FLOAT, KIND_NIBBLE, host_form, upload
+from kernels.cuda.qmatmul import matmul
+from kernels.cuda.rope import rope_apply
+from kernels.matmul import matmul as cpu_matmul
+from kernels.matmul import pack
+from kernels.norm import rms_norm as cpu_rms_norm
+from kernels.rope import rope_apply as cpu_rope_apply
+from kernels.rope import rope_cache
+from tests.cuda_oracle import dev, host
+from tests.quant_blocks import random_matrix
+
+RNG = np.random.default_rng(7)
+# One type per code layout and scale size: nibbles (4-bit, 2-bit K), bytes (5, 6, 8-bit), floats.
+TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q8_0, T.Q2_K, T.Q4_K, T.Q6_K, T.IQ4_NL, T.F16, T.BF16, T.F32]
+
+
+def _weights(qt, n, k):
+    raw = random_matrix(qt, n, k, RNG)  # valid random blocks (gguf cannot quantize K-quants)
+    return raw, quants.dequantize(raw, qt).reshape(n, k)
+
+
+@pytest.mark.parametrize("qt", TYPES, ids=lambda t: t.name)
+def test_host_form_is_the_dequantized_matrix(qt):
+    """Every layout decodes to gguf's values (affine rounding aside)."""
+    k = 256 if qt in (T.Q2_K, T.Q4_K, T.Q6_K) else 64
+    raw, wd = _weights(qt, 3, k)
+    kind, bs, codes, scale, offset, w = host_form(raw, qt, 3, k)
+    if kind == KIND_FLOAT:
+        np.testing.assert_array_equal(w, wd)
+        return
+    q = np.empty((3, k), np.float32)
+    if kind == KIND_NIBBLE:
+        q[:, 0::2], q[:, 1::2] = codes & 15, codes >> 4
+    else:
+        assert kind == KIND_BYTE
+        q[:] = codes
+    got = np.repeat(scale, bs, axis=1) * q + np.repeat(offset, bs, axis=1)
+    np.testing.assert_allclose(got, wd, rtol=1e-6, atol=1e-6 * np.abs(wd).max())
+
+
+@pytest.mark.parametrize("n_tok", [1, 3, launch.GEMV_MAX_TOKENS + 2], ids=["decode1", "decode3", "prefill"])
+@pytest.mark.parametrize("qt", TYPES, ids=lambda t: t.name)
+def test_matmul_matches_numpy_and_the_cpu_kernel(qt, n_tok):
+    k = 256 if qt in (T.Q2_K, T.Q4_K, T.Q6_K) else 64
+    n = 5  # not a multiple of the rows per block or the tile
+    raw, wd = _weights(qt, n, k)
+    x = RNG.standard_normal((n_tok, k)).astype(np.float32)
+    y = dev(np.full((n_tok, n), np.nan, np.float32))
+    matmul(y, dev(x), upload(raw, qt, n, k))
+    got = host(y)
+    want = x.astype(np.float64) @ wd.T.astype(np.float64)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    cpu = np.zeros((n_tok, n), np.float32)
+    cpu_matmul(cpu, x, pack(raw, qt, n, k))  # the CPU twin quantizes x to int8: looser
+    np.testing.assert_allclose(got, cpu, rtol=0, atol=0.02 * np.abs(want).max())
+
+
+def test_matmul_writes_a_column_slice_of_a_fused_output():
+    raw, wd = _weights(T.Q4_0, 4, 64)
+    x = RNG.standard_normal((2, 64)).astype(np.float32)
+    y = dev(np.zeros((2, 10), np.float32))
+    matmul(y[:, 3:7], dev(x), upload(raw, T.Q4_0, 4, 64))
+    got = host(y)
+    np.testing.assert_allclose(got[:, 3:7], x @ wd.T, rtol=1e-4, atol=1e-4)
+    assert not got[:, :3].any() and not got[:, 7:].any()
+
+
+@pytest.mark.parametrize("rows,n", [(3, 40), (4, 8)])
+def test_rms_norm_matches_cpu(rows, n):
+    x = RNG.standard_normal((rows, n)).astype(np.float32) * 3
+    w = RNG.standard_normal(n).astype(np.float32)
+    want = np.empty_like(x)
+    cpu_rms_norm(want, x, w, 1e-6)
+    d = dev(x)
+    rms_norm(d, d, dev(w), 1e-6)  # in place, as the Q/K norms run
+    np.testing.assert_allclose(host(d), want, rtol=2e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("neox", [False, True])
+def test_rope_matches_cpu(neox):
+    n_tok, heads, hd, n_dims = 3, 2, 8, 6  # n_dims < head_dim: the tail passes through
+    x = RNG.standard_normal((n_tok, heads, hd)).astype(np.float32)
+    pos = np.array([0, 5, 4000], np.int32)
+    cos, sin = np.empty((n_tok, n_dims // 2), np.float32), np.empty((n_tok, n_dims // 2), np.float32)
+    rope_cache(cos, sin, pos, n_dims, 10000.0, 1.0)
+    want = x.copy()
+    cpu_rope_apply(want, cos, sin, n_dims, neox)
+    d = dev(x)
+    rope_apply(d, dev(cos), dev(sin), n_dims, neox)
+    np.testing.assert_allclose(host(d), want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("gelu", [False, True], ids=["swiglu", "geglu"])
+def test_gated_activation_matches_cpu(gelu):
+    gu = (RNG.standard_normal((2, 24)) * 4).astype(np.float32)
+    want = np.empty((2, 12), np.float32)
+    (cpu_act.geglu if gelu else cpu_act.swiglu)(want, gu[:, :12], gu[:, 12:])
+    d, out = dev(gu), dev(np.zeros((2, 12), np.float32))
+    (activation.geglu if gelu else activation.swiglu)(out, d[:, :12], d[:, 12:])
+    np.testing.assert_allclose(host(out), want, rtol=1e-5, atol=1e-6)
+
+
+def test_glue_kernels():
+    a = RNG.standard_normal((3, 5)).astype(np.float32)
+    b = RNG.standard_normal((3, 5)).astype(np.float32)
+    v = RNG.standard_normal(5).astype(np.float32)
+    d = dev(a)
+    activation.add(d, dev(b))
+    np.testing.assert_allclose(host(d), a + b, rtol=1e-6)
+    activation.add_bias(d, dev(v))
+    np.testing.assert_allclose(host(d), a + b + v, rtol=1e-6, atol=1e-6)
+    out = dev(np.zeros((3, 5), np.float32))
+    activation.scale_cap(out, dev(a), 2.0, 1.5)
+    np.testing.assert_allclose(host(out), 1.5 * np.tanh(a * 2 / 1.5), rtol=1e-5, atol=1e-6)
+    wide = dev(np.arange(30, dtype=np.float32).reshape(3, 10))
+    part = dev(np.zeros((3, 4), np.float32))
+    activation.copy(part, wide[:, 2:6])
+    np.testing.assert_array_equal(host(part), np.arange(30, dtype=np.float32).reshape(3, 10)[:, 2:6])
