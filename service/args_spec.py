@@ -197,7 +197,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("batch_size", ("-b", "--batch-size"), ("LLAMA_ARG_BATCH",), V, 2048, "logical maximum batch size", int_in(1, None, "a positive integer"), metavar="N"),
     Flag("ubatch_size", ("-ub", "--ubatch-size"), ("LLAMA_ARG_UBATCH",), V, 512, "physical maximum batch size", int_in(1, None, "a positive integer"), metavar="N"),
     Flag("threads", ("-t", "--threads"), ("LLAMA_ARG_THREADS",), V, -1, "CPU threads for generation (<= 0: all cores)", int_in(), metavar="N"),
-    Flag("n_gpu_layers", ("-ngl", "--gpu-layers", "--n-gpu-layers"), ("LLAMA_ARG_N_GPU_LAYERS",), V, "auto", "layers to store in VRAM: a number, 'auto' or 'all' (llamajit runs on the CPU for now)", gpu_layers, metavar="N"),
+    Flag("n_gpu_layers", ("-ngl", "--gpu-layers", "--n-gpu-layers"), ("LLAMA_ARG_N_GPU_LAYERS",), V, "auto", "layers to store in VRAM (the first N; 'all' adds the output head; 'auto': all when a CUDA device is present)", gpu_layers, metavar="N"),
     Flag("cont_batching", ("-cb", "--cont-batching"), ("LLAMA_ARG_CONT_BATCHING",), T, True, "continuous (dynamic) batching", neg=("-nocb", "--no-cont-batching")),
     Flag("cache_reuse", ("--cache-reuse",), ("LLAMA_ARG_CACHE_REUSE",), V, 0, "min chunk size to reuse from the cache via KV shifting", _UINT, metavar="N", group=SERVER),
     # -- server

@@ -71,10 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     _Server = _server_class()
     from service.api.state import ServerState, Status
 
-    if args.n_gpu_layers not in ("0", "auto"):  # "auto" means none without a GPU backend
-        log_early = structlog.get_logger("llamajit.server")
-        log_early.warning("no GPU backend in this build: -ngl is ignored, every layer runs on the CPU",
-                          n_gpu_layers=args.n_gpu_layers)
     state = ServerState(args)
     app = create_app(state)
     log = structlog.get_logger("llamajit.server")

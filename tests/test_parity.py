@@ -48,7 +48,11 @@ def cases():
 
 @pytest.mark.parametrize("name,ref", list(cases()))
 def test_greedy_and_logits_match_llama_cpp(name, ref):
-    m = model(name)
+    check_parity(model(name), ref)
+
+
+def check_parity(m: Model, ref: dict) -> None:
+    """The prompt's tokens, step-0 logits and greedy ids against one llama.cpp reference line."""
     ids = m.tokenizer.tokenize(ref["prompt"], add_special=ref["add_bos"], parse_special=True)
     assert ids == ref["prompt_ids"]
     m.cache.clear(0)

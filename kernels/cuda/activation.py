@@ -72,6 +72,15 @@ def _copy(out, src):
         out[idx // n, idx % n] = src[idx // n, idx % n]
 
 
+@cuda_kernel
+def _gather(out, x, rows):
+    """out (R, n) = x[rows] for rows (R,) int64: the tokens whose logits are wanted."""
+    idx = cuda.grid(1)
+    n = out.shape[1]
+    if idx < out.shape[0] * n:
+        out[idx // n, idx % n] = x[rows[idx // n], idx % n]
+
+
 _NONE2 = None
 _NONE1 = None
 
@@ -116,3 +125,9 @@ def copy(out, src) -> None:
     """out (T, n) contiguous = src (T, n), possibly strided."""
     grid, block = launch.elementwise(out.shape[0] * out.shape[1])
     _copy[grid, block](out, src)
+
+
+def gather_rows(out, x, rows) -> None:
+    """out (R, n) = x[rows]; rows a device int64 array (R,)."""
+    grid, block = launch.elementwise(out.shape[0] * out.shape[1])
+    _gather[grid, block](out, x, rows)

@@ -64,8 +64,13 @@ def host_form(rows: np.ndarray, qtype: T, n: int, k: int) -> tuple:
 
 def upload(rows: np.ndarray, qtype: T, n: int, k: int) -> DeviceMatrix:
     """GGUF rows (n, row_bytes) -> DeviceMatrix (one host-to-device copy per array)."""
+    return upload_form(host_form(rows, qtype, n, k), qtype, n, k)
+
+
+def upload_form(form: tuple, qtype: T, n: int, k: int) -> DeviceMatrix:
+    """host_form()'s arrays -> DeviceMatrix; split so loaders prepare in threads and upload on one."""
     from numba import cuda
 
-    kind, bs, codes, scale, offset, w = host_form(rows, qtype, n, k)
+    kind, bs, codes, scale, offset, w = form
     return DeviceMatrix(T(qtype), n, k, kind, bs, cuda.to_device(codes), cuda.to_device(scale),
                         cuda.to_device(offset), cuda.to_device(w))

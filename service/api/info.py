@@ -81,6 +81,7 @@ async def props(request: Request) -> Response:
         "endpoint_slots": st.args.slots,
         "endpoint_props": st.args.props,
         "endpoint_metrics": st.args.metrics,
+        "offload": st.model.placement.describe(),  # llamajit: where each part runs (-ngl)
     })
 
 

@@ -60,7 +60,9 @@ class ServerState:
         t0 = time.perf_counter()
         try:
             model = Model(a.model, n_ctx=self.slot_ctx(), n_seq=self.n_slots,
-                          max_batch=max(1, min(a.ubatch_size, a.batch_size)))
+                          max_batch=max(1, min(a.ubatch_size, a.batch_size)), n_gpu_layers=a.n_gpu_layers)
+            if model.placement.warning:
+                log.warning(model.placement.warning, n_gpu_layers=a.n_gpu_layers)
             self.template = _template(a, model)
             if a.reranking:
                 from service.model.config import ModelError
@@ -82,8 +84,10 @@ class ServerState:
         if self.status is Status.LOADING:
             self.status = Status.READY
         facts = {k: v for k, v in model.facts().items() if k in ("arch", "ftype", "n_params", "n_vocab", "n_ctx_train")}
+        p = model.placement
         log.info("model loaded", model=a.model, seconds=round(time.perf_counter() - t0, 2), n_ctx=model.n_ctx,
-                 slots=self.n_slots, **facts)
+                 slots=self.n_slots, n_gpu_layers=p.n_gpu, output_on_gpu=p.output_on_gpu, device=p.device or "CPU",
+                 **facts)
         self._ready.set()
 
     def slot_ctx(self) -> int:

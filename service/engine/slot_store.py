@@ -29,8 +29,7 @@ def save(engine, sid: int, path: Path) -> dict:
     slot = _idle_slot(engine, sid)
     cache = engine.model.cache
     n = int(cache.length[sid])
-    k = np.stack([a[sid, :, :n] for a in cache.k])  # (n_layer, n_head_kv, n, head_dim)
-    v = np.stack([a[sid, :, :n] for a in cache.v])
+    k, v = cache.read(sid, n)  # (n_layer, n_head_kv, n, head_dim), from the host or the device
     with open(path, "wb") as f:
         np.savez(f, tokens=np.asarray(slot.cache_tokens[:n], np.int32), k=k, v=v)
     return {"id_slot": sid, "filename": path.name, "n_saved": n, "n_written": path.stat().st_size,
@@ -53,10 +52,7 @@ def restore(engine, sid: int, path: Path) -> dict:
                              f"(keys {k.shape}, expected {want} within n_ctx {cache.n_ctx})")
     if n and (tokens.min() < 0 or tokens.max() >= engine.model.cfg.n_vocab):
         raise SlotStoreError(f"slot file {path.name} holds token ids outside the vocabulary")
-    for li in range(len(cache.k)):
-        cache.k[li][sid, :, :n] = k[li]
-        cache.v[li][sid, :, :n] = v[li]
-    cache.length[sid] = n
+    cache.write(sid, k, v)
     slot.cache_tokens = tokens.tolist()
     return {"id_slot": sid, "filename": path.name, "n_restored": n, "n_read": path.stat().st_size,
             "timings": {"restore_ms": (time.perf_counter() - t0) * 1e3}}

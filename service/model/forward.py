@@ -20,6 +20,7 @@ from kernels.rope import rope_cache
 from service.model.config import ModelConfig
 from service.model.kvcache import KVCache
 from service.model.layer import layer, mat_args
+from service.model.placement import Placement
 from service.model.weights import Layer, Weights
 
 
@@ -35,8 +36,15 @@ class Batch:
 class Forward:
     """Buffers for up to `max_tokens` tokens per call, owned here and reused."""
 
-    def __init__(self, cfg: ModelConfig, w: Weights, cache: KVCache, max_tokens: int):
+    def __init__(self, cfg: ModelConfig, w: Weights, cache: KVCache, max_tokens: int,
+                 place: Placement | None = None):
         self.cfg, self.w, self.cache = cfg, w, cache
+        self.place = place or Placement("0", cfg.n_layer, 0, False, "")
+        self.offload = None  # service.model.offload.Offload: layers 0 .. n_gpu-1 (and maybe the head)
+        if self.place.on_gpu:
+            from service.model.offload import Offload
+
+            self.offload = Offload(cfg, w, cache, self.place, max_tokens)
         self.max_tokens = max_tokens
         c, t = cfg, max_tokens
         nq, nkv = c.n_head * c.head_dim, c.n_head_kv * c.head_dim
@@ -51,7 +59,8 @@ class Forward:
         self.act_e = _act(t, c.n_embd)
         self.act_q = _act(t, nq)
         self.act_f = _act(t, c.n_ff)
-        self.layer_args = [_layer_args(c, L) for L in w.layers]
+        n_gpu = self.place.n_gpu
+        self.layer_args = [None] * n_gpu + [_layer_args(c, L) for L in w.layers[n_gpu:]]  # CPU layers
         half = c.rope_dims // 2
         self.cos = np.zeros((2, t, half), np.float32)  # [global, sliding-window] tables
         self.sin = np.zeros((2, t, half), np.float32)
@@ -63,7 +72,6 @@ class Forward:
         n = len(b.tokens)
         if not 0 < n <= self.max_tokens:
             raise ValueError(f"batch of {n} tokens (max {self.max_tokens})")
-        nq, nkv = c.n_head * c.head_dim, c.n_head_kv * c.head_dim
         if b.tokens.min() < 0 or b.tokens.max() >= c.n_vocab:
             raise ValueError(f"token ids must be in [0, {c.n_vocab})")
         if b.seq.min() < 0 or b.seq.max() >= kv.n_seq:
@@ -85,7 +93,10 @@ class Forward:
         segs_arr = np.array([(int(b.seq[s0]), s0, s1) for s0, s1 in segs], np.int64)
         bufs = (x, self.h[:n], self.qkv[:n], self.q[:n], self.k[:n], self.att[:n], self.gu[:n], self.ff[:n],
                 self.act_e, self.act_q, self.act_f)
-        for li, args in enumerate(self.layer_args):
+        if self.offload is not None:
+            self.offload.layers(x, pos, segs_arr, self.cos[:, :n], self.sin[:, :n])
+        for li in range(self.place.n_gpu, c.n_layer):
+            args = self.layer_args[li]
             swa = int(c.swa_layers[li])
             layer(*bufs, self.cos[swa, :n], self.sin[swa, :n], pos, segs_arr, kv.k[li], kv.v[li], self.scratch,
                   *args, c.norm_eps, c.rope_dims, c.rope_neox, c.attn_scale, c.sliding_window if swa else 0,
@@ -93,6 +104,10 @@ class Forward:
         for s0, s1 in segs:
             kv.length[int(b.seq[s0])] = int(b.pos[s1 - 1]) + 1
         self.hidden = None
+        if self.place.output_on_gpu:
+            hrows = np.flatnonzero(b.hidden) if b.hidden is not None else np.zeros(0, np.int64)
+            logits, self.hidden = self.offload.head(np.flatnonzero(b.want), hrows)
+            return logits
         if b.hidden is not None and b.hidden.any():  # (n_hidden, n_embd), read by the caller before the next call
             hrows = np.flatnonzero(b.hidden)
             self.hidden = np.empty((len(hrows), c.n_embd), np.float32)

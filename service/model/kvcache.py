@@ -4,6 +4,8 @@ Layout per layer: k, v float32 (n_seq, n_kv_head, n_ctx, head_dim), so each (seq
 head) is one contiguous block of keys, as kernels.attention reads it. A sequence's cache
 holds positions 0 .. length-1; `keep` drops everything after the first n (prompt-cache
 reuse), `clear` forgets it, `copy` duplicates one sequence into another.
+Layers offloaded to the GPU (the first n_gpu) keep their cache in device memory, same layout;
+`read`/`write` move a sequence's keys and values to and from the host (slot save/restore).
 """
 
 from __future__ import annotations
@@ -29,14 +31,22 @@ def _zeros(shape: tuple[int, ...]) -> np.ndarray:
     return np.frombuffer(buf, np.float32, int(np.prod(shape))).reshape(shape)
 
 
+def _device(shape: tuple[int, ...]):
+    """Uninitialised device memory: positions past a sequence's length are never read."""
+    from numba import cuda
+
+    return cuda.device_array(shape, np.float32)
+
+
 class KVCache:
-    def __init__(self, cfg: ModelConfig, n_ctx: int, n_seq: int):
+    def __init__(self, cfg: ModelConfig, n_ctx: int, n_seq: int, n_gpu: int = 0):
         if n_ctx <= 0 or n_seq <= 0:
             raise ValueError(f"KV cache needs n_ctx > 0 and n_seq > 0, got {n_ctx}, {n_seq}")
-        self.n_ctx, self.n_seq = n_ctx, n_seq
+        self.n_ctx, self.n_seq, self.n_gpu = n_ctx, n_seq, n_gpu
         shape = (n_seq, cfg.n_head_kv, n_ctx, cfg.head_dim)
-        self.k = [_zeros(shape) for _ in range(cfg.n_layer)]
-        self.v = [_zeros(shape) for _ in range(cfg.n_layer)]
+        alloc = lambda li: _device(shape) if li < n_gpu else _zeros(shape)  # noqa: E731
+        self.k = [alloc(li) for li in range(cfg.n_layer)]
+        self.v = [alloc(li) for li in range(cfg.n_layer)]
         self.length = np.zeros(n_seq, np.int64)  # tokens cached per sequence
 
     @property
@@ -52,7 +62,33 @@ class KVCache:
 
     def copy(self, src: int, dst: int) -> None:
         n = int(self.length[src])
-        for k, v in zip(self.k, self.v):
-            k[dst, :, :n] = k[src, :, :n]
-            v[dst, :, :n] = v[src, :, :n]
+        for li, (k, v) in enumerate(zip(self.k, self.v)):
+            if li < self.n_gpu:  # device to device, one contiguous (head, n, head_dim) run at a time
+                for g in range(k.shape[1]):
+                    k[dst, g, :n].copy_to_device(k[src, g, :n])
+                    v[dst, g, :n].copy_to_device(v[src, g, :n])
+            else:
+                k[dst, :, :n] = k[src, :, :n]
+                v[dst, :, :n] = v[src, :, :n]
         self.length[dst] = n
+
+    def read(self, seq: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Host copies of the first n positions: k, v (n_layer, n_kv_head, n, head_dim)."""
+        def one(a, li):
+            if li < self.n_gpu:
+                return np.stack([a[seq, g, :n].copy_to_host() for g in range(a.shape[1])])
+            return a[seq, :, :n]
+        return (np.stack([one(a, li) for li, a in enumerate(self.k)]),
+                np.stack([one(a, li) for li, a in enumerate(self.v)]))
+
+    def write(self, seq: int, k: np.ndarray, v: np.ndarray) -> None:
+        """Set the first n positions from host k, v (n_layer, n_kv_head, n, head_dim); length becomes n."""
+        n = k.shape[2]
+        for li in range(len(self.k)):
+            for dst, src in ((self.k[li], k[li]), (self.v[li], v[li])):
+                if li < self.n_gpu:
+                    for g in range(dst.shape[1]):
+                        dst[seq, g, :n].copy_to_device(np.ascontiguousarray(src[g]))
+                else:
+                    dst[seq, :, :n] = src
+        self.length[seq] = n

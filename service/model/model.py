@@ -15,6 +15,7 @@ from service.gguf_reader import read_gguf
 from service.model.config import ModelConfig, ModelError, config_from_metadata
 from service.model.forward import Batch, Forward
 from service.model.kvcache import KVCache
+from service.model.placement import place
 from service.model.weights import load_weights
 from service.tokenizer import Tokenizer
 
@@ -29,7 +30,8 @@ VOCAB_TYPES = {"spm": 1, "bpe": 2}  # llama_vocab_type numbers, as /v1/models re
 
 
 class Model:
-    def __init__(self, path: str | Path, n_ctx: int = 0, n_seq: int = 1, max_batch: int = 512):
+    def __init__(self, path: str | Path, n_ctx: int = 0, n_seq: int = 1, max_batch: int = 512,
+                 n_gpu_layers: str = "0"):
         t0 = time.perf_counter()
         self.path = Path(path)
         self.file = read_gguf(self.path)
@@ -42,12 +44,14 @@ class Model:
         if self.tokenizer.n_vocab != self.cfg.n_vocab:
             raise ModelError(f"{self.path}: tokenizer.ggml.tokens: {self.tokenizer.n_vocab} tokens, "
                              f"but the model has {self.cfg.n_vocab}")
-        self.weights = load_weights(self.file, self.cfg)
+        self.placement = place(str(n_gpu_layers), self.cfg.n_layer)  # -ngl against the devices present
+        p = self.placement
+        self.weights = load_weights(self.file, self.cfg, n_gpu=p.n_gpu, gpu_output=p.output_on_gpu)
         self.n_ctx = n_ctx if n_ctx > 0 else self.cfg.n_ctx_train
         self.n_seq = n_seq
-        self.cache = KVCache(self.cfg, self.n_ctx, n_seq)
+        self.cache = KVCache(self.cfg, self.n_ctx, n_seq, n_gpu=p.n_gpu)
         self.max_batch = max_batch
-        self.forward = Forward(self.cfg, self.weights, self.cache, max_batch)
+        self.forward = Forward(self.cfg, self.weights, self.cache, max_batch, p)
         self.load_seconds = time.perf_counter() - t0
 
     # -- facts the server reports -----------------------------------------------------

@@ -26,6 +26,8 @@ _MATRIX_TYPES = frozenset(supported_types())  # what pack() and the embedding lo
 
 @dataclass
 class Layer:
+    """Matrices are PackedMatrix for CPU layers, kernels.cuda.packing.DeviceMatrix for offloaded ones."""
+
     attn_norm: np.ndarray  # (n_embd,) float32
     wqkv: list[PackedMatrix]  # fused [Q;K;V] (one matrix), or Q, K, V separately
     bqkv: np.ndarray | None  # (n_q + 2 n_kv,) qwen2's biases
@@ -49,9 +51,12 @@ class Weights:
 
 
 class _Loader:
-    def __init__(self, f: GGUFFile, cfg: ModelConfig, check_only: bool = False):
+    def __init__(self, f: GGUFFile, cfg: ModelConfig, check_only: bool = False, n_gpu: int = 0,
+                 gpu_output: bool = False):
         self.f, self.cfg = f, cfg
         self.check_only = check_only  # validate names, shapes and types; pack nothing
+        self.n_gpu, self.gpu_output = n_gpu, gpu_output  # offloaded layers 0..n_gpu-1, and the head
+        self.device = False  # the matrices being read now go to the GPU
 
     def fail(self, name: str, problem: str) -> ModelError:
         return ModelError(f"{self.f.path}: {name}: {problem}")
@@ -91,23 +96,31 @@ class _Loader:
             jobs = [([r.view(np.uint8).reshape(n, -1) for (r, _), n in zip(raws, ns)], qt, sum(ns))]
         else:
             jobs = [([r.view(np.uint8)], qt, n) for (r, qt), n in zip(raws, ns)]
-        return [self.pool.submit(self._pack, names, parts, qt, n, k) for parts, qt, n in jobs]
+        dev = self.device  # read now: the pool runs the jobs later
+        return [self.pool.submit(self._pack, dev, names, parts, qt, n, k) for parts, qt, n in jobs]
 
-    def _pack(self, names, parts, qt, n, k) -> PackedMatrix:
+    def _pack(self, device, names, parts, qt, n, k):
+        """PackedMatrix for the CPU; for the GPU, the host arrays that _done() uploads."""
+        rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
         try:
-            return pack(parts[0] if len(parts) == 1 else np.concatenate(parts), qt, n, k)
+            if device:
+                from kernels.cuda.packing import host_form
+
+                return _ForDevice(host_form(rows, qt, n, k), qt, n, k)
+            return pack(rows, qt, n, k)
         except ValueError as e:
             raise self.fail(",".join(names), str(e)) from None
 
 
-def load_weights(f: GGUFFile, cfg: ModelConfig) -> Weights:
+def load_weights(f: GGUFFile, cfg: ModelConfig, n_gpu: int = 0, gpu_output: bool = False) -> Weights:
     """Check every tensor the config needs (presence, shape, type) before packing any, so a
     broken file fails with one error before seconds of packing; then pack.
 
     Packing runs on a small thread pool: it is NumPy work that releases the GIL, and it is
-    most of the load time (Gemma 3 270M: 2.5 s on one thread)."""
+    most of the load time (Gemma 3 270M: 2.5 s on one thread). Matrices of offloaded layers
+    (and of the head with gpu_output) are prepared in the pool and uploaded on this thread."""
     _build(_Loader(f, cfg, check_only=True))
-    ld = _Loader(f, cfg)
+    ld = _Loader(f, cfg, n_gpu=n_gpu, gpu_output=gpu_output)
     with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as ld.pool:
         w = _build(ld)
         w.output = _done(w.output)
@@ -117,8 +130,20 @@ def load_weights(f: GGUFFile, cfg: ModelConfig) -> Weights:
     return w
 
 
+class _ForDevice:
+    """A matrix prepared on the host for upload (kernels.cuda.packing.host_form)."""
+
+    def __init__(self, form, qt, n, k):
+        self.form, self.qt, self.n, self.k = form, qt, n, k
+
+
 def _done(m):
-    return m.result() if isinstance(m, Future) else m
+    m = m.result() if isinstance(m, Future) else m
+    if isinstance(m, _ForDevice):
+        from kernels.cuda.packing import upload_form
+
+        return upload_form(m.form, m.qt, m.n, m.k)
+    return m
 
 
 def _build(ld: _Loader) -> Weights:
@@ -126,6 +151,7 @@ def _build(ld: _Loader) -> Weights:
     e, hd = cfg.n_embd, cfg.head_dim
     nq, nkv = cfg.n_head * hd, cfg.n_head_kv * hd
     embd, embd_type = ld.raw("token_embd.weight", e, cfg.n_vocab)
+    ld.device = ld.gpu_output
     if "output.weight" in f.tensors:
         (output,) = ld.matrices(["output.weight"], e, [cfg.n_vocab])
     else:  # tied head
@@ -133,6 +159,7 @@ def _build(ld: _Loader) -> Weights:
     layers = []
     for i in range(cfg.n_layer):
         p = f"blk.{i}."
+        ld.device = i < ld.n_gpu
         bias = None
         if cfg.qkv_bias:
             bias = np.concatenate([ld.vector(p + "attn_q.bias", nq), ld.vector(p + "attn_k.bias", nkv),

@@ -1,0 +1,137 @@
+"""The offloaded part of the forward pass: layers 0 .. n_gpu-1, and the head when placed there.
+
+Device buffers are allocated once for up to max_tokens tokens. Per forward, the embedded
+tokens, positions and the RoPE tables go up once; the residual stream comes back only when
+CPU layers follow or the head runs on the CPU; otherwise only the wanted logits (and
+embedding rows) come back. Each layer is the CPU `layer()` in the same order, as launches of
+kernels.cuda kernels (twins of the CPU ones).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels.cuda import activation as act
+from kernels.cuda.attention import attention, kv_store, new_scratch
+from kernels.cuda.norm import rms_norm
+from kernels.cuda.qmatmul import matmul
+from kernels.cuda.rope import rope_apply
+from service.model.config import ModelConfig
+from service.model.kvcache import KVCache
+from service.model.placement import Placement
+from service.model.weights import Weights
+
+
+class Offload:
+    def __init__(self, cfg: ModelConfig, w: Weights, cache: KVCache, place: Placement, max_tokens: int):
+        from numba import cuda
+
+        self.cfg, self.w, self.cache, self.place = cfg, w, cache, place
+        c, t = cfg, max_tokens
+        nq, nkv = c.n_head * c.head_dim, c.n_head_kv * c.head_dim
+        zeros = lambda *shape: cuda.device_array(shape, np.float32)  # noqa: E731
+        self.x, self.h = zeros(t, c.n_embd), zeros(t, c.n_embd)
+        self.qkv = zeros(t, nq + 2 * nkv)
+        self.q, self.k, self.v, self.att = zeros(t, nq), zeros(t, nkv), zeros(t, nkv), zeros(t, nq)
+        self.gu, self.ff = zeros(t, 2 * c.n_ff), zeros(t, c.n_ff)
+        half = c.rope_dims // 2
+        self.cos, self.sin = zeros(2, t, half), zeros(2, t, half)
+        self.pos = cuda.device_array(t, np.int32)
+        self.scratch = new_scratch(t, c.n_head, cache.n_ctx)
+        up = lambda v: None if v is None else cuda.to_device(np.ascontiguousarray(v, np.float32))  # noqa: E731
+        self.vecs = [{name: up(getattr(L, name)) for name in _VECTORS} for L in w.layers[: place.n_gpu]]
+        if place.output_on_gpu:
+            self.out_norm = up(w.output_norm)
+            self.rows = cuda.device_array(t, np.int64)
+            self.sel, self.hf = zeros(t, c.n_embd), zeros(t, c.n_embd)
+            self.logits = zeros(t, c.n_vocab)
+
+    def layers(self, x: np.ndarray, pos: np.ndarray, segs: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> None:
+        """Run the offloaded layers on x (n, n_embd); x is updated when the CPU needs it next.
+
+        cos, sin (2, n, rope_dims // 2): the global and sliding-window RoPE tables."""
+        n = x.shape[0]
+        self.x[:n].copy_to_device(x)
+        self.pos[:n].copy_to_device(pos)
+        for i in range(2):
+            self.cos[i, :n].copy_to_device(np.ascontiguousarray(cos[i]))
+            self.sin[i, :n].copy_to_device(np.ascontiguousarray(sin[i]))
+        for li in range(self.place.n_gpu):
+            self._layer(li, n, segs)
+        if self.place.n_gpu < self.cfg.n_layer or not self.place.output_on_gpu:
+            self.x[:n].copy_to_host(x)
+
+    def head(self, rows: np.ndarray, hidden_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(logits (len(rows), n_vocab), final-norm hidden states of hidden_rows or None), from the device."""
+        c = self.cfg
+        hidden = None
+        if len(hidden_rows):
+            hidden = self._normed(hidden_rows).copy_to_host()
+        if not len(rows):
+            return np.zeros((0, c.n_vocab), np.float32), hidden
+        hf = self._normed(rows)
+        r = len(rows)
+        logits = self.logits[:r]
+        matmul(logits, hf, self.w.output)
+        if c.final_softcap > 0:
+            act.scale_cap(logits, logits, 1.0, c.final_softcap)
+        return logits.copy_to_host(), hidden
+
+    def _normed(self, rows: np.ndarray):
+        r = len(rows)
+        self.rows[:r].copy_to_device(np.ascontiguousarray(rows, np.int64))
+        act.gather_rows(self.sel[:r], self.x, self.rows[:r])
+        rms_norm(self.hf[:r], self.sel[:r], self.out_norm, self.cfg.norm_eps)
+        return self.hf[:r]
+
+    def _layer(self, li: int, n: int, segs: np.ndarray) -> None:
+        """x += attention(x); x += ffn(x) for layer li on the device (the CPU layer(), launch by launch)."""
+        c, L, vec = self.cfg, self.w.layers[li], self.vecs[li]
+        hd, n_head, n_kv = c.head_dim, c.n_head, c.n_head_kv
+        nq, nkv = n_head * hd, n_kv * hd
+        x, h, qkv = self.x[:n], self.h[:n], self.qkv[:n]
+        swa = bool(c.swa_layers[li])
+        cos, sin = self.cos[int(swa), :n], self.sin[int(swa), :n]
+        rms_norm(h, x, vec["attn_norm"], c.norm_eps)
+        col = 0
+        for m in L.wqkv:
+            matmul(qkv[:, col : col + m.n], h, m)
+            col += m.n
+        if vec["bqkv"] is not None:
+            act.add_bias(qkv, vec["bqkv"])
+        q, k, v = self.q[:n], self.k[:n], self.v[:n]
+        act.copy(q, qkv[:, :nq])
+        act.copy(k, qkv[:, nq : nq + nkv])
+        act.copy(v, qkv[:, nq + nkv :])
+        q3, k3, v3 = q.reshape(n, n_head, hd), k.reshape(n, n_kv, hd), v.reshape(n, n_kv, hd)
+        if vec["q_norm"] is not None:
+            q2, k2 = q.reshape(n * n_head, hd), k.reshape(n * n_kv, hd)
+            rms_norm(q2, q2, vec["q_norm"], c.norm_eps)
+            rms_norm(k2, k2, vec["k_norm"], c.norm_eps)
+        rope_apply(q3, cos, sin, c.rope_dims, c.rope_neox)
+        rope_apply(k3, cos, sin, c.rope_dims, c.rope_neox)
+        att3 = self.att[:n].reshape(n, n_head, hd)
+        kc, vc = self.cache.k[li], self.cache.v[li]
+        window = c.sliding_window if swa else 0
+        for seq, s0, s1 in segs.tolist():
+            p0 = int(self.cache.length[seq])  # the forward updates lengths after every layer ran
+            kv_store(kc[seq], vc[seq], k3[s0:s1], v3[s0:s1], p0)
+            attention(att3[s0:s1], q3[s0:s1], kc[seq], vc[seq], self.pos[s0:s1], p0 + s1 - s0, c.attn_scale,
+                      window, c.attn_softcap, self.scratch)
+        matmul(h, self.att[:n], L.wo)
+        if vec["post_attn_norm"] is not None:
+            rms_norm(h, h, vec["post_attn_norm"], c.norm_eps)
+        act.add(x, h)
+        rms_norm(h, x, vec["ffn_norm"], c.norm_eps)
+        gu, col = self.gu[:n], 0
+        for m in L.wgate_up:
+            matmul(gu[:, col : col + m.n], h, m)
+            col += m.n
+        (act.geglu if c.gelu else act.swiglu)(self.ff[:n], gu[:, : c.n_ff], gu[:, c.n_ff :])
+        matmul(h, self.ff[:n], L.wdown)
+        if vec["post_ffn_norm"] is not None:
+            rms_norm(h, h, vec["post_ffn_norm"], c.norm_eps)
+        act.add(x, h)
+
+
+_VECTORS = ("attn_norm", "bqkv", "q_norm", "k_norm", "post_attn_norm", "ffn_norm", "post_ffn_norm")
