@@ -1,0 +1,291 @@
+"""Causal GQA attention over a float32 KV cache on the device: twin of kernels.attention.
+
+Layout (device arrays, float32, C-contiguous):
+  q, out       (n_tokens, n_head, head_dim)
+  k_cache      (n_kv_head, n_ctx, head_dim)   one sequence's cache: slot j holds position j
+  v_cache      (n_kv_head, n_ctx, head_dim)
+  q_pos        int32 (n_tokens,)
+  scratch      (n_tokens_max, n_head, n_ctx)  decode scores, owned by the caller: new_scratch()
+
+Masking, GQA, soft-cap and scale are the CPU twin's: query t sees key j (0 <= j < kv_len) iff
+j <= q_pos[t] and (window <= 0 or q_pos[t] - j < window); head h reads kv head
+h // (n_head // n_kv_head); score = cap(q . k * scale); a query that sees no key gets zeros.
+
+Two kernels, same results to float32 rounding:
+- attention_decode: a block per (token, head). Scores go to global scratch, a block max and a
+  block sum normalise them, then threads over head_dim (split into key groups when head_dim is
+  smaller than the block) sum p @ V with coalesced V reads. Right for one or a few tokens.
+- attention_prefill: a block per tile of queries sharing a kv head (consecutive (token, GQA
+  head) pairs), K/V staged bk keys at a time in shared memory and reused by every query of the
+  tile, flash-attention style online softmax (running max, rescaled sums), so nothing of size
+  n_ctx is written. Right once many queries share each K/V load.
+Masked scores hold a finite sentinel, never -inf: the kernels compile with fast math.
+"""
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from kernels._jit import cuda_device, cuda_kernel
+from kernels.cuda import launch
+from kernels.cuda.launch import ROW_THREADS, TILE
+from kernels.cuda.reduce import block_max, block_sum
+
+PREFILL_MIN_TOKENS = 8  # from here on the shared K/V tiles beat one block per (token, head)
+MAX_HEAD_DIM = 256  # decode keeps q in shared memory; the prefill tiles are budgeted for it
+
+_ZERO = np.float32(0.0)
+_ONE = np.float32(1.0)
+_NEG = np.float32(-1e30)  # a masked score: finite, because fast math assumes no infinities
+_NEG_HALF = np.float32(-5e29)  # scores above this are real
+_EXP_CUT = np.float32(-87.0)  # expf underflows below ~-104: call it 0 early, as the CPU does
+_SMEM = 12032  # float32 words of the prefill tile (47 KiB: under the 48 KiB static limit)
+
+
+def prefill_tiles(head_dim: int) -> tuple[int, int]:
+    """(bq, bk): queries per prefill block and keys per staged K/V tile.
+
+    A geometry helper built on launch's constants (TILE queries; 4 * TILE keys at most);
+    bq halves for wide heads so that Q and O (bq * head_dim each) leave room for K/V tiles
+    in _SMEM: Q, O, K (padded rows), V, scores and 3 per-query floats.
+    """
+    bq = max(1, min(TILE, 2048 // head_dim))
+    fixed = 2 * bq * head_dim + 3 * bq
+    bk = min(4 * TILE, (_SMEM - fixed) // (2 * head_dim + 1 + bq))
+    return bq, bk
+
+
+@cuda_device
+def _exp0(d):
+    """exp(d) for d <= 0, and 0 below _EXP_CUT (so masked sentinels contribute nothing)."""
+    return math.exp(d) if d > _EXP_CUT else _ZERO
+
+
+@cuda_device
+def _cap(s, softcap):
+    """Gemma-2 soft-cap: softcap * tanh(s / softcap) when softcap > 0."""
+    if softcap > _ZERO:
+        return softcap * math.tanh(s / softcap)
+    return s
+
+
+@cuda_device
+def _span(pos, kv_len, window):
+    """Visible keys [lo, hi) of a query at position pos (one contiguous range, maybe empty)."""
+    hi = max(min(pos + 1, kv_len), 0)
+    lo = 0
+    if window > 0:
+        lo = min(max(0, pos - window + 1), hi)
+    return lo, hi
+
+
+@cuda_kernel
+def attention_decode(out, q, k_cache, v_cache, q_pos, kv_len, scale, window, softcap, scratch):
+    """out[t, h] (head_dim,) for block t * n_head + h; scratch[t, h, :kv_len] holds its scores."""
+    red = cuda.shared.array(ROW_THREADS, np.float32)
+    qs = cuda.shared.array(MAX_HEAD_DIM, np.float32)  # the query, read by every thread
+    n_head = q.shape[1]
+    hd = q.shape[2]
+    t = cuda.blockIdx.x // n_head
+    h = cuda.blockIdx.x - t * n_head
+    g = h // (n_head // k_cache.shape[0])
+    tid = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    lo, hi = _span(np.int64(q_pos[t]), kv_len, window)
+    for d in range(tid, hd, nt):
+        qs[d] = q[t, h, d]
+    cuda.syncthreads()
+    s_row = scratch[t, h]  # (n_ctx,)
+    kh = k_cache[g]  # (n_ctx, hd)
+    vh = v_cache[g]
+    m = _NEG
+    for j in range(lo + tid, hi, nt):  # a key per thread: dots over head_dim
+        acc = _ZERO
+        for d in range(hd):
+            acc += qs[d] * kh[j, d]
+        s = _cap(acc * scale, softcap)
+        s_row[j] = s
+        m = max(m, s)
+    m = block_max(red, m)
+    tot = _ZERO
+    for j in range(lo + tid, hi, nt):  # the same keys as above: each thread rereads its own writes
+        e = _exp0(s_row[j] - m)
+        s_row[j] = e
+        tot += e
+    tot = block_sum(red, tot)  # its barriers also publish the s_row writes to the whole block
+    inv = _ONE / tot if tot > _ZERO else _ZERO  # tot >= 1 unless no key is visible
+    ngrp = nt // hd
+    if ngrp < 2:  # threads over head_dim: V rows read coalesced, p[j] broadcast
+        for d in range(tid, hd, nt):
+            acc = _ZERO
+            for j in range(lo, hi):
+                acc += s_row[j] * vh[j, d]
+            out[t, h, d] = acc * inv
+    else:  # head_dim < block: ngrp key groups per dim, then a sum over groups in shared memory
+        d = tid % hd
+        grp = tid // hd
+        acc = _ZERO
+        if grp < ngrp:
+            for j in range(lo + grp, hi, ngrp):
+                acc += s_row[j] * vh[j, d]
+        red[tid] = acc
+        cuda.syncthreads()
+        if tid < hd:
+            for gg in range(1, ngrp):
+                acc += red[tid + gg * hd]
+            out[t, h, d] = acc * inv
+
+
+@cuda_kernel
+def attention_prefill(out, q, k_cache, v_cache, q_pos, kv_len, scale, window, softcap, bq, bk):
+    """out for a tile of bq consecutive (token, GQA head) lanes of one kv head; K/V in bk-key tiles."""
+    sm = cuda.shared.array(_SMEM, np.float32)
+    n_tokens, n_head, hd = q.shape
+    n_kv = k_cache.shape[0]
+    n_rep = n_head // n_kv
+    n_tiles = (n_tokens * n_rep + bq - 1) // bq  # per kv head
+    g = cuda.blockIdx.x // n_tiles
+    f0 = (cuda.blockIdx.x - g * n_tiles) * bq  # lane l is pair f = f0 + l: token f // n_rep
+    nl = min(bq, n_tokens * n_rep - f0)
+    tid = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    ks = hd + 1  # padded K rows: a warp reading K[jj, d] over jj hits distinct banks
+    QS = 0  # (bq, hd) queries
+    OS = bq * hd  # (bq, hd) unnormalised outputs
+    KS = 2 * bq * hd  # (bk, hd + 1)
+    VS = KS + bk * ks  # (bk, hd)
+    SS = VS + bk * hd  # (bq, bk) scores, then probabilities
+    MS = SS + bq * bk  # (bq,) running max
+    LS = MS + bq  # (bq,) running sum of exp(s - max)
+    AS = LS + bq  # (bq,) this tile's rescale factor exp(old max - new max)
+    for i in range(tid, nl * hd, nt):
+        l = i // hd
+        f = f0 + l
+        tt = f // n_rep
+        sm[QS + i] = q[tt, g * n_rep + f - tt * n_rep, i - l * hd]
+        sm[OS + i] = _ZERO
+    for l in range(tid, nl, nt):
+        sm[MS + l] = _NEG
+        sm[LS + l] = _ZERO
+    # Keys any lane sees: every thread computes the same bounds, so the loop below is uniform.
+    jlo = kv_len
+    jhi = 0
+    for l in range(nl):
+        a, b = _span(np.int64(q_pos[(f0 + l) // n_rep]), kv_len, window)
+        if a < b:
+            jlo = min(jlo, a)
+            jhi = max(jhi, b)
+    cuda.syncthreads()
+    for j0 in range(jlo, jhi, bk):
+        nk = min(bk, jhi - j0)
+        for i in range(tid, nk * hd, nt):  # stage K and V: consecutive threads, consecutive floats
+            jj = i // hd
+            d = i - jj * hd
+            sm[KS + jj * ks + d] = k_cache[g, j0 + jj, d]
+            sm[VS + i] = v_cache[g, j0 + jj, d]
+        cuda.syncthreads()
+        for i in range(tid, nl * nk, nt):  # scores of (lane, key) pairs
+            l = i // nk
+            jj = i - l * nk
+            a, b = _span(np.int64(q_pos[(f0 + l) // n_rep]), kv_len, window)
+            s = _NEG
+            if j0 + jj >= a and j0 + jj < b:
+                acc = _ZERO
+                for d in range(hd):
+                    acc += sm[QS + l * hd + d] * sm[KS + jj * ks + d]
+                s = _cap(acc * scale, softcap)
+            sm[SS + l * bk + jj] = s
+        cuda.syncthreads()
+        for l in range(tid, nl, nt):  # online softmax: a thread per lane over this key tile
+            m_old = sm[MS + l]
+            m = m_old
+            for jj in range(nk):
+                m = max(m, sm[SS + l * bk + jj])
+            tot = _ZERO
+            for jj in range(nk):
+                s = sm[SS + l * bk + jj]
+                p = _exp0(s - m) if s > _NEG_HALF else _ZERO
+                sm[SS + l * bk + jj] = p
+                tot += p
+            alpha = _exp0(m_old - m)  # 0 on the first visible tile (m_old is the sentinel)
+            sm[AS + l] = alpha
+            sm[LS + l] = sm[LS + l] * alpha + tot
+            sm[MS + l] = m
+        cuda.syncthreads()
+        for i in range(tid, nl * hd, nt):  # O = O * alpha + P @ V, a thread per (lane, dim)
+            l = i // hd
+            d = i - l * hd
+            acc = sm[OS + i] * sm[AS + l]
+            for jj in range(nk):
+                acc += sm[SS + l * bk + jj] * sm[VS + jj * hd + d]
+            sm[OS + i] = acc
+        cuda.syncthreads()  # before the next tile overwrites K, V and the scores
+    for i in range(tid, nl * hd, nt):
+        l = i // hd
+        f = f0 + l
+        tt = f // n_rep
+        tot = sm[LS + l]
+        out[tt, g * n_rep + f - tt * n_rep, i - l * hd] = sm[OS + i] / tot if tot > _ZERO else _ZERO
+
+
+@cuda_kernel
+def _kv_store(k_cache_seq, v_cache_seq, k, v, p0):
+    """k_cache_seq[g, p0 + t, d] = k[t, g, d], same for v; a thread per element."""
+    i = cuda.grid(1)
+    n_kv = k.shape[1]
+    hd = k.shape[2]
+    if i < k.shape[0] * n_kv * hd:
+        t = i // (n_kv * hd)
+        r = i - t * n_kv * hd
+        g = r // hd
+        d = r - g * hd
+        k_cache_seq[g, p0 + t, d] = k[t, g, d]
+        v_cache_seq[g, p0 + t, d] = v[t, g, d]
+
+
+def new_scratch(max_tokens: int, n_head: int, n_ctx: int):
+    """Decode scores scratch for attention(): a device float32 (max_tokens, n_head, n_ctx)."""
+    return cuda.device_array((max_tokens, n_head, n_ctx), np.float32)
+
+
+def kv_store(k_cache_seq, v_cache_seq, k, v, p0: int) -> None:
+    """Writes k, v (n_tokens, n_kv, head_dim) to positions p0.. of one sequence's cache (n_kv, n_ctx, head_dim)."""
+    n_tokens, n_kv, hd = k.shape
+    if (tuple(v.shape) != tuple(k.shape) or k_cache_seq.shape[0] != n_kv or k_cache_seq.shape[2] != hd
+            or tuple(v_cache_seq.shape) != tuple(k_cache_seq.shape)):
+        raise ValueError("kv_store: k, v and cache shapes disagree")
+    if p0 < 0 or p0 + n_tokens > k_cache_seq.shape[1]:
+        raise ValueError(f"kv_store: positions {p0}..{p0 + n_tokens} outside the cache (n_ctx {k_cache_seq.shape[1]})")
+    if n_tokens == 0:
+        return
+    grid, block = launch.elementwise(n_tokens * n_kv * hd)
+    _kv_store[grid, block](k_cache_seq, v_cache_seq, k, v, p0)
+
+
+def attention(out, q, k_cache, v_cache, q_pos, kv_len, scale, window, softcap, scratch, prefill=None) -> None:
+    """out (n_tokens, n_head, head_dim) = causal GQA attention of q over the cache's first kv_len keys.
+
+    Device arrays, the CPU twin's arguments. prefill=None picks the kernel by n_tokens
+    (PREFILL_MIN_TOKENS); True/False forces one (tests run both on the same inputs).
+    scratch is read only by the decode kernel.
+    """
+    n_tokens, n_head, hd = q.shape
+    n_kv, n_ctx = k_cache.shape[0], k_cache.shape[1]
+    if n_head % n_kv != 0 or kv_len > n_ctx or hd > MAX_HEAD_DIM:
+        raise ValueError("attention: n_head % n_kv_head != 0, kv_len > n_ctx, or head_dim > 256")
+    if n_tokens == 0:
+        return
+    if prefill is None:
+        prefill = n_tokens >= PREFILL_MIN_TOKENS
+    args = (out, q, k_cache, v_cache, q_pos, int(kv_len), np.float32(scale), int(window), np.float32(softcap))
+    if prefill:
+        bq, bk = prefill_tiles(hd)
+        n_tiles = (n_tokens * (n_head // n_kv) + bq - 1) // bq
+        grid, block = launch.rows(n_kv * n_tiles)
+        attention_prefill[grid, block](*args, bq, bk)
+    else:
+        if scratch.shape[0] < n_tokens or scratch.shape[1] < n_head or scratch.shape[2] < kv_len:
+            raise ValueError("attention: scratch smaller than (n_tokens, n_head, kv_len)")
+        grid, block = launch.rows(n_tokens * n_head)
+        attention_decode[grid, block](*args, scratch)

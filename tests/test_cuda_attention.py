@@ -1,0 +1,129 @@
+"""CUDA attention (decode and prefill kernels) and the KV store against the CPU twin.
+
+Runs under NUMBA_ENABLE_CUDASIM=1 without a GPU (tests/conftest.py), on the device with one.
+Shapes are small: the simulator runs each thread as a Python thread.
+"""
+
+import numpy as np
+import pytest
+
+from kernels import attention as cpu
+from kernels.cuda import attention as gpu
+from kernels.cuda.launch import TILE
+from tests.cuda_oracle import dev, host
+
+RNG = np.random.default_rng(11)
+
+
+def _case(n_tokens, n_head, n_kv, hd, n_ctx, p0):
+    """Random q and cache; the batch sits at positions p0.. after p0 earlier cached keys."""
+    q = RNG.standard_normal((n_tokens, n_head, hd)).astype(np.float32)
+    k = RNG.standard_normal((n_kv, n_ctx, hd)).astype(np.float32)
+    v = RNG.standard_normal((n_kv, n_ctx, hd)).astype(np.float32)
+    q_pos = np.arange(p0, p0 + n_tokens, dtype=np.int32)
+    return q, k, v, q_pos
+
+
+def _cpu(q, k, v, q_pos, kv_len, scale, window, softcap):
+    out = np.empty_like(q)
+    cpu.attention(out, q, k, v, q_pos, kv_len, scale, window, softcap, cpu.new_scratch(k.shape[1], q.shape[2], 2))
+    return out
+
+
+def _gpu(q, k, v, q_pos, kv_len, scale, window, softcap, prefill):
+    d_out = dev(np.full_like(q, np.nan))  # every element must be written
+    scratch = gpu.new_scratch(q.shape[0], q.shape[1], k.shape[1])
+    gpu.attention(d_out, dev(q), dev(k), dev(v), dev(q_pos), kv_len, scale, window, softcap, scratch, prefill=prefill)
+    return host(d_out)
+
+
+CASES = [  # n_tokens, n_head, n_kv, hd, n_ctx, p0, window, softcap
+    (1, 4, 2, 16, 24, 17, 0, 0.0),  # decode after 17 cached positions, GQA 2:1
+    (2, 4, 2, 8, 24, 9, 5, 0.0),  # sliding window shorter than the context
+    (3, 2, 2, 16, 20, 4, 0, 5.0),  # soft-cap, no GQA
+    (3, 4, 1, 8, 16, 0, 2, 3.0),  # window and soft-cap, 4 heads on one kv head, from position 0
+]
+
+
+@pytest.mark.parametrize("prefill", [False, True], ids=["decode", "prefill"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "t{}h{}kv{}d{}p{}w{}c{}".format(*c[:4], *c[5:]))
+def test_attention_matches_cpu(case, prefill):
+    n_tokens, n_head, n_kv, hd, n_ctx, p0, window, softcap = case
+    q, k, v, q_pos = _case(n_tokens, n_head, n_kv, hd, n_ctx, p0)
+    kv_len = p0 + n_tokens
+    scale = 1.0 / np.sqrt(hd)
+    want = _cpu(q, k, v, q_pos, kv_len, scale, window, softcap)
+    got = _gpu(q, k, v, q_pos, kv_len, scale, window, softcap, prefill)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_prefill_spans_several_key_tiles_and_query_tiles():
+    """More keys than one staged tile and more (token, head) lanes than one block: the online
+    softmax rescales across tiles; the default choice takes the prefill kernel here."""
+    n_tokens = gpu.PREFILL_MIN_TOKENS
+    bq, bk = gpu.prefill_tiles(8)
+    p0 = 2 * bk + 3 - n_tokens
+    assert p0 > 0 and n_tokens * 2 > bq
+    q, k, v, q_pos = _case(n_tokens, 4, 2, 8, p0 + n_tokens + 2, p0)
+    kv_len = p0 + n_tokens
+    want = _cpu(q, k, v, q_pos, kv_len, 0.3, 0, 0.0)
+    got = _gpu(q, k, v, q_pos, kv_len, 0.3, 0, 0.0, None)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("prefill", [False, True], ids=["decode", "prefill"])
+def test_wide_head_and_unseen_queries(prefill):
+    """head_dim 32 >= the simulator's block (threads over dims, no key groups); a query whose
+    position lies past kv_len sees only the cache, one before every key sees nothing -> zeros."""
+    q, k, v, _ = _case(2, 2, 1, 32, 12, 0)
+    q_pos = np.array([20, -1], np.int32)
+    want = _cpu(q, k, v, q_pos, 10, 0.2, 0, 0.0)
+    got = _gpu(q, k, v, q_pos, 10, 0.2, 0, 0.0, prefill)
+    assert np.all(got[1] == 0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_large_scores_do_not_overflow():
+    """Scores in the hundreds: the max subtraction keeps every exp finite on both paths."""
+    q, k, v, q_pos = _case(2, 2, 2, 8, 8, 3)
+    q *= 40.0
+    want = _cpu(q, k, v, q_pos, 5, 1.0, 0, 0.0)
+    for prefill in (False, True):
+        np.testing.assert_allclose(_gpu(q, k, v, q_pos, 5, 1.0, 0, 0.0, prefill), want, rtol=1e-5, atol=1e-6)
+
+
+def test_prefill_tiles_fit_shared_memory():
+    for hd in (8, 64, 128, 256):
+        bq, bk = gpu.prefill_tiles(hd)
+        assert 1 <= bq <= TILE and bk >= 1
+        assert 2 * bq * hd + bk * (2 * hd + 1) + bq * bk + 3 * bq <= gpu._SMEM
+
+
+def test_kv_store_then_attention():
+    """The batch's keys/values land at p0.. of one sequence's slice; the rest is untouched."""
+    n_seq, n_kv, n_ctx, hd, p0, n_tokens = 2, 2, 10, 8, 4, 3
+    kc = RNG.standard_normal((n_seq, n_kv, n_ctx, hd)).astype(np.float32)
+    vc = RNG.standard_normal((n_seq, n_kv, n_ctx, hd)).astype(np.float32)
+    k = RNG.standard_normal((n_tokens, n_kv, hd)).astype(np.float32)
+    v = RNG.standard_normal((n_tokens, n_kv, hd)).astype(np.float32)
+    d_kc, d_vc = dev(kc), dev(vc)
+    gpu.kv_store(d_kc[1], d_vc[1], dev(k), dev(v), p0)
+    want_k, want_v = kc.copy(), vc.copy()
+    want_k[1, :, p0:p0 + n_tokens] = k.transpose(1, 0, 2)
+    want_v[1, :, p0:p0 + n_tokens] = v.transpose(1, 0, 2)
+    np.testing.assert_array_equal(host(d_kc), want_k)
+    np.testing.assert_array_equal(host(d_vc), want_v)
+    with pytest.raises(ValueError, match="outside the cache"):
+        gpu.kv_store(d_kc[1], d_vc[1], dev(k), dev(v), n_ctx - 2)
+
+
+def test_bad_shapes_are_value_errors():
+    q, k, v, q_pos = _case(1, 3, 2, 8, 8, 0)
+    with pytest.raises(ValueError):
+        _gpu(q, k, v, q_pos, 1, 1.0, 0, 0.0, False)  # 3 heads on 2 kv heads
+    q, k, v, q_pos = _case(1, 2, 2, 8, 8, 0)
+    with pytest.raises(ValueError):
+        _gpu(q, k, v, q_pos, 9, 1.0, 0, 0.0, False)  # kv_len > n_ctx
+    with pytest.raises(ValueError, match="scratch"):
+        gpu.attention(dev(q), dev(q), dev(k), dev(v), dev(q_pos), 8, 1.0, 0, 0.0, gpu.new_scratch(1, 2, 4),
+                      prefill=False)
