@@ -43,8 +43,8 @@ from numba import cuda, types  # noqa: E402
 
 from kernels._jit import cuda_exact_device, cuda_exact_kernel, cuda_kernel  # noqa: E402
 
-f4, f2, i8, b1 = types.float32, types.float16, types.int64, types.boolean
-u1, u2, u4 = types.uint8, types.uint16, types.uint32
+f8, f4, f2, b1 = types.float64, types.float32, types.float16, types.boolean
+i8, i4, u4, u2, u1 = types.int64, types.int32, types.uint32, types.uint16, types.uint8
 
 
 def C(dtype, ndim):
@@ -59,6 +59,7 @@ def A(dtype, ndim):
 
 _MATMUL = (C(u1, 2), C(f4, 2), C(f4, 2), C(f4, 2), i8, i8, i8, i8)  # a DeviceMatrix's fields
 _BLOCKS = (C(f4, 1), C(u1, 1), C(f2, 1), i8)  # dequant block kernels: out, src, src as f16, n
+_ATT = (C(f4, 3), C(f4, 3), C(f4, 3), C(f4, 3), C(i4, 1), i8, f4, i8, f4)  # out, q, k, v, q_pos .. softcap
 
 # (module, kernel, argument types as its host wrapper passes them[, F64]). Python ints type as
 # int64, bools as boolean, np.float32(x) as float32, float(x) as float64; a layout appears once
@@ -83,6 +84,16 @@ KERNELS = [
     ("kernels.cuda.dequant", "_bf16", (C(u4, 1), C(u2, 1), i8)),
     *[("kernels.cuda.dequant", k, _BLOCKS) for k in ("_q4_0", "_q4_1", "_q5_0", "_q5_1", "_q8_0", "_iq4_nl")],
     *[("kernels.cuda.dequant_k", k, _BLOCKS) for k in ("q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_xs")],
+    ("kernels.cuda.attention", "attention_decode", (*_ATT, C(f4, 3))),
+    ("kernels.cuda.attention", "attention_prefill", (*_ATT, i8, i8)),
+    ("kernels.cuda.attention", "_kv_store", (C(f4, 3), C(f4, 3), C(f4, 3), C(f4, 3), i8)),
+    ("kernels.cuda.sampling", "_softmax_parts", (C(f4, 2), C(f4, 1), i8)),
+    ("kernels.cuda.sampling", "_softmax_norm", (C(f4, 1), C(f4, 1), C(f4, 2), C(f4, 1), i8, i8)),
+    ("kernels.cuda.sampling", "_top_p", (C(i4, 1), C(f4, 1), C(f4, 1), i8, f8, i8), F64),  # CPU sums in f64
+    ("kernels.cuda.top_k", "_radix_init", (C(i4, 2), C(i8, 2), C(i4, 1), i8, i8)),
+    ("kernels.cuda.top_k", "_radix_pass", (C(i4, 2), C(i8, 2), C(u4, 1), i8, i8, i8)),
+    ("kernels.cuda.top_k", "_radix_gather", (C(i4, 1), C(i4, 1), C(i8, 2), C(i4, 2), C(u4, 1), i8, i8, i8)),
+    ("kernels.cuda.top_k", "_sort_top", (C(i4, 1), C(f4, 1), C(i4, 1), C(u4, 1), C(f4, 1), i8)),
 ]
 # Modules scanned for kernels the table misses (every cuda.jit kernel in them must be listed).
 SCANNED = "kernels.cuda"
