@@ -9,6 +9,7 @@ import pytest
 
 from kernels import attention as cpu
 from kernels.cuda import attention as gpu
+from kernels.cuda import launch
 from kernels.cuda.launch import TILE
 from tests.cuda_oracle import dev, host
 
@@ -60,8 +61,8 @@ def test_attention_matches_cpu(case, prefill):
 def test_prefill_spans_several_key_tiles_and_query_tiles():
     """More keys than one staged tile and more (token, head) lanes than one block: the online
     softmax rescales across tiles; the default choice takes the prefill kernel here."""
-    n_tokens = gpu.PREFILL_MIN_TOKENS
-    bq, bk = gpu.prefill_tiles(8)
+    bq, bk = launch.prefill_tiles(8)
+    n_tokens = max(launch.ATTN_PREFILL_MIN_TOKENS, bq + 1)
     p0 = 2 * bk + 3 - n_tokens
     assert p0 > 0 and n_tokens * 2 > bq
     q, k, v, q_pos = _case(n_tokens, 4, 2, 8, p0 + n_tokens + 2, p0)
@@ -94,9 +95,9 @@ def test_large_scores_do_not_overflow():
 
 def test_prefill_tiles_fit_shared_memory():
     for hd in (8, 64, 128, 256):
-        bq, bk = gpu.prefill_tiles(hd)
+        bq, bk = launch.prefill_tiles(hd)
         assert 1 <= bq <= TILE and bk >= 1
-        assert 2 * bq * hd + bk * (2 * hd + 1) + bq * bk + 3 * bq <= gpu._SMEM
+        assert 2 * bq * hd + bk * (2 * hd + 1) + bq * bk + 3 * bq <= launch.ATTN_SMEM
 
 
 def test_kv_store_then_attention():

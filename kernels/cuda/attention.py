@@ -29,10 +29,10 @@ from numba import cuda
 
 from kernels._jit import cuda_device, cuda_kernel
 from kernels.cuda import launch
-from kernels.cuda.launch import ROW_THREADS, TILE
+from kernels.cuda.launch import ATTN_SMEM as _SMEM
+from kernels.cuda.launch import ROW_THREADS
 from kernels.cuda.reduce import block_max, block_sum
 
-PREFILL_MIN_TOKENS = 8  # from here on the shared K/V tiles beat one block per (token, head)
 MAX_HEAD_DIM = 256  # decode keeps q in shared memory; the prefill tiles are budgeted for it
 
 _ZERO = np.float32(0.0)
@@ -40,20 +40,6 @@ _ONE = np.float32(1.0)
 _NEG = np.float32(-1e30)  # a masked score: finite, because fast math assumes no infinities
 _NEG_HALF = np.float32(-5e29)  # scores above this are real
 _EXP_CUT = np.float32(-87.0)  # expf underflows below ~-104: call it 0 early, as the CPU does
-_SMEM = 12032  # float32 words of the prefill tile (47 KiB: under the 48 KiB static limit)
-
-
-def prefill_tiles(head_dim: int) -> tuple[int, int]:
-    """(bq, bk): queries per prefill block and keys per staged K/V tile.
-
-    A geometry helper built on launch's constants (TILE queries; 4 * TILE keys at most);
-    bq halves for wide heads so that Q and O (bq * head_dim each) leave room for K/V tiles
-    in _SMEM: Q, O, K (padded rows), V, scores and 3 per-query floats.
-    """
-    bq = max(1, min(TILE, 2048 // head_dim))
-    fixed = 2 * bq * head_dim + 3 * bq
-    bk = min(4 * TILE, (_SMEM - fixed) // (2 * head_dim + 1 + bq))
-    return bq, bk
 
 
 @cuda_device
@@ -267,7 +253,7 @@ def attention(out, q, k_cache, v_cache, q_pos, kv_len, scale, window, softcap, s
     """out (n_tokens, n_head, head_dim) = causal GQA attention of q over the cache's first kv_len keys.
 
     Device arrays, the CPU twin's arguments. prefill=None picks the kernel by n_tokens
-    (PREFILL_MIN_TOKENS); True/False forces one (tests run both on the same inputs).
+    (launch.ATTN_PREFILL_MIN_TOKENS); True/False forces one (tests run both on the same inputs).
     scratch is read only by the decode kernel.
     """
     n_tokens, n_head, hd = q.shape
@@ -277,10 +263,10 @@ def attention(out, q, k_cache, v_cache, q_pos, kv_len, scale, window, softcap, s
     if n_tokens == 0:
         return
     if prefill is None:
-        prefill = n_tokens >= PREFILL_MIN_TOKENS
+        prefill = n_tokens >= launch.ATTN_PREFILL_MIN_TOKENS
     args = (out, q, k_cache, v_cache, q_pos, int(kv_len), np.float32(scale), int(window), np.float32(softcap))
     if prefill:
-        bq, bk = prefill_tiles(hd)
+        bq, bk = launch.prefill_tiles(hd)
         n_tiles = (n_tokens * (n_head // n_kv) + bq - 1) // bq
         grid, block = launch.rows(n_kv * n_tiles)
         attention_prefill[grid, block](*args, bq, bk)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes.util
 import os
+import sys
 
 
 def simulated() -> bool:
@@ -26,6 +27,9 @@ GEMV_ROWS = 4  # output rows per decode-matmul block
 GEMV_MAX_TOKENS = 8  # tokens one decode-matmul pass accumulates in registers
 TILE = 16  # prefill GEMM: TILE x TILE outputs per block (tokens x rows)
 TILE_K = 32  # prefill GEMM: K slice staged in shared memory (one quant block)
+ATTN_PREFILL_MIN_TOKENS = 8  # from here on attention's shared K/V tiles beat a block per (token, head)
+ATTN_SMEM = 12032  # float32 words of the prefill attention tile (47 KiB: under the 48 KiB static limit)
+PER_THREAD = 16  # grid-stride passes over logits: elements per thread before another block pays off
 
 if simulated():
     # The simulator runs every thread as a Python thread (about 0.2 ms each, 2 ms with a few
@@ -33,12 +37,35 @@ if simulated():
     # geometry from blockDim, so the same code runs the GPU sizes above; shared arrays are
     # sized by these constants.
     THREADS = ROW_THREADS = 32
-    GEMV_LANES, GEMV_ROWS = 8, 2
+    GEMV_LANES, GEMV_ROWS = 4, 4
     TILE = 4
+    GEMV_MAX_TOKENS = ATTN_PREFILL_MIN_TOKENS = 2  # so 3-token prompts take the prefill paths
+    # Its block manager busy-polls the block's threads for barriers: under Python's default
+    # 5 ms GIL switch interval every barrier costs milliseconds. 50 us made the tiny-model
+    # forward about 10x faster (measured); this only ever runs under the simulator.
+    sys.setswitchinterval(5e-5)
 
 
 def _ceil(a: int, b: int) -> int:
     return (a + b - 1) // b
+
+
+def prefill_tiles(head_dim: int) -> tuple[int, int]:
+    """(bq, bk) for prefill attention: queries per block and keys per staged K/V tile.
+
+    TILE queries and at most 4 * TILE keys; bq shrinks for wide heads so that Q and O
+    (bq * head_dim each) leave room in ATTN_SMEM for the K/V tiles, the scores and 3
+    floats per query (see kernels.cuda.attention).
+    """
+    bq = max(1, min(TILE, 2048 // head_dim))
+    fixed = 2 * bq * head_dim + 3 * bq
+    bk = min(4 * TILE, (ATTN_SMEM - fixed) // (2 * head_dim + 1 + bq))
+    return bq, bk
+
+
+def stride_blocks(n: int, threads: int, cap: int) -> tuple[int, int]:
+    """(grid, block) for a grid-stride pass over n logits: PER_THREAD each, at most cap blocks."""
+    return max(1, min(cap, _ceil(n, threads * PER_THREAD))), threads
 
 
 def elementwise(n: int) -> tuple[int, int]:

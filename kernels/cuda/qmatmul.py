@@ -20,17 +20,20 @@ from kernels.cuda import launch
 from kernels.cuda.launch import GEMV_LANES, GEMV_MAX_TOKENS, GEMV_ROWS, TILE, TILE_K
 from kernels.cuda.packing import KIND_FLOAT, KIND_NIBBLE, DeviceMatrix
 
+_ROW = TILE_K + 1  # shared tile row: +1 column so a warp reading down a column spreads over banks
+
 
 @cuda_device
 def weight(codes, scale, offset, w, kind, bs, row, e):
     """W[row, e] as float32 from any layout (kind: float, nibble or byte codes)."""
     if kind == KIND_FLOAT:
         return w[row, e]
+    # int32 on both branches: mixed uint64/int64 branches would unify as float64.
     if kind == KIND_NIBBLE:
-        b = codes[row, e >> 1]
+        b = np.int32(codes[row, e >> 1])
         q = (b >> 4) if (e & 1) else (b & 15)
     else:
-        q = codes[row, e]
+        q = np.int32(codes[row, e])
     j = e // bs
     return scale[row, j] * np.float32(q) + offset[row, j]
 
@@ -82,9 +85,8 @@ def gemm(y, x, codes, scale, offset, w, kind, bs, n, k):
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y  # tx: row in the tile, ty: token in the tile
     row0, tok0 = cuda.blockIdx.x * TILE, cuda.blockIdx.y * TILE
     n_tok = x.shape[0]
-    # +1 column: threads of a warp read ws[tx, c] down a column; the pad spreads them over banks.
-    ws = cuda.shared.array((TILE, TILE_K + 1), np.float32)
-    xs = cuda.shared.array((TILE, TILE_K + 1), np.float32)
+    ws = cuda.shared.array((TILE, _ROW), np.float32)
+    xs = cuda.shared.array((TILE, _ROW), np.float32)
     tid = ty * TILE + tx
     acc = np.float32(0.0)
     for k0 in range(0, k, TILE_K):
@@ -92,8 +94,9 @@ def gemm(y, x, codes, scale, offset, w, kind, bs, n, k):
             i, c = idx // TILE_K, idx % TILE_K
             e = k0 + c
             inside = e < k
-            ws[i, c] = weight(codes, scale, offset, w, kind, bs, row0 + i, e) if inside and row0 + i < n else 0.0
-            xs[i, c] = x[tok0 + i, e] if inside and tok0 + i < n_tok else 0.0
+            zero = np.float32(0.0)
+            ws[i, c] = weight(codes, scale, offset, w, kind, bs, row0 + i, e) if inside and row0 + i < n else zero
+            xs[i, c] = x[tok0 + i, e] if inside and tok0 + i < n_tok else zero
         cuda.syncthreads()
         for c in range(TILE_K):
             acc += ws[tx, c] * xs[ty, c]

@@ -17,9 +17,10 @@ import numpy as np
 from numba import cuda
 
 from kernels._jit import cuda_device, cuda_kernel
+from kernels.cuda import launch
 from kernels.cuda.launch import ROW_THREADS
 from kernels.cuda.reduce import block_max, block_sum
-from kernels.cuda.top_k import BINS, MAX_PASSES, TOP_K_MAX, stride_blocks, top_k, top_k_host
+from kernels.cuda.top_k import BINS, MAX_PASSES, TOP_K_MAX, top_k, top_k_host
 
 __all__ = ["TOP_K_MAX", "Work", "new_work", "softmax", "top_k", "top_k_host", "top_p", "top_p_host"]
 
@@ -147,7 +148,7 @@ def softmax(probs, logits, n: int, work: Work):
     """probs[:n] = softmax(logits[:n]) (device arrays); returns work.stats = (max, sum of exp(x - max)) on the device."""
     if n < 1:
         raise ValueError("softmax: n must be >= 1")
-    grid, block = stride_blocks(n, ROW_THREADS, ROW_THREADS)  # parts fit one merging pass of a block
+    grid, block = launch.stride_blocks(n, ROW_THREADS, ROW_THREADS)  # parts fit one merging pass of a block
     _softmax_parts[grid, block](work.parts, logits, n)
     _softmax_norm[grid, block](probs, work.stats, work.parts, logits, n, grid)
     return work.stats

@@ -16,22 +16,14 @@ import numpy as np
 from numba import cuda
 
 from kernels._jit import cuda_device, cuda_kernel
+from kernels.cuda import launch
 from kernels.cuda.launch import ROW_THREADS, THREADS
 
 TOP_K_MAX = 1024  # candidates one block sorts in shared memory
 BINS = 256  # one 8-bit digit per radix pass
 MAX_PASSES = 8  # 4 value bytes + up to 4 id bytes
-_PER_THREAD = 16  # elements per thread before another block pays off
 _SIGN = 0x80000000
 _MASK32 = 0xFFFFFFFF
-
-
-def stride_blocks(n: int, threads: int, cap: int) -> tuple[int, int]:
-    """(grid, block) for a grid-stride pass over n logits: _PER_THREAD each, at most cap blocks.
-
-    A geometry helper built on launch's constants (callers pass THREADS or ROW_THREADS).
-    """
-    return max(1, min(cap, -(-n // (threads * _PER_THREAD)))), threads
 
 
 @cuda_device
@@ -236,7 +228,7 @@ def top_k(out_ids, out_vals, logits, n: int, k: int, work) -> int:
     n_pass = 4 + nb
     keys = logits.view(np.uint32)  # the float bits; _vkey orders them
     _radix_init[1, THREADS](work.hist, work.state, work.count, k, n_pass)
-    grid, block = stride_blocks(n, THREADS, 4 * THREADS)
+    grid, block = launch.stride_blocks(n, THREADS, 4 * THREADS)
     for p in range(n_pass):
         _radix_pass[grid, block](work.hist, work.state, keys, n, p, nb)
     _radix_gather[grid, block](work.cand, work.count, work.state, work.hist, keys, n, n_pass, nb)

@@ -1,0 +1,120 @@
+"""-ngl offload on tiny synthetic models: the GPU path (simulated without a device) against the CPU.
+
+The same file is loaded twice, on the CPU and with layers on the device; prefill (the GEMM
+and tiled attention), decode (the matvec), two sequences in one batch, a partial offload and
+the device KV cache's copy/read/write must all give the CPU's logits. Weights are F32 or
+Q8_0, where the CPU kernels are closest to float arithmetic, so the tolerance can be tight.
+"""
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as T
+
+from service.model.forward import Batch
+from service.model.model import Model
+from service.model.placement import place
+from tests import model_oracle as oracle
+from tests.synthetic import MATRICES, Spec, write_model
+
+# Small enough for the simulator: one forward is a few hundred launches of a few blocks.
+SPECS = {
+    "llama": Spec("llama", n_layer=2, n_embd=32, n_ff=64, n_head=2, n_head_kv=1, n_vocab=40, eps=1e-5),
+    # gemma3: Q/K norms, post-norms, GELU, embedding scale, a sliding window on layer 0.
+    "gemma3": Spec("gemma3", n_layer=2, n_embd=32, n_ff=64, n_head=2, n_head_kv=1, head_dim=16, n_vocab=40,
+                   sliding_window=3, seed=1),
+    # qwen2: Q/K/V biases and a separate output head, quantized.
+    "qwen2-q8": Spec("qwen2", n_layer=2, n_embd=32, n_ff=64, n_head=2, n_head_kv=1, n_vocab=40, tied=False,
+                     seed=2, types={k: T.Q8_0 for k in MATRICES}),
+}
+# Relative to the largest logit. Q8_0: the CPU quantizes activations to int8, the GPU does not,
+# so against the CPU it is looser, and against the float64 oracle tight for every model.
+TOL = {"llama": 2e-5, "gemma3": 2e-5, "qwen2-q8": 5e-2}
+ORACLE_TOL = 1e-4
+PROMPT = [3, 17, 5, 22, 9]  # past the decode matvec and decode attention limits (2 under the simulator)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("offload")
+    return {name: write_model(d / f"{name}.gguf", s) for name, s in SPECS.items()}
+
+
+def batch(tokens, seqs, pos):
+    n = len(tokens)
+    return Batch(np.asarray(tokens, np.int32), np.asarray(seqs, np.int32), np.asarray(pos, np.int32),
+                 np.ones(n, bool))
+
+
+def rel(got, want):
+    return float(np.abs(got - want).max() / np.abs(want).max())
+
+
+def steps(m: Model):
+    """Prefill of PROMPT on sequence 0, then one decode token on sequences 0 and 1 together."""
+    out = [m.forward(batch(PROMPT, [0] * len(PROMPT), range(len(PROMPT))))]
+    out.append(m.forward(batch([4, 4], [0, 1], [len(PROMPT), 0])))
+    return out
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_full_offload_matches_cpu(files, name):
+    cpu = Model(files[name], n_ctx=32, n_seq=2, max_batch=16)
+    gpu = Model(files[name], n_ctx=32, n_seq=2, max_batch=16, n_gpu_layers="all")
+    assert gpu.placement.n_gpu == 2 and gpu.placement.output_on_gpu
+    got_steps = steps(gpu)
+    for got, want in zip(got_steps, steps(cpu)):
+        assert got.shape == want.shape
+        assert rel(got, want) < TOL[name]
+    ref = oracle.forward(oracle.load(files[name]), PROMPT)
+    assert rel(got_steps[0], ref) < ORACLE_TOL
+
+
+def test_partial_offload_and_device_cache_moves(files):
+    cpu = Model(files["gemma3"], n_ctx=32, n_seq=3, max_batch=16)
+    gpu = Model(files["gemma3"], n_ctx=32, n_seq=3, max_batch=16, n_gpu_layers="1")
+    p = gpu.placement
+    assert (p.n_gpu, p.output_on_gpu) == (1, False)
+    assert p.describe()["layers"] == ["GPU", "CPU"] and p.describe()["output"] == "CPU"
+    for got, want in zip(steps(gpu), steps(cpu)):
+        assert rel(got, want) < TOL["gemma3"]
+    # sequence 0's cache copied to 2 (on the device for layer 0), saved and restored into 1
+    k, v = gpu.cache.read(0, len(PROMPT) + 1)
+    kc, vc = cpu.cache.read(0, len(PROMPT) + 1)
+    np.testing.assert_allclose(k, kc, rtol=1e-4, atol=1e-5)
+    gpu.cache.copy(0, 2)
+    gpu.cache.write(1, k, v)
+    nxt = [gpu.forward(batch([6], [s], [len(PROMPT) + 1])) for s in (0, 1, 2)]
+    np.testing.assert_allclose(nxt[1], nxt[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(nxt[2], nxt[0], rtol=1e-6, atol=1e-6)
+    want = cpu.forward(batch([6], [0], [len(PROMPT) + 1]))
+    assert rel(nxt[0], want) < TOL["gemma3"]
+
+
+def test_embeddings_hidden_states_from_the_device(files):
+    cpu = Model(files["llama"], n_ctx=16, n_seq=1, max_batch=8)
+    gpu = Model(files["llama"], n_ctx=16, n_seq=1, max_batch=8, n_gpu_layers="99")
+    assert gpu.placement.output_on_gpu  # more than the layer count: the head too, as llama.cpp
+    hidden = np.array([True, False, True])
+    for m in (cpu, gpu):
+        b = batch([1, 2, 3], [0, 0, 0], [0, 1, 2])
+        b.want[:] = False
+        b.hidden = hidden
+        assert m.forward(b).shape == (0, 40)
+    np.testing.assert_allclose(gpu.forward.hidden, cpu.forward.hidden, rtol=1e-5, atol=1e-5)
+
+
+def test_placement_rules(monkeypatch):
+    from kernels.cuda import launch
+
+    assert place("auto", 30).n_gpu == 0  # the simulator (or no device) is never chosen by auto
+    assert place("0", 30).n_gpu == 0 and place("all", 30).n_gpu == 30
+    p = place("12", 30)
+    assert (p.n_gpu, p.output_on_gpu, p.warning) == (12, False, "")
+    assert place("31", 30).output_on_gpu and not place("30", 30).output_on_gpu
+    monkeypatch.setattr(launch, "usable", lambda: False)
+    p = place("12", 30)
+    assert p.n_gpu == 0 and "no CUDA device" in p.warning
+    monkeypatch.setattr(launch, "has_gpu", lambda: True)
+    monkeypatch.setattr(launch, "device_name", lambda: "Test GPU")
+    p = place("auto", 30)
+    assert (p.n_gpu, p.output_on_gpu, p.device) == (30, True, "Test GPU")

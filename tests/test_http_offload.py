@@ -1,0 +1,67 @@
+"""-ngl through the real server: the CLI flag and LLAMA_ARG_N_GPU_LAYERS, /props' `offload`
+report, the warning without a device, and the same greedy completion on GPU and CPU.
+
+The "GPU" here is numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, set for the servers
+explicitly), on a tiny F32 model so a simulated forward takes seconds.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.server_proc import ServerProcess
+from tests.synthetic import Spec, write_model
+
+SPEC = Spec("llama", n_layer=2, n_embd=32, n_ff=64, n_head=2, n_head_kv=1, n_vocab=72, eps=1e-5, seed=9)
+BODY = {"prompt": "abc", "n_predict": 4, "temperature": 0, "return_tokens": True}
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return write_model(tmp_path_factory.mktemp("offload_http") / "tiny.gguf", SPEC)
+
+
+def serve(model, *args, env=None):
+    s = ServerProcess("-c", "64", "-np", "1", *args, model=model, env=env)
+    s.wait_ready(timeout=600)
+    return s
+
+
+def completion_and_props(s):
+    with s.client() as c:
+        r = c.post("/completion", json=BODY, timeout=300)
+        assert r.status_code == 200, r.text
+        props = c.get("/props").json()
+    return r.json(), props["offload"]
+
+
+def test_offloaded_server_matches_the_cpu_server(model):
+    cpu = serve(model, "-ngl", "0")
+    try:
+        want, where = completion_and_props(cpu)
+    finally:
+        cpu.stop()
+    assert where["layers"] == ["CPU", "CPU"] and where["output"] == "CPU" and where["device"] is None
+    gpu = serve(model, env={"NUMBA_ENABLE_CUDASIM": "1", "LLAMA_ARG_N_GPU_LAYERS": "all"})
+    try:
+        got, where = completion_and_props(gpu)
+    finally:
+        out = gpu.output()
+        gpu.stop()
+    assert where["n_gpu_layers"] == 2 and where["layers"] == ["GPU", "GPU"] and where["output"] == "GPU"
+    assert "simulator" in where["device"] and where["requested"] == "all"
+    assert '"n_gpu_layers": 2' in out and '"output_on_gpu": true' in out  # the load log line
+    assert got["tokens"] == want["tokens"] and got["content"] == want["content"]
+    assert len(got["tokens"]) == 4
+
+
+def test_no_device_warns_and_runs_on_the_cpu(model):
+    s = serve(model, "-ngl", "5", env={"NUMBA_ENABLE_CUDASIM": "0"})
+    try:
+        body, where = completion_and_props(s)
+    finally:
+        s.stop()
+        out = s.output()
+    assert where["n_gpu_layers"] == 0 and where["layers"] == ["CPU", "CPU"] and where["requested"] == "5"
+    assert "no CUDA device" in out and '"level": "warning"' in out
+    assert len(body["tokens"]) == 4
