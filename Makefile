@@ -8,7 +8,7 @@ PORT   ?= 8080
 # Numba compiles each kernel once and caches it next to the sources (__pycache__).
 export NUMBA_SLP_VECTORIZE ?= 1
 
-.PHONY: install models tools serve test bench bench-model loadtest bench-table clean
+.PHONY: install models tools serve test bench bench-model bench-gpu loadtest bench-table clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ bench: install models
 
 bench-model: install models
 	$(PY) benchmarks/bench_model.py
+
+# -ngl all against the CPU and the card's memory bandwidth (needs a CUDA device and the cuda extra).
+bench-gpu: install models
+	$(PY) -m pip install -q -e '.[cuda]'
+	$(PY) benchmarks/bench_gpu.py
 
 # A local server (MODEL, SmolLM2 by default) and a short headless locust run against it:
 # reports in bench-results/loadtest/ (see loadtests/README.md). LOADTEST_ARGS go to locust.
