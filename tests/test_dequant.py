@@ -172,20 +172,37 @@ def test_empty_leading_axis():
     assert out.dtype == np.float32
 
 
+# The CPU kernels and their CUDA twins (simulated without a GPU) refuse bad input alike.
+IMPLS = pytest.mark.parametrize("impl", ["cpu", "cuda"])
+
+
+def _impl(name):
+    if name == "cpu":
+        return dequantize
+    from kernels.cuda.dequant import dequantize as cuda_dequantize
+
+    return cuda_dequantize
+
+
+@IMPLS
 @pytest.mark.parametrize("qtype", [Q.IQ2_XXS, Q.TQ1_0, Q.MXFP4, 9999, "Q4_0"], ids=str)
-def test_unsupported_type_raises(qtype):
+def test_unsupported_type_raises(qtype, impl):
     with pytest.raises(ValueError, match="dequantize"):
-        dequantize(np.zeros((1, 256), dtype=np.uint8), qtype)
+        _impl(impl)(np.zeros((1, 256), dtype=np.uint8), qtype)
 
 
+@IMPLS
 @pytest.mark.parametrize(
     ("qtype", "nbytes"), [(Q.Q4_0, 17), (Q.Q8_0, 35), (Q.Q4_K, 143), (Q.F16, 3), (Q.F32, 6)]
 )
-def test_bad_byte_length_raises(qtype, nbytes):
+def test_bad_byte_length_raises(qtype, nbytes, impl):
     with pytest.raises(ValueError, match="not a multiple"):
-        dequantize(np.zeros((2, nbytes), dtype=np.uint8), qtype)
+        _impl(impl)(np.zeros((2, nbytes), dtype=np.uint8), qtype)
 
 
-def test_zero_dimensional_input_raises():
+@IMPLS
+def test_zero_dimensional_input_raises(impl):
     with pytest.raises(ValueError, match="at least one axis"):
-        dequantize(np.uint8(3), Q.Q8_0)
+        _impl(impl)(np.uint8(3), Q.Q8_0)
+    out = _impl(impl)(np.zeros((0, 36), dtype=np.uint8), Q.Q4_0)  # no rows: an empty result
+    assert out.shape == (0, 64) and out.dtype == np.float32
