@@ -1,4 +1,6 @@
-"""CUDA attention (decode and prefill kernels) and the KV store against the CPU twin.
+"""CUDA attention (decode, batched decode and prefill kernels) against the CPU twin.
+
+(The KV-cache store is part of kernels.cuda.heads, tested in test_cuda_kernels.py.)
 
 Runs under NUMBA_ENABLE_CUDASIM=1 without a GPU (tests/conftest.py), on the device with one.
 Shapes are small: the simulator runs each thread as a Python thread.
@@ -100,24 +102,6 @@ def test_prefill_tiles_fit_shared_memory():
         assert 2 * bq * hd + bk * (2 * hd + 1) + bq * bk + 3 * bq <= launch.ATTN_SMEM
 
 
-def test_kv_store_then_attention():
-    """The batch's keys/values land at p0.. of one sequence's slice; the rest is untouched."""
-    n_seq, n_kv, n_ctx, hd, p0, n_tokens = 2, 2, 10, 8, 4, 3
-    kc = RNG.standard_normal((n_seq, n_kv, n_ctx, hd)).astype(np.float32)
-    vc = RNG.standard_normal((n_seq, n_kv, n_ctx, hd)).astype(np.float32)
-    k = RNG.standard_normal((n_tokens, n_kv, hd)).astype(np.float32)
-    v = RNG.standard_normal((n_tokens, n_kv, hd)).astype(np.float32)
-    d_kc, d_vc = dev(kc), dev(vc)
-    gpu.kv_store(d_kc[1], d_vc[1], dev(k), dev(v), p0)
-    want_k, want_v = kc.copy(), vc.copy()
-    want_k[1, :, p0:p0 + n_tokens] = k.transpose(1, 0, 2)
-    want_v[1, :, p0:p0 + n_tokens] = v.transpose(1, 0, 2)
-    np.testing.assert_array_equal(host(d_kc), want_k)
-    np.testing.assert_array_equal(host(d_vc), want_v)
-    with pytest.raises(ValueError, match="outside the cache"):
-        gpu.kv_store(d_kc[1], d_vc[1], dev(k), dev(v), n_ctx - 2)
-
-
 def test_bad_shapes_are_value_errors():
     q, k, v, q_pos = _case(1, 3, 2, 8, 8, 0)
     with pytest.raises(ValueError):
@@ -128,3 +112,19 @@ def test_bad_shapes_are_value_errors():
     with pytest.raises(ValueError, match="scratch"):
         gpu.attention(dev(q), dev(q), dev(k), dev(v), dev(q_pos), 8, 1.0, 0, 0.0, gpu.new_scratch(1, 2, 4),
                       prefill=False)
+
+
+@pytest.mark.parametrize("window,softcap", [(0, 0.0), (3, 4.0)])
+def test_batch_decode_over_several_sequences(window, softcap):
+    """One launch for decode tokens of different sequences (and positions) = the CPU per sequence."""
+    n_seq, n_head, n_kv, hd, n_ctx = 3, 4, 2, 8, 12
+    k = RNG.standard_normal((n_seq, n_kv, n_ctx, hd)).astype(np.float32)
+    v = RNG.standard_normal((n_seq, n_kv, n_ctx, hd)).astype(np.float32)
+    seq, q_pos = np.array([2, 0, 1], np.int32), np.array([7, 0, 11], np.int32)
+    q = RNG.standard_normal((3, n_head, hd)).astype(np.float32)
+    want = np.concatenate([_cpu(q[t:t + 1], k[seq[t]], v[seq[t]], q_pos[t:t + 1], int(q_pos[t]) + 1, 0.35, window,
+                                softcap) for t in range(3)])
+    d_out = dev(np.full_like(q, np.nan))
+    gpu.attention_batch(d_out, dev(q), dev(k), dev(v), dev(seq), dev(q_pos), 0.35, window, softcap,
+                        gpu.new_scratch(3, n_head, n_ctx))
+    np.testing.assert_allclose(host(d_out), want, rtol=1e-5, atol=1e-6)

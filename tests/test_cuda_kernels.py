@@ -1,4 +1,5 @@
-"""CUDA matmul, RMSNorm, RoPE and elementwise kernels against their CPU twins.
+"""CUDA matmul, RMSNorm, residual junction, Q/K/V heads (norm, RoPE, cache store) and
+elementwise kernels against their CPU twins.
 
 Runs under NUMBA_ENABLE_CUDASIM=1 without a GPU (tests/conftest.py), on the device with one.
 Shapes are small: the simulator runs each thread as a Python thread.
@@ -11,10 +12,10 @@ from gguf import quants
 
 from kernels import activation as cpu_act
 from kernels.cuda import activation, launch
-from kernels.cuda.norm import rms_norm
+from kernels.cuda.heads import heads
+from kernels.cuda.norm import residual, rms_norm
 from kernels.cuda.packing import KIND_BYTE, KIND_FLOAT, KIND_NIBBLE, host_form, upload
 from kernels.cuda.qmatmul import matmul
-from kernels.cuda.rope import rope_apply
 from kernels.matmul import matmul as cpu_matmul
 from kernels.matmul import pack
 from kernels.norm import rms_norm as cpu_rms_norm
@@ -90,20 +91,6 @@ def test_rms_norm_matches_cpu(rows, n):
     np.testing.assert_allclose(host(d), want, rtol=2e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("neox", [False, True])
-def test_rope_matches_cpu(neox):
-    n_tok, heads, hd, n_dims = 3, 2, 8, 6  # n_dims < head_dim: the tail passes through
-    x = RNG.standard_normal((n_tok, heads, hd)).astype(np.float32)
-    pos = np.array([0, 5, 4000], np.int32)
-    cos, sin = np.empty((n_tok, n_dims // 2), np.float32), np.empty((n_tok, n_dims // 2), np.float32)
-    rope_cache(cos, sin, pos, n_dims, 10000.0, 1.0)
-    want = x.copy()
-    cpu_rope_apply(want, cos, sin, n_dims, neox)
-    d = dev(x)
-    rope_apply(d, dev(cos), dev(sin), n_dims, neox)
-    np.testing.assert_allclose(host(d), want, rtol=1e-6, atol=1e-6)
-
-
 @pytest.mark.parametrize("gelu", [False, True], ids=["swiglu", "geglu"])
 def test_gated_activation_matches_cpu(gelu):
     gu = (RNG.standard_normal((2, 24)) * 4).astype(np.float32)
@@ -116,17 +103,63 @@ def test_gated_activation_matches_cpu(gelu):
 
 def test_glue_kernels():
     a = RNG.standard_normal((3, 5)).astype(np.float32)
-    b = RNG.standard_normal((3, 5)).astype(np.float32)
     v = RNG.standard_normal(5).astype(np.float32)
     d = dev(a)
-    activation.add(d, dev(b))
-    np.testing.assert_allclose(host(d), a + b, rtol=1e-6)
     activation.add_bias(d, dev(v))
-    np.testing.assert_allclose(host(d), a + b + v, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(host(d), a + v, rtol=1e-6, atol=1e-6)
     out = dev(np.zeros((3, 5), np.float32))
     activation.scale_cap(out, dev(a), 2.0, 1.5)
     np.testing.assert_allclose(host(out), 1.5 * np.tanh(a * 2 / 1.5), rtol=1e-5, atol=1e-6)
-    wide = dev(np.arange(30, dtype=np.float32).reshape(3, 10))
-    part = dev(np.zeros((3, 4), np.float32))
-    activation.copy(part, wide[:, 2:6])
-    np.testing.assert_array_equal(host(part), np.arange(30, dtype=np.float32).reshape(3, 10)[:, 2:6])
+    rows = dev(np.zeros((2, 5), np.float32))
+    activation.gather_rows(rows, dev(a), dev(np.array([2, 0], np.int64)))
+    np.testing.assert_array_equal(host(rows), a[[2, 0]])
+
+
+@pytest.mark.parametrize("post,nxt", [(False, True), (True, True), (True, False)], ids=["add-norm", "post-add-norm",
+                                                                                    "post-add"])
+def test_residual_junction_matches_cpu(post, nxt):
+    x = RNG.standard_normal((3, 40)).astype(np.float32)
+    h = RNG.standard_normal((3, 40)).astype(np.float32) * 5
+    w_post, w_next = (RNG.standard_normal(40).astype(np.float32) for _ in range(2))
+    want_h = h.copy()
+    if post:
+        cpu_rms_norm(want_h, h, w_post, 1e-6)
+    want_x = x + want_h
+    want_out = np.empty_like(x)
+    cpu_rms_norm(want_out, want_x, w_next, 1e-6)
+    dx, dh = dev(x), dev(h)
+    none = dev(np.zeros(0, np.float32))
+    residual(dh, dx, dh, dev(w_post) if post else none, dev(w_next) if nxt else none, 1e-6)  # out aliases h
+    np.testing.assert_allclose(host(dx), want_x, rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(host(dh), want_out if nxt else h, rtol=2e-6, atol=2e-6)
+
+
+@pytest.mark.parametrize("norms,neox", [(False, False), (True, True)], ids=["llama", "gemma3"])
+def test_heads_split_norm_rope_and_store_match_cpu(norms, neox):
+    """The fused Q/K/V kernel = the CPU layer's split, per-head norms, RoPE and cache writes."""
+    n_tok, n_head, n_kv, hd, n_dims, n_seq, n_ctx = 3, 2, 1, 8, 6, 2, 6
+    qkv = RNG.standard_normal((n_tok, (n_head + 2 * n_kv) * hd)).astype(np.float32)
+    seq, pos = np.array([1, 0, 1], np.int32), np.array([4, 0, 5], np.int32)
+    cos, sin = np.empty((n_tok, n_dims // 2), np.float32), np.empty((n_tok, n_dims // 2), np.float32)
+    rope_cache(cos, sin, pos, n_dims, 10000.0, 1.0)
+    qn, kn = (RNG.standard_normal(hd).astype(np.float32) for _ in range(2))
+    nq, nkv = n_head * hd, n_kv * hd
+    q = qkv[:, :nq].reshape(n_tok, n_head, hd).copy()
+    k = qkv[:, nq:nq + nkv].reshape(n_tok, n_kv, hd).copy()
+    if norms:
+        cpu_rms_norm(q.reshape(-1, hd), q.reshape(-1, hd), qn, 1e-6)
+        cpu_rms_norm(k.reshape(-1, hd), k.reshape(-1, hd), kn, 1e-6)
+    cpu_rope_apply(q, cos, sin, n_dims, neox)
+    cpu_rope_apply(k, cos, sin, n_dims, neox)
+    kc = np.full((n_seq, n_kv, n_ctx, hd), 7.0, np.float32)  # untouched slots keep 7
+    vc = kc.copy()
+    dq, dk, dv = dev(np.full((n_tok, n_head, hd), np.nan, np.float32)), dev(kc), dev(vc)
+    none = dev(np.zeros(0, np.float32))
+    heads(dq, dk, dv, dev(qkv), dev(seq), dev(pos), dev(cos), dev(sin), dev(qn) if norms else none,
+          dev(kn) if norms else none, 1e-6, n_dims, neox)
+    np.testing.assert_allclose(host(dq), q, rtol=2e-6, atol=2e-6)
+    for t in range(n_tok):
+        kc[seq[t], :, pos[t]] = k[t]
+        vc[seq[t], :, pos[t]] = qkv[t, nq + nkv:].reshape(n_kv, hd)
+    np.testing.assert_allclose(host(dk), kc, rtol=2e-6, atol=2e-6)
+    np.testing.assert_array_equal(host(dv), vc)

@@ -1,8 +1,9 @@
 """Elementwise kernels on the device: gated activations and the small glue of a layer.
 
-Twins of kernels.activation (swiglu, geglu) plus what the CPU layer does with NumPy slicing:
-adding the residual, biases, scaling, softcapping logits, and copying a column block out of
-a fused Q/K/V product. One thread per element; 2-D arrays may be strided column slices.
+Twins of kernels.activation (swiglu, geglu) plus what the CPU layer and head do with NumPy:
+adding biases, softcapping logits, gathering the rows whose logits are wanted. One thread
+per element; 2-D arrays may be strided column slices. (The residual adds live with the
+norms in kernels.cuda.norm, the Q/K/V split in kernels.cuda.heads.)
 """
 
 import math
@@ -34,19 +35,12 @@ def _glu(out, gate, up, gelu):
 
 
 @cuda_kernel
-def _axpy_rows(out, src, vec, alpha):
-    """out (T, n) += alpha * src (T, n) when src has rows, then += vec (n,) when vec has entries."""
+def _add_bias(out, vec):
+    """out (T, n) += vec (n,) on every row."""
     idx = cuda.grid(1)
     n = out.shape[1]
-    if idx >= out.shape[0] * n:
-        return
-    t, i = idx // n, idx % n
-    v = out[t, i]
-    if src.shape[0] > 0:
-        v += alpha * src[t, i]
-    if vec.shape[0] > 0:
-        v += vec[i]
-    out[t, i] = v
+    if idx < out.shape[0] * n:
+        out[idx // n, idx % n] += vec[idx % n]
 
 
 @cuda_kernel
@@ -64,33 +58,12 @@ def _scale_cap(out, x, scale, cap):
 
 
 @cuda_kernel
-def _copy(out, src):
-    """out (T, n) = src (T, n); src may be a strided column slice (a fused product's part)."""
-    idx = cuda.grid(1)
-    n = out.shape[1]
-    if idx < out.shape[0] * n:
-        out[idx // n, idx % n] = src[idx // n, idx % n]
-
-
-@cuda_kernel
 def _gather(out, x, rows):
     """out (R, n) = x[rows] for rows (R,) int64: the tokens whose logits are wanted."""
     idx = cuda.grid(1)
     n = out.shape[1]
     if idx < out.shape[0] * n:
         out[idx // n, idx % n] = x[rows[idx // n], idx % n]
-
-
-_NONE2 = None
-_NONE1 = None
-
-
-def _empty():
-    global _NONE1, _NONE2
-    if _NONE1 is None:
-        _NONE1 = cuda.device_array(0, np.float32)
-        _NONE2 = cuda.device_array((0, 0), np.float32)
-    return _NONE1, _NONE2
 
 
 def swiglu(out, gate, up) -> None:
@@ -103,28 +76,16 @@ def geglu(out, gate, up) -> None:
     _glu[grid, block](out, gate, up, True)
 
 
-def add(out, src) -> None:
-    """out (T, n) += src (T, n)."""
-    grid, block = launch.elementwise(out.shape[0] * out.shape[1])
-    _axpy_rows[grid, block](out, src, _empty()[0], np.float32(1.0))
-
-
 def add_bias(out, vec) -> None:
     """out (T, n) += vec (n,) on every row."""
     grid, block = launch.elementwise(out.shape[0] * out.shape[1])
-    _axpy_rows[grid, block](out, _empty()[1], vec, np.float32(0.0))
+    _add_bias[grid, block](out, vec)
 
 
 def scale_cap(out, x, scale: float, cap: float = 0.0) -> None:
     """out = x * scale, softcapped by cap when cap > 0."""
     grid, block = launch.elementwise(x.shape[0] * x.shape[1])
     _scale_cap[grid, block](out, x, np.float32(scale), np.float32(cap))
-
-
-def copy(out, src) -> None:
-    """out (T, n) contiguous = src (T, n), possibly strided."""
-    grid, block = launch.elementwise(out.shape[0] * out.shape[1])
-    _copy[grid, block](out, src)
 
 
 def gather_rows(out, x, rows) -> None:

@@ -30,10 +30,9 @@ from numba import cuda
 from kernels._jit import cuda_device, cuda_kernel
 from kernels.cuda import launch
 from kernels.cuda.launch import ATTN_SMEM as _SMEM
-from kernels.cuda.launch import ROW_THREADS
+from kernels.cuda.launch import MAX_HEAD_DIM, ROW_THREADS  # decode keeps q in shared memory
 from kernels.cuda.reduce import block_max, block_sum
 
-MAX_HEAD_DIM = 256  # decode keeps q in shared memory; the prefill tiles are budgeted for it
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
@@ -67,15 +66,19 @@ def _span(pos, kv_len, window):
 
 
 @cuda_kernel
-def attention_decode(out, q, k_cache, v_cache, q_pos, kv_len, scale, window, softcap, scratch):
-    """out[t, h] (head_dim,) for block t * n_head + h; scratch[t, h, :kv_len] holds its scores."""
+def attention_decode(out, q, k_all, v_all, seq, q_pos, kv_len, scale, window, softcap, scratch):
+    """out[t, h] (head_dim,) for block t * n_head + h over sequence seq[t]'s cache; scratch[t, h] holds its scores.
+
+    k_all, v_all (n_seq, n_kv, n_ctx, head_dim): every sequence's cache, so one launch serves
+    a decode batch of many sequences.
+    """
     red = cuda.shared.array(ROW_THREADS, np.float32)
     qs = cuda.shared.array(MAX_HEAD_DIM, np.float32)  # the query, read by every thread
     n_head = q.shape[1]
     hd = q.shape[2]
     t = cuda.blockIdx.x // n_head
     h = cuda.blockIdx.x - t * n_head
-    g = h // (n_head // k_cache.shape[0])
+    g = h // (n_head // k_all.shape[1])
     tid = cuda.threadIdx.x
     nt = cuda.blockDim.x
     lo, hi = _span(np.int64(q_pos[t]), kv_len, window)
@@ -83,8 +86,8 @@ def attention_decode(out, q, k_cache, v_cache, q_pos, kv_len, scale, window, sof
         qs[d] = q[t, h, d]
     cuda.syncthreads()
     s_row = scratch[t, h]  # (n_ctx,)
-    kh = k_cache[g]  # (n_ctx, hd)
-    vh = v_cache[g]
+    kh = k_all[seq[t], g]  # (n_ctx, hd)
+    vh = v_all[seq[t], g]
     m = _NEG
     for j in range(lo + tid, hi, nt):  # a key per thread: dots over head_dim
         acc = _ZERO
@@ -215,38 +218,9 @@ def attention_prefill(out, q, k_cache, v_cache, q_pos, kv_len, scale, window, so
         out[tt, g * n_rep + f - tt * n_rep, i - l * hd] = sm[OS + i] / tot if tot > _ZERO else _ZERO
 
 
-@cuda_kernel
-def _kv_store(k_cache_seq, v_cache_seq, k, v, p0):
-    """k_cache_seq[g, p0 + t, d] = k[t, g, d], same for v; a thread per element."""
-    i = cuda.grid(1)
-    n_kv = k.shape[1]
-    hd = k.shape[2]
-    if i < k.shape[0] * n_kv * hd:
-        t = i // (n_kv * hd)
-        r = i - t * n_kv * hd
-        g = r // hd
-        d = r - g * hd
-        k_cache_seq[g, p0 + t, d] = k[t, g, d]
-        v_cache_seq[g, p0 + t, d] = v[t, g, d]
-
-
 def new_scratch(max_tokens: int, n_head: int, n_ctx: int):
     """Decode scores scratch for attention(): a device float32 (max_tokens, n_head, n_ctx)."""
     return cuda.device_array((max_tokens, n_head, n_ctx), np.float32)
-
-
-def kv_store(k_cache_seq, v_cache_seq, k, v, p0: int) -> None:
-    """Writes k, v (n_tokens, n_kv, head_dim) to positions p0.. of one sequence's cache (n_kv, n_ctx, head_dim)."""
-    n_tokens, n_kv, hd = k.shape
-    if (tuple(v.shape) != tuple(k.shape) or k_cache_seq.shape[0] != n_kv or k_cache_seq.shape[2] != hd
-            or tuple(v_cache_seq.shape) != tuple(k_cache_seq.shape)):
-        raise ValueError("kv_store: k, v and cache shapes disagree")
-    if p0 < 0 or p0 + n_tokens > k_cache_seq.shape[1]:
-        raise ValueError(f"kv_store: positions {p0}..{p0 + n_tokens} outside the cache (n_ctx {k_cache_seq.shape[1]})")
-    if n_tokens == 0:
-        return
-    grid, block = launch.elementwise(n_tokens * n_kv * hd)
-    _kv_store[grid, block](k_cache_seq, v_cache_seq, k, v, p0)
 
 
 def attention(out, q, k_cache, v_cache, q_pos, kv_len, scale, window, softcap, scratch, prefill=None) -> None:
@@ -264,14 +238,41 @@ def attention(out, q, k_cache, v_cache, q_pos, kv_len, scale, window, softcap, s
         return
     if prefill is None:
         prefill = n_tokens >= launch.ATTN_PREFILL_MIN_TOKENS
-    args = (out, q, k_cache, v_cache, q_pos, int(kv_len), np.float32(scale), int(window), np.float32(softcap))
+    args = (int(kv_len), np.float32(scale), int(window), np.float32(softcap))
     if prefill:
         bq, bk = launch.prefill_tiles(hd)
         n_tiles = (n_tokens * (n_head // n_kv) + bq - 1) // bq
         grid, block = launch.rows(n_kv * n_tiles)
-        attention_prefill[grid, block](*args, bq, bk)
+        attention_prefill[grid, block](out, q, k_cache, v_cache, q_pos, *args, bq, bk)
     else:
-        if scratch.shape[0] < n_tokens or scratch.shape[1] < n_head or scratch.shape[2] < kv_len:
-            raise ValueError("attention: scratch smaller than (n_tokens, n_head, kv_len)")
-        grid, block = launch.rows(n_tokens * n_head)
-        attention_decode[grid, block](*args, scratch)
+        one = (1, *tuple(k_cache.shape))  # this sequence's cache as a batch of one
+        _decode(out, q, k_cache.reshape(*one), v_cache.reshape(*one), _no_seq(n_tokens), q_pos, args, scratch)
+
+
+def attention_batch(out, q, k_all, v_all, seq, q_pos, scale, window, softcap, scratch) -> None:
+    """Decode attention for tokens of different sequences in one launch: token t attends over
+    k_all[seq[t]] (n_seq, n_kv, n_ctx, head_dim) up to its own position q_pos[t] (its key
+    already stored). Device arrays; seq, q_pos int32 (n_tokens,)."""
+    n_tokens, n_head, hd = q.shape
+    if n_head % k_all.shape[1] != 0 or hd > MAX_HEAD_DIM:
+        raise ValueError("attention_batch: n_head % n_kv_head != 0, or head_dim > MAX_HEAD_DIM")
+    if n_tokens:
+        args = (int(k_all.shape[2]), np.float32(scale), int(window), np.float32(softcap))
+        _decode(out, q, k_all, v_all, seq, q_pos, args, scratch)
+
+
+def _decode(out, q, k_all, v_all, seq, q_pos, args, scratch) -> None:
+    n_tokens, n_head = q.shape[0], q.shape[1]
+    if scratch.shape[0] < n_tokens or scratch.shape[1] < n_head or scratch.shape[2] < args[0]:
+        raise ValueError("attention: scratch smaller than (n_tokens, n_head, kv_len)")
+    grid, block = launch.rows(n_tokens * n_head)
+    attention_decode[grid, block](out, q, k_all, v_all, seq, q_pos, *args, scratch)
+
+
+_SEQ0 = [None]  # device int32 zeros: the sequence index of every token of a one-sequence call
+
+
+def _no_seq(n: int):
+    if _SEQ0[0] is None or _SEQ0[0].shape[0] < n:
+        _SEQ0[0] = cuda.to_device(np.zeros(max(n, 64), np.int32))
+    return _SEQ0[0][:n]

@@ -29,6 +29,7 @@ TILE = 16  # prefill GEMM: TILE x TILE outputs per block (tokens x rows)
 TILE_K = 32  # prefill GEMM: K slice staged in shared memory (one quant block)
 ATTN_PREFILL_MIN_TOKENS = 8  # from here on attention's shared K/V tiles beat a block per (token, head)
 ATTN_SMEM = 12032  # float32 words of the prefill attention tile (47 KiB: under the 48 KiB static limit)
+MAX_HEAD_DIM = 256  # per-head kernels keep one head in shared memory
 PER_THREAD = 16  # grid-stride passes over logits: elements per thread before another block pays off
 
 if simulated():

@@ -94,7 +94,7 @@ class Forward:
         bufs = (x, self.h[:n], self.qkv[:n], self.q[:n], self.k[:n], self.att[:n], self.gu[:n], self.ff[:n],
                 self.act_e, self.act_q, self.act_f)
         if self.offload is not None:
-            self.offload.layers(x, pos, segs_arr, self.cos[:, :n], self.sin[:, :n])
+            self.offload.layers(x, b.seq, pos, segs_arr, self.cos[:, :n], self.sin[:, :n])
         for li in range(self.place.n_gpu, c.n_layer):
             args = self.layer_args[li]
             swa = int(c.swa_layers[li])

@@ -4,7 +4,11 @@ Device buffers are allocated once for up to max_tokens tokens. Per forward, the 
 tokens, positions and the RoPE tables go up once; the residual stream comes back only when
 CPU layers follow or the head runs on the CPU; otherwise only the wanted logits (and
 embedding rows) come back. Each layer is the CPU `layer()` in the same order, as launches of
-kernels.cuda kernels (twins of the CPU ones).
+kernels.cuda kernels (twins of the CPU ones), fused where a GPU pays per launch: the Q/K/V
+split, norms, RoPE and cache store are one launch (kernels.cuda.heads), each residual add
+shares a launch with the norm before and after it, and decode tokens of many sequences share
+one attention launch. A decode layer is 8 launches (llama, fused matrices) whatever the
+number of sequences.
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from kernels.cuda import activation as act
-from kernels.cuda.attention import attention, kv_store, new_scratch
-from kernels.cuda.norm import rms_norm
+from kernels.cuda.attention import attention, attention_batch, new_scratch
+from kernels.cuda.heads import heads
+from kernels.cuda.norm import residual, rms_norm
 from kernels.cuda.qmatmul import matmul
-from kernels.cuda.rope import rope_apply
 from service.model.config import ModelConfig
 from service.model.kvcache import KVCache
 from service.model.placement import Placement
@@ -37,6 +41,8 @@ class Offload:
         half = c.rope_dims // 2
         self.cos, self.sin = zeros(2, t, half), zeros(2, t, half)
         self.pos = cuda.device_array(t, np.int32)
+        self.seq = cuda.device_array(t, np.int32)
+        self.none = cuda.device_array(0, np.float32)  # an absent norm weight
         self.scratch = new_scratch(t, c.n_head, cache.n_ctx)
         up = lambda v: None if v is None else cuda.to_device(np.ascontiguousarray(v, np.float32))  # noqa: E731
         self.vecs = [{name: up(getattr(L, name)) for name in _VECTORS} for L in w.layers[: place.n_gpu]]
@@ -46,18 +52,23 @@ class Offload:
             self.sel, self.hf = zeros(t, c.n_embd), zeros(t, c.n_embd)
             self.logits = zeros(t, c.n_vocab)
 
-    def layers(self, x: np.ndarray, pos: np.ndarray, segs: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> None:
+    def layers(self, x: np.ndarray, seq: np.ndarray, pos: np.ndarray, segs: np.ndarray, cos: np.ndarray,
+               sin: np.ndarray) -> None:
         """Run the offloaded layers on x (n, n_embd); x is updated when the CPU needs it next.
 
+        seq, pos int32 (n,); segs (n_seg, 3) (sequence, first, end) runs of one sequence;
         cos, sin (2, n, rope_dims // 2): the global and sliding-window RoPE tables."""
         n = x.shape[0]
         self.x[:n].copy_to_device(x)
         self.pos[:n].copy_to_device(pos)
+        self.seq[:n].copy_to_device(np.ascontiguousarray(seq, np.int32))
         for i in range(2):
             self.cos[i, :n].copy_to_device(np.ascontiguousarray(cos[i]))
             self.sin[i, :n].copy_to_device(np.ascontiguousarray(sin[i]))
+        rms_norm(self.h[:n], self.x[:n], self.vecs[0]["attn_norm"], self.cfg.norm_eps)  # later: in _layer
+        runs = _runs(segs)
         for li in range(self.place.n_gpu):
-            self._layer(li, n, segs)
+            self._layer(li, n, runs)
         if self.place.n_gpu < self.cfg.n_layer or not self.place.output_on_gpu:
             self.x[:n].copy_to_host(x)
 
@@ -84,54 +95,58 @@ class Offload:
         rms_norm(self.hf[:r], self.sel[:r], self.out_norm, self.cfg.norm_eps)
         return self.hf[:r]
 
-    def _layer(self, li: int, n: int, segs: np.ndarray) -> None:
-        """x += attention(x); x += ffn(x) for layer li on the device (the CPU layer(), launch by launch)."""
+    def _layer(self, li: int, n: int, runs: list[tuple[int, int, int, int]]) -> None:
+        """x += attention(h); x += ffn(...) for layer li; h arrives as norm(x) and leaves as the
+        next offloaded layer's norm(x) (the CPU layer() launch by launch, fused)."""
         c, L, vec = self.cfg, self.w.layers[li], self.vecs[li]
-        hd, n_head, n_kv = c.head_dim, c.n_head, c.n_head_kv
-        nq, nkv = n_head * hd, n_kv * hd
+        hd, n_head = c.head_dim, c.n_head
         x, h, qkv = self.x[:n], self.h[:n], self.qkv[:n]
-        swa = bool(c.swa_layers[li])
-        cos, sin = self.cos[int(swa), :n], self.sin[int(swa), :n]
-        rms_norm(h, x, vec["attn_norm"], c.norm_eps)
+        swa = int(bool(c.swa_layers[li]))
         col = 0
         for m in L.wqkv:
             matmul(qkv[:, col : col + m.n], h, m)
             col += m.n
         if vec["bqkv"] is not None:
             act.add_bias(qkv, vec["bqkv"])
-        q, k, v = self.q[:n], self.k[:n], self.v[:n]
-        act.copy(q, qkv[:, :nq])
-        act.copy(k, qkv[:, nq : nq + nkv])
-        act.copy(v, qkv[:, nq + nkv :])
-        q3, k3, v3 = q.reshape(n, n_head, hd), k.reshape(n, n_kv, hd), v.reshape(n, n_kv, hd)
-        if vec["q_norm"] is not None:
-            q2, k2 = q.reshape(n * n_head, hd), k.reshape(n * n_kv, hd)
-            rms_norm(q2, q2, vec["q_norm"], c.norm_eps)
-            rms_norm(k2, k2, vec["k_norm"], c.norm_eps)
-        rope_apply(q3, cos, sin, c.rope_dims, c.rope_neox)
-        rope_apply(k3, cos, sin, c.rope_dims, c.rope_neox)
+        q3 = self.q[:n].reshape(n, n_head, hd)
+        kc, vc = self.cache.k[li], self.cache.v[li]  # (n_seq, n_kv, n_ctx, hd)
+        heads(q3, kc, vc, qkv, self.seq[:n], self.pos[:n], self.cos[swa, :n], self.sin[swa, :n],
+              self._v(vec["q_norm"]), self._v(vec["k_norm"]), c.norm_eps, c.rope_dims, c.rope_neox)
         att3 = self.att[:n].reshape(n, n_head, hd)
-        kc, vc = self.cache.k[li], self.cache.v[li]
         window = c.sliding_window if swa else 0
-        for seq, s0, s1 in segs.tolist():
-            p0 = int(self.cache.length[seq])  # the forward updates lengths after every layer ran
-            kv_store(kc[seq], vc[seq], k3[s0:s1], v3[s0:s1], p0)
-            attention(att3[s0:s1], q3[s0:s1], kc[seq], vc[seq], self.pos[s0:s1], p0 + s1 - s0, c.attn_scale,
-                      window, c.attn_softcap, self.scratch)
+        for seq, s0, s1, single in runs:
+            if single:  # consecutive one-token segments (decode): one launch for all their sequences
+                attention_batch(att3[s0:s1], q3[s0:s1], kc, vc, self.seq[s0:s1], self.pos[s0:s1], c.attn_scale,
+                                window, c.attn_softcap, self.scratch)
+            else:
+                p0 = int(self.cache.length[seq])  # lengths are updated after the forward
+                attention(att3[s0:s1], q3[s0:s1], kc[seq], vc[seq], self.pos[s0:s1], p0 + s1 - s0, c.attn_scale,
+                          window, c.attn_softcap, self.scratch)
         matmul(h, self.att[:n], L.wo)
-        if vec["post_attn_norm"] is not None:
-            rms_norm(h, h, vec["post_attn_norm"], c.norm_eps)
-        act.add(x, h)
-        rms_norm(h, x, vec["ffn_norm"], c.norm_eps)
+        residual(h, x, h, self._v(vec["post_attn_norm"]), vec["ffn_norm"], c.norm_eps)
         gu, col = self.gu[:n], 0
         for m in L.wgate_up:
             matmul(gu[:, col : col + m.n], h, m)
             col += m.n
         (act.geglu if c.gelu else act.swiglu)(self.ff[:n], gu[:, : c.n_ff], gu[:, c.n_ff :])
         matmul(h, self.ff[:n], L.wdown)
-        if vec["post_ffn_norm"] is not None:
-            rms_norm(h, h, vec["post_ffn_norm"], c.norm_eps)
-        act.add(x, h)
+        last = li + 1 == self.place.n_gpu
+        residual(h, x, h, self._v(vec["post_ffn_norm"]), self.none if last else self.vecs[li + 1]["attn_norm"],
+                 c.norm_eps)
+
+    def _v(self, v):
+        return self.none if v is None else v
+
+
+def _runs(segs: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """(sequence, first, end, single) per attention launch: consecutive one-token segments merge."""
+    out: list[tuple[int, int, int, int]] = []
+    for seq, s0, s1 in segs.tolist():
+        if s1 - s0 == 1 and out and out[-1][3] and out[-1][2] == s0:
+            out[-1] = (out[-1][0], out[-1][1], s1, 1)
+        else:
+            out.append((seq, s0, s1, int(s1 - s0 == 1)))
+    return out
 
 
 _VECTORS = ("attn_norm", "bqkv", "q_norm", "k_norm", "post_attn_norm", "ffn_norm", "post_ffn_norm")
