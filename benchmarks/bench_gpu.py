@@ -60,7 +60,7 @@ def main() -> int:
         print("bench_gpu: no CUDA device (numba.cuda sees none); nothing measured", file=sys.stderr)
         return 2
     peak = peak_bandwidth()
-    print(f"device: {launch.device_name()}; peak memory bandwidth "
+    print(f"device: {launch.select(0)}; peak memory bandwidth "
           f"{peak / 1e9:.0f} GB/s" if peak else "peak bandwidth not reported")
     ids = np.random.default_rng(0).integers(100, 5000, N_PROMPT).tolist()
     for name in a.models.split(","):

@@ -45,6 +45,8 @@ class ServerArgs:
     ubatch_size: int = 512
     threads: int = -1  # <= 0: all cores
     n_gpu_layers: str = "auto"  # "N", "auto" or "all"
+    device: str | None = None  # "none" or "CUDA0[,CUDA1..]"
+    list_devices: bool = False
     cont_batching: bool = True
     cache_reuse: int = 0
     host: str = "127.0.0.1"
@@ -78,7 +80,6 @@ class ServerArgs:
     mlock: bool = False
     mmap: bool = True
     log_disable: bool = False
-    device: str | None = None
 
     def resolved_parallel(self) -> int:
         """Number of slots. llama-server's rule for -np -1 (its default): 4 slots, and the KV

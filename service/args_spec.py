@@ -15,6 +15,7 @@ import csv
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable
@@ -125,6 +126,17 @@ def gpu_layers(s: str) -> str:
     return "auto" if n == -1 else "all" if n < -1 else str(n)
 
 
+def devices(s: str) -> str:
+    """-dev: 'none' or comma-separated device names as llama.cpp prints them (CUDA0, CUDA1, ...)."""
+    names = [x.strip() for x in s.split(",") if x.strip()]
+    if not names:
+        raise ValueError(f"invalid value {s!r}: expected 'none' or device names such as CUDA0")
+    for n in names:
+        if n != "none" and not re.fullmatch(r"CUDA\d+", n):
+            raise ValueError(f"unknown device {n!r} (expected 'none' or CUDA<n>; --list-devices shows them)")
+    return ",".join(names)
+
+
 def parallel(s: str) -> int:
     """-np: 0 is refused as llama-server does; any negative count means auto (-1)."""
     n = int_in(what="a non-zero integer (-1 = auto)")(s)
@@ -198,6 +210,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("ubatch_size", ("-ub", "--ubatch-size"), ("LLAMA_ARG_UBATCH",), V, 512, "physical maximum batch size", int_in(1, None, "a positive integer"), metavar="N"),
     Flag("threads", ("-t", "--threads"), ("LLAMA_ARG_THREADS",), V, -1, "CPU threads for generation (<= 0: all cores)", int_in(), metavar="N"),
     Flag("n_gpu_layers", ("-ngl", "--gpu-layers", "--n-gpu-layers"), ("LLAMA_ARG_N_GPU_LAYERS",), V, "auto", "layers to store in VRAM (the first N; 'all' adds the output head; 'auto': all when a CUDA device is present)", gpu_layers, metavar="N"),
+    Flag("device", ("-dev", "--device"), ("LLAMA_ARG_DEVICE",), V, None, "devices to offload to: CUDA0, CUDA1, ... (llamajit uses the first) or 'none'", devices, metavar="<dev1,dev2,..>"),
+    Flag("list_devices", ("--list-devices",), (), S, False, "print the available devices and exit"),
     Flag("cont_batching", ("-cb", "--cont-batching"), ("LLAMA_ARG_CONT_BATCHING",), T, True, "continuous (dynamic) batching", neg=("-nocb", "--no-cont-batching")),
     Flag("cache_reuse", ("--cache-reuse",), ("LLAMA_ARG_CACHE_REUSE",), V, 0, "min chunk size to reuse from the cache via KV shifting", _UINT, metavar="N", group=SERVER),
     # -- server
@@ -235,5 +249,4 @@ FLAGS: tuple[Flag, ...] = (
     Flag("mlock", ("--mlock",), ("LLAMA_ARG_MLOCK",), S, False, "lock the model in RAM", group=COMPAT),
     Flag("mmap", ("--mmap",), ("LLAMA_ARG_MMAP",), T, True, "memory-map the model", neg=("--no-mmap",), group=COMPAT),
     Flag("log_disable", ("--log-disable",), (), S, False, "disable logging", group=COMPAT),
-    Flag("device", ("-dev", "--device"), ("LLAMA_ARG_DEVICE",), V, None, "comma-separated devices to offload to", text, metavar="<dev1,dev2,..>", group=COMPAT),
 )

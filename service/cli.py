@@ -45,8 +45,21 @@ def _server_class():
     return Server
 
 
+def _list_devices() -> int:
+    """--list-devices: llama.cpp's listing (name: description (total, free)); none without a GPU."""
+    from kernels.cuda import launch
+
+    print("Available devices:")
+    for name, desc, total, free in launch.devices():
+        mem = f" ({total} MiB, {free} MiB free)" if total else ""
+        print(f"  {name}: {desc}{mem}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv, os.environ)
+    if args.list_devices:
+        return _list_devices()
     if args.model is None and args.hf_repo:
         from service.hub import HubError, resolve_model
 

@@ -49,7 +49,7 @@ VALUED = [
     ("n_probs_max", ["--n-probs-max"], ["LLAMA_ARG_N_PROBS_MAX"], "7", 7),
     ("drain_timeout", ["--drain-timeout"], ["LLAMA_ARG_DRAIN_TIMEOUT"], "7", 7),
     ("flash_attn", ["-fa", "--flash-attn"], ["LLAMA_ARG_FLASH_ATTN"], "off", "off"),
-    ("device", ["-dev", "--device"], ["LLAMA_ARG_DEVICE"], "CUDA0", "CUDA0"),
+    ("device", ["-dev", "--device"], ["LLAMA_ARG_DEVICE"], "CUDA0, CUDA1", "CUDA0,CUDA1"),
 ]
 SWITCHES = [  # dest, names, env vars; default False
     ("embeddings", ["--embedding", "--embeddings"], ["LLAMA_ARG_EMBEDDINGS"]),
@@ -60,6 +60,7 @@ SWITCHES = [  # dest, names, env vars; default False
     ("log_prompts", ["--log-prompts"], ["LLAMA_ARG_LOG_PROMPTS"]),
     ("mlock", ["--mlock"], ["LLAMA_ARG_MLOCK"]),
     ("log_disable", ["--log-disable"], []),
+    ("list_devices", ["--list-devices"], []),
 ]
 TOGGLES = [  # dest, on names, off names, env vars; default True
     ("cont_batching", ["-cb", "--cont-batching"], ["-nocb", "--no-cont-batching"], ["LLAMA_ARG_CONT_BATCHING"]),
@@ -209,7 +210,7 @@ def test_paths_are_checked(tmp_path, capsys):
 BAD = [
     (["-c", "abc"], "-c/--ctx-size"), (["--ctx-size", "-5"], "--ctx-size"), (["-c", "1.5"], "--ctx-size"),
     (["--port", "-1"], "--port"), (["--port", "70000"], "--port"), (["-ngl", "lots"], "--n-gpu-layers"),
-    (["-ngl", "1.5"], "--n-gpu-layers"), (["--pooling", "max"], "--pooling"), (["-np", "0"], "--parallel"),
+    (["-ngl", "1.5"], "--n-gpu-layers"), (["-dev", "GPU0"], "--device"), (["--pooling", "max"], "--pooling"), (["-np", "0"], "--parallel"),
     (["--chat-template-kwargs", "{bad"], "--chat-template-kwargs"), (["--chat-template-kwargs", "[1]"], "--chat-template-kwargs"),
     (["--top-p", "2"], "--top-p"), (["--min-p", "x"], "--min-p"), (["--temp", "nan"], "--temp"), (["-b", "0"], "--batch-size"),
     (["--reasoning-format", "r1"], "--reasoning-format"), (["-fa", "maybe"], "--flash-attn"), (["-s", "-2"], "--seed"),

@@ -111,10 +111,16 @@ def test_placement_rules(monkeypatch):
     p = place("12", 30)
     assert (p.n_gpu, p.output_on_gpu, p.warning) == (12, False, "")
     assert place("31", 30).output_on_gpu and not place("30", 30).output_on_gpu
+    assert place("all", 30, device="none").n_gpu == 0  # -dev none turns offloading off
+    assert place("all", 30, device="CUDA0").n_gpu == 30
+    assert "one device; using CUDA0" in place("all", 30, device="CUDA0,CUDA1").warning
+    with pytest.raises(ValueError, match="no device CUDA3"):
+        place("all", 30, device="CUDA3")
     monkeypatch.setattr(launch, "usable", lambda: False)
     p = place("12", 30)
     assert p.n_gpu == 0 and "no CUDA device" in p.warning
     monkeypatch.setattr(launch, "has_gpu", lambda: True)
-    monkeypatch.setattr(launch, "device_name", lambda: "Test GPU")
+    monkeypatch.setattr(launch, "select", lambda i: f"Test GPU {i}")
     p = place("auto", 30)
-    assert (p.n_gpu, p.output_on_gpu, p.device) == (30, True, "Test GPU")
+    assert (p.n_gpu, p.output_on_gpu, p.device) == (30, True, "Test GPU 0")
+    assert place("auto", 30, device="CUDA2").device == "Test GPU 2"

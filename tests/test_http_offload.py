@@ -1,5 +1,6 @@
-"""-ngl through the real server: the CLI flag and LLAMA_ARG_N_GPU_LAYERS, /props' `offload`
-report, the warning without a device, and the same greedy completion on GPU and CPU.
+"""-ngl and -dev through the real server: the CLI flags and their LLAMA_ARG_* variables,
+/props' `offload` report, the warning without a device, -dev none, an unknown device,
+--list-devices, and the same greedy completion on GPU and CPU.
 
 The "GPU" here is numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, set for the servers
 explicitly), on a tiny F32 model so a simulated forward takes seconds.
@@ -7,9 +8,13 @@ explicitly), on a tiny F32 model so a simulated forward takes seconds.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
-from tests.server_proc import ServerProcess
+from tests.server_proc import ROOT, ServerProcess
 from tests.synthetic import Spec, write_model
 
 SPEC = Spec("llama", n_layer=2, n_embd=32, n_ff=64, n_head=2, n_head_kv=1, n_vocab=72, eps=1e-5, seed=9)
@@ -65,3 +70,30 @@ def test_no_device_warns_and_runs_on_the_cpu(model):
     assert where["n_gpu_layers"] == 0 and where["layers"] == ["CPU", "CPU"] and where["requested"] == "5"
     assert "no CUDA device" in out and '"level": "warning"' in out
     assert len(body["tokens"]) == 4
+
+
+def test_dev_none_keeps_everything_on_the_cpu(model):
+    s = serve(model, "-ngl", "all", "-dev", "none", env={"NUMBA_ENABLE_CUDASIM": "1"})
+    try:
+        body, where = completion_and_props(s)
+    finally:
+        s.stop()
+    assert where["n_gpu_layers"] == 0 and where["output"] == "CPU" and where["device"] is None
+    assert len(body["tokens"]) == 4
+
+
+def test_unknown_device_fails_the_load(model):
+    s = ServerProcess("-c", "64", "-ngl", "all", model=model, env={"NUMBA_ENABLE_CUDASIM": "1",
+                                                                    "LLAMA_ARG_DEVICE": "CUDA7"})
+    assert s.proc.wait(timeout=120) == 1
+    assert "no device CUDA7" in s.output()
+
+
+@pytest.mark.parametrize("sim", ["1", "0"])
+def test_list_devices(sim):
+    r = subprocess.run([sys.executable, "-m", "service.cli", "--list-devices"], capture_output=True, text=True,
+                       env={**os.environ, "NUMBA_ENABLE_CUDASIM": sim}, timeout=120, cwd=ROOT)
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    assert lines[0] == "Available devices:"
+    assert lines[1:] == (["  CUDA0: CUDA simulator (NUMBA_ENABLE_CUDASIM)"] if sim == "1" else [])

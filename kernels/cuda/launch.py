@@ -47,6 +47,39 @@ if simulated():
     sys.setswitchinterval(5e-5)
 
 
+def _fix_simulator_shared_arrays() -> None:
+    """numba-cuda 0.30's simulator allocates a block's shared array on first use with an
+    unlocked get-then-set: two threads switching in between would get private copies and
+    the block would compute garbage. The short switch interval above makes that likelier.
+    Same allocation rule (one array per block and source line), under a lock."""
+    import threading
+    import traceback
+
+    import numpy as np
+    from numba.core import types
+    from numba.cuda.simulator import kernelapi
+    from numba.np import numpy_support
+
+    orig, lock = kernelapi.FakeCUDAShared.array, threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:  # dynamic shared memory / unsupported: as before
+            return orig(self, shape, dtype, alignment)
+        caller = traceback.extract_stack(sys._getframe(1), limit=1)[0][0:2]
+        dt = numpy_support.as_dtype(dtype) if isinstance(dtype, types.Type) else dtype
+        with lock:
+            res = self._allocations.get(caller)
+            if res is None:
+                res = self._allocations[caller] = np.empty(shape, dt)
+        return res
+
+    kernelapi.FakeCUDAShared.array = array
+
+
+if simulated():
+    _fix_simulator_shared_arrays()
+
+
 def _ceil(a: int, b: int) -> int:
     return (a + b - 1) // b
 
@@ -113,14 +146,34 @@ def usable() -> bool:
     return has_gpu()
 
 
-def device_name() -> str:
-    """The device the kernels run on, in words ("" when none)."""
+def devices() -> list[tuple[str, str, int, int]]:
+    """(llama.cpp-style name, description, total MiB, free MiB) of every usable device."""
     if simulated():
-        return "CUDA simulator (NUMBA_ENABLE_CUDASIM)"
+        return [("CUDA0", "CUDA simulator (NUMBA_ENABLE_CUDASIM)", 0, 0)]
     if not has_gpu():
-        return ""
+        return []
     from numba import cuda
 
-    d = cuda.get_current_device()
+    out = []
+    for i, gpu in enumerate(cuda.gpus):
+        with gpu:
+            free, total = cuda.current_context().get_memory_info()
+            out.append((f"CUDA{i}", _describe(cuda.get_current_device()), total >> 20, free >> 20))
+    return out
+
+
+def select(index: int) -> str:
+    """Make device `index` current for this thread (the engine's); returns it in words."""
+    found = devices()
+    if not 0 <= index < len(found):
+        raise ValueError(f"no device CUDA{index}: {len(found)} found (--list-devices shows them)")
+    if not simulated():
+        from numba import cuda
+
+        cuda.select_device(index)
+    return found[index][1]
+
+
+def _describe(d) -> str:
     name = d.name.decode() if isinstance(d.name, bytes) else str(d.name)
     return f"{name} (compute {d.compute_capability[0]}.{d.compute_capability[1]})"

@@ -31,7 +31,7 @@ VOCAB_TYPES = {"spm": 1, "bpe": 2}  # llama_vocab_type numbers, as /v1/models re
 
 class Model:
     def __init__(self, path: str | Path, n_ctx: int = 0, n_seq: int = 1, max_batch: int = 512,
-                 n_gpu_layers: str = "0"):
+                 n_gpu_layers: str = "0", device: str | None = None):
         t0 = time.perf_counter()
         self.path = Path(path)
         self.file = read_gguf(self.path)
@@ -44,7 +44,10 @@ class Model:
         if self.tokenizer.n_vocab != self.cfg.n_vocab:
             raise ModelError(f"{self.path}: tokenizer.ggml.tokens: {self.tokenizer.n_vocab} tokens, "
                              f"but the model has {self.cfg.n_vocab}")
-        self.placement = place(str(n_gpu_layers), self.cfg.n_layer)  # -ngl against the devices present
+        try:  # -ngl and -dev against the devices present
+            self.placement = place(str(n_gpu_layers), self.cfg.n_layer, device)
+        except ValueError as e:
+            raise ModelError(str(e)) from None
         p = self.placement
         self.weights = load_weights(self.file, self.cfg, n_gpu=p.n_gpu, gpu_output=p.output_on_gpu)
         self.n_ctx = n_ctx if n_ctx > 0 else self.cfg.n_ctx_train

@@ -41,19 +41,35 @@ class Placement:
         }
 
 
-def place(requested: str, n_layer: int) -> Placement:
-    """Resolve -ngl for a model of n_layer layers on this machine."""
+def place(requested: str, n_layer: int, device: str | None = None) -> Placement:
+    """Resolve -ngl (and -dev: 'none', or CUDA<i>,... of which the first is used) for a model
+    of n_layer layers on this machine. Selects the device for the calling thread."""
     from kernels.cuda import launch
 
     req = requested or "auto"
+    names = device.split(",") if device else []
+    if "none" in names:  # offloading turned off, as llama.cpp's -dev none
+        return Placement(req, n_layer, 0, False, "")
     if req == "auto":
         if not launch.has_gpu():
             return Placement(req, n_layer, 0, False, "")
-        return Placement(req, n_layer, n_layer, True, launch.device_name())
+        return Placement(req, n_layer, n_layer, True, _select(names), _one_device(names))
     want = n_layer + 1 if req == "all" else int(req)
     if want <= 0:
         return Placement(req, n_layer, 0, False, "")
     if not launch.usable():
         return Placement(req, n_layer, 0, False, "",
                          warning=f"-ngl {req}: no CUDA device found (numba.cuda sees none); every layer runs on the CPU")
-    return Placement(req, n_layer, min(want, n_layer), want > n_layer, launch.device_name())
+    return Placement(req, n_layer, min(want, n_layer), want > n_layer, _select(names), _one_device(names))
+
+
+def _select(names: list[str]) -> str:
+    from kernels.cuda import launch
+
+    return launch.select(int(names[0][4:]) if names else 0)
+
+
+def _one_device(names: list[str]) -> str:
+    if len(names) > 1:
+        return f"-dev {','.join(names)}: llamajit offloads to one device; using {names[0]}"
+    return ""
