@@ -31,7 +31,9 @@ class ServerProcess:
         head = ["-m", str(model)] if model is not None else []
         argv = [sys.executable, "-m", "service.cli", *head,
                 "--port", str(self.port), *args]
-        full_env = {**os.environ, **(env or {})}
+        # The black-box tests pin the CPU runtime unless a test asks otherwise: on a GPU machine
+        # -ngl auto would offload everything (GPU coverage: test_http_offload, test_gpu_models).
+        full_env = {"LLAMA_ARG_N_GPU_LAYERS": "0", **os.environ, **(env or {})}
         self.proc = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True)
         self._lines: list[str] = []  # read on a thread: a full pipe would block the server's log writes
