@@ -7,8 +7,8 @@ embedding rows) come back. Each layer is the CPU `layer()` in the same order, as
 kernels.cuda kernels (twins of the CPU ones), fused where a GPU pays per launch: the Q/K/V
 split, norms, RoPE and cache store are one launch (kernels.cuda.heads), each residual add
 shares a launch with the norm before and after it, and decode tokens of many sequences share
-one attention launch. A decode layer is 8 launches (llama, fused matrices) whatever the
-number of sequences.
+one attention launch. A decode layer is 9 launches (llama, fused matrices; counted in the
+simulator) whatever the number of sequences; the step adds 4 (first norm, head).
 """
 
 from __future__ import annotations
