@@ -57,7 +57,7 @@ def A(dtype, ndim):
     return types.Array(dtype, ndim, "A")
 
 
-_MATMUL = (C(u1, 2), C(f4, 2), C(f4, 2), C(f4, 2), i8, i8, i8, i8)  # a DeviceMatrix's fields
+_MATMUL = (C(u4, 2), C(f4, 2), C(f4, 2), C(f4, 2), i8, i8, i8, i8)  # a DeviceMatrix's fields
 _BLOCKS = (C(f4, 1), C(u1, 1), C(f2, 1), i8)  # dequant block kernels: out, src, src as f16, n
 _ATT = (C(f4, 3), C(f4, 3), C(f4, 3), C(f4, 3), C(i4, 1), i8, f4, i8, f4)  # out, q, k, v, q_pos .. softcap
 

@@ -43,12 +43,11 @@ def test_host_form_is_the_dequantized_matrix(qt):
     if kind == KIND_FLOAT:
         np.testing.assert_array_equal(w, wd)
         return
-    q = np.empty((3, k), np.float32)
-    if kind == KIND_NIBBLE:
-        q[:, 0::2], q[:, 1::2] = codes & 15, codes >> 4
-    else:
-        assert kind == KIND_BYTE
-        q[:] = codes
+    assert codes.dtype == np.uint32
+    per, bits = (8, 4) if kind == KIND_NIBBLE else (4, 8)  # weights per 32-bit word, bits per weight
+    assert kind in (KIND_NIBBLE, KIND_BYTE) and codes.shape == (3, k // per)
+    shifts = np.arange(per, dtype=np.uint32) * bits
+    q = ((codes[:, :, None] >> shifts) & ((1 << bits) - 1)).reshape(3, k).astype(np.float32)
     got = np.repeat(scale, bs, axis=1) * q + np.repeat(offset, bs, axis=1)
     np.testing.assert_allclose(got, wd, rtol=1e-6, atol=1e-6 * np.abs(wd).max())
 

@@ -1,10 +1,11 @@
 """Weights prepared once at load time for the CUDA matmul kernels, and uploaded.
 
 Every quantized type becomes the affine form of kernels.unpack (w = scale * q + offset per
-sub-block of bs weights), laid out row-major so the lanes of a warp read consecutive bytes
-of one row (coalesced):
-  codes  uint8 (n, k // 2) when codes fit 4 bits: byte j holds weight 2j (low nibble) and
-         2j + 1 (high nibble); uint8 (n, k) otherwise (5, 6 and 8-bit codes).
+sub-block of bs weights), laid out row-major in 32-bit words so the lanes of a warp read
+consecutive words of one row (one coalesced 128-byte load per warp):
+  codes  uint32 (n, k // 8) when codes fit 4 bits: nibble m of word i (bits 4m..4m+3) is
+         weight 8i + m; uint32 (n, k // 4) otherwise (5, 6 and 8-bit codes): byte m of
+         word i is weight 4i + m. A word never straddles a sub-block (bs is 16 or 32).
   scale, offset  float32 (n, k // bs).
 Float types (F32, F16, BF16) are widened to float32 w (n, k): exact, and one kernel path.
 Why not the GGUF blocks themselves: each type would need its own matmul inner loop; the
@@ -34,7 +35,7 @@ class DeviceMatrix:
     k: int
     kind: int  # KIND_FLOAT, KIND_NIBBLE or KIND_BYTE
     bs: int  # weights per scale (float types: k)
-    codes: object  # device uint8 (n, k // 2) or (n, k); (1, 1) for float types
+    codes: object  # device uint32 (n, k // 8) or (n, k // 4); (1, 1) for float types
     scale: object  # device float32 (n, k // bs); (1, 1) for float types
     offset: object
     w: object  # device float32 (n, k); (1, 1) for quantized types
@@ -48,18 +49,18 @@ class DeviceMatrix:
 def host_form(rows: np.ndarray, qtype: T, n: int, k: int) -> tuple:
     """(kind, bs, codes, scale, offset, w) as host arrays from GGUF rows (n, row_bytes) uint8."""
     qtype = T(qtype)
-    none_u8, none_f = np.zeros((1, 1), np.uint8), np.zeros((1, 1), np.float32)
+    none_u32, none_f = np.zeros((1, 1), np.uint32), np.zeros((1, 1), np.float32)
     if qtype in FLOAT_TYPES:
         w = dequantize(rows, qtype).reshape(n, k)
-        return KIND_FLOAT, k, none_u8, none_f, none_f, np.ascontiguousarray(w)
+        return KIND_FLOAT, k, none_u32, none_f, none_f, np.ascontiguousarray(w)
     a = to_affine(np.ascontiguousarray(rows).view(np.uint8).reshape(n, -1), qtype)
     if a.bits <= 4:
-        codes = (a.q[:, 0::2] | (a.q[:, 1::2] << 4)).astype(np.uint8)
+        packed = (a.q[:, 0::2] | (a.q[:, 1::2] << 4)).astype(np.uint8)  # byte j: weights 2j, 2j + 1
         kind = KIND_NIBBLE
     else:
-        codes, kind = a.q, KIND_BYTE
-    return (kind, a.bs, np.ascontiguousarray(codes), np.ascontiguousarray(a.scale),
-            np.ascontiguousarray(a.offset), none_f)
+        packed, kind = a.q, KIND_BYTE
+    codes = np.ascontiguousarray(packed).view("<u4").astype(np.uint32)  # little-endian words
+    return (kind, a.bs, codes, np.ascontiguousarray(a.scale), np.ascontiguousarray(a.offset), none_f)
 
 
 def upload(rows: np.ndarray, qtype: T, n: int, k: int) -> DeviceMatrix:

@@ -1,8 +1,10 @@
 """Quantized matrix products on the device: y (T, n) = x (T, k) @ W.T, W a DeviceMatrix.
 
-Decode (T <= GEMV_MAX_TOKENS): one warp of lanes per output row walks the row's codes with
-a stride of the lane count, so a warp reads consecutive bytes; each lane keeps one partial
-sum per token in registers, and the lanes' sums meet in shared memory. The weights are read
+Decode (T <= GEMV_MAX_TOKENS): one warp of lanes per output row walks the row's 32-bit code
+words with a stride of the lane count, so a warp reads consecutive words; a word holds 8
+(4-bit) or 4 (8-bit) weights of one sub-block, so each lane sums q * x and x over the word
+and applies the sub-block's scale and offset once: s * sum(q x) + o * sum(x). Each lane
+keeps one partial sum per token in registers, and the lanes' sums meet in shared memory. The weights are read
 once for all T tokens, which is what matters when decode is bound by memory bandwidth.
 Prefill (larger T): TILE x TILE outputs per block; each K slice of TILE_K weights is
 dequantized once into shared memory and reused by TILE tokens, and the matching slice of x
@@ -28,14 +30,27 @@ def weight(codes, scale, offset, w, kind, bs, row, e):
     """W[row, e] as float32 from any layout (kind: float, nibble or byte codes)."""
     if kind == KIND_FLOAT:
         return w[row, e]
-    # int32 on both branches: mixed uint64/int64 branches would unify as float64.
+    # int64 on both branches: mixed integer branches could unify as float64.
     if kind == KIND_NIBBLE:
-        b = np.int32(codes[row, e >> 1])
-        q = (b >> 4) if (e & 1) else (b & 15)
+        q = (np.int64(codes[row, e >> 3]) >> (4 * (e & 7))) & 15
     else:
-        q = np.int32(codes[row, e])
+        q = (np.int64(codes[row, e >> 2]) >> (8 * (e & 3))) & 255
     j = e // bs
     return scale[row, j] * np.float32(q) + offset[row, j]
+
+
+@cuda_device
+def _word(acc, x, n_tok, word, e, scale, offset, row, bs, per, bits, mask):
+    """acc[t] += W[row, e:e+per] . x[t, e:e+per] for one code word (constant per/bits/mask: unrolled)."""
+    s, o = scale[row, e // bs], offset[row, e // bs]
+    for t in range(n_tok):
+        qx = np.float32(0.0)
+        sx = np.float32(0.0)
+        for m in range(per):
+            xv = x[t, e + m]
+            qx += np.float32((word >> (bits * m)) & mask) * xv
+            sx += xv
+        acc[t] += s * qx + o * sx
 
 
 @cuda_kernel
@@ -50,21 +65,17 @@ def gemv(y, x, codes, scale, offset, w, kind, bs, n, k):
     for t in range(n_tok):
         acc[t] = 0.0
     if row < n:
-        if kind == KIND_NIBBLE:
-            # Two weights per byte; both lie in one sub-block (bs is even).
-            for j in range(lane, k >> 1, lanes):
-                b = codes[row, j]
-                e = 2 * j
-                s, o = scale[row, e // bs], offset[row, e // bs]
-                w0 = s * np.float32(b & 15) + o
-                w1 = s * np.float32(b >> 4) + o
-                for t in range(n_tok):
-                    acc[t] += w0 * x[t, e] + w1 * x[t, e + 1]
-        else:
+        if kind == KIND_FLOAT:
             for e in range(lane, k, lanes):
-                we = weight(codes, scale, offset, w, kind, bs, row, e)
+                we = w[row, e]
                 for t in range(n_tok):
                     acc[t] += we * x[t, e]
+        elif kind == KIND_NIBBLE:
+            for i in range(lane, k >> 3, lanes):
+                _word(acc, x, n_tok, np.int64(codes[row, i]), i * 8, scale, offset, row, bs, 8, 4, 15)
+        else:
+            for i in range(lane, k >> 2, lanes):
+                _word(acc, x, n_tok, np.int64(codes[row, i]), i * 4, scale, offset, row, bs, 4, 8, 255)
     for t in range(n_tok):  # reduce over the lanes of each row; every thread reaches the barriers
         buf[r, lane] = acc[t]
         cuda.syncthreads()
