@@ -20,6 +20,10 @@ from tests.synthetic import Spec, write_model
 
 SPEC = Spec("llama", n_layer=2, n_embd=32, n_ff=64, n_head=2, n_head_kv=1, n_vocab=72, eps=1e-5, seed=9)
 BODY = {"prompt": "abc", "n_predict": 4, "temperature": 0, "return_tokens": True}
+# Sampled with a seed: on the GPU the chain starts from the device's top 40 (Sampler.top_k_first);
+# with n_probs it needs the whole row. Both must draw what the CPU server draws.
+SAMPLED = [{"prompt": "xyz", "n_predict": 4, "temperature": 0.9, "seed": 5, "return_tokens": True},
+           {"prompt": "xyz", "n_predict": 3, "temperature": 0.9, "seed": 6, "n_probs": 2, "return_tokens": True}]
 
 
 @pytest.fixture(scope="module")
@@ -33,24 +37,27 @@ def serve(model, *args, env=None):
     return s
 
 
-def completion_and_props(s):
+def completion_and_props(s, sampled=False):
     with s.client() as c:
         r = c.post("/completion", json=BODY, timeout=300)
         assert r.status_code == 200, r.text
         props = c.get("/props").json()
+        if sampled:
+            more = [c.post("/completion", json=b, timeout=300).json()["tokens"] for b in SAMPLED]
+            return r.json(), props["offload"], more
     return r.json(), props["offload"]
 
 
 def test_offloaded_server_matches_the_cpu_server(model):
     cpu = serve(model, "-ngl", "0")
     try:
-        want, where = completion_and_props(cpu)
+        want, where, want_sampled = completion_and_props(cpu, sampled=True)
     finally:
         cpu.stop()
     assert where["layers"] == ["CPU", "CPU"] and where["output"] == "CPU" and where["device"] is None
     gpu = serve(model, env={"NUMBA_ENABLE_CUDASIM": "1", "LLAMA_ARG_N_GPU_LAYERS": "all"})
     try:
-        got, where = completion_and_props(gpu)
+        got, where, got_sampled = completion_and_props(gpu, sampled=True)
     finally:
         out = gpu.output()
         gpu.stop()
@@ -59,6 +66,7 @@ def test_offloaded_server_matches_the_cpu_server(model):
     assert '"n_gpu_layers": 2' in out and '"output_on_gpu": true' in out  # the load log line
     assert got["tokens"] == want["tokens"] and got["content"] == want["content"]
     assert len(got["tokens"]) == 4
+    assert got_sampled == want_sampled and [len(t) for t in got_sampled] == [4, 3]
 
 
 @pytest.mark.skipif(launch.has_gpu(), reason="this machine has a CUDA device")

@@ -175,7 +175,7 @@ class Engine:
         if plan is None:
             return
         batch, rows = plan
-        logits = self.model.forward(batch)
+        logits = self.model.forward(batch, lazy=True)  # on the GPU: rows stay there until asked for
         self.stats.decoded(sum(s.busy for s in self.slots), max(len(s.cache_tokens) for s, _, _ in rows))
         r, h = 0, 0
         for slot, n, wants in rows:
@@ -189,18 +189,18 @@ class Engine:
                 continue
             if was_prompt:
                 slot.prompt_done(n)
-            row = None
+            ri = -1
             if wants:
-                row, r = logits[r], r + 1
+                ri, r = r, r + 1
             if slot.task.cancelled:
                 continue
             if was_prompt and slot.task.params.n_predict == 0:
                 slot.stop_type = StopType.LIMIT
                 self._finish(slot)
                 continue
-            if row is None:
+            if ri < 0:
                 continue
-            tok = slot.sampler.sample(row)
+            tok, row = self._sample(slot, logits, ri)
             slot.sampler.accept(tok)
             slot.on_token(tok, row, self.n_predict_cap)
             if slot.stopped:
@@ -209,6 +209,16 @@ class Engine:
                 part = slot.partial()
                 if part is not None:
                     slot.task.sink(part)
+
+    @staticmethod
+    def _sample(slot: Slot, logits, ri: int) -> tuple[int, np.ndarray | None]:
+        """(token, the host row of logits or None): logits left on the GPU (DeviceLogits) send
+        only their top k when the slot's chain allows (Sampler.top_k_first), else the row."""
+        k = slot.sampler.top_k_first
+        if k and hasattr(logits, "top_k") and k <= logits.max_k:
+            return slot.sampler.sample_top(*logits.top_k(ri, k)), None
+        row = logits[ri]
+        return slot.sampler.sample(row), row
 
     def _finish(self, slot: Slot, failure: Failure | None = None) -> None:
         task = slot.task

@@ -66,8 +66,11 @@ class Forward:
         self.sin = np.zeros((2, t, half), np.float32)
         self.scratch = new_scratch(cache.n_ctx, c.head_dim)
 
-    def __call__(self, b: Batch) -> np.ndarray:
-        """Run the batch, update the cache, return logits (n_wanted, n_vocab) in batch order."""
+    def __call__(self, b: Batch, lazy: bool = False) -> np.ndarray:
+        """Run the batch, update the cache, return logits (n_wanted, n_vocab) in batch order.
+
+        lazy: when the head runs on the GPU, return them as offload.DeviceLogits (rows fetched on
+        demand, or only their top k) instead of copying every row to the host."""
         c, w, kv = self.cfg, self.w, self.cache
         n = len(b.tokens)
         if not 0 < n <= self.max_tokens:
@@ -106,7 +109,7 @@ class Forward:
         self.hidden = None
         if self.place.output_on_gpu:
             hrows = np.flatnonzero(b.hidden) if b.hidden is not None else np.zeros(0, np.int64)
-            logits, self.hidden = self.offload.head(np.flatnonzero(b.want), hrows)
+            logits, self.hidden = self.offload.head(np.flatnonzero(b.want), hrows, lazy)
             return logits
         if b.hidden is not None and b.hidden.any():  # (n_hidden, n_embd), read by the caller before the next call
             hrows = np.flatnonzero(b.hidden)

@@ -20,6 +20,7 @@ from kernels.cuda.attention import attention, attention_batch, new_scratch
 from kernels.cuda.heads import heads
 from kernels.cuda.norm import residual, rms_norm
 from kernels.cuda.qmatmul import matmul
+from kernels.cuda.sampling import TOP_K_MAX, new_work, top_k_host
 from service.model.config import ModelConfig
 from service.model.kvcache import KVCache
 from service.model.placement import Placement
@@ -51,6 +52,7 @@ class Offload:
             self.rows = cuda.device_array(t, np.int64)
             self.sel, self.hf = zeros(t, c.n_embd), zeros(t, c.n_embd)
             self.logits = zeros(t, c.n_vocab)
+            self.work = new_work()  # device top-k scratch (see DeviceLogits)
 
     def layers(self, x: np.ndarray, seq: np.ndarray, pos: np.ndarray, segs: np.ndarray, cos: np.ndarray,
                sin: np.ndarray) -> None:
@@ -72,8 +74,9 @@ class Offload:
         if self.place.n_gpu < self.cfg.n_layer or not self.place.output_on_gpu:
             self.x[:n].copy_to_host(x)
 
-    def head(self, rows: np.ndarray, hidden_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(logits (len(rows), n_vocab), final-norm hidden states of hidden_rows or None), from the device."""
+    def head(self, rows: np.ndarray, hidden_rows: np.ndarray, lazy: bool = False):
+        """(logits (len(rows), n_vocab), final-norm hidden states of hidden_rows or None), from the
+        device; with lazy, the logits stay there as DeviceLogits (valid until the next forward)."""
         c = self.cfg
         hidden = None
         if len(hidden_rows):
@@ -86,6 +89,8 @@ class Offload:
         matmul(logits, hf, self.w.output)
         if c.final_softcap > 0:
             act.scale_cap(logits, logits, 1.0, c.final_softcap)
+        if lazy:
+            return DeviceLogits(logits, self.work), hidden
         return logits.copy_to_host(), hidden
 
     def _normed(self, rows: np.ndarray):
@@ -136,6 +141,28 @@ class Offload:
 
     def _v(self, v):
         return self.none if v is None else v
+
+
+class DeviceLogits:
+    """Logits (R, n_vocab) left on the device: a row comes to the host when indexed, or only its
+    k most likely tokens through top_k (k values instead of n_vocab: what the sampler needs
+    when Sampler.top_k_first allows). Valid until the next forward pass reuses the buffer."""
+
+    max_k = TOP_K_MAX
+
+    def __init__(self, d, work):
+        self.d, self.work = d, work
+        self.shape = tuple(d.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, r: int) -> np.ndarray:
+        return self.d[r].copy_to_host()
+
+    def top_k(self, r: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids int32, logits float32) of row r's k largest, descending, ties by lower id."""
+        return top_k_host(self.d[r], self.shape[1], k, self.work)
 
 
 def _runs(segs: np.ndarray) -> list[tuple[int, int, int, int]]:

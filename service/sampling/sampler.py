@@ -116,6 +116,7 @@ class Sampler:
         dry = DryTables(dry_breakers, n_vocab, p.dry_base, dry_on)
         self._chain = Chain(p, self._history, repeat_last_n, dry_last_n, dry)
         self._mirostat = Mirostat(p.mirostat, p.mirostat_tau, p.mirostat_eta, n_vocab) if p.mirostat else None
+        self.top_k_first = self._top_k_first(penalties_on, dry_on)
 
         self._seed = secrets.randbits(32) if p.seed_is_random else int(p.seed)
         while self._seed == LLAMA_DEFAULT_SEED:
@@ -165,6 +166,40 @@ class Sampler:
         self._rng = np.random.default_rng(self._seed)
 
     # -- sampling ------------------------------------------------------------------------
+
+    def _top_k_first(self, penalties_on: bool, dry_on: bool) -> int:
+        """K when this chain gives the same token from the K most likely tokens as from the whole
+        row (so a GPU can select them and send K instead of n_vocab values); 0 otherwise.
+        Needs: no logit bias, grammar or Mirostat, no probabilities to report, and every stage
+        before top_k idle for these parameters (top_k then keeps exactly those K)."""
+        p = self.params
+        if self._bias_tok.size or self.constraint is not None or self._mirostat or p.n_probs > 0:
+            return 0
+        if "top_k" not in p.samplers or p.top_k <= 0:
+            return 0
+        idle = {"penalties": not penalties_on, "dry": not dry_on, "top_n_sigma": p.top_n_sigma <= 0.0,
+                "typ_p": p.typical_p >= 1.0, "top_p": p.top_p >= 1.0, "min_p": p.min_p <= 0.0,
+                "xtc": p.xtc_probability <= 0.0 or p.xtc_threshold > 0.5,
+                "temperature": p.temperature == 1.0 and p.dynatemp_range <= 0.0}
+        before = p.samplers[: list(p.samplers).index("top_k")]
+        return int(p.top_k) if all(idle.get(name, False) for name in before) else 0
+
+    def sample_top(self, ids: np.ndarray, vals: np.ndarray) -> int:
+        """sample() from the row's top_k_first most likely tokens, ids int32 and logits float32,
+        sorted descending with ties by id (as kernels.sampling.top_k_select orders them)."""
+        k = len(ids)
+        if not 0 < k <= self.n_vocab or len(vals) != k:
+            raise ValueError(f"sample_top: {k} candidates for a vocabulary of {self.n_vocab}")
+        ws = self._ws
+        ws.ids[0][:k], ws.vals[0][:k] = ids, vals
+        c = _Cands(ws, ws.vals[0])
+        c.take(0, k, True)
+        self._chain.run(c, self._rng)  # top_k keeps all k: the stages after it see what sample() would
+        pos = self._draw(c)
+        token = int(c.ids[pos])
+        self._final = (c.ids, ws.probs, c.n, c.dense)
+        self._last = (token, float(ws.probs[pos]), None, None)
+        return token
 
     def sample(self, logits: np.ndarray) -> int:
         """Run the chain on one row of logits (float32, n_vocab) and draw a token; logits are not modified."""
