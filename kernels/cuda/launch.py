@@ -107,6 +107,11 @@ def elementwise(n: int) -> tuple[int, int]:
     return max(1, _ceil(n, THREADS)), THREADS
 
 
+def one_block(threads: int = ROW_THREADS) -> tuple[int, int]:
+    """(grid, block) for a single cooperating block (a final merge or sort of a few candidates)."""
+    return 1, threads
+
+
 def rows(n_rows: int) -> tuple[int, int]:
     """(grid, block) for one ROW_THREADS block per row."""
     return max(1, n_rows), ROW_THREADS

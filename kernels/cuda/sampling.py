@@ -158,7 +158,8 @@ def top_p(cut, vals, n: int, stats, p: float, min_keep: int) -> None:
     """cut[0] (device int32) = CPU top_p_cut over vals[:n] (descending candidates, n <= TOP_K_MAX)."""
     if not 1 <= n <= TOP_K_MAX:
         raise ValueError(f"top_p: n = {n} candidates; 1 to {TOP_K_MAX} fit the device kernel")
-    _top_p[1, ROW_THREADS](cut, vals, stats, n, float(p), int(min_keep))
+    grid, block = launch.one_block()
+    _top_p[grid, block](cut, vals, stats, n, float(p), int(min_keep))
 
 
 def top_p_host(vals, n: int, stats, p: float, min_keep: int, work: Work) -> int:

@@ -17,7 +17,7 @@ from numba import cuda
 
 from kernels._jit import cuda_device, cuda_kernel
 from kernels.cuda import launch
-from kernels.cuda.launch import ROW_THREADS, THREADS
+from kernels.cuda.launch import THREADS
 
 TOP_K_MAX = 1024  # candidates one block sorts in shared memory
 BINS = 256  # one 8-bit digit per radix pass
@@ -227,12 +227,14 @@ def top_k(out_ids, out_vals, logits, n: int, k: int, work) -> int:
     nb = max(1, ((n - 1).bit_length() + 7) // 8)  # id bytes
     n_pass = 4 + nb
     keys = logits.view(np.uint32)  # the float bits; _vkey orders them
-    _radix_init[1, THREADS](work.hist, work.state, work.count, k, n_pass)
+    grid, block = launch.one_block(THREADS)
+    _radix_init[grid, block](work.hist, work.state, work.count, k, n_pass)
     grid, block = launch.stride_blocks(n, THREADS, 4 * THREADS)
     for p in range(n_pass):
         _radix_pass[grid, block](work.hist, work.state, keys, n, p, nb)
     _radix_gather[grid, block](work.cand, work.count, work.state, work.hist, keys, n, n_pass, nb)
-    _sort_top[1, ROW_THREADS](out_ids, out_vals, work.cand, keys, logits, k)
+    grid, block = launch.one_block()
+    _sort_top[grid, block](out_ids, out_vals, work.cand, keys, logits, k)
     return k
 
 
