@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels.cuda import activation as act
+from kernels.cuda import launch
 from kernels.cuda.attention import attention, attention_batch, new_scratch
 from kernels.cuda.heads import heads
 from kernels.cuda.norm import residual, rms_norm
@@ -44,14 +45,17 @@ class Offload:
         self.pos = cuda.device_array(t, np.int32)
         self.seq = cuda.device_array(t, np.int32)
         self.none = cuda.device_array(0, np.float32)  # an absent norm weight
-        self.scratch = new_scratch(t, c.n_head, cache.n_ctx)
+        # Decode-kernel scores: it serves runs of one-token segments (at most one per sequence)
+        # and segments shorter than the prefill threshold; max_tokens rows would cost
+        # max_batch * n_head * n_ctx floats (268 MB for Gemma 3 at 32k context).
+        self.scratch = new_scratch(min(t, max(cache.n_seq, launch.ATTN_PREFILL_MIN_TOKENS)), c.n_head, cache.n_ctx)
         up = lambda v: None if v is None else cuda.to_device(np.ascontiguousarray(v, np.float32))  # noqa: E731
         self.vecs = [{name: up(getattr(L, name)) for name in _VECTORS} for L in w.layers[: place.n_gpu]]
         if place.output_on_gpu:
             self.out_norm = up(w.output_norm)
             self.rows = cuda.device_array(t, np.int64)
             self.sel, self.hf = zeros(t, c.n_embd), zeros(t, c.n_embd)
-            self.logits = zeros(t, c.n_vocab)
+            self.logits = zeros(min(t, max(1, cache.n_seq)), c.n_vocab)  # grows when more rows are wanted
             self.work = new_work()  # device top-k scratch (see DeviceLogits)
 
     def layers(self, x: np.ndarray, seq: np.ndarray, pos: np.ndarray, segs: np.ndarray, cos: np.ndarray,
@@ -85,6 +89,10 @@ class Offload:
             return np.zeros((0, c.n_vocab), np.float32), hidden
         hf = self._normed(rows)
         r = len(rows)
+        if self.logits.shape[0] < r:  # rare: more wanted rows than sequences (e.g. logits of a whole prompt)
+            from numba import cuda
+
+            self.logits = cuda.device_array((r, c.n_vocab), np.float32)
         logits = self.logits[:r]
         matmul(logits, hf, self.w.output)
         if c.final_softcap > 0:
