@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import math
 import os
 import re
 import sys
@@ -38,10 +37,7 @@ import types as pytypes
 if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
     sys.exit("tests.cuda_ir compiles for a real GPU: run it with NUMBA_ENABLE_CUDASIM unset or 0")
 
-import numpy as np  # noqa: E402
-from numba import cuda, types  # noqa: E402
-
-from kernels._jit import cuda_exact_device, cuda_exact_kernel, cuda_kernel  # noqa: E402
+from numba import types  # noqa: E402
 
 f8, f4, f2, b1 = types.float64, types.float32, types.float16, types.boolean
 i8, i4, u4, u2, u1 = types.int64, types.int32, types.uint32, types.uint16, types.uint8
@@ -300,7 +296,10 @@ def main(argv=None) -> int:
     cc = tuple(int(x) for x in args.cc.split("."))
     _fake_device(cc)
     use_nvvm = nvvm_ready()
-    table = SELF_TEST if args.self_test else KERNELS
+    if args.self_test:
+        from tests.cuda_ir_broken import SELF_TEST as table
+    else:
+        table = KERNELS
     t0 = time.perf_counter()
     reports = []
     for entry in table:
@@ -314,68 +313,6 @@ def main(argv=None) -> int:
     json.dump(out, sys.stdout, indent=1)
     return 0
 
-
-# ---------------------------------------------------------------------------------------------
-# Deliberately broken kernels: the checks above must report each one (tests/test_cuda_compile).
-
-
-@cuda_kernel
-def _bad_unify(out, n):
-    """A variable that is a float32 on one path and a tuple on the other: no common type."""
-    if n > 1:
-        v = out[0]
-    else:
-        v = (1.0, 2.0)
-    out[1] = v
-
-
-@cuda_kernel
-def _bad_numpy(out, x):
-    """Allocating an array in a kernel (cuda.local.array is the way)."""
-    out[0] = np.zeros(4, np.float32)[0] + x[0]
-
-
-@cuda_exact_device
-def _product(a, b):
-    return a * b
-
-
-@cuda_kernel
-def _bad_device_call(out, x):
-    """A device function called with one argument too few: typed in compile_device()."""
-    out[0] = _product(x[0])
-
-
-@cuda_exact_kernel
-def _bad_fma(out, a, b, c):
-    """An exact kernel whose plain product feeds an add: NVVM fuses it."""
-    i = cuda.grid(1)
-    out[i] = a[i] * b[i] + c[i]
-
-
-@cuda_exact_kernel
-def _bad_fma_call(out, a, b):
-    """The same, with the product made in a device function (inlined before the check)."""
-    i = cuda.grid(1)
-    out[i] = _product(a[i], b[i]) - b[i]
-
-
-@cuda_kernel
-def _bad_double(out, x):
-    """float32 times a Python float: numba computes it in float64."""
-    i = cuda.grid(1)
-    out[i] = x[i] * math.pi + 0.5
-
-
-_V = C(f4, 1)
-SELF_TEST = [
-    ("tests.cuda_ir", "_bad_unify", (_V, i8)),
-    ("tests.cuda_ir", "_bad_numpy", (_V, _V)),
-    ("tests.cuda_ir", "_bad_device_call", (_V, _V)),
-    ("tests.cuda_ir", "_bad_fma", (_V, _V, _V, _V)),
-    ("tests.cuda_ir", "_bad_fma_call", (_V, _V, _V)),
-    ("tests.cuda_ir", "_bad_double", (_V, _V)),
-]
 
 if __name__ == "__main__":
     sys.exit(main())
