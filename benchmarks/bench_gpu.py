@@ -5,6 +5,9 @@ For each real model: prefill tokens/s (a 256-token prompt) and decode tokens/s (
 one sequence) with every layer and the head on the device, the same on the CPU, their
 ratio, and the decode step's achieved bandwidth (device weight bytes plus the KV cache read
 per token, times tokens/s) as a share of the card's peak (memory clock x bus width x 2).
+It also times one small kernel launch from Python (numba's per-launch host cost) and prints
+the floor it puts under a decode step: launches per step (9 per layer + 4, see
+service/model/offload.py) times that cost.
 Needs a CUDA device: exits 2 with a message without one (the simulator does not count).
 Usage: python benchmarks/bench_gpu.py [--models smollm2,gemma3]
 """
@@ -37,6 +40,22 @@ def run(m, ids) -> tuple[float, float]:
     return len(ids) / (t1 - t0), N_DECODE / (t2 - t1)
 
 
+def launch_cost(n: int = 2000) -> float:
+    """Seconds per launch of a one-element kernel, synchronised once at the end."""
+    from numba import cuda
+
+    from kernels.cuda.activation import add_bias
+
+    out, vec = cuda.device_array((1, 1), np.float32), cuda.to_device(np.zeros(1, np.float32))
+    add_bias(out, vec)  # compile
+    cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        add_bias(out, vec)
+    cuda.synchronize()
+    return (time.perf_counter() - t0) / n
+
+
 def peak_bandwidth() -> float | None:
     """The card's memory bandwidth in bytes/s from its attributes, or None if not reported."""
     from numba import cuda
@@ -62,6 +81,8 @@ def main() -> int:
     peak = peak_bandwidth()
     print(f"device: {launch.select(0)}; peak memory bandwidth "
           f"{peak / 1e9:.0f} GB/s" if peak else "peak bandwidth not reported")
+    per_launch = launch_cost()
+    print(f"one kernel launch from Python: {per_launch * 1e6:.1f} us")
     ids = np.random.default_rng(0).integers(100, 5000, N_PROMPT).tolist()
     for name in a.models.split(","):
         path = ROOT / "models" / MODELS[name]
@@ -75,6 +96,8 @@ def main() -> int:
         kv_bytes = 2 * c.n_layer * c.n_head_kv * c.head_dim * 4 * (N_PROMPT + N_DECODE // 2)
         achieved = (weight_bytes + kv_bytes) * gd
         share = f", {achieved / peak:.1%} of peak" if peak else ""
+        floor = (9 * c.n_layer + 4) * per_launch
+        share += f"; launch floor {floor * 1e3:.2f} ms/token = {1 / floor:.0f} tok/s at most"
         print(f"{name}: prefill {gp:.0f} tok/s GPU vs {cp:.0f} CPU ({gp / cp:.2f}x); "
               f"decode {gd:.1f} tok/s GPU vs {cd:.1f} CPU ({gd / cd:.2f}x); "
               f"decode reads {(weight_bytes + kv_bytes) / 1e6:.1f} MB/token = {achieved / 1e9:.1f} GB/s{share}")
