@@ -38,7 +38,7 @@ class Offload:
         zeros = lambda *shape: cuda.device_array(shape, np.float32)  # noqa: E731
         self.x, self.h = zeros(t, c.n_embd), zeros(t, c.n_embd)
         self.qkv = zeros(t, nq + 2 * nkv)
-        self.q, self.k, self.v, self.att = zeros(t, nq), zeros(t, nkv), zeros(t, nkv), zeros(t, nq)
+        self.q, self.att = zeros(t, nq), zeros(t, nq)  # keys and values go straight to the cache
         self.gu, self.ff = zeros(t, 2 * c.n_ff), zeros(t, c.n_ff)
         half = c.rope_dims // 2
         self.cos, self.sin = zeros(2, t, half), zeros(2, t, half)
