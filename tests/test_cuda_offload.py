@@ -121,6 +121,13 @@ def test_placement_rules(monkeypatch):
     assert p.n_gpu == 0 and "no CUDA device" in p.warning
     monkeypatch.setattr(launch, "has_gpu", lambda: True)
     monkeypatch.setattr(launch, "select", lambda i: f"Test GPU {i}")
+    monkeypatch.setattr(launch, "toolchain_error", lambda: "")
     p = place("auto", 30)
     assert (p.n_gpu, p.output_on_gpu, p.device) == (30, True, "Test GPU 0")
     assert place("auto", 30, device="CUDA2").device == "Test GPU 2"
+    # a device without NVVM: the CPU, with a warning saying what to install, for auto and a count
+    monkeypatch.setattr(launch, "toolchain_error", lambda: "NvvmSupportError: libNVVM cannot be found")
+    monkeypatch.setattr(launch, "usable", lambda: True)
+    for req in ("auto", "12"):
+        p = place(req, 30)
+        assert p.n_gpu == 0 and "libNVVM cannot be found" in p.warning and "llamajit[cuda]" in p.warning

@@ -144,6 +144,29 @@ def has_gpu() -> bool:
         return False
 
 
+_TOOLCHAIN: list[str] = []  # the probe's result, once per process
+
+
+def toolchain_error() -> str:
+    """Why kernels cannot be compiled for the current device ("" when they can): a GPU with a
+    driver but without NVVM/libdevice (numba-cuda's cu12/cu13 extras) fails at the first
+    launch otherwise. Compiles a one-line kernel to PTX once; nothing to check for the simulator."""
+    if simulated():
+        return ""
+    if not _TOOLCHAIN:
+        try:
+            from numba import cuda
+
+            def probe(out):
+                out[0] = 1.0
+
+            cuda.compile_ptx_for_current_device(probe, "void(float32[:])")
+            _TOOLCHAIN.append("")
+        except Exception as e:  # missing NVVM, libdevice or NVRTC, or a driver too old
+            _TOOLCHAIN.append(f"{type(e).__name__}: {e}".splitlines()[0])
+    return _TOOLCHAIN[0]
+
+
 def usable() -> bool:
     """Kernels can launch: a real device, or the simulator when it was asked for."""
     if simulated():

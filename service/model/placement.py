@@ -53,6 +53,8 @@ def place(requested: str, n_layer: int, device: str | None = None) -> Placement:
     if req == "auto":
         if not launch.has_gpu():
             return Placement(req, n_layer, 0, False, "")
+        if err := launch.toolchain_error():
+            return Placement(req, n_layer, 0, False, "", warning=_no_toolchain(err))
         return Placement(req, n_layer, n_layer, True, _select(names), _one_device(names))
     want = n_layer + 1 if req == "all" else int(req)
     if want <= 0:
@@ -60,7 +62,14 @@ def place(requested: str, n_layer: int, device: str | None = None) -> Placement:
     if not launch.usable():
         return Placement(req, n_layer, 0, False, "",
                          warning=f"-ngl {req}: no CUDA device found (numba.cuda sees none); every layer runs on the CPU")
+    if err := launch.toolchain_error():
+        return Placement(req, n_layer, 0, False, "", warning=_no_toolchain(err))
     return Placement(req, n_layer, min(want, n_layer), want > n_layer, _select(names), _one_device(names))
+
+
+def _no_toolchain(err: str) -> str:
+    return (f"a CUDA device is present but numba-cuda cannot compile for it ({err}); install the CUDA "
+            "toolkit wheels (pip install 'llamajit[cuda]'); every layer runs on the CPU")
 
 
 def _select(names: list[str]) -> str:
