@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from service.model.forward import Batch  # noqa: E402
 from service.model.model import Model  # noqa: E402
 from service.sampling import GrammarCompiler, Sampler, SamplerWorkspace, SamplingParams  # noqa: E402
+from tests.test_structured_output import SCHEMA  # noqa: E402  (the schema the tests constrain with)
 
 MODELS = {
     "smollm2": ("SmolLM2-135M-Instruct.Q4_1.gguf", "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"),
@@ -44,21 +45,6 @@ CHAINS = {
         top_n_sigma=2.0, typical_p=0.95, xtc_probability=0.5, xtc_threshold=0.1, dynatemp_range=0.3, n_probs=10,
     ),
     "greedy": SamplingParams(seed=1, temperature=0.0),
-}
-SCHEMA = {
-    "type": "object",
-    "properties": {
-        "name": {"type": "string", "maxLength": 24},
-        "pet": {
-            "type": "object",
-            "properties": {"kind": {"enum": ["cat", "dog", "fish"]}, "age": {"type": "integer", "minimum": 0, "maximum": 30}},
-            "required": ["kind", "age"],
-            "additionalProperties": False,
-        },
-        "colors": {"type": "array", "items": {"enum": ["red", "green", "blue"]}, "minItems": 1, "maxItems": 3},
-    },
-    "required": ["name", "pet", "colors"],
-    "additionalProperties": False,
 }
 
 

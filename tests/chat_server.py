@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import atexit
 
+import openai
+import pytest
+
 from tests.server_proc import ServerProcess
 
 _server: ServerProcess | None = None
@@ -20,3 +23,15 @@ def shared_server() -> ServerProcess:
         _server = ServerProcess("-c", "2048", "-np", "2").wait_ready()
         atexit.register(_server.stop)
     return _server
+
+
+# Module-scoped fixtures for the test modules that import them: the shared server, and an
+# OpenAI client on it that never retries (a retry would hide a wrong status code).
+@pytest.fixture(scope="module")
+def server():
+    return shared_server()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="sk-none", max_retries=0, timeout=120)

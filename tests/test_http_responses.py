@@ -11,20 +11,12 @@ import pytest
 
 from service.api.errors import ApiError
 from service.api.responses import to_chat
-from tests.chat_server import shared_server
+from tests import chat_server
+
+server, client = chat_server.server, chat_server.client  # the shared server's module fixtures
 
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 TOOLS = [{"type": "function", "name": "get_weather", "description": "Current weather", "parameters": WEATHER}]
-
-
-@pytest.fixture(scope="module")
-def server():
-    return shared_server()
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return openai.OpenAI(base_url=server.url + "/v1", api_key="sk-none", max_retries=0, timeout=120)
 
 
 def test_text_input(client):

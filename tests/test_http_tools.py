@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 
 import jsonschema
-import openai
 import pytest
 
-from tests.chat_server import shared_server
+from tests import chat_server
+
+server, client = chat_server.server, chat_server.client  # the shared server's module fixtures
 
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["celsius", "fahrenheit"]}},
            "required": ["city", "unit"]}
@@ -25,16 +26,6 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "description":
                                                           "required": ["city"]}}}]
 ASK = [{"role": "user", "content": "What is the weather like in Paris today?"}]
 SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
-
-
-@pytest.fixture(scope="module")
-def server():
-    return shared_server()
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return openai.OpenAI(base_url=server.url + "/v1", api_key="sk-none", max_retries=0, timeout=120)
 
 
 def _check_call(call, names=tuple(SCHEMAS)):
