@@ -172,17 +172,8 @@ def _object(text: str, i: int, final: bool) -> Node:
             return node
         node.members[key.value] = val
         node.pending_key, node.key_done, node.colon = None, False, False
-        j = node.end = val.end
-        j = skip_ws(text, j)
-        if j >= len(text):
-            return node
-        if text[j] == "}":
-            node.complete, node.end = True, j + 1
-            return node
-        if text[j] != ",":
-            raise NotJSON(f"expected ',' or '}}' at {j}")
-        node.end = j + 1
-        j = skip_ws(text, j + 1)
+        node.end = val.end
+        j = _after_item(node, text, "}")
     return node
 
 
@@ -198,17 +189,23 @@ def _array(text: str, i: int, final: bool) -> Node:
         node.end = val.end
         if not val.complete:
             return node
-        j = skip_ws(text, val.end)
-        if j >= len(text):
-            return node
-        if text[j] == "]":
-            node.complete, node.end = True, j + 1
-            return node
-        if text[j] != ",":
-            raise NotJSON(f"expected ',' or ']' at {j}")
-        node.end = j + 1
-        j = skip_ws(text, j + 1)
+        j = _after_item(node, text, "]")
     return node
+
+
+def _after_item(node: Node, text: str, close: str) -> int:
+    """After a container's complete item ending at node.end: the next item's start, or
+    len(text) when the text ends or the container closes here (node then complete)."""
+    j = skip_ws(text, node.end)
+    if j >= len(text):
+        return j
+    if text[j] == close:
+        node.complete, node.end = True, j + 1
+        return len(text)
+    if text[j] != ",":
+        raise NotJSON(f"expected ',' or '{close}' at {j}")
+    node.end = j + 1
+    return skip_ws(text, j + 1)
 
 
 def dumps(value: Any) -> str:
