@@ -8,6 +8,7 @@ explicitly), on a tiny F32 model so a simulated forward takes seconds.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -78,7 +79,8 @@ def test_no_device_warns_and_runs_on_the_cpu(model):
         s.stop()
         out = s.output()
     assert where["n_gpu_layers"] == 0 and where["layers"] == ["CPU", "CPU"] and where["requested"] == "5"
-    assert "no CUDA device" in out and '"level": "warning"' in out
+    warned = [json.loads(ln) for ln in out.splitlines() if "no CUDA device" in ln]
+    assert len(warned) == 1 and warned[0]["level"] == "warning" and warned[0]["n_gpu_layers"] == "5"
     assert len(body["tokens"]) == 4
 
 

@@ -68,7 +68,7 @@ class Offload:
         self.x[:n].copy_to_device(x)
         self.pos[:n].copy_to_device(pos)
         self.seq[:n].copy_to_device(np.ascontiguousarray(seq, np.int32))
-        for i in range(2):
+        for i in range(2 if self.cfg.sliding_window else 1):  # the window's own table only when used
             self.cos[i, :n].copy_to_device(np.ascontiguousarray(cos[i]))
             self.sin[i, :n].copy_to_device(np.ascontiguousarray(sin[i]))
         rms_norm(self.h[:n], self.x[:n], self.vecs[0]["attn_norm"], self.cfg.norm_eps)  # later: in _layer
