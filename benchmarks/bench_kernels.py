@@ -31,7 +31,7 @@ from gguf.quants import dequantize  # noqa: E402
 from kernels import _jit  # noqa: E402
 from kernels.matmul import Activations, matmul, pack  # noqa: E402
 from kernels.qmatmul import fmatmul, qmatmul  # noqa: E402
-from tests.quant_blocks import random_matrix  # noqa: E402
+from tests.oracles.quant_blocks import random_matrix  # noqa: E402
 
 SHAPES = [(576, 1536), (1536, 576), (640, 2048), (49152, 576), (262144, 640)]
 TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K,

@@ -62,7 +62,7 @@ def decode_rows(model: Model, prompt: list[int], n: int) -> tuple[np.ndarray, li
         tok = int(np.argmax(row))
         pos = int(model.cache.length[0])
         t = time.perf_counter()
-        row = model.forward(Batch(np.array([tok], np.int32), np.zeros(1, np.int32), np.array([pos], np.int32), np.ones(1, bool)))[0]
+        row = model.forward(Batch(np.array([tok], np.int32), np.zeros(1, np.int32), np.array([pos], np.int32), np.ones(1, bool))).logits.row(0)
         steps.append(time.perf_counter() - t)
     return np.stack(rows), steps
 
@@ -109,7 +109,7 @@ def grammar_cost(model: Model, compiler: GrammarCompiler, prompt: list[int], ws:
             if tok.is_eog(token):
                 break
             pos = int(model.cache.length[0])
-            row = model.forward(Batch(np.array([token], np.int32), np.zeros(1, np.int32), np.array([pos], np.int32), np.ones(1, bool)))[0]
+            row = model.forward(Batch(np.array([token], np.int32), np.zeros(1, np.int32), np.array([pos], np.int32), np.ones(1, bool))).logits.row(0)
     return {
         "tokens": len(masks) // repeats,
         "mask": statistics.median(masks),

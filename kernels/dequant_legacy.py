@@ -101,6 +101,13 @@ def dequant_q4_0(out, blocks, n16):
             out[b, 16 + j] = d * np.float32(np.int32((v >> 4) - 8))
 
 
+@exact_kernel
+def nan_first_add(x, m):
+    """x + m, a NaN x kept as it is. When both are NaN, gguf's NumPy (x86) returns the first
+    operand's NaN; LLVM may swap the operands of an add (it commutes), so the select pins it."""
+    return x if x != x else x + m
+
+
 @parallel_exact_kernel
 def dequant_q4_1(out, blocks, n16):
     """Q4_1: out[b, j] = d * nibble_j + m; blocks (n, 20) = f16 d | f16 m | 16 bytes; n16 = 16."""
@@ -110,8 +117,8 @@ def dequant_q4_1(out, blocks, n16):
         m = f16_at(blocks, b, 2)
         for j in range(n16):
             v = np.int32(blocks[b, 4 + j])
-            out[b, j] = d * np.float32(np.int32(v & 15)) + m  # gguf: (d * qs) + m
-            out[b, 16 + j] = d * np.float32(np.int32(v >> 4)) + m
+            out[b, j] = nan_first_add(d * np.float32(np.int32(v & 15)), m)  # gguf: (d * qs) + m
+            out[b, 16 + j] = nan_first_add(d * np.float32(np.int32(v >> 4)), m)
 
 
 @parallel_exact_kernel
@@ -143,8 +150,8 @@ def dequant_q5_1(out, blocks, n16):
             v = np.int32(blocks[b, 8 + j])
             h0 = np.int32((qh >> np.uint32(j)) & np.uint32(1))
             h1 = np.int32((qh >> np.uint32(j + 16)) & np.uint32(1))
-            out[b, j] = d * np.float32(np.int32((v & 15) | (h0 << 4))) + m
-            out[b, 16 + j] = d * np.float32(np.int32((v >> 4) | (h1 << 4))) + m
+            out[b, j] = nan_first_add(d * np.float32(np.int32((v & 15) | (h0 << 4))), m)
+            out[b, 16 + j] = nan_first_add(d * np.float32(np.int32((v >> 4) | (h1 << 4))), m)
 
 
 @parallel_exact_kernel

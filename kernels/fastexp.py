@@ -10,7 +10,7 @@ ln2 is written in two parts (Cody-Waite); fastmath may fold them into one FMA, w
 harmless here: float32(ln2) is off by 2e-9, so |n| <= 127 adds at most 2.4e-7 to r.
 
 Error bound, fastmath on: relative error <= 3.0e-7 (about 2.5 float32 ulps), measured over
-every float32 in [-87, 88] (an exhaustive check, run once; tests/test_ops.py re-checks 6.7
+every float32 in [-87, 88] (an exhaustive check, run once; tests/test_fastexp.py re-checks 6.7
 million of them against 4e-7). Inputs are clamped to [-87, 88]: below, the result is
 ~1.6e-38 instead of a smaller number or 0; above, ~1.65e38 instead of inf. Callers never
 pass inf/nan on purpose (fastmath assumes there are none).

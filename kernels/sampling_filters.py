@@ -1,6 +1,6 @@
 """The sampler chain's filters and penalties, on candidate sets as kernels/sampling.py defines them.
 
-Semantics follow llama.cpp's samplers (src/llama-sampling.cpp); tests/oracle_sampling.py
+Semantics follow llama.cpp's samplers (src/llama-sampling.cpp); tests/oracles/sampling.py
 restates each in NumPy. DRY is in kernels/sampling_dry.py. The penalties cost O(window),
 plus O(n) when the set is not the dense vocabulary; `counts` is an int32 scratch of n_vocab
 entries that is all zero on entry and on exit.

@@ -24,7 +24,7 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGUFWriter
 from gguf import GGMLQuantizationType as T
 
-from tests.quant_blocks import FLOATS, QUANTIZED, random_matrix
+from tests.oracles.quant_blocks import FLOATS, QUANTIZED, random_matrix
 
 ARCHS = ("llama", "gemma3", "qwen2", "qwen3")
 # Tensor kinds (the name without "blk.N." and ".weight") that take a chosen matrix type.

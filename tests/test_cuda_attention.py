@@ -1,6 +1,7 @@
 """CUDA attention (decode, batched decode and prefill kernels) against the CPU twin.
 
-(The KV-cache store is part of kernels.cuda.heads, tested in test_cuda_kernels.py.)
+(The KV-cache store is part of kernels.cuda.heads, tested in test_cuda_heads.py; the tile sizes
+of kernels.cuda.launch in test_cuda_launch.py.)
 
 Runs under NUMBA_ENABLE_CUDASIM=1 without a GPU (tests/conftest.py), on the device with one.
 Shapes are small: the simulator runs each thread as a Python thread.
@@ -12,8 +13,7 @@ import pytest
 from kernels import attention as cpu
 from kernels.cuda import attention as gpu
 from kernels.cuda import launch
-from kernels.cuda.launch import TILE
-from tests.cuda_oracle import dev, host
+from tests.oracles.cuda import dev, host
 
 RNG = np.random.default_rng(11)
 
@@ -93,13 +93,6 @@ def test_large_scores_do_not_overflow():
     want = _cpu(q, k, v, q_pos, 5, 1.0, 0, 0.0)
     for prefill in (False, True):
         np.testing.assert_allclose(_gpu(q, k, v, q_pos, 5, 1.0, 0, 0.0, prefill), want, rtol=1e-5, atol=1e-6)
-
-
-def test_prefill_tiles_fit_shared_memory():
-    for hd in (8, 64, 128, 256):
-        bq, bk = launch.prefill_tiles(hd)
-        assert 1 <= bq <= TILE and bk >= 1
-        assert 2 * bq * hd + bk * (2 * hd + 1) + bq * bk + 3 * bq <= launch.ATTN_SMEM
 
 
 def test_bad_shapes_are_value_errors():

@@ -2,7 +2,8 @@
 
 Runs under the CUDA simulator where there is no GPU (tests/conftest.py), on the device where
 there is one. The simulator runs each GPU thread as a Python thread, one per output weight
-here, so shapes stay small: a few rows of one to three blocks.
+here, so shapes stay small: a few rows of one to three blocks. This is the entry point (shapes,
+errors, the device entry); the super-block kernels alone are in test_cuda_dequant_k.py.
 """
 
 import numpy as np
@@ -15,24 +16,9 @@ from numba import cuda
 
 from kernels import dequant as cpu
 from kernels.cuda.dequant import dequantize, dequantize_device, supported_types
-from kernels.cuda.launch import simulated
-from tests.test_dequant import ALL_TYPES, BLOCK_TYPES, EXTREME_F16, make_data, reference, row_bytes
-from tests.test_dequant import set_f16_fields
-
-
-def assert_same_bits(got: np.ndarray, want: np.ndarray, what: str) -> None:
-    """Equal float32 bits; NaN-safe on a GPU, whose arithmetic returns one canonical NaN.
-
-    Under the simulator (NumPy arithmetic) NaN payloads must match too.
-    """
-    assert got.dtype == np.float32 and got.shape == want.shape, what
-    g, w = got.view(np.uint32), want.view(np.uint32)
-    if simulated():
-        assert np.array_equal(g, w), what
-        return
-    nan = np.isnan(want)
-    assert np.array_equal(np.isnan(got), nan), what
-    assert np.array_equal(g[~nan], w[~nan]), what
+from tests.oracles.cuda import assert_device_bits as assert_same_bits
+from tests.oracles.quant_blocks import ALL_TYPES, BLOCK_TYPES, EXTREME_F16, make_data, reference, row_bytes
+from tests.oracles.quant_blocks import set_f16_fields
 
 
 def assert_bit_exact(data: np.ndarray, qtype: Q) -> None:

@@ -13,7 +13,7 @@ from gguf import GGMLQuantizationType as T
 from service.model.forward import Batch
 from service.model.model import Model
 from service.model.placement import place
-from tests import model_oracle as oracle
+from tests.oracles import model as oracle
 from tests.synthetic import MATRICES, Spec, write_model
 
 # Small enough for the simulator: one forward is a few hundred launches of a few blocks.
@@ -51,8 +51,8 @@ def rel(got, want):
 
 def steps(m: Model):
     """Prefill of PROMPT on sequence 0, then one decode token on sequences 0 and 1 together."""
-    out = [m.forward(batch(PROMPT, [0] * len(PROMPT), range(len(PROMPT))))]
-    out.append(m.forward(batch([4, 4], [0, 1], [len(PROMPT), 0])))
+    out = [m.forward(batch(PROMPT, [0] * len(PROMPT), range(len(PROMPT)))).logits.host()]
+    out.append(m.forward(batch([4, 4], [0, 1], [len(PROMPT), 0])).logits.host())
     return out
 
 
@@ -83,10 +83,10 @@ def test_partial_offload_and_device_cache_moves(files):
     np.testing.assert_allclose(k, kc, rtol=1e-4, atol=1e-5)
     gpu.cache.copy(0, 2)
     gpu.cache.write(1, k, v)
-    nxt = [gpu.forward(batch([6], [s], [len(PROMPT) + 1])) for s in (0, 1, 2)]
+    nxt = [gpu.forward(batch([6], [s], [len(PROMPT) + 1])).logits.host() for s in (0, 1, 2)]
     np.testing.assert_allclose(nxt[1], nxt[0], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(nxt[2], nxt[0], rtol=1e-6, atol=1e-6)
-    want = cpu.forward(batch([6], [0], [len(PROMPT) + 1]))
+    want = cpu.forward(batch([6], [0], [len(PROMPT) + 1])).logits.host()
     assert rel(nxt[0], want) < TOL["gemma3"]
 
 
@@ -95,12 +95,14 @@ def test_embeddings_hidden_states_from_the_device(files):
     gpu = Model(files["llama"], n_ctx=16, n_seq=1, max_batch=8, n_gpu_layers="99")
     assert gpu.placement.output_on_gpu  # more than the layer count: the head too, as llama.cpp
     hidden = np.array([True, False, True])
+    outs = []
     for m in (cpu, gpu):
         b = batch([1, 2, 3], [0, 0, 0], [0, 1, 2])
         b.want[:] = False
         b.hidden = hidden
-        assert m.forward(b).shape == (0, 40)
-    np.testing.assert_allclose(gpu.forward.hidden, cpu.forward.hidden, rtol=1e-5, atol=1e-5)
+        outs.append(m.forward(b))
+        assert outs[-1].logits.shape == (0, 40) and outs[-1].hidden.shape == (2, 32)
+    np.testing.assert_allclose(outs[1].hidden, outs[0].hidden, rtol=1e-5, atol=1e-5)
 
 
 def test_placement_rules(monkeypatch):

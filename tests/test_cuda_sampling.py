@@ -1,8 +1,8 @@
-"""CUDA softmax, top-k and top-p against the CPU sampler kernels.
+"""kernels/cuda/sampling.py: CUDA softmax and top-p against the CPU sampler kernels.
 
 Runs under NUMBA_ENABLE_CUDASIM=1 without a GPU (tests/conftest.py), on the device with one.
 Rows are short (the simulator runs each thread as a Python thread) but long enough for several
-blocks, and ids of one and two bytes.
+blocks. Top-k (kernels/cuda/top_k.py) is in test_cuda_top_k.py.
 """
 
 import numpy as np
@@ -12,7 +12,7 @@ from kernels import sampling as cpu
 from kernels import sampling_filters as cpu_filters
 from kernels.cuda import sampling as gpu
 from kernels.cuda.launch import ROW_THREADS
-from tests.cuda_oracle import dev, host
+from tests.oracles.cuda import dev, host
 
 RNG = np.random.default_rng(5)
 NINF = np.float32(-np.inf)
@@ -69,59 +69,6 @@ def test_softmax_uses_only_the_first_n():
     np.testing.assert_allclose(got[:25], _cpu_softmax(x[:25])[0], rtol=1e-5, atol=1e-8)
     assert np.all(got[25:] == -1.0)
 
-
-def _check_top_k(x, k, work=None):
-    want_ids, want_vals = _cpu_top_k(x, k)
-    ids, vals = gpu.top_k_host(dev(x), x.shape[0], k, work or gpu.new_work())
-    np.testing.assert_array_equal(ids, want_ids)
-    np.testing.assert_array_equal(vals, want_vals)
-    return ids
-
-
-@pytest.mark.parametrize("n,k", [(1, 1), (50, 1), (50, 7), (300, 40), (300, 300), (2000, 25)])
-def test_top_k_random_rows(n, k):
-    _check_top_k(_row(n), k)
-
-
-def test_top_k_ties_take_the_lower_id_first():
-    """Few distinct values: the k-th value is shared by many ids; the cut goes inside the group."""
-    x = RNG.integers(0, 4, 300).astype(np.float32)
-    for k in (3, 151):
-        ids = _check_top_k(x, k)
-        assert np.all(np.diff(ids[x[ids] == x[ids[-1]]]) > 0)
-
-
-def test_top_k_all_equal_and_signed_zeros():
-    """Every key equal needs the id digits; -0.0 and +0.0 are one value (ties by id)."""
-    _check_top_k(np.ones(260, np.float32), 9)
-    x = np.zeros(40, np.float32)
-    x[::3] = -0.0
-    x[7] = 1.0
-    _check_top_k(x, 12)
-
-
-def test_top_k_reaches_minus_inf_entries():
-    """k above the finite count: the -inf entries follow, lowest ids first."""
-    x = _row(64, n_ninf=60)
-    ids = _check_top_k(x, 10)
-    assert np.all(x[ids[4:]] == NINF)
-
-
-def test_top_k_reuses_work_and_clamps_k():
-    work = gpu.new_work()
-    x = _row(100)
-    _check_top_k(x, 5, work)
-    _check_top_k(_row(100), 33, work)  # stale histograms and state from the last call must not leak
-    ids, _ = gpu.top_k_host(dev(x), 20, 500, work)  # k > n: all n, as the CPU does
-    np.testing.assert_array_equal(ids, _cpu_top_k(x[:20], 500)[0])
-
-
-def test_top_k_limits_are_value_errors():
-    x = dev(_row(2000))
-    with pytest.raises(ValueError, match="device limit"):
-        gpu.top_k_host(x, 2000, gpu.TOP_K_MAX + 1, gpu.new_work())
-    with pytest.raises(ValueError):
-        gpu.top_k_host(x, 2000, 0, gpu.new_work())
 
 
 def test_top_p_on_device_candidates():

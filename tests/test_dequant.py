@@ -1,6 +1,9 @@
-"""kernels.dequant.dequantize must equal gguf.quants.dequantize bit for bit, for every type."""
+"""kernels.dequant.dequantize must equal gguf.quants.dequantize bit for bit, for every type.
 
-import gguf
+This is the entry point: shapes, dtypes and errors, through to every kernel. The kernels alone
+are in test_dequant_legacy.py and test_dequant_k.py; the CUDA twin in test_cuda_dequant.py.
+"""
+
 import numpy as np
 import pytest
 from gguf import GGML_QUANT_SIZES
@@ -9,19 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernels.dequant import dequantize, supported_types
-from tests.quant_blocks import F16_FIELDS
+from tests.oracles.quant_blocks import (
+    ALL_TYPES,
+    BLOCK_TYPES,
+    EXTREME_F16,
+    make_data,
+    reference,
+    row_bytes,
+    set_f16_fields,
+)
 
-# Types gguf.quants.quantize can produce (F32/F16 through numpy casts); the others get random
-# bytes whose f16 scale fields are overwritten with realistic values.
-QUANTIZABLE = (Q.F32, Q.F16, Q.BF16, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0)
-BLOCK_TYPES = tuple(F16_FIELDS)
-ALL_TYPES = (Q.F32, Q.F16, Q.BF16, *BLOCK_TYPES)
 LEADING_SHAPES = [(), (1,), (3,), (7,), (1, 3), (3, 7), (7, 1, 3)]
-
-
-def reference(data: np.ndarray, qtype: Q) -> np.ndarray:
-    with np.errstate(all="ignore"):  # gguf warns on NaN * 0 and the like
-        return gguf.quants.dequantize(data, qtype)
 
 
 def assert_bit_exact(data: np.ndarray, qtype: Q) -> None:
@@ -30,40 +31,6 @@ def assert_bit_exact(data: np.ndarray, qtype: Q) -> None:
     assert got.dtype == np.float32
     assert got.shape == want.shape
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), qtype.name
-
-
-def row_bytes(qtype: Q, blocks_per_row: int) -> int:
-    return blocks_per_row * GGML_QUANT_SIZES[qtype][1]
-
-
-def f16_scales(rng: np.random.Generator, n: int) -> np.ndarray:
-    """n finite float16 scales of realistic size (1e-4 .. 1e-1, either sign), as uint8 pairs."""
-    mag = 10.0 ** rng.uniform(-4, -1, size=n)
-    sign = rng.choice([-1.0, 1.0], size=n)
-    return (mag * sign).astype(np.float16).view(np.uint8).reshape(n, 2)
-
-
-def set_f16_fields(data: np.ndarray, qtype: Q, values: np.ndarray) -> None:
-    """Write uint8 pairs values (n_blocks, 2), or one pair for all, into every f16 field."""
-    blocks = data.reshape(-1, GGML_QUANT_SIZES[qtype][1])
-    for off in F16_FIELDS[qtype]:
-        blocks[:, off : off + 2] = values
-
-
-def make_data(rng: np.random.Generator, qtype: Q, leading: tuple, blocks_per_row: int):
-    """uint8 tensor (*leading, row bytes): gguf-quantized floats, else random sane blocks."""
-    block_size, _ = GGML_QUANT_SIZES[qtype]
-    if qtype in QUANTIZABLE:
-        floats = rng.standard_normal((*leading, blocks_per_row * block_size)).astype(np.float32)
-        floats *= np.float32(0.05)
-        if qtype == Q.F32:
-            return floats.view(np.uint8)
-        if qtype == Q.F16:
-            return floats.astype(np.float16).view(np.uint8)
-        return gguf.quants.quantize(floats, qtype)
-    data = rng.integers(0, 256, size=(*leading, row_bytes(qtype, blocks_per_row)), dtype=np.uint8)
-    set_f16_fields(data, qtype, f16_scales(rng, data.size // GGML_QUANT_SIZES[qtype][1]))
-    return data
 
 
 def test_every_gguf_type_we_claim_is_covered():
@@ -96,18 +63,6 @@ def test_random_bytes_everywhere(qtype, seed):
     """Every byte random, the scales included (NaN and inf scales too): must still match."""
     rng = np.random.default_rng(seed)
     assert_bit_exact(rng.integers(0, 256, size=(3, row_bytes(qtype, 2)), dtype=np.uint8), qtype)
-
-
-EXTREME_F16 = {
-    "max": 0x7BFF,  # 65504, the largest finite half
-    "-max": 0xFBFF,
-    "min_subnormal": 0x0001,  # 2**-24
-    "-min_subnormal": 0x8001,
-    "max_subnormal": 0x03FF,
-    "min_normal": 0x0400,
-    "zero": 0x0000,
-    "-zero": 0x8000,
-}
 
 
 @pytest.mark.parametrize("bits", EXTREME_F16.values(), ids=EXTREME_F16.keys())
@@ -206,3 +161,14 @@ def test_zero_dimensional_input_raises(impl):
         _impl(impl)(np.uint8(3), Q.Q8_0)
     out = _impl(impl)(np.zeros((0, 36), dtype=np.uint8), Q.Q4_0)  # no rows: an empty result
     assert out.shape == (0, 64) and out.dtype == np.float32
+
+
+@pytest.mark.parametrize("qtype", [Q.Q4_1, Q.Q5_1], ids=lambda t: t.name)
+def test_nan_scale_and_nan_min_keep_the_scales_nan(qtype):
+    """d and m both NaN: gguf's (d * q) + m returns d's NaN; a compiled add may swap its operands."""
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, size=(2, row_bytes(qtype, 2)), dtype=np.uint8)
+    blocks = data.reshape(-1, GGML_QUANT_SIZES[qtype][1])
+    blocks[:, 0:2] = np.array([0xFEA0], np.uint16).view(np.uint8)  # a negative NaN with a payload
+    blocks[:, 2:4] = np.array([0x7E3A], np.uint16).view(np.uint8)  # a positive NaN with another
+    assert_bit_exact(data, qtype)

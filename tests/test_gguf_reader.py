@@ -7,7 +7,7 @@ import pytest
 from gguf import GGMLQuantizationType as T, GGUFReader, GGUFWriter
 
 from service.gguf_reader import GGUFError, read_gguf
-from tests.quant_blocks import random_matrix
+from tests.oracles.quant_blocks import random_matrix
 
 
 def write_tiny(path, extra=None):

@@ -1,4 +1,4 @@
-"""Structured output on a tiny byte-level vocabulary (105 tokens): masks, Constraint, errors, request rules, mask kernels.
+"""Structured output on a tiny byte-level vocabulary (105 tokens): masks, Constraint, errors, StructuredOutput.
 
 The Sampler with a constraint is in tests/test_sampling_grammar.py (same vocabulary).
 
@@ -17,7 +17,8 @@ import pytest
 from service.sampling import (
     GrammarCompiler,
     GrammarError,
-    constraint_from_request,
+    StructuredOutput,
+    compile_structured,
     fill_masks,
 )
 from service.tokenizer import Tokenizer
@@ -205,69 +206,31 @@ def test_compile_needs_exactly_one_source(compiler):
         compiler.compile(grammar=YES_NO, json_schema={})
 
 
-# -- llama-server's request rules ------------------------------------------------------------
+# -- StructuredOutput (the HTTP edge picks it by llama-server's rules: tests/test_protocol.py) --------
 
 
 def _first_allowed(c, tok):
     return {tok.token_to_piece(t) for t in range(tok.n_vocab) if c.allows(t)}
 
 
-def test_request_rules(tok, compiler):
-    req = lambda **kw: constraint_from_request(compiler, **kw)  # noqa: E731
-    assert req() is None and req(grammar="") is None and req(response_format={"type": "text"}) is None
-    assert req(grammar=YES_NO).field == "grammar"
-    assert req(json_schema={"enum": ["no"]}).field == "json_schema"
-    # /completion: a grammar field wins over json_schema, even an empty one
-    assert req(grammar=YES_NO, json_schema=SCHEMA).field == "grammar"
-    assert req(grammar="", json_schema=SCHEMA) is None
-    # chat: response_format
-    obj = req(response_format={"type": "json_object"}, chat=True)
-    assert _first_allowed(obj, tok) == {b"{", b'{"'}
-    narrowed = req(response_format={"type": "json_object", "schema": {"enum": [7]}}, chat=True)
+def test_structured_output_compiles(tok, compiler):
+    assert compile_structured(compiler, StructuredOutput(grammar=YES_NO)).field == "grammar"
+    js = compile_structured(compiler, StructuredOutput(schema={"enum": ["no"]}, field="json_schema"))
+    assert js.field == "json_schema" and _first_allowed(js, tok) == {b'"'}
+    # an empty schema (response_format json_object without one) is any JSON object
+    assert _first_allowed(compile_structured(compiler, StructuredOutput(schema={}, field="response_format")), tok) == {
+        b"{", b'{"'}
+    narrowed = compile_structured(compiler, StructuredOutput(schema={"enum": [7]}, field="response_format"))
     assert _first_allowed(narrowed, tok) == {b"7"}
-    js = req(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"enum": ["no"]}}}, chat=True)
-    assert _first_allowed(js, tok) == {b'"'}
-    # response_format replaces a json_schema field
-    assert _first_allowed(req(json_schema={"enum": ["no"]}, response_format={"type": "json_object"}, chat=True), tok) == {b"{", b'{"'}
-    assert _first_allowed(req(json_schema={"enum": [3]}, chat=True), tok) == {b"3"}
 
 
-@pytest.mark.parametrize("kw, field, message", [
-    (dict(grammar=YES_NO, json_schema={}, chat=True), "grammar", "not both"),
-    (dict(grammar=YES_NO, response_format={"type": "json_object"}, chat=True), "grammar", "not both"),
-    (dict(response_format={"type": "xml"}, chat=True), "response_format", "xml"),
-    (dict(response_format="json", chat=True), "response_format", "expected a JSON object"),
-    (dict(response_format={"type": "json_schema", "json_schema": {"schema": "x"}}, chat=True), "response_format.json_schema.schema", "expected a JSON object"),
-    (dict(response_format={"type": "json_schema", "json_schema": {"schema": {"type": "foo"}}}, chat=True), "response_format", "foo"),
-    (dict(grammar=5), "grammar", "expected a string"),
-    (dict(json_schema="{}"), "json_schema", "expected a JSON object"),
-    (dict(grammar="root ::= ("), "grammar", "Expected '\\)'"),
+@pytest.mark.parametrize("s, field, message", [
+    (StructuredOutput(schema={"type": "foo"}, field="response_format"), "response_format", "foo"),
+    (StructuredOutput(schema={"type": "foo"}, field="json_schema"), "json_schema", "foo"),
+    (StructuredOutput(grammar="root ::= ("), "grammar", "Expected '\\)'"),
 ])
-def test_request_errors(compiler, kw, field, message):
+def test_structured_output_errors_name_the_field(compiler, s, field, message):
     with pytest.raises(GrammarError, match=message) as e:
-        constraint_from_request(compiler, **kw)
+        compile_structured(compiler, s)
     assert e.value.field == field
 
-
-# -- mask kernels ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("n", [1, 31, 32, 33, 100, 4097])
-def test_mask_kernels_against_numpy(n):
-    from kernels import sampling_mask as M
-
-    rng = np.random.default_rng(n)
-    vals = rng.standard_normal(n).astype(np.float32)
-    for density in (0.0, 0.05, 0.5, 1.0):
-        bits = rng.random(((n + 31) // 32) * 32) < density
-        bits[n:] = rng.random(bits.size - n) < 0.5  # bits past n must be ignored
-        mask = np.packbits(bits, bitorder="little").view(np.int32)
-        ref = np.flatnonzero(bits[:n])
-        assert M.count_allowed(mask, n) == ref.size
-        ids, out = np.zeros(n, np.int32), np.zeros(n, np.float32)
-        cnt = M.gather_allowed(ids, out, vals, mask, n)
-        np.testing.assert_array_equal(ids[:cnt], ref)
-        np.testing.assert_array_equal(out[:cnt], vals[ref])
-        dense = np.empty(n, np.float32)
-        M.mask_dense(dense, vals, mask, n)
-        np.testing.assert_array_equal(dense, np.where(bits[:n], vals, -np.inf).astype(np.float32))

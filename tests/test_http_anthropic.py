@@ -7,11 +7,14 @@ import json
 
 import anthropic
 import jsonschema
+import msgspec
 import pytest
 
-from service.api.anthropic import to_chat
 from service.api.errors import ApiError
+from service.api.protocol import decode
+from service.api.protocol_anthropic import MessagesRequest
 from tests.chat_server import shared_server
+
 
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 TOOLS = [{"name": "get_weather", "description": "Current weather in a city", "input_schema": WEATHER}]
@@ -34,6 +37,11 @@ def server():
 @pytest.fixture(scope="module")
 def client(server):
     return anthropic.Anthropic(base_url=server.url, api_key="none", max_retries=0, timeout=120)
+
+
+def to_chat(body: dict) -> dict:
+    """The chat request a Messages body converts into, as plain JSON values."""
+    return msgspec.to_builtins(decode(msgspec.json.encode(body), MessagesRequest).to_chat())
 
 
 def test_message(client):
@@ -83,11 +91,13 @@ def test_tool_use(client):
 def test_stop_sequence(client):
     _warm(client)
     plain = client.messages.create(model="m", max_tokens=8, messages=HI, extra_body=GREEDY).content[0].text
-    words = plain.split()
-    assert len(words) > 1
-    m = client.messages.create(model="m", max_tokens=8, messages=HI, extra_body=GREEDY, stop_sequences=[words[1]])
-    assert m.stop_reason == "stop_sequence" and m.stop_sequence == words[1]
-    assert m.content[0].text == plain[:plain.index(words[1])]  # cut at its first occurrence, even mid-word
+    # a stop string that first occurs after the start (a word if the answer has one that does):
+    # the text is cut at its first occurrence, even mid-word
+    pieces = [*plain.split()[1:], *(plain[i:i + 3] for i in range(1, len(plain) - 2))]
+    stop = next(p for p in pieces if p.strip() and plain.index(p) > 0)
+    m = client.messages.create(model="m", max_tokens=8, messages=HI, extra_body=GREEDY, stop_sequences=[stop])
+    assert m.stop_reason == "stop_sequence" and m.stop_sequence == stop
+    assert m.content[0].text == plain[:plain.index(stop)]
 
 
 def test_count_tokens_equals_usage(client):

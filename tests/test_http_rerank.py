@@ -17,9 +17,9 @@ DOCS = ["abc", "hello", "xyz", "aaa"]
 def oracle_score(path, tokens, w, b, dense, dense_b):
     m = Model(path, n_ctx=128, n_seq=1, max_batch=64)
     n = len(tokens)
-    m.forward(Batch(np.array(tokens, np.int32), np.zeros(n, np.int32), np.arange(n, dtype=np.int32),
-                    np.zeros(n, bool), np.ones(n, bool)))
-    h = m.forward.hidden[-1]
+    out = m.forward(Batch(np.array(tokens, np.int32), np.zeros(n, np.int32), np.arange(n, dtype=np.int32),
+                          np.zeros(n, bool), np.ones(n, bool)))
+    h = out.hidden[-1]
     return float((w @ np.tanh(dense @ h + dense_b))[0] + b[0])
 
 

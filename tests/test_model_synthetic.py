@@ -1,5 +1,5 @@
 """The forward pass on tiny synthetic models of each architecture, against the float64
-NumPy oracle (tests/model_oracle.py), and the batch / KV-cache invariants.
+NumPy oracle (tests/oracles/model.py), and the batch / KV-cache invariants.
 
 Tolerances, as max|ours - ref| / max|ref| over all logits of a 20-token prompt:
 - F32 and F16 weights: 2e-5. The forward runs in float32 (weights are exact in both, F16
@@ -36,7 +36,7 @@ from service.model.config import config_from_metadata
 from service.model.forward import Batch, Forward
 from service.model.kvcache import KVCache
 from service.model.weights import load_weights
-from tests import model_oracle as oracle
+from tests.oracles import model as oracle
 from tests.synthetic import MATRICES, Spec, write_model
 
 FLOAT_TOL, QUANT_TOL, SELF_TOL = 2e-5, 2e-2, 1e-5
@@ -88,7 +88,7 @@ def run(fw: Forward, seq: int, tokens, pos0: int = 0) -> np.ndarray:
     """One segment of a sequence continuing at pos0: logits of every token."""
     n = len(tokens)
     return fw(Batch(np.asarray(tokens, np.int32), np.full(n, seq, np.int32),
-                    np.arange(pos0, pos0 + n, dtype=np.int32), np.ones(n, bool)))
+                    np.arange(pos0, pos0 + n, dtype=np.int32), np.ones(n, bool))).logits.host()
 
 
 def fresh(m: Model, tokens) -> np.ndarray:
@@ -164,7 +164,7 @@ def test_two_sequences_in_one_batch(models, name):
     n = 1 + len(b)
     batch = Batch(np.concatenate([a[10:], b]).astype(np.int32), np.array([2] + [0] * len(b), np.int32),
                   np.array([10, *range(len(b))], np.int32), np.ones(n, bool))
-    logits = fw(batch)
+    logits = fw(batch).logits.host()
     assert rel(logits[:1], ref_a[10:]) <= SELF_TOL
     assert rel(logits[1:], ref_b) <= SELF_TOL
     # only the wanted rows come back, in batch order
@@ -172,7 +172,7 @@ def test_two_sequences_in_one_batch(models, name):
     run(fw2, 2, a[:10])
     want = np.zeros(n, bool)
     want[[0, n - 1]] = True
-    got = fw2(dataclasses.replace(batch, want=want))
+    got = fw2(dataclasses.replace(batch, want=want)).logits.host()
     assert rel(got, np.stack([ref_a[10], ref_b[-1]])) <= SELF_TOL
 
 
@@ -193,7 +193,7 @@ def test_kv_keep_clear_copy(models, name):
     fw.cache.copy(0, 1)
     x, y, z = PROMPT[:3]
     two = fw(Batch(np.array([x, x], np.int32), np.array([0, 1], np.int32),
-                   np.array([12, 12], np.int32), np.ones(2, bool)))
+                   np.array([12, 12], np.int32), np.ones(2, bool))).logits.host()
     np.testing.assert_array_equal(two[0], two[1])
     base = list(PROMPT[5:17]) + [x]
     assert rel(two[:1], fresh(m, base)[-1:]) <= SELF_TOL

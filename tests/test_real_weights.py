@@ -11,7 +11,7 @@ from gguf.quants import dequantize as gguf_dequantize
 
 from kernels.dequant import dequantize
 from kernels.matmul import matmul, pack
-from tests.test_matmul import _check
+from tests.oracles.matmul import check_matmul
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 FILES = ["SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf"]
@@ -44,4 +44,4 @@ def test_real_tensor(path, tensor):
                           gguf_dequantize(data, t.tensor_type).view(np.uint32))
     x = np.random.default_rng(0).standard_normal((5, k)).astype(np.float32)
     y = matmul(np.zeros((5, n), np.float32), x, pack(data, t.tensor_type, n, k))
-    _check(y, data, t.tensor_type, x)
+    check_matmul(y, data, t.tensor_type, x)

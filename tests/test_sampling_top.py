@@ -6,7 +6,6 @@ every parameter mix that allows it. The engine's choice between the two paths is
 logits left on the (simulated) device.
 """
 
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -69,6 +68,7 @@ def test_chains_that_need_the_whole_row(kw):
 def test_the_engine_samples_device_logits_from_their_top_k(tmp_path):
     """On a GPU head the engine takes only the top k when the chain allows, else the row."""
     from service.model.forward import Batch
+    from service.model.logits import HostLogits, Logits
     from service.model.model import Model
     from tests.synthetic import Spec, write_model
 
@@ -76,15 +76,20 @@ def test_the_engine_samples_device_logits_from_their_top_k(tmp_path):
                                                   n_vocab=N_VOCAB, eps=1e-5))
     m = Model(path, n_ctx=8, n_seq=1, max_batch=4, n_gpu_layers="all")
     logits = m.forward(Batch(np.array([3, 4], np.int32), np.zeros(2, np.int32), np.arange(2, dtype=np.int32),
-                             np.ones(2, bool)), lazy=True)
-    assert hasattr(logits, "top_k") and len(logits) == 2
-    host = logits[1]
+                             np.ones(2, bool))).logits
+    assert isinstance(logits, Logits) and logits.max_k >= 7 and len(logits) == 2
+    host = logits.row(1)
     ids, vals = logits.top_k(1, 7)
     want_ids, want_vals = top(host, 7)
     np.testing.assert_array_equal(ids, want_ids)
     np.testing.assert_array_equal(vals, want_vals)
     for kw, device in ((dict(top_k=7), True), (dict(top_k=7, n_probs=2), False)):
-        slot = SimpleNamespace(sampler=Sampler(SamplingParams(seed=3, **kw), N_VOCAB))
-        tok, row = Engine._sample(slot, logits, 1)
+        tok, row = Engine._sample(Sampler(SamplingParams(seed=3, **kw), N_VOCAB), logits, 1)
         assert (row is None) == device
         assert tok == Sampler(SamplingParams(seed=3, **kw), N_VOCAB).sample(host)
+    # host logits serve no top k: the engine samples their row, with the same result
+    on_host = HostLogits(np.stack([host, host]))
+    assert isinstance(on_host, Logits) and on_host.max_k == 0
+    tok, row = Engine._sample(Sampler(SamplingParams(seed=3, top_k=7), N_VOCAB), on_host, 1)
+    assert np.array_equal(row, host)
+    assert tok == Sampler(SamplingParams(seed=3, top_k=7), N_VOCAB).sample(host)

@@ -14,7 +14,7 @@ import pytest
 
 from service.model.generate import Stop, run_all
 from service.model.model import Model
-from service.sampling import GrammarCompiler, GrammarError, Sampler, SamplingParams, constraint_from_request
+from service.sampling import GrammarCompiler, GrammarError, Sampler, SamplingParams, StructuredOutput, compile_structured
 
 ROOT = Path(__file__).resolve().parent.parent
 N_CTX = 512
@@ -105,8 +105,8 @@ def test_response_format_json_object(smol):
     model, compiler = smol
     tok = model.tokenizer
     p = _chat(tok, "Reply with a small JSON object about the weather.")
-    samplers = [_sampler(model, SamplingParams(seed=seed), constraint_from_request(
-        compiler, response_format={"type": "json_object"}, chat=True)) for seed in (8, 9, 10)]
+    samplers = [_sampler(model, SamplingParams(seed=seed), compile_structured(
+        compiler, StructuredOutput(schema={}, field="response_format"))) for seed in (8, 9, 10)]
     out, stops = _run(model, [p] * 3, samplers, 100)
     ended = [i for i in range(3) if stops[i] is Stop.EOS]
     assert ended  # an object with no schema may ramble on; most end well within 100 tokens
@@ -126,8 +126,6 @@ def test_invalid_grammar_and_schema_on_the_real_tokenizer(smol):
         compiler.compile(grammar="root ::= maybe")
     with pytest.raises(GrammarError, match="foo"):
         compiler.compile(json_schema={"type": "foo"})
-    with pytest.raises(GrammarError, match="not both"):
-        constraint_from_request(compiler, grammar=YES_NO, json_schema=SCHEMA, chat=True)
 
 
 def test_constrained_draws_do_not_depend_on_batch_neighbours(smol):

@@ -7,8 +7,13 @@ from __future__ import annotations
 import json
 import random
 
+import msgspec
 import pytest
 
+from service.api.errors import ApiError
+from service.api.protocol import decode
+from service.api.protocol_openai import ChatRequest, chat_input, tool_request
+from service.api.result_json import delta_json, message_json
 from service.chat import ChatTemplate
 from service.chat.caps import caps_of, polyfill
 from service.chat.chatmsg import ChatMsg
@@ -18,7 +23,7 @@ from service.chat.plan import build_plan, marker, specials
 from service.chat.reasoning import ReasoningFormat
 from service.chat.toolcall_formats import ToolFormat, ToolParseError, detect, parse_calls
 from service.chat.toolcall_grammar import build_grammar
-from service.chat.tools import ToolChoice, tool_request
+from service.chat.tools import ToolChoice
 from service.gguf_reader import read_gguf
 from service.sampling import GrammarCompiler
 from service.sampling.lazy import LazyGrammar, Marker, json_rule, token_set
@@ -90,7 +95,7 @@ def test_whole_output(fmt, text, content, calls):
     for c in msg.tool_calls:
         assert c.arguments == dumps(json.loads(c.arguments))  # compact, as llama-server sends them
         assert len(c.id) >= 4 and c.id.isalnum()
-    oai = msg.to_openai()
+    oai = message_json(msg)
     if calls:
         assert oai["content"] is None if not content else oai["content"] == content
         assert [t["type"] for t in oai["tool_calls"]] == ["function"] * len(calls)
@@ -138,7 +143,7 @@ def _replay(spec: OutputSpec, text: str, pieces: list[str]) -> tuple[ChatMsg, li
     deltas += last
     got = ChatMsg()
     for d in deltas:
-        o = d.to_openai()
+        o = delta_json(d)
         got.content += o.get("content", "")
         got.reasoning_content += o.get("reasoning_content", "")
         for tc in o.get("tool_calls", []):
@@ -212,13 +217,23 @@ def test_partial_json_refuses_non_json(bad):
 
 # -- requests ---------------------------------------------------------------------------------
 
+def _req(body: dict) -> ChatRequest:
+    """A chat request as the HTTP edge decodes it."""
+    return decode(msgspec.json.encode(body), ChatRequest)
+
+
+def _input(body: dict):
+    """The chat layer's input for a chat request body, as the HTTP edge makes it."""
+    return chat_input(_req(body))
+
+
 def test_tool_request_fields():
-    r = tool_request({"tools": TOOLS})
+    r = tool_request(_req({"tools": TOOLS}))
     assert r.choice is ToolChoice.AUTO and not r.parallel and [f["name"] for f in r.functions] == ["get_weather", "ping"]
-    r = tool_request({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "ping"}}})
+    r = tool_request(_req({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "ping"}}}))
     assert r.choice is ToolChoice.REQUIRED and [f["name"] for f in r.functions] == ["ping"]
-    assert tool_request({"tools": TOOLS, "tool_choice": "none"}).active is False
-    assert tool_request({}) is None
+    assert tool_request(_req({"tools": TOOLS, "tool_choice": "none"})).active is False
+    assert tool_request(_req({})) is None
 
 
 @pytest.mark.parametrize("body,field", [
@@ -230,8 +245,8 @@ def test_tool_request_fields():
     ({"tools": TOOLS, "parallel_tool_calls": "yes"}, "parallel_tool_calls"),
 ])
 def test_tool_request_errors_name_the_field(body, field):
-    with pytest.raises(ValueError, match=rf"^{field.replace('[', '.').replace(']', '.')}"):
-        tool_request(body)
+    with pytest.raises(ApiError, match=rf"^{field.replace('[', '.').replace(']', '.')}"):
+        tool_request(_req(body))
 
 
 # -- grammars on the real vocabulary -------------------------------------------------------------
@@ -337,7 +352,7 @@ def test_smollm2_tool_conversation_round_trips(smol):
                 {"role": "assistant", "content": None, "tool_calls": [
                     {"id": "call_7", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]},
                 {"role": "tool", "tool_call_id": "call_7", "content": "sunny, 21 C"}]
-    plan = build_plan(tmpl, {"messages": messages, "tools": TOOLS}, tokenizer=tok, compiler=gc,
+    plan = build_plan(tmpl, _input({"messages": messages, "tools": TOOLS}), tokenizer=tok, compiler=gc,
                       default_reasoning=ReasoningFormat.AUTO, stream=False)
     text = plan.rendered.text
     assert "Respond in JSON format" in text and "You can call any of the following tools" in text
@@ -354,7 +369,7 @@ def test_template_that_prints_calls_gets_object_arguments(smol):
         {"id": "x", "type": "function", "function": {"name": "ping", "arguments": '{"a": 1}'}}]}], None)
     out = tmpl.render(msgs, add_generation_prompt=False).text
     assert '<tool_call>\n{"name": "ping", "arguments": {"a": 1}}\n</tool_call>' in out
-    plan = build_plan(tmpl, {"messages": [{"role": "user", "content": "hi"}], "tools": TOOLS}, tokenizer=smol[0],
+    plan = build_plan(tmpl, _input({"messages": [{"role": "user", "content": "hi"}], "tools": TOOLS}), tokenizer=smol[0],
                       compiler=smol[1], default_reasoning=ReasoningFormat.AUTO, stream=False)
     assert plan.spec.format is F.HERMES_2_PRO and "start: free |" in plan.grammar  # lazy
 
@@ -379,8 +394,8 @@ def test_system_text_joins_the_user_turn_where_the_template_has_no_system_role(s
            "[{{ m.role }}] {{ m.content }}\n{% endfor %}")
     tmpl = ChatTemplate(src, name="custom", bos_token="", eos_token="")
     assert not caps_of(tmpl).system_role
-    plan = build_plan(tmpl, {"messages": [{"role": "system", "content": "Be brief."},
-                                          {"role": "user", "content": "Hi"}]},
+    plan = build_plan(tmpl, _input({"messages": [{"role": "system", "content": "Be brief."},
+                                                 {"role": "user", "content": "Hi"}]}),
                       tokenizer=smol[0], compiler=None, default_reasoning=ReasoningFormat.AUTO, stream=False)
     assert plan.rendered.text == "[user] Be brief.\nHi\n"
 
@@ -389,8 +404,8 @@ def test_required_call_after_an_opened_thinking_block(smol):
     tok, gc, _ = smol
     tmpl = ChatTemplate(QWEN_LIKE + "{%- if add_generation_prompt %}<think>\n{%- endif %}", name="custom",
                         bos_token="", eos_token="<|im_end|>")
-    plan = build_plan(tmpl, {"messages": [{"role": "user", "content": "Weather?"}], "tools": TOOLS,
-                             "tool_choice": "required"}, tokenizer=tok, compiler=gc,
+    plan = build_plan(tmpl, _input({"messages": [{"role": "user", "content": "Weather?"}], "tools": TOOLS,
+                                    "tool_choice": "required"}), tokenizer=tok, compiler=gc,
                       default_reasoning=ReasoningFormat.AUTO, stream=False)
     assert plan.spec.forced_open and plan.spec.format is F.HERMES_2_PRO
     out = ('The user wants the weather.\n</think>\n\n<tool_call>\n{"name": "get_weather", "arguments": '
@@ -407,5 +422,5 @@ def test_uncompilable_tool_schema_is_a_client_error(smol):
     bad = [{"type": "function", "function": {"name": "f", "parameters": {
         "type": "object", "properties": {"a": {"type": "nonsense"}}}}}]
     with pytest.raises(ValueError, match=r"^tools: failed to compile JSON schema: Invalid type: nonsense$"):
-        build_plan(tmpl, {"messages": [{"role": "user", "content": "x"}], "tools": bad}, tokenizer=tok,
+        build_plan(tmpl, _input({"messages": [{"role": "user", "content": "x"}], "tools": bad}), tokenizer=tok,
                    compiler=gc, default_reasoning=ReasoningFormat.AUTO, stream=False)

@@ -7,7 +7,7 @@ from litestar.exceptions import HTTPException
 
 from service import __version__
 from service.api import anthropic, completion, info, metrics, openai, responses, slot_actions, tokens
-from service.api.bridge import ClientGone
+from service.api.runs import ClientGone
 from service.api.errors import (ApiError, not_supported, on_api_error, on_client_gone, on_http_exception,
                                 on_unexpected)
 from service.api.gate import Gate

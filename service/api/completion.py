@@ -4,53 +4,42 @@ from __future__ import annotations
 
 from litestar import Request, Response, post
 
-from service.api.bridge import TaskRun, log_fields, results
-from service.api.errors import bad_request, not_supported
-from service.api.params import ParamBuilder, decode_json, get
-from service.api.results import native_final, native_partial
-from service.api.sse import stream_runs
-from service.engine.task import Final, Partial
+from service.api.errors import not_supported
+from service.api.params import ParamBuilder, builder
+from service.api.protocol import CompletionRequest, InfillChunk, InfillRequest, decode
+from service.api.result_json import native_final, native_partial
+from service.api.runs import Runs, log_fields
+from service.api.sse import data, stream
+from service.engine.task import Final
 
 
-def builder(request: Request) -> ParamBuilder:
-    st = request.app.state.server
-    b = request.app.state.get("params")
-    if b is None:
-        b = request.app.state.params = ParamBuilder(st)
-    return b
-
-
-async def run_native(request: Request, body: dict, prompts: list[list[int]]) -> Response:
+async def run_native(request: Request, req: CompletionRequest, prompts: list[list[int]]) -> Response:
     """Run one task per prompt; a list of results when several prompts were given."""
     st = request.app.state.server
     b = builder(request)
-    stream = bool(get(body, "stream", bool, False))
-    return_tokens = bool(get(body, "return_tokens", bool, False))
-    fields = get(body, "response_fields", list)
-    if fields is not None and not all(isinstance(f, str) for f in fields):
-        raise bad_request("response_fields: expected an array of strings")
-    params = [b.task(body, p, stream=stream) for p in prompts]
-    runs = [TaskRun(st.engine, p) for p in params]
+    params = [b.task(req, p) for p in prompts]
+    runs = Runs(st.engine, params)
     model, n_ctx, tok = st.alias, st.model.n_ctx, st.model.tokenizer
-    if stream:
+    fields = req.response_fields
+    if req.stream:
         counts = [0] * len(runs)
 
-        def on_partial(i: int, ev: Partial) -> list:
+        def frame(i: int, ev) -> list[bytes]:
+            p = params[i]
+            if isinstance(ev, Final):
+                log_fields(request, ev, lambda: tok.detokenize(p.prompt))
+                return [data(select_fields(native_final(ev, p, tok, i, model, n_ctx, stream=True, return_tokens=False,
+                                                        prompt_text=""), fields))]
             counts[i] += len(ev.tokens)
-            return [native_partial(ev, params[i], tok, i, ev.id_slot, len(params[i].prompt), counts[i])]
+            return [data(native_partial(ev, p, tok, i, ev.id_slot, len(p.prompt), counts[i]))]
 
-        def on_final(i: int, ev: Final) -> list:
-            log_fields(request, ev, lambda: tok.detokenize(params[i].prompt))
-            return [select_fields(native_final(ev, params[i], tok, i, model, n_ctx, stream=True, return_tokens=False,
-                                               prompt_text=""), fields)]
-
-        return stream_runs(runs, on_partial, on_final)
+        return stream(runs, frame)
     out = []
-    for i, ev in enumerate(await results(request, runs)):
-        log_fields(request, ev, lambda: tok.detokenize(params[i].prompt))
+    for i, ev in enumerate(await runs.results(request)):
+        text = tok.detokenize(params[i].prompt)
+        log_fields(request, ev, lambda: text)
         out.append(select_fields(native_final(ev, params[i], tok, i, model, n_ctx, stream=False,
-                                              return_tokens=return_tokens,
-                                              prompt_text=tok.detokenize(params[i].prompt)), fields))
+                                              return_tokens=req.return_tokens, prompt_text=text), fields))
     return Response(out if len(prompts) > 1 else out[0])
 
 
@@ -72,33 +61,25 @@ def select_fields(result: dict, fields: list[str] | None) -> dict:
 
 @post(["/completion", "/completions"], status_code=200)
 async def completion(request: Request) -> Response:
-    body = decode_json(await request.body())
-    return await run_native(request, body, builder(request).prompts(body.get("prompt")))
+    req = decode(await request.body(), CompletionRequest)
+    return await run_native(request, req, builder(request).prompts(req.prompt))
 
 
 @post("/infill", status_code=200)
 async def infill(request: Request) -> Response:
-    body = decode_json(await request.body())
+    req = decode(await request.body(), InfillRequest)
     b = builder(request)
     tok = b.tok
     missing = [f"{name} token is missing. " for name, t in (("prefix", tok.fim_pre_id), ("suffix", tok.fim_suf_id),
                                                              ("middle", tok.fim_mid_id)) if t is None]
     if missing:
         raise not_supported("Infill is not supported by this model: " + "".join(missing))
-    prefix = get(body, "input_prefix", str, "")
-    suffix = get(body, "input_suffix", str, "")
-    extra = body.get("input_extra", [])
-    if not isinstance(extra, list) or not all(
-        isinstance(c, dict) and isinstance(c.get("text", ""), str) and isinstance(c.get("filename", ""), str)
-        for c in extra
-    ):
-        raise bad_request('input_extra: expected an array of {"filename": string, "text": string} objects')
-    prompt = body.get("prompt", "")
-    tokens = infill_prompt(b, prefix, suffix, extra, prompt, request.app.state.server.args.batch_size)
-    return await run_native(request, body, [tokens])
+    tokens = infill_prompt(b, req.input_prefix, req.input_suffix, req.input_extra, req.prompt,
+                           request.app.state.server.args.batch_size)
+    return await run_native(request, req, [tokens])
 
 
-def infill_prompt(b: ParamBuilder, prefix: str, suffix: str, extra: list[dict], prompt, n_batch: int) -> list[int]:
+def infill_prompt(b: ParamBuilder, prefix: str, suffix: str, extra: list[InfillChunk], prompt, n_batch: int) -> list[int]:
     """llama-server's FIM layout: [repo context] PRE prefix SUF suffix MID prompt, trimmed to fit.
 
     With FIM_REP/FIM_SEP tokens the extra chunks go in repo-level form; without them they
@@ -111,11 +92,11 @@ def infill_prompt(b: ParamBuilder, prefix: str, suffix: str, extra: list[dict], 
         if extra:
             ctx = [tok.fim_rep_id] + enc("myproject\n")
             for c in extra:
-                ctx += [tok.fim_sep_id] + enc(c.get("filename", "") + "\n") + enc(c.get("text", ""))
+                ctx += [tok.fim_sep_id] + enc(c.filename + "\n") + enc(c.text)
             ctx += [tok.fim_sep_id] + enc("filename\n")
     else:
         for c in extra:
-            ctx += enc(c.get("text", ""))
+            ctx += enc(c.text)
     pre, suf = enc(prefix), enc(suffix)
     mid = b.prompt_tokens(prompt, "prompt") if prompt not in ("", None, []) else []
     if mid and tok.bos_id is not None and mid[0] == tok.bos_id:

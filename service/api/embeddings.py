@@ -8,13 +8,15 @@ normalizes it (L2); /embedding(s) take `embd_normalize` (-1 none, 0 max-abs, 1 t
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 from litestar import Request, Response
 
-from service.api.bridge import TaskRun, results
-from service.api.completion import builder
 from service.api.errors import bad_request
-from service.api.params import decode_json, get
+from service.api.params import builder
+from service.api.protocol import EmbeddingsRequest, decode
+from service.api.runs import Runs
 from service.engine.task import TaskParams
 
 POOLING_TYPES = {0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}
@@ -52,7 +54,7 @@ def pool(h: np.ndarray, kind: str) -> np.ndarray:
 
 async def handle(request: Request) -> Response:
     st = request.app.state.server
-    body = decode_json(await request.body())
+    req = decode(await request.body(), EmbeddingsRequest)
     b = builder(request)
     oai = request.url.path == "/v1/embeddings"
     kind = pooling(st)
@@ -60,24 +62,20 @@ async def handle(request: Request) -> Response:
         raise bad_request("embeddings are not available with --pooling rank")
     if oai and kind == "none":
         raise bad_request("Pooling type 'none' is not OAI compatible. Please use a different pooling type")
-    inputs = body.get("input", body.get("content"))
+    inputs = req.input if req.input is not None else req.content
     if inputs is None:
         raise bad_request('"input" (or "content") is required')
     prompts = b.prompts(inputs, "input")
-    norm = get(body, "embd_normalize", int, 2)
-    fmt = get(body, "encoding_format", str, "float")
-    if fmt not in ("float", "base64"):
-        raise bad_request(f"encoding_format: must be float or base64, got {fmt!r}")
     for p in prompts:
         b.check_context(p)
-    runs = [TaskRun(st.engine, TaskParams(prompt=tuple(p), embd=True, cache_prompt=False)) for p in prompts]
-    vecs = [ev.hidden for ev in await results(request, runs)]  # Embedding events
+    runs = Runs(st.engine, [TaskParams(prompt=tuple(p), embd=True, cache_prompt=False) for p in prompts])
+    vecs = [ev.hidden for ev in await runs.results(request)]  # Embedding events
     n_tokens = sum(len(p) for p in prompts)
     if oai:
         data = []
         for i, h in enumerate(vecs):
             v = normalize(pool(h, kind), 2).astype(np.float32)
-            emb = v.tolist() if fmt == "float" else __import__("base64").b64encode(v.tobytes()).decode()
+            emb = v.tolist() if req.encoding_format == "float" else base64.b64encode(v.tobytes()).decode()
             data.append({"object": "embedding", "index": i, "embedding": emb})
         return Response({"object": "list", "model": st.alias, "data": data,
                          "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}})
@@ -86,5 +84,5 @@ async def handle(request: Request) -> Response:
         if kind == "none":
             out.append({"index": i, "embedding": h.astype(np.float64).tolist()})
         else:
-            out.append({"index": i, "embedding": [normalize(pool(h, kind), norm).tolist()]})
+            out.append({"index": i, "embedding": [normalize(pool(h, kind), req.embd_normalize).tolist()]})
     return Response(out)

@@ -12,6 +12,8 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
+from service.engine.task import ErrorKind, Failure
+
 log = structlog.get_logger("llamajit.http")
 
 TYPES = {
@@ -34,6 +36,19 @@ class ApiError(Exception):
 
     def body(self) -> dict:
         return {"error": {"code": self.code, "message": self.message, "type": self.type, **self.extra}}
+
+
+# The engine's kinds of failure as (status, type).
+_FAILURES = {
+    ErrorKind.INVALID_REQUEST: (400, "invalid_request_error"),
+    ErrorKind.EXCEED_CONTEXT: (400, "exceed_context_size_error"),
+    ErrorKind.INTERNAL: (500, "server_error"),
+}
+
+
+def from_failure(f: Failure) -> ApiError:
+    code, type_ = _FAILURES[f.kind]
+    return ApiError(code, f.message, type_)
 
 
 def bad_request(message: str, **extra) -> ApiError:

@@ -7,8 +7,8 @@ import asyncio
 from litestar import Request, Response, get, post
 
 from service.api.errors import not_supported, unavailable
-from service.api.params import decode_json
-from service.api.results import generation_settings
+from service.api.protocol import AnyObject, decode
+from service.api.result_json import generation_settings
 from service.api.state import Status
 from service.engine.slot import SlotState
 from service.sampling import SamplingParams
@@ -90,21 +90,23 @@ async def set_props(request: Request) -> Response:
     st = request.app.state.server
     if not st.args.props:
         raise not_supported("This server does not support changing global properties. Start it with `--props`")
-    decode_json(await request.body())  # no property can be changed yet: the body is only checked
+    decode(await request.body(), AnyObject)  # no property can be changed yet: the body is only checked
     return Response({"success": True})
 
 
 def slot_json(st, s) -> dict:
-    t = s.task
-    p = t.params if t is not None else None
+    """One slot as llama-server's /slots reports it (read from the HTTP thread: a snapshot that
+    may be one step old)."""
+    g = s.gen
+    p = g.params if g is not None else None
     sp = p.sampling if p is not None else SamplingParams()
-    d = {"id": s.id, "id_task": t.id if t is not None else -1, "n_ctx": s.n_ctx, "speculative": False,
+    d = {"id": s.id, "id_task": g.task.id if g is not None else -1, "n_ctx": s.n_ctx, "speculative": False,
          "is_processing": s.busy, "state": s.state.value,
          "params": generation_settings(p, sp, s.n_ctx, st.alias),
-         "next_token": {"has_next_token": s.busy, "has_new_line": bool(getattr(s, "has_new_line", False)),
-                        "n_remain": -1, "n_decoded": len(getattr(s, "generated", ())) if s.busy else 0},
+         "next_token": {"has_next_token": g is not None, "has_new_line": g.has_new_line if g is not None else False,
+                        "n_remain": -1, "n_decoded": len(g.generated) if g is not None else 0},
          "n_cached_tokens": len(s.cache_tokens)}
-    if s.state is SlotState.PROMPT:
+    if s.state is SlotState.PROMPT and p is not None:
         d["prompt_progress"] = {"total": len(p.prompt), "processed": s.i_prompt}
     return d
 

@@ -1,63 +1,53 @@
-"""Request JSON -> TaskParams: the one place where client input is checked and typed.
+"""Typed requests (protocol.py) -> TaskParams for the loaded model and the server's flags.
 
-Every problem is an ApiError 400 naming the field; nothing here touches the model beyond
-its tokenizer. Field names and defaults are llama-server's.
+What needs the model is checked here: prompts against the vocabulary and the context, logit_bias
+and DRY breakers through the tokenizer, grammars and schemas through the model's compiler. Every
+problem is an ApiError 400 naming the field.
+
+    b = builder(request)                      # one per app, built on first use
+    params = b.task(req, b.prompts(req.prompt)[0])
+    runs = Runs(engine, copies(params, n))    # n choices
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
 import msgspec
+from litestar import Request
 
 from service.api.errors import ApiError, bad_request
+from service.api.protocol import SAMPLING_NAMES, Generation, PromptObject, convert, logit_bias_pairs
 from service.engine.task import TaskParams
-from service.sampling import SamplingParams, dry_breaker_sequences
+from service.sampling import SamplingParams, StructuredOutput, compile_structured, dry_breaker_sequences
+from service.sampling.bias import resolve_logit_bias
 
-# SamplingParams fields a request may set directly (logit_bias needs the tokenizer).
-_SAMPLING = frozenset(SamplingParams.__struct_fields__) - {"logit_bias"}
-# Its integer fields: a JSON number with an integral value (40.0) is read as that integer, as
-# llama-server's JSON library does; 40.5 or "40" is a wrong type.
-_INTS = frozenset(f.name for f in msgspec.structs.fields(SamplingParams) if f.type is int)
+_UINT32 = 0xFFFFFFFF
 
 
-def decode_json(raw: bytes) -> dict:
-    try:
-        body = msgspec.json.decode(raw) if raw else {}
-    except msgspec.DecodeError as e:
-        raise bad_request(f"invalid JSON in the request body: {e}") from None
-    if not isinstance(body, dict):
-        raise bad_request("the request body must be a JSON object")
-    return body
+def builder(request: Request) -> ParamBuilder:
+    b = request.app.state.get("params")
+    if b is None:
+        b = request.app.state.params = ParamBuilder(request.app.state.server)
+    return b
 
 
-def get(body: dict, name: str, kind: type | tuple, default: Any = None) -> Any:
-    """body[name] checked against kind (bool is not an int; an int is a float). A JSON null
-    means the default, as in llama-server."""
-    v = body.get(name)
-    if v is None or v is default:
-        return default
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if float in kinds and isinstance(v, int) and not isinstance(v, bool):
-        return float(v)
-    if int in kinds and isinstance(v, float) and v.is_integer():
-        return int(v)
-    if isinstance(v, bool) and bool not in kinds:
-        raise bad_request(f"{name}: expected {_kind_names(kinds)}, got {v!r}")
-    if not isinstance(v, kinds):
-        raise bad_request(f"{name}: expected {_kind_names(kinds)}, got {type(v).__name__}")
-    return v
-
-
-def _kind_names(kinds: tuple) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "a boolean", list: "an array",
-             dict: "an object"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
+def copies(p: TaskParams, n: int) -> list[TaskParams]:
+    """The tasks of n choices: as llama-server's child tasks, the i-th copy draws with seed + i
+    when the seed is fixed (identical choices otherwise) and leaves the slot to the engine."""
+    out = [p]
+    for i in range(1, n):
+        s = p.sampling
+        if not s.seed_is_random:
+            s = msgspec.structs.replace(s, seed=(s.seed + i) & _UINT32)
+        out.append(dataclasses.replace(p, sampling=s, id_slot=-1))
+    return out
 
 
 class ParamBuilder:
-    """Turns request bodies into TaskParams for one loaded model and the server's flags."""
+    """Turns requests into TaskParams for one loaded model and the server's flags."""
 
     def __init__(self, state):
         self.state = state
@@ -66,8 +56,11 @@ class ParamBuilder:
         self.n_vocab = state.model.cfg.n_vocab
         self.n_ctx = state.model.n_ctx
         a = state.args
-        self.defaults = {"temperature": a.temp, "top_k": a.top_k, "top_p": a.top_p, "min_p": a.min_p, "seed": a.seed}
+        server = {"temperature": a.temp, "top_k": a.top_k, "top_p": a.top_p, "min_p": a.min_p, "seed": a.seed}
+        self.defaults = msgspec.structs.asdict(SamplingParams(**{k: v for k, v in server.items() if v is not None}))
         self._grammar = None
+        self._dry: dict[tuple[str, ...], tuple[tuple[int, ...], ...]] = {}
+        self._pieces: list[str] | None = None
 
     # -- prompts --------------------------------------------------------------------------
 
@@ -76,10 +69,12 @@ class ParamBuilder:
 
     def prompt_tokens(self, prompt: Any, field: str = "prompt") -> list[int]:
         """One prompt: a string, token ids, or a mix; BOS added when it starts with text."""
+        if isinstance(prompt, dict):  # a prompt object inside an array
+            prompt = convert(prompt, PromptObject, field)
+        if isinstance(prompt, PromptObject):
+            return self.tokenize(prompt.prompt_string, True)
         if isinstance(prompt, str):
             return self.tokenize(prompt, True)
-        if isinstance(prompt, dict) and isinstance(prompt.get("prompt_string"), str):
-            return self.tokenize(prompt["prompt_string"], True)
         if not isinstance(prompt, list):
             raise bad_request(f"{field}: expected a string, an array of token ids and strings, or an array of those")
         out: list[int] = []
@@ -115,30 +110,21 @@ class ParamBuilder:
 
     # -- sampling and task fields ---------------------------------------------------------------
 
-    def sampling(self, body: dict) -> SamplingParams:
-        fields = {k: v for k, v in self.defaults.items() if v is not None}
-        fields.update({k: int(v) if k in _INTS and isinstance(v, float) and v.is_integer() else v
-                       for k, v in body.items() if k in _SAMPLING and v is not None})
+    def sampling(self, req: Any) -> SamplingParams:
+        """The server's defaults overridden by the request's sampling fields (SamplingFields)."""
+        given = {k: v for k in SAMPLING_NAMES if (v := getattr(req, k)) is not None}
         for k in ("repeat_last_n", "dry_penalty_last_n"):  # a window past the context sees nothing more
-            v = fields.get(k)
-            if isinstance(v, int) and not isinstance(v, bool) and v > self.n_ctx:
-                fields[k] = self.n_ctx
-        if "dry_sequence_breakers" in fields:
-            b = fields["dry_sequence_breakers"]
-            if not isinstance(b, list) or not b:
-                raise bad_request("dry_sequence_breakers: expected a non-empty array of strings")
-        if "logit_bias" in body and body["logit_bias"] is not None:
-            fields["logit_bias"] = self.logit_bias(body["logit_bias"])
+            if given.get(k, 0) > self.n_ctx:
+                given[k] = self.n_ctx
+        if given.get("dry_sequence_breakers") == []:
+            raise bad_request("dry_sequence_breakers: expected a non-empty array of strings")
+        if "logit_bias" in given:
+            try:
+                given["logit_bias"] = resolve_logit_bias(logit_bias_pairs(given["logit_bias"]), self.tok, self.n_vocab)
+            except ValueError as e:
+                raise bad_request(str(e)) from None
         try:
-            return msgspec.convert(fields, SamplingParams)  # strict: "0.5" is not a number
-        except (msgspec.ValidationError, ValueError) as e:
-            raise bad_request(str(e)) from None
-
-    def logit_bias(self, value: Any) -> tuple:
-        from service.sampling.bias import resolve_logit_bias
-
-        try:
-            return resolve_logit_bias(value, self.tok, self.n_vocab)
+            return SamplingParams(**{**self.defaults, **given})
         except ValueError as e:
             raise bad_request(str(e)) from None
 
@@ -150,27 +136,23 @@ class ParamBuilder:
             self._grammar = GrammarCompiler(self.tok)
         return self._grammar
 
-    def constraint(self, body: dict, chat: bool | None = None):
-        """The request's grammar constraint (llama-server's rules, see service.sampling.structured).
-
-        chat=None: a chat request is one with "messages" (the chat routes require them)."""
-        grammar, schema, rf = body.get("grammar"), body.get("json_schema"), body.get("response_format")
-        if grammar in (None, "") and schema is None and rf is None:
+    def constraint(self, s: StructuredOutput | None):
+        if s is None:
             return None
-        from service.sampling import constraint_from_request
-
         try:
-            return constraint_from_request(self.grammar_compiler(), grammar, schema, rf,
-                                           chat="messages" in body if chat is None else chat)
+            return compile_structured(self.grammar_compiler(), s)
         except ValueError as e:
             raise bad_request(str(e)) from None
 
-    def task(self, body: dict, prompt: list[int], *, n_predict: int | None = None, stream: bool = False,
-             n_probs: int | None = None) -> TaskParams:
+    def task(self, req: Generation, prompt: list[int], *, n_predict: int | None = None, n_probs: int | None = None,
+             chat: bool = False, constraint: Any = None, extra_stops: tuple[str, ...] = ()) -> TaskParams:
+        """The task for one prompt. n_predict and n_probs, when given, replace the request's own
+        (the OpenAI routes read max_tokens and logprobs); a constraint, when given, replaces the
+        one the request asks for (a chat's tool-call grammar)."""
         self.check_context(prompt)
-        s = self.sampling(body)
+        s = self.sampling(req)
         if n_predict is None:
-            n_predict = get(body, "n_predict", int, -1)
+            n_predict = req.n_predict if req.n_predict is not None else -1
         if n_predict < -1:
             raise bad_request(f"n_predict: must be >= -1, got {n_predict}")
         if n_probs is None:
@@ -180,37 +162,27 @@ class ParamBuilder:
             raise bad_request(f"n_probs: must be in [0, {cap}], got {n_probs}")
         if n_probs != s.n_probs:
             s = msgspec.structs.replace(s, n_probs=n_probs)
-        stop = body.get("stop")
-        if stop is None:
-            stop = []
-        elif isinstance(stop, str):
-            stop = [stop]
-        if not isinstance(stop, list) or not all(isinstance(w, str) for w in stop):
-            raise bad_request("stop: expected a string or an array of strings")
-        id_slot = get(body, "id_slot", int, -1)
-        if not -1 <= id_slot < self.state.n_slots:
-            raise bad_request(f"id_slot: must be -1 or a slot id in [0, {self.state.n_slots}), got {id_slot}")
-        t_max = get(body, "t_max_predict_ms", (int, float), 0.0)
-        if not math.isfinite(t_max) or t_max < 0:
-            raise bad_request(f"t_max_predict_ms: must be >= 0, got {t_max}")
+        if not -1 <= req.id_slot < self.state.n_slots:
+            raise bad_request(f"id_slot: must be -1 or a slot id in [0, {self.state.n_slots}), got {req.id_slot}")
+        if not math.isfinite(req.t_max_predict_ms) or req.t_max_predict_ms < 0:
+            raise bad_request(f"t_max_predict_ms: must be >= 0, got {req.t_max_predict_ms}")
+        stop = req.stops()
         return TaskParams(
-            prompt=tuple(prompt), sampling=s, n_predict=n_predict, stop=tuple(w for w in stop if w),
-            n_probs=n_probs, post_sampling_probs=bool(get(body, "post_sampling_probs", bool, False)),
-            cache_prompt=bool(get(body, "cache_prompt", bool, True)), id_slot=id_slot,
-            t_max_predict_ms=float(t_max), stream=stream,
-            timings_per_token=bool(get(body, "timings_per_token", bool, False)),
-            constraint=self.constraint(body),
+            prompt=tuple(prompt), sampling=s, n_predict=n_predict, stop=stop + tuple(w for w in extra_stops if w not in stop),
+            n_probs=n_probs, post_sampling_probs=req.post_sampling_probs, cache_prompt=req.cache_prompt,
+            id_slot=req.id_slot, t_max_predict_ms=float(req.t_max_predict_ms), stream=req.stream,
+            timings_per_token=req.timings_per_token,
+            constraint=constraint if constraint is not None else self.constraint(req.structured(chat)),
             dry_breakers=self.dry_breakers(s.dry_sequence_breakers) if s.dry_multiplier > 0 else (),
         )
 
     def dry_breakers(self, breakers: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
         """DRY's breakers as token sequences; a vocabulary scan, so cached per breaker set."""
-        cache = self.__dict__.setdefault("_dry_cache", {})
-        if breakers not in cache:
-            if "_pieces" not in self.__dict__:
+        if breakers not in self._dry:
+            if self._pieces is None:
                 self._pieces = [self.tok.token_to_piece(t, False).decode("utf-8", "replace")
                                 for t in range(self.n_vocab)]
             seqs = dry_breaker_sequences(breakers, self._pieces,
                                          lambda t: self.tok.tokenize(t, add_special=False, parse_special=False))
-            cache[breakers] = tuple(tuple(q) for q in seqs)
-        return cache[breakers]
+            self._dry[breakers] = tuple(tuple(q) for q in seqs)
+        return self._dry[breakers]

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from litestar import Request, Response
 
-from service.api.bridge import TaskRun, results
-from service.api.completion import builder
 from service.api.errors import bad_request
-from service.api.params import decode_json, get
+from service.api.params import builder
+from service.api.protocol import RerankRequest, decode
+from service.api.runs import Runs
 from service.engine.task import TaskParams
 
 
@@ -27,30 +27,26 @@ def pair_tokens(tok, query: str, doc: str) -> list[int]:
 
 async def handle(request: Request) -> Response:
     st = request.app.state.server
-    body = decode_json(await request.body())
+    req = decode(await request.body(), RerankRequest)
     b = builder(request)
-    query = body.get("query")
-    if not isinstance(query, str):
-        raise bad_request('"query" must be a string')
-    tei = "texts" in body
-    docs = body.get("texts" if tei else "documents")
-    if not isinstance(docs, list) or not docs or not all(isinstance(d, str) for d in docs):
+    tei = req.texts is not None
+    docs = req.texts if tei else req.documents
+    if not docs:
         raise bad_request(f'"{"texts" if tei else "documents"}" must be a non-empty array of strings')
-    top_n = get(body, "top_n", int, len(docs))
+    top_n = req.top_n if req.top_n is not None else len(docs)
     if top_n < 0:
         raise bad_request(f"top_n: must be >= 0, got {top_n}")
-    prompts = [pair_tokens(b.tok, query, d) for d in docs]
+    prompts = [pair_tokens(b.tok, req.query, d) for d in docs]
     for p in prompts:
         b.check_context(p)
-    runs = [TaskRun(st.engine, TaskParams(prompt=tuple(p), embd=True, cache_prompt=False)) for p in prompts]
-    scores = [(i, st.rank_head.score(ev.hidden[-1])) for i, ev in enumerate(await results(request, runs))]
+    runs = Runs(st.engine, [TaskParams(prompt=tuple(p), embd=True, cache_prompt=False) for p in prompts])
+    scores = [(i, st.rank_head.score(ev.hidden[-1])) for i, ev in enumerate(await runs.results(request))]
     scores.sort(key=lambda x: -x[1])
     scores = scores[:top_n]
     n_tokens = sum(len(p) for p in prompts)
     if tei:
-        want_text = bool(get(body, "return_text", bool, False))
-        return Response([{"index": i, "score": s, **({"text": docs[i]} if want_text else {})} for i, s in scores])
-    want_docs = bool(get(body, "return_documents", bool, True))
+        return Response([{"index": i, "score": s, **({"text": docs[i]} if req.return_text else {})} for i, s in scores])
     return Response({"model": st.alias, "object": "list", "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens},
-                     "results": [{"index": i, "relevance_score": s, **({"document": {"text": docs[i]}} if want_docs else {})}
+                     "results": [{"index": i, "relevance_score": s,
+                                  **({"document": {"text": docs[i]}} if req.return_documents else {})}
                                  for i, s in scores]})

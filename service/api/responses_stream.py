@@ -17,7 +17,8 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 
-from service.api.chatjob import named_event
+from service.api.errors import from_failure
+from service.api.sse import named
 from service.chat.chatmsg import ChatMsg
 from service.chat.output import OutputSpec, OutputStream
 from service.engine.task import Failure, Final
@@ -67,7 +68,7 @@ class ResponseStream:
         self.n = 0
 
     def emit(self, kind: str, **data) -> bytes:
-        ev = named_event(kind, {"type": kind, "sequence_number": self.n, **data})
+        ev = named(kind, {"type": kind, "sequence_number": self.n, **data})
         self.n += 1
         return ev
 
@@ -112,7 +113,8 @@ class ResponseStream:
         return evs
 
     def error(self, f: Failure) -> bytes:
-        return self.emit("error", code=str(f.code), message=f.message, param=None)
+        e = from_failure(f)
+        return self.emit("error", code=str(e.code), message=e.message, param=None)
 
     def _deltas(self, deltas) -> list[bytes]:
         evs, items = [], self.items

@@ -9,8 +9,9 @@ from pathlib import Path
 from litestar import Request, Response, post
 
 from service.api.errors import bad_request, not_supported
-from service.api.params import decode_json
+from service.api.protocol import SlotFileRequest, decode
 from service.engine import slot_store
+from service.engine.slot_store import SlotErased, SlotFile
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
@@ -28,14 +29,14 @@ async def slot_action(request: Request, id_slot: str, action: str | None = None)
         raise bad_request(f"invalid slot id {sid}: the server has {st.n_slots} slots")
     if action not in ("save", "restore", "erase"):
         raise bad_request(f"invalid action {action!r}: expected save, restore or erase")
-    body = decode_json(await request.body())
+    req = decode(await request.body(), SlotFileRequest)
     if action == "erase":
         fn = lambda: slot_store.erase(st.engine, sid)  # noqa: E731
     else:
         if not st.args.slot_save_path:
             raise not_supported("This server does not support slot action. Start it with `--slot-save-path`")
-        name = body.get("filename")
-        if not isinstance(name, str) or not _SAFE_NAME.match(name) or name in (".", ".."):
+        name = req.filename
+        if name is None or not _SAFE_NAME.match(name) or name in (".", ".."):
             raise bad_request("filename: expected a plain file name (letters, digits, '.', '_', '-')")
         path = Path(st.args.slot_save_path) / name
         if action == "restore" and not path.is_file():
@@ -54,6 +55,17 @@ async def slot_action(request: Request, id_slot: str, action: str | None = None)
 
     st.engine.call(run)
     try:
-        return Response(await fut)
+        return Response(_json(action, await fut))
     except slot_store.SlotStoreError as e:
         raise bad_request(str(e)) from None
+
+
+def _json(action: str, r: SlotFile | SlotErased) -> dict:
+    """llama-server's answer to each action."""
+    if isinstance(r, SlotErased):
+        return {"id_slot": r.id_slot, "n_erased": r.n_erased}
+    if action == "save":
+        return {"id_slot": r.id_slot, "filename": r.filename, "n_saved": r.n_tokens, "n_written": r.n_bytes,
+                "timings": {"save_ms": r.ms}}
+    return {"id_slot": r.id_slot, "filename": r.filename, "n_restored": r.n_tokens, "n_read": r.n_bytes,
+            "timings": {"restore_ms": r.ms}}

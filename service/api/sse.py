@@ -1,78 +1,62 @@
-"""Server-sent events as llama-server frames them: `data: {json}\\n\\n` per event, flushed at
-once; `error: {json}\\n\\n` for an error after the stream started; OpenAI routes end with
-`data: [DONE]\\n\\n`."""
+"""Server-sent events, framed once for every route.
+
+llama-server's native and OpenAI routes send `data: {json}\\n\\n` per event, flushed at once, and
+`error: {json}\\n\\n` for an error after the stream started; the OpenAI routes end with
+`data: [DONE]\\n\\n`. The Anthropic and Responses routes name each event:
+`event: <name>\\ndata: {json}\\n\\n`.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import msgspec
 from litestar.response import Stream
 
-from service.api.bridge import TaskRun
-from service.engine.task import Failure, Final, Partial
+from service.api.errors import from_failure
+from service.api.runs import Runs
+from service.engine.task import Event, Failure
 
 _enc = msgspec.json.Encoder()
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+DONE = b"data: [DONE]\n\n"
 
 
 def data(obj) -> bytes:
     return b"data: " + _enc.encode(obj) + b"\n\n"
 
 
-def error(code: int, message: str, type_: str) -> bytes:
-    return b"error: " + _enc.encode({"code": code, "message": message, "type": type_}) + b"\n\n"
+def named(name: str, obj) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + _enc.encode(obj) + b"\n\n"
 
 
-DONE = b"data: [DONE]\n\n"
+def error(f: Failure) -> bytes:
+    e = from_failure(f)
+    return b"error: " + _enc.encode({"code": e.code, "message": e.message, "type": e.type}) + b"\n\n"
 
 
-def stream_runs(
-    runs: list[TaskRun],
-    on_partial: Callable[[int, Partial], list],
-    on_final: Callable[[int, Final], list],
-    *,
-    head: list | None = None,
-    tail: Callable[[], list] | None = None,
-    done: bool = False,
-) -> Stream:
-    """An SSE response merging the events of several runs (index = position in runs).
-
-    on_partial/on_final map an event to the objects to send (possibly none). If the client
-    disconnects, Litestar cancels the generator and every run is cancelled."""
+def stream(runs: Runs, frame: Callable[[int, Event], list[bytes]], *, head: list[bytes] | None = None,
+           tail: Callable[[], list[bytes]] | None = None,
+           on_error: Callable[[Failure], bytes] = error) -> Stream:
+    """An SSE response over the events of a request's runs: `frame(index, event)` gives the framed
+    events to send for each (possibly none); a Failure ends the stream with `on_error`; `tail()` is
+    sent after every run ended. If the client disconnects, Litestar closes the generator and every
+    run is cancelled."""
 
     async def gen() -> AsyncIterator[bytes]:
-        q: asyncio.Queue = asyncio.Queue()
-
-        async def pump(i: int, r: TaskRun) -> None:
-            async for ev in r.events():
-                await q.put((i, ev))
-
-        pumps = [asyncio.ensure_future(pump(i, r)) for i, r in enumerate(runs)]
         try:
-            for obj in head or []:
-                yield data(obj)
-            left = len(runs)
-            while left:
-                i, ev = await q.get()
+            for chunk in head or []:
+                yield chunk
+            async for i, ev in runs.events():
                 if isinstance(ev, Failure):
-                    yield error(ev.code, ev.message, ev.type)
+                    yield on_error(ev)
                     return
-                objs = on_final(i, ev) if isinstance(ev, Final) else on_partial(i, ev)
-                for obj in objs:
-                    yield data(obj)
-                if isinstance(ev, Final):
-                    left -= 1
-            for obj in tail() if tail else []:
-                yield data(obj)
-            if done:
-                yield DONE
+                for chunk in frame(i, ev):
+                    yield chunk
+            for chunk in tail() if tail else []:
+                yield chunk
         finally:
-            for r in runs:
-                r.cancel()
-            for p in pumps:
-                p.cancel()
+            runs.cancel()
 
     return Stream(gen(), media_type="text/event-stream", headers=HEADERS)

@@ -1,7 +1,8 @@
 """The assistant message parsed from model output, and the deltas a stream sends of it.
 
     msg = ChatMsg(content="", reasoning_content="", tool_calls=[ToolCall("get_weather", '{"city":"Paris"}')])
-    msg.to_openai()      # {"role": "assistant", "content": None, "tool_calls": [...]}
+
+(service.api.result_json gives them OpenAI's JSON shape.)
 
 A stream re-parses the whole output after every step (the parse of a prefix is a best effort:
 what is certain so far). `StreamTracker` remembers what was sent and turns each new parse into
@@ -38,16 +39,6 @@ class ChatMsg:
     reasoning_content: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
 
-    def to_openai(self) -> dict:
-        out: dict = {"role": "assistant",
-                     "content": None if not self.content and self.tool_calls else self.content}
-        if self.reasoning_content:
-            out["reasoning_content"] = self.reasoning_content
-        if self.tool_calls:
-            out["tool_calls"] = [{"type": "function", "function": {"name": t.name, "arguments": t.arguments},
-                                  "id": t.id} for t in self.tool_calls]
-        return out
-
 
 @dataclass
 class Delta:
@@ -59,25 +50,6 @@ class Delta:
     tool_name: str = ""  # set on the first delta of a tool call (with tool_id)
     tool_id: str = ""
     tool_args: str = ""
-
-    def to_openai(self) -> dict:
-        d: dict = {}
-        if self.reasoning:
-            d["reasoning_content"] = self.reasoning
-        if self.content:
-            d["content"] = self.content
-        if self.tool_index >= 0:
-            call: dict = {"index": self.tool_index}
-            if self.tool_id:
-                call["id"] = self.tool_id
-                call["type"] = "function"
-            fn: dict = {}
-            if self.tool_name:
-                fn["name"] = self.tool_name
-            fn["arguments"] = self.tool_args
-            call["function"] = fn
-            d["tool_calls"] = [call]
-        return d
 
 
 class StreamTracker:

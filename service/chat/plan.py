@@ -1,6 +1,7 @@
 """Everything a chat request decides before generation: the prompt, the output's syntax, the constraint.
 
-    plan = build_plan(template, body, tokenizer=tok, compiler=compiler, default_reasoning=ReasoningFormat.AUTO,
+    inp = ChatInput(messages, tools=ToolRequest(...), reasoning_format=None, ...)  # typed at the HTTP edge
+    plan = build_plan(template, inp, tokenizer=tok, compiler=compiler, default_reasoning=ReasoningFormat.AUTO,
                       stream=False)
     plan.rendered            # the prompt (Rendered: tokenize it with the model's tokenizer)
     plan.constraint          # the tool-call grammar compiled for this request, or None
@@ -19,23 +20,38 @@ from __future__ import annotations
 
 import re
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from service.sampling.lazy import Marker
 
 from .caps import add_system, caps_of, polyfill
 from .output import OutputSpec
-from .reasoning import ReasoningFormat, forced_open, reasoning_format, tags_for
+from .reasoning import ReasoningFormat, forced_open, tags_for
 from .rendered import Rendered
 from .template import ChatTemplate
 from .toolcall_formats import ToolFormat, detect
 from .toolcall_grammar import build_grammar
-from .tools import ToolChoice, ToolRequest, tool_request
+from .tools import ToolChoice, ToolRequest
 
 GENERIC_NOTE = ("Respond in JSON format, either with `tool_call` (a request to call tools) or with `response` "
                 "reply to the user's request")
 _specials: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class ChatInput:
+    """A chat request as the chat layer reads it (the HTTP edge types and checks the fields).
+
+    Messages stay OpenAI-shaped dicts: templates read whatever fields they were written for."""
+
+    messages: list[dict]
+    tools: ToolRequest | None = None
+    reasoning_format: ReasoningFormat | None = None  # None: the server's --reasoning-format
+    template_kwargs: dict[str, Any] = field(default_factory=dict)  # chat_template_kwargs
+    add_generation_prompt: bool = True
+    response_schema: dict | None = None  # the JSON schema the answer must follow, if any
+    has_grammar: bool = False  # the request brought a grammar of its own (not allowed with tools)
 
 
 @dataclass
@@ -48,24 +64,20 @@ class ChatPlan:
     stops: tuple[str, ...] = ()
 
 
-def build_plan(template: ChatTemplate, body: dict, *, tokenizer: Any, compiler: Any,
+def build_plan(template: ChatTemplate, inp: ChatInput, *, tokenizer: Any, compiler: Any,
                default_reasoning: ReasoningFormat, stream: bool) -> ChatPlan:
-    """ValueError (a 400) for a malformed request; TemplateError when the template fails."""
-    treq = tool_request(body)
-    rf = default_reasoning
-    if body.get("reasoning_format") is not None:
-        rf = reasoning_format(body["reasoning_format"])
-    kwargs = body.get("chat_template_kwargs") or {}
-    if not isinstance(kwargs, dict):
-        raise ValueError("chat_template_kwargs: expected an object")
-    schema = response_schema(body)
-    if treq is not None and treq.active and body.get("grammar"):
+    """ValueError (a 400) for a malformed conversation; TemplateError when the template fails."""
+    treq = inp.tools
+    rf = inp.reasoning_format or default_reasoning
+    kwargs = inp.template_kwargs
+    schema = inp.response_schema
+    if treq is not None and treq.active and inp.has_grammar:
         raise ValueError("grammar: cannot use custom grammar constraints with tools")
     source = template.tool_use_source if treq and template.tool_use_source else template.source
     fmt = detect(source, tools=bool(treq and treq.functions), choice_none=bool(treq and not treq.active),
                  schema=schema is not None)
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
+    messages = inp.messages
+    if not messages:
         raise ValueError("messages: expected a non-empty array of message objects")
     tools = treq.tools if treq else None
     if fmt is ToolFormat.GENERIC and treq and treq.active:
@@ -73,11 +85,7 @@ def build_plan(template: ChatTemplate, body: dict, *, tokenizer: Any, compiler: 
     if tools or any(isinstance(m, dict) and (m.get("tool_calls") or m.get("role") in ("tool", "system"))
                     for m in messages):
         messages = polyfill(caps_of(template), messages, tools)
-    agp = body.get("add_generation_prompt")
-    agp = True if agp is None else agp  # null means the default, as everywhere in llama-server
-    if not isinstance(agp, bool):
-        raise ValueError("add_generation_prompt: expected a boolean")
-    rendered = template.render(messages, add_generation_prompt=agp, tools=tools, kwargs=kwargs)
+    rendered = template.render(messages, add_generation_prompt=inp.add_generation_prompt, tools=tools, kwargs=kwargs)
     tags = tags_for(source)
     opened = forced_open(rendered.text, tags)
     if opened and _thinking_off(template, kwargs):
@@ -88,7 +96,7 @@ def build_plan(template: ChatTemplate, body: dict, *, tokenizer: Any, compiler: 
     grammar = constraint = None
     if treq is not None and treq.active and compiler is not None:  # None: the prompt alone is wanted
         grammar = build_grammar(fmt, treq.functions, required=treq.choice is ToolChoice.REQUIRED,
-                                parallel=treq.parallel, response_schema=schema,
+                                parallel=treq.parallel, response_schema=None if schema is None else (schema or {"type": "object"}),
                                 marker=lambda text: marker(tokenizer, compiler, text), specials=specials(compiler),
                                 think_close=tags.close if opened else None)
         try:
@@ -98,19 +106,6 @@ def build_plan(template: ChatTemplate, body: dict, *, tokenizer: Any, compiler: 
             raise ValueError(f"tools: {re.sub(r'^at [0-9]+[(][0-9]+[)]: ', '', first)}") from None
     stops = ("<|eom_id|>",) if parse_fmt is ToolFormat.LLAMA_3_X else ()
     return ChatPlan(rendered, spec, treq, grammar, constraint, stops)
-
-
-def response_schema(body: dict) -> dict | None:
-    """The JSON schema the request asks its answer to follow (json_schema or response_format), if any."""
-    schema = body.get("json_schema")
-    rf = body.get("response_format")
-    if isinstance(rf, dict):
-        if rf.get("type") == "json_object":
-            schema = rf.get("schema") if isinstance(rf.get("schema"), dict) else {"type": "object"}
-        elif rf.get("type") == "json_schema":
-            wrapper = rf.get("json_schema") if isinstance(rf.get("json_schema"), dict) else {}
-            schema = wrapper.get("schema") if isinstance(wrapper.get("schema"), dict) else {"type": "object"}
-    return schema if isinstance(schema, dict) else None
 
 
 def _thinking_off(template: ChatTemplate, kwargs: dict) -> bool:

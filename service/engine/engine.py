@@ -24,10 +24,12 @@ import threading
 import numpy as np
 import structlog
 
+from service.engine.generation import Generation
 from service.engine.scheduler import build_batch, pick_slot
 from service.engine.slot import Slot, SlotState, common_prefix
 from service.engine.stats import Stats
-from service.engine.task import Embedding, Failure, StopType, Task
+from service.engine.task import Embedding, ErrorKind, Failure, StopType, Task
+from service.model.logits import Logits
 from service.model.model import Model
 from service.sampling import Sampler, SamplerWorkspace, SamplingParams
 
@@ -115,7 +117,7 @@ class Engine:
                 log.exception("engine step failed")
                 for s in self.slots:
                     if s.busy:
-                        self._finish(s, Failure(500, f"engine error: {type(e).__name__}: {e}", "server_error"))
+                        self._finish(s, Failure(ErrorKind.INTERNAL, f"engine error: {type(e).__name__}: {e}"))
 
     def _take_inbox(self, block: bool) -> None:
         try:
@@ -149,15 +151,15 @@ class Engine:
             except Exception as e:  # a task that cannot start fails alone; the loop goes on
                 if slot.busy and slot.task is task:
                     slot.release()
-                task.sink(Failure(500, f"could not start the task: {type(e).__name__}: {e}", "server_error"))
+                task.sink(Failure(ErrorKind.INTERNAL, f"could not start the task: {type(e).__name__}: {e}"))
         self._waiting = still
         self._n_deferred = len(still)
 
     def _assign(self, slot: Slot, task: Task) -> None:
         p = task.params
         if not 0 < len(p.prompt) < self.n_ctx:  # the HTTP edge checks first; this keeps the engine safe
-            task.sink(Failure(400, f"the prompt has {len(p.prompt)} tokens; it must have 1 to {self.n_ctx - 1}",
-                              "exceed_context_size_error"))
+            task.sink(Failure(ErrorKind.EXCEED_CONTEXT,
+                              f"the prompt has {len(p.prompt)} tokens; it must have 1 to {self.n_ctx - 1}"))
             return
         keep = 0
         if p.cache_prompt and not p.embd:  # embeddings need every token's hidden state
@@ -168,23 +170,24 @@ class Engine:
             kw["constraint"] = p.constraint.clone()
         sampler = Sampler(p.sampling, self.model.cfg.n_vocab, eog_ids=self.model.tokenizer.eog_ids,
                           dry_breakers=p.dry_breakers, n_ctx=self.n_ctx, workspace=self._ws, **kw)
-        slot.assign(task, sampler, self.model.tokenizer, keep)
+        slot.assign(Generation(task, sampler, self.model.tokenizer, slot.id, keep))
 
     def _step(self) -> None:
         plan = build_batch(self.slots, self.model.max_batch)
         if plan is None:
             return
         batch, rows = plan
-        logits = self.model.forward(batch, lazy=True)  # on the GPU: rows stay there until asked for
+        out = self.model.forward(batch)  # logits on the GPU stay there until a row or its top k is asked for
         self.stats.decoded(sum(s.busy for s in self.slots), max(len(s.cache_tokens) for s, _, _ in rows))
         r, h = 0, 0
         for slot, n, wants in rows:
+            g = slot.gen
             was_prompt = slot.state is SlotState.PROMPT
-            if was_prompt and slot.task.params.embd:
-                slot.hidden_parts.append(self.model.forward.hidden[h : h + n].copy())
+            if was_prompt and g.params.embd:
+                g.hidden_parts.append(out.hidden[h : h + n])  # out.hidden is new each call: no copy
                 h += n
-                if slot.prompt_done(n) and not slot.task.cancelled:
-                    slot.task.sink(Embedding(np.concatenate(slot.hidden_parts), len(slot.task.params.prompt)))
+                if slot.prompt_done(n) and not g.task.cancelled:
+                    g.task.sink(Embedding(np.concatenate(g.hidden_parts), len(g.params.prompt)))
                     self._release(slot)
                 continue
             if was_prompt:
@@ -192,44 +195,45 @@ class Engine:
             ri = -1
             if wants:
                 ri, r = r, r + 1
-            if slot.task.cancelled:
+            if g.task.cancelled:
                 continue
-            if was_prompt and slot.task.params.n_predict == 0:
-                slot.stop_type = StopType.LIMIT
+            if was_prompt and g.params.n_predict == 0:
+                g.stop_type = StopType.LIMIT
                 self._finish(slot)
                 continue
             if ri < 0:
                 continue
-            tok, row = self._sample(slot, logits, ri)
-            slot.sampler.accept(tok)
+            tok, row = self._sample(g.sampler, out.logits, ri)
+            g.sampler.accept(tok)
             slot.on_token(tok, row, self.n_predict_cap)
-            if slot.stopped:
+            if g.stopped:
                 self._finish(slot)
-            elif slot.task.params.stream:
-                part = slot.partial()
+            elif g.params.stream:
+                part = g.partial()
                 if part is not None:
-                    slot.task.sink(part)
+                    g.task.sink(part)
 
     @staticmethod
-    def _sample(slot: Slot, logits, ri: int) -> tuple[int, np.ndarray | None]:
-        """(token, the host row of logits or None): logits left on the GPU (DeviceLogits) send
-        only their top k when the slot's chain allows (Sampler.top_k_first), else the row."""
-        k = slot.sampler.top_k_first
-        if k and hasattr(logits, "top_k") and k <= logits.max_k:
-            return slot.sampler.sample_top(*logits.top_k(ri, k)), None
-        row = logits[ri]
-        return slot.sampler.sample(row), row
+    def _sample(sampler: Sampler, logits: Logits, ri: int) -> tuple[int, np.ndarray | None]:
+        """(token, the host row of logits or None): logits that serve top_k (those left on the GPU)
+        send only their top k when the chain allows (Sampler.top_k_first), else the row."""
+        k = sampler.top_k_first
+        if 0 < k <= logits.max_k:
+            return sampler.sample_top(*logits.top_k(ri, k)), None
+        row = logits.row(ri)
+        return sampler.sample(row), row
 
     def _finish(self, slot: Slot, failure: Failure | None = None) -> None:
-        task = slot.task
+        g = slot.gen
+        task = g.task
         if failure is not None:
             task.sink(failure)
         else:
-            if task.params.stream:
-                part = slot.partial()
+            if g.params.stream:
+                part = g.partial()
                 if part is not None and part.content:
                     task.sink(part)
-            final = slot.final()
+            final = g.final()
             self.stats.finished(final)
             task.sink(final)
         self._release(slot)

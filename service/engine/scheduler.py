@@ -54,8 +54,8 @@ def build_batch(slots: list[Slot], budget: int) -> tuple[Batch, list[tuple[Slot,
         if s.state is not SlotState.PROMPT or room <= 0:
             continue
         chunk = s.prompt_chunk(room)
-        last = s.i_prompt + len(chunk) == len(s.task.params.prompt)
-        embd = s.task.params.embd
+        last = s.i_prompt + len(chunk) == len(s.gen.params.prompt)
+        embd = s.gen.params.embd
         last = last and not embd
         p0 = s.i_prompt
         toks.extend(chunk)

@@ -8,13 +8,31 @@ engine thread (Engine.call), so no step is writing the cache meanwhile.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 
 class SlotStoreError(ValueError):
-    pass
+    """The client's mistake: a busy slot, or a file that is unreadable or does not fit."""
+
+
+@dataclass(frozen=True)
+class SlotFile:
+    """What a save or restore did: the slot, its file, tokens and bytes moved, and how long it took."""
+
+    id_slot: int
+    filename: str
+    n_tokens: int
+    n_bytes: int
+    ms: float
+
+
+@dataclass(frozen=True)
+class SlotErased:
+    id_slot: int
+    n_erased: int
 
 
 def _idle_slot(engine, sid: int):
@@ -24,7 +42,7 @@ def _idle_slot(engine, sid: int):
     return slot
 
 
-def save(engine, sid: int, path: Path) -> dict:
+def save(engine, sid: int, path: Path) -> SlotFile:
     t0 = time.perf_counter()
     slot = _idle_slot(engine, sid)
     cache = engine.model.cache
@@ -32,11 +50,10 @@ def save(engine, sid: int, path: Path) -> dict:
     k, v = cache.read(sid, n)  # (n_layer, n_head_kv, n, head_dim), from the host or the device
     with open(path, "wb") as f:
         np.savez(f, tokens=np.asarray(slot.cache_tokens[:n], np.int32), k=k, v=v)
-    return {"id_slot": sid, "filename": path.name, "n_saved": n, "n_written": path.stat().st_size,
-            "timings": {"save_ms": (time.perf_counter() - t0) * 1e3}}
+    return SlotFile(sid, path.name, n, path.stat().st_size, (time.perf_counter() - t0) * 1e3)
 
 
-def restore(engine, sid: int, path: Path) -> dict:
+def restore(engine, sid: int, path: Path) -> SlotFile:
     t0 = time.perf_counter()
     slot = _idle_slot(engine, sid)
     cache = engine.model.cache
@@ -54,13 +71,12 @@ def restore(engine, sid: int, path: Path) -> dict:
         raise SlotStoreError(f"slot file {path.name} holds token ids outside the vocabulary")
     cache.write(sid, k, v)
     slot.cache_tokens = tokens.tolist()
-    return {"id_slot": sid, "filename": path.name, "n_restored": n, "n_read": path.stat().st_size,
-            "timings": {"restore_ms": (time.perf_counter() - t0) * 1e3}}
+    return SlotFile(sid, path.name, n, path.stat().st_size, (time.perf_counter() - t0) * 1e3)
 
 
-def erase(engine, sid: int) -> dict:
+def erase(engine, sid: int) -> SlotErased:
     slot = _idle_slot(engine, sid)
     n = len(slot.cache_tokens)
     engine.model.cache.clear(sid)
     slot.cache_tokens = []
-    return {"id_slot": sid, "n_erased": n}
+    return SlotErased(sid, n)

@@ -37,7 +37,6 @@ class TaskParams:
     cache_prompt: bool = True
     id_slot: int = -1  # -1: the engine chooses
     t_max_predict_ms: float = 0.0  # > 0: stop after this long once a newline was produced
-    n_indent: int = 0
     stream: bool = False
     timings_per_token: bool = False
     constraint: Any = None  # a compiled grammar (service.sampling.grammar.Constraint); the engine clones it per task
@@ -47,25 +46,13 @@ class TaskParams:
 
 @dataclass(frozen=True)
 class Timings:
-    cache_n: int
-    prompt_n: int
+    """Where a generation's time went (the HTTP layer derives the per-token rates it reports)."""
+
+    cache_n: int  # prompt tokens reused from the cache
+    prompt_n: int  # prompt tokens evaluated
     prompt_ms: float
     predicted_n: int
     predicted_ms: float
-
-    def as_dict(self) -> dict:
-        pn, gn = self.prompt_n, self.predicted_n
-        return {
-            "cache_n": self.cache_n,
-            "prompt_n": pn,
-            "prompt_ms": self.prompt_ms,
-            "prompt_per_token_ms": self.prompt_ms / pn if pn else 0.0,
-            "prompt_per_second": 1e3 * pn / self.prompt_ms if self.prompt_ms > 0 else 0.0,
-            "predicted_n": gn,
-            "predicted_ms": self.predicted_ms,
-            "predicted_per_token_ms": self.predicted_ms / gn if gn else 0.0,
-            "predicted_per_second": 1e3 * gn / self.predicted_ms if self.predicted_ms > 0 else 0.0,
-        }
 
 
 @dataclass(frozen=True)
@@ -108,11 +95,18 @@ class Embedding:
     n_prompt: int
 
 
+class ErrorKind(enum.Enum):
+    """Why a task failed; service.api.errors maps each kind to a status code and error type."""
+
+    INVALID_REQUEST = "invalid_request"  # the task cannot run as given
+    EXCEED_CONTEXT = "exceed_context"  # the prompt does not fit the slot's context
+    INTERNAL = "internal"  # a bug in the engine: the task failed, the engine serves on
+
+
 @dataclass(frozen=True)
 class Failure:
-    code: int
+    kind: ErrorKind
     message: str
-    type: str
 
 
 Event = Partial | Final | Embedding | Failure

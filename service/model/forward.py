@@ -4,6 +4,8 @@ A batch is a list of tokens, each with its sequence, its position and whether it
 are wanted. The tokens of one sequence are contiguous and their positions consecutive,
 continuing that sequence's cache (a prompt chunk, or one decode token). Every matrix
 product runs over the whole batch; attention runs per sequence segment on its own cache.
+A call returns a ForwardOut: the wanted logits (service.model.logits: the same interface on
+the host and on the GPU) and the final-norm hidden states of the tokens that asked for them.
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ import numpy as np
 
 from kernels.attention import new_scratch
 from kernels.dequant import dequantize
-from kernels.matmul import Activations, matmul
+from kernels.matmul import matmul
 from kernels.norm import rms_norm
+from kernels.records import plain
 from kernels.rope import rope_cache
 from service.model.config import ModelConfig
 from service.model.kvcache import KVCache
-from service.model.layer import layer, mat_args
+from service.model.layer import LayerBuffers, layer, layer_config, layer_weights, quant_acts
+from service.model.logits import HostLogits, Logits
 from service.model.placement import Placement
-from service.model.weights import Layer, Weights
+from service.model.weights import Weights
 
 
 @dataclass
@@ -31,6 +35,14 @@ class Batch:
     pos: np.ndarray  # int32 (T,) position of each token in its sequence
     want: np.ndarray  # bool (T,) return logits for this token
     hidden: np.ndarray | None = None  # bool (T,) keep this token's final-norm hidden state (embeddings)
+
+
+@dataclass
+class ForwardOut:
+    """One forward pass's results, rows in batch order."""
+
+    logits: Logits  # (n_wanted, n_vocab) of the tokens marked in Batch.want
+    hidden: np.ndarray  # float32 (n_hidden, n_embd), a new array: tokens marked in Batch.hidden; (0, n_embd) if none
 
 
 class Forward:
@@ -56,21 +68,22 @@ class Forward:
         self.att = np.zeros((t, c.n_head, c.head_dim), np.float32)
         self.gu = np.zeros((t, 2 * c.n_ff), np.float32)
         self.ff = np.zeros((t, c.n_ff), np.float32)
-        self.act_e = _act(t, c.n_embd)
-        self.act_q = _act(t, nq)
-        self.act_f = _act(t, c.n_ff)
+        self.act_e = quant_acts(t, c.n_embd)
+        self.act_q = quant_acts(t, nq)
+        self.act_f = quant_acts(t, c.n_ff)
         n_gpu = self.place.n_gpu
-        self.layer_args = [None] * n_gpu + [_layer_args(c, L) for L in w.layers[n_gpu:]]  # CPU layers
+        # layer()'s LayerWeights and LayerConfig of each CPU layer, as plain tuples (kernels.records)
+        self.layer_w = [None] * n_gpu + [plain(layer_weights(c, L)) for L in w.layers[n_gpu:]]
+        self.layer_cfg = [plain(layer_config(c, li)) for li in range(c.n_layer)]
         half = c.rope_dims // 2
         self.cos = np.zeros((2, t, half), np.float32)  # [global, sliding-window] tables
         self.sin = np.zeros((2, t, half), np.float32)
         self.scratch = new_scratch(cache.n_ctx, c.head_dim)
 
-    def __call__(self, b: Batch, lazy: bool = False) -> np.ndarray:
-        """Run the batch, update the cache, return logits (n_wanted, n_vocab) in batch order.
+    def __call__(self, b: Batch) -> ForwardOut:
+        """Run the batch, update the cache, return the wanted logits and hidden states.
 
-        lazy: when the head runs on the GPU, return them as offload.DeviceLogits (rows fetched on
-        demand, or only their top k) instead of copying every row to the host."""
+        When the head runs on the GPU the logits stay there (offload.DeviceLogits)."""
         c, w, kv = self.cfg, self.w, self.cache
         n = len(b.tokens)
         if not 0 < n <= self.max_tokens:
@@ -94,34 +107,36 @@ class Forward:
         if c.sliding_window:  # sliding-window layers have their own RoPE base (gemma3)
             rope_cache(self.cos[1, :n], self.sin[1, :n], pos, c.rope_dims, c.rope_base_swa, c.rope_scale_swa)
         segs_arr = np.array([(int(b.seq[s0]), s0, s1) for s0, s1 in segs], np.int64)
-        bufs = (x, self.h[:n], self.qkv[:n], self.q[:n], self.k[:n], self.att[:n], self.gu[:n], self.ff[:n],
-                self.act_e, self.act_q, self.act_f)
+        bufs = plain(LayerBuffers(x, self.h[:n], self.qkv[:n], self.q[:n], self.k[:n], self.att[:n], self.gu[:n],
+                                  self.ff[:n], self.act_e, self.act_q, self.act_f))
         if self.offload is not None:
             self.offload.layers(x, b.seq, pos, segs_arr, self.cos[:, :n], self.sin[:, :n])
         for li in range(self.place.n_gpu, c.n_layer):
-            args = self.layer_args[li]
             swa = int(c.swa_layers[li])
-            layer(*bufs, self.cos[swa, :n], self.sin[swa, :n], pos, segs_arr, kv.k[li], kv.v[li], self.scratch,
-                  *args, c.norm_eps, c.rope_dims, c.rope_neox, c.attn_scale, c.sliding_window if swa else 0,
-                  c.attn_softcap, c.gelu)
+            layer(bufs, kv.k[li], kv.v[li], self.scratch, self.cos[swa, :n], self.sin[swa, :n], pos, segs_arr,
+                  self.layer_w[li], self.layer_cfg[li])
         for s0, s1 in segs:
             kv.length[int(b.seq[s0])] = int(b.pos[s1 - 1]) + 1
-        self.hidden = None
-        if self.place.output_on_gpu:
-            hrows = np.flatnonzero(b.hidden) if b.hidden is not None else np.zeros(0, np.int64)
-            logits, self.hidden = self.offload.head(np.flatnonzero(b.want), hrows, lazy)
-            return logits
-        if b.hidden is not None and b.hidden.any():  # (n_hidden, n_embd), read by the caller before the next call
-            hrows = np.flatnonzero(b.hidden)
-            self.hidden = np.empty((len(hrows), c.n_embd), np.float32)
-            rms_norm(self.hidden, np.ascontiguousarray(x[hrows]), w.output_norm, c.norm_eps)
         rows = np.flatnonzero(b.want)
+        hrows = np.flatnonzero(b.hidden) if b.hidden is not None else rows[:0]
+        if self.place.output_on_gpu:
+            return ForwardOut(*self.offload.head(rows, hrows))
+        return ForwardOut(HostLogits(self._logits(x, rows)), self._normed(x, hrows))
+
+    def _normed(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), n_embd) final-norm hidden states of x's rows."""
+        out = np.empty((len(rows), self.cfg.n_embd), np.float32)
+        if len(rows):
+            rms_norm(out, np.ascontiguousarray(x[rows]), self.w.output_norm, self.cfg.norm_eps)
+        return out
+
+    def _logits(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), n_vocab) logits of x's rows: the output head on their final-norm states."""
+        c = self.cfg
         if len(rows) == 0:
             return np.zeros((0, c.n_vocab), np.float32)
-        hf = np.empty((len(rows), c.n_embd), np.float32)
-        rms_norm(hf, np.ascontiguousarray(x[rows]), w.output_norm, c.norm_eps)
         logits = np.empty((len(rows), c.n_vocab), np.float32)
-        matmul(logits, hf, w.output)
+        matmul(logits, self._normed(x, rows), self.w.output)
         if c.final_softcap > 0:
             logits = np.tanh(logits / c.final_softcap) * c.final_softcap
         return logits
@@ -136,21 +151,3 @@ def _segments(seq: np.ndarray) -> list[tuple[int, int]]:
     if len(set(ids)) != len(ids):
         raise ValueError("the tokens of a sequence must be contiguous in the batch")
     return segs
-
-
-def _act(t: int, k: int) -> tuple:
-    """int8 activation buffers (xq, dx, sx, wide) for up to t rows of length k (see Activations)."""
-    a = Activations(t, k)
-    return a.xq, a.dx, a.sx, a.wide
-
-
-def _vec(v: np.ndarray | None) -> np.ndarray:
-    return np.zeros(0, np.float32) if v is None else np.ascontiguousarray(v, np.float32)
-
-
-def _layer_args(c: ModelConfig, L: Layer) -> tuple:
-    """The weight arguments of layer() for one layer, built once."""
-    qkv = [mat_args(m) for m in L.wqkv] + [mat_args(None, c.n_embd)] * (3 - len(L.wqkv))
-    gu = [mat_args(m) for m in L.wgate_up] + [mat_args(None, c.n_embd)] * (2 - len(L.wgate_up))
-    return (_vec(L.attn_norm), tuple(qkv), _vec(L.bqkv), _vec(L.q_norm), _vec(L.k_norm), mat_args(L.wo),
-            _vec(L.post_attn_norm), _vec(L.ffn_norm), tuple(gu), mat_args(L.wdown), _vec(L.post_ffn_norm))

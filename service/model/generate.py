@@ -85,7 +85,8 @@ def generate(model: Model, prompts: list[list[int]], n_predict: int = -1,
         ids = np.array([t for _, t in nxt], np.int32)
         seqs = np.array(active, np.int32)
         pos = np.array([model.cache.length[i] for i in active], np.int32)
-        logits = model.forward(Batch(ids, seqs, pos, np.ones(len(ids), bool)))
+        out = model.forward(Batch(ids, seqs, pos, np.ones(len(ids), bool)))
+        logits = out.logits.host()  # (len(active), n_vocab): one copy when they sit on the GPU
 
 
 def run_all(model: Model, prompts: list[list[int]], n_predict: int = -1,

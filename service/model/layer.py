@@ -4,89 +4,198 @@ Why: a decode step of SmolLM2 runs 30 layers of ~15 kernels each; dispatching ea
 Python cost about 2 ms of a 5.7 ms step (measured with cProfile). Inside one jitted
 function the kernels call each other directly.
 
-Matrices travel as tuples (qs, d, m, w, n, k, width, bs, is_float, sym) (see `mat_args`);
-fused Q/K/V and gate/up matrices come as 3- and 2-tuples of such, padded with empty
-matrices (n = 0) when the file's types kept them apart. Optional vectors (biases, Q/K
-norms, post-norms) are empty arrays when the architecture has none.
+The jitted code reads named records (typing.NamedTuple, compiled to structs read by field name):
+  MatRef        one packed matrix (kernels.packing.PackedMatrix, arrays and sizes only)
+  QuantActs     int8 activations of one input width (kernels.matmul.Activations' arrays)
+  LayerBuffers  the per-call work buffers, sliced to the batch's T tokens
+  LayerWeights  one layer's weights, built once per model
+  LayerConfig   the layer's scalars
+They cross the jit boundary as plain tuples (kernels.records.plain; as_record inside), because
+Numba's dispatcher is 3x slower on namedtuple arguments (see kernels/records.py).
+Fused Q/K/V and gate/up matrices come as 3- and 2-tuples of MatRef, padded with empty
+matrices (n = 0) when the file's types kept them apart. Optional vectors (biases, Q/K norms,
+post-norms) are empty arrays when the architecture has none.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
 from kernels._jit import kernel
 from kernels.activation import geglu, swiglu
 from kernels.attention import attention
-from kernels.matmul import PackedMatrix
+from kernels.matmul import Activations, PackedMatrix
 from kernels.norm import rms_norm
 from kernels.qmatmul import fmatmul, qmatmul, quantize_activations, quantize_activations_parallel
+from kernels.records import as_record
 from kernels.rope import rope_apply
+from service.model.config import ModelConfig
+from service.model.weights import Layer
 
 _NO_U8 = np.zeros(0, np.uint8)
 _NO_U16 = np.zeros(0, np.uint16)
 _NO_F32 = np.zeros(0, np.float32)
 
 
-def mat_args(m: PackedMatrix | None, k: int = 0) -> tuple:
-    """A PackedMatrix as the tuple the jitted layer takes; None gives an empty matrix."""
+class MatRef(NamedTuple):
+    """W (n, k) as the jitted code reads it; y = x @ W.T (layouts: kernels/packing.py)."""
+
+    qs: np.ndarray  # uint8 packed codes (flat); empty for float matrices
+    d: np.ndarray  # uint16 float16 bits of the block scales
+    m: np.ndarray  # uint16 float16 bits of the block offsets (empty when sym)
+    w: np.ndarray  # float layout (float32, or F16/BF16 bits); empty for quantized matrices
+    n: int  # output rows; 0: an absent matrix (skipped)
+    k: int  # input width
+    width: int  # code layout (see PackedMatrix.width)
+    bs: int  # weights per scale, at least 16
+    is_float: bool
+    sym: float  # symmetric types: offset = sym * scale (0.0: m is stored)
+
+
+class QuantActs(NamedTuple):
+    """int8 form of activations x (T, k), shared by every quantized matrix that reads x."""
+
+    xq: np.ndarray  # int8 (max_T, k)
+    dx: np.ndarray  # float32 (max_T, k // 32) scale per 32 values
+    sx: np.ndarray  # float32 (max_T, k // 16) sums per 16 values
+    wide: np.ndarray  # uint8 (threads, k // 32 * 512) qmatmul's prefill widening buffer, or (threads, 0)
+
+
+class LayerBuffers(NamedTuple):
+    """Work buffers for T tokens (outputs of every step; x is also the layer's input)."""
+
+    x: np.ndarray  # (T, n_embd) the residual stream, updated in place
+    h: np.ndarray  # (T, n_embd) normed x, then each block's output
+    qkv: np.ndarray  # (T, n_q + 2 n_kv) fused Q/K/V projection
+    q: np.ndarray  # (T, n_head, head_dim)
+    k: np.ndarray  # (T, n_head_kv, head_dim)
+    att: np.ndarray  # (T, n_head, head_dim) attention output
+    gu: np.ndarray  # (T, 2 n_ff) gate and up projections
+    ff: np.ndarray  # (T, n_ff) activated gate * up
+    act_e: QuantActs  # of h (width n_embd)
+    act_q: QuantActs  # of att (width n_head * head_dim)
+    act_f: QuantActs  # of ff (width n_ff)
+
+
+class LayerWeights(NamedTuple):
+    attn_norm: np.ndarray  # float32 (n_embd,)
+    wqkv: tuple[MatRef, MatRef, MatRef]  # [Q;K;V] fused then 2 absent, or Q, K, V
+    bqkv: np.ndarray  # float32 (n_q + 2 n_kv,) or empty
+    q_norm: np.ndarray  # float32 (head_dim,) or empty
+    k_norm: np.ndarray  # float32 (head_dim,) or empty
+    wo: MatRef
+    post_attn_norm: np.ndarray  # float32 (n_embd,) or empty
+    ffn_norm: np.ndarray  # float32 (n_embd,)
+    wgu: tuple[MatRef, MatRef]  # [gate; up] fused then 1 absent, or gate, up
+    wdown: MatRef
+    post_ffn_norm: np.ndarray  # float32 (n_embd,) or empty
+
+
+class LayerConfig(NamedTuple):
+    eps: float  # RMSNorm epsilon
+    rope_dims: int
+    neox: bool  # RoPE pairs (i, i + d/2) rather than (2i, 2i + 1)
+    attn_scale: float
+    window: int  # sliding window of this layer; 0: global attention
+    softcap: float  # attention logit soft-cap; 0: none
+    gelu: bool  # GELU-tanh gate rather than SiLU
+
+
+def mat_ref(m: PackedMatrix | None, k: int = 0) -> MatRef:
+    """A PackedMatrix as a MatRef; None gives an absent matrix of width k."""
     if m is None:
-        return (_NO_U8, _NO_U16, _NO_U16, _NO_F32, 0, k, 8, 32, False, 0.0)
+        return MatRef(_NO_U8, _NO_U16, _NO_U16, _NO_F32, 0, k, 8, 32, False, 0.0)
     w = m.w if m.is_float else _NO_F32
-    return (m.qs, m.d, m.m, w, m.n, m.k, m.width, max(m.bs, 16), m.is_float, float(m.sym))
+    return MatRef(m.qs, m.d, m.m, w, m.n, m.k, m.width, max(m.bs, 16), m.is_float, float(m.sym))
+
+
+def quant_acts(t: int, k: int) -> QuantActs:
+    """int8 activation buffers for up to t rows of width k (see kernels.matmul.Activations)."""
+    a = Activations(t, k)
+    return QuantActs(a.xq, a.dx, a.sx, a.wide)
+
+
+def _vec(v: np.ndarray | None) -> np.ndarray:
+    return _NO_F32 if v is None else np.ascontiguousarray(v, np.float32)
+
+
+def layer_weights(c: ModelConfig, L: Layer) -> LayerWeights:
+    """The weights of one CPU layer, built once."""
+    qkv = [mat_ref(m) for m in L.wqkv] + [mat_ref(None, c.n_embd)] * (3 - len(L.wqkv))
+    gu = [mat_ref(m) for m in L.wgate_up] + [mat_ref(None, c.n_embd)] * (2 - len(L.wgate_up))
+    return LayerWeights(_vec(L.attn_norm), tuple(qkv), _vec(L.bqkv), _vec(L.q_norm), _vec(L.k_norm), mat_ref(L.wo),
+                        _vec(L.post_attn_norm), _vec(L.ffn_norm), tuple(gu), mat_ref(L.wdown), _vec(L.post_ffn_norm))
+
+
+def layer_config(c: ModelConfig, li: int) -> LayerConfig:
+    """Layer li's scalars; fixed Python types, so every layer shares one compiled signature."""
+    window = c.sliding_window if c.swa_layers[li] else 0
+    return LayerConfig(float(c.norm_eps), int(c.rope_dims), bool(c.rope_neox), float(c.attn_scale), int(window),
+                       float(c.attn_softcap), bool(c.gelu))
 
 
 @kernel
 def _quantize(a, x):
-    """a = (xq, dx, sx, wide) <- x (T, k): int8 activations for every quantized matrix reading x."""
-    if x.shape[0] >= 8:
-        quantize_activations_parallel(a[0][: x.shape[0]], a[1][: x.shape[0]], a[2][: x.shape[0]], x)
+    """a (QuantActs) <- x (T, k): int8 activations for every quantized matrix reading x."""
+    n = x.shape[0]
+    if n >= 8:
+        quantize_activations_parallel(a.xq[:n], a.dx[:n], a.sx[:n], x)
     else:
-        quantize_activations(a[0][: x.shape[0]], a[1][: x.shape[0]], a[2][: x.shape[0]], x)
+        quantize_activations(a.xq[:n], a.dx[:n], a.sx[:n], x)
 
 
 @kernel
 def _mm(out, a, x, m):
-    """out (T, n) <- x @ W.T for one matrix tuple m; a holds x's int8 form."""
+    """out (T, n) <- x (T, k) @ W.T for one MatRef m; a (QuantActs) holds x's int8 form."""
     n_tok = x.shape[0]
-    if m[4] == 0:
+    if m.n == 0:
         return
-    if m[8]:
-        fmatmul(out, x, m[3], m[4], m[5])
+    if m.is_float:
+        fmatmul(out, x, m.w, m.n, m.k)
     else:
-        qmatmul(out, a[0][:n_tok], a[1][:n_tok], a[2][:n_tok], a[3], m[0], m[1], m[2], m[4], m[5], m[6], m[7], m[9])
+        qmatmul(out, a.xq[:n_tok], a.dx[:n_tok], a.sx[:n_tok], a.wide, m.qs, m.d, m.m, m.n, m.k, m.width, m.bs,
+                m.sym)
 
 
 @kernel
-def layer(x, h, qkv, q, k, att, gu, ff, act_e, act_q, act_f, cos, sin, pos, segs, kc, vc, scratch,
-          attn_norm, wqkv, bqkv, q_norm, k_norm, wo, post_attn_norm, ffn_norm, wgu, wdown, post_ffn_norm,
-          eps, rope_dims, neox, attn_scale, window, softcap, gelu):
+def layer(bufs, kc, vc, scratch, cos, sin, pos, segs, weights, config):
     """x (T, n_embd) += attention(x) then += ffn(x), for one layer; the KV cache gets the batch's keys.
 
-    segs int64 (n_seg, 3): (sequence, first token, end token) of each sequence's run.
+    bufs, weights, config: LayerBuffers, LayerWeights, LayerConfig as plain tuples (see module doc);
+    kc, vc (n_seq, n_kv, n_ctx, head_dim) this layer's cache; scratch: attention's;
+    cos, sin (T, rope_dims // 2); pos int32 (T,); segs int64 (n_seg, 3): (sequence, first token,
+    end token) of each sequence's run.
     """
+    b = as_record(LayerBuffers, bufs)
+    w = as_record(LayerWeights, weights)
+    cfg = as_record(LayerConfig, config)
+    x, h, qkv, q, k, att, gu, ff = b.x, b.h, b.qkv, b.q, b.k, b.att, b.gu, b.ff
     n = x.shape[0]
     n_head, hd = q.shape[1], q.shape[2]
     n_kv = k.shape[1]
     nq, nkv = n_head * hd, n_kv * hd
+    eps = cfg.eps
     # attention block
-    rms_norm(h, x, attn_norm, eps)
-    _quantize(act_e, h)
-    n0, n1 = wqkv[0][4], wqkv[1][4]
-    _mm(qkv[:, :n0], act_e, h, wqkv[0])
-    _mm(qkv[:, n0 : n0 + n1], act_e, h, wqkv[1])
-    _mm(qkv[:, n0 + n1 :], act_e, h, wqkv[2])
-    if bqkv.shape[0] > 0:
+    rms_norm(h, x, w.attn_norm, eps)
+    _quantize(b.act_e, h)
+    n0, n1 = w.wqkv[0].n, w.wqkv[1].n
+    _mm(qkv[:, :n0], b.act_e, h, w.wqkv[0])
+    _mm(qkv[:, n0 : n0 + n1], b.act_e, h, w.wqkv[1])
+    _mm(qkv[:, n0 + n1 :], b.act_e, h, w.wqkv[2])
+    if w.bqkv.shape[0] > 0:
         for t in range(n):
-            qkv[t] += bqkv
+            qkv[t] += w.bqkv
     for t in range(n):
         q[t].reshape(nq)[:] = qkv[t, :nq]
         k[t].reshape(nkv)[:] = qkv[t, nq : nq + nkv]
-    if q_norm.shape[0] > 0:
+    if w.q_norm.shape[0] > 0:
         q2, k2 = q.reshape(n * n_head, hd), k.reshape(n * n_kv, hd)
-        rms_norm(q2, q2, q_norm, eps)
-        rms_norm(k2, k2, k_norm, eps)
-    rope_apply(q, cos, sin, rope_dims, neox)
-    rope_apply(k, cos, sin, rope_dims, neox)
+        rms_norm(q2, q2, w.q_norm, eps)
+        rms_norm(k2, k2, w.k_norm, eps)
+    rope_apply(q, cos, sin, cfg.rope_dims, cfg.neox)
+    rope_apply(k, cos, sin, cfg.rope_dims, cfg.neox)
     for s in range(segs.shape[0]):
         seq, s0, s1 = segs[s, 0], segs[s, 1], segs[s, 2]
         p0 = np.int64(pos[s0])
@@ -95,27 +204,27 @@ def layer(x, h, qkv, q, k, att, gu, ff, act_e, act_q, act_f, cos, sin, pos, segs
             for g in range(n_kv):
                 kc[seq, g, p] = k[t, g]
                 vc[seq, g, p] = qkv[t, nq + nkv + g * hd : nq + nkv + (g + 1) * hd]
-        attention(att[s0:s1], q[s0:s1], kc[seq], vc[seq], pos[s0:s1], p0 + s1 - s0, attn_scale, window,
-                  softcap, scratch)
+        attention(att[s0:s1], q[s0:s1], kc[seq], vc[seq], pos[s0:s1], p0 + s1 - s0, cfg.attn_scale, cfg.window,
+                  cfg.softcap, scratch)
     a2 = att.reshape(n, nq)
-    _quantize(act_q, a2)
-    _mm(h, act_q, a2, wo)
-    if post_attn_norm.shape[0] > 0:
-        rms_norm(h, h, post_attn_norm, eps)
+    _quantize(b.act_q, a2)
+    _mm(h, b.act_q, a2, w.wo)
+    if w.post_attn_norm.shape[0] > 0:
+        rms_norm(h, h, w.post_attn_norm, eps)
     x += h
     # feed-forward block
-    rms_norm(h, x, ffn_norm, eps)
-    _quantize(act_e, h)
+    rms_norm(h, x, w.ffn_norm, eps)
+    _quantize(b.act_e, h)
     n_ff = ff.shape[1]
-    g0 = wgu[0][4]
-    _mm(gu[:, :g0], act_e, h, wgu[0])
-    _mm(gu[:, g0:], act_e, h, wgu[1])
-    if gelu:
+    g0 = w.wgu[0].n
+    _mm(gu[:, :g0], b.act_e, h, w.wgu[0])
+    _mm(gu[:, g0:], b.act_e, h, w.wgu[1])
+    if cfg.gelu:
         geglu(ff, gu[:, :n_ff], gu[:, n_ff:])
     else:
         swiglu(ff, gu[:, :n_ff], gu[:, n_ff:])
-    _quantize(act_f, ff)
-    _mm(h, act_f, ff, wdown)
-    if post_ffn_norm.shape[0] > 0:
-        rms_norm(h, h, post_ffn_norm, eps)
+    _quantize(b.act_f, ff)
+    _mm(h, b.act_f, ff, w.wdown)
+    if w.post_ffn_norm.shape[0] > 0:
+        rms_norm(h, h, w.post_ffn_norm, eps)
     x += h

@@ -87,16 +87,19 @@ class Model:
 
     # -- evaluation ---------------------------------------------------------------------
     def eval(self, seq: int, tokens: list[int], want_last: bool = True) -> np.ndarray:
-        """Append tokens to a sequence (in chunks of max_batch); logits of the last one."""
+        """Append tokens to a sequence (in chunks of max_batch); the host logits (n_vocab,) of the last
+        one, or an empty (0, n_vocab) array when want_last is False or tokens is empty."""
         start = int(self.cache.length[seq])
         if start + len(tokens) > self.n_ctx:
             raise ValueError(f"sequence {seq}: {start + len(tokens)} tokens exceed the context of {self.n_ctx}")
-        logits = np.zeros((0, self.cfg.n_vocab), np.float32)
+        out = None
         for c0 in range(0, len(tokens), self.max_batch):
             chunk = np.asarray(tokens[c0 : c0 + self.max_batch], np.int32)
             n = len(chunk)
             want = np.zeros(n, bool)
             want[-1] = want_last and c0 + n == len(tokens)
             pos = np.arange(start + c0, start + c0 + n, dtype=np.int32)
-            logits = self.forward(Batch(chunk, np.full(n, seq, np.int32), pos, want))
-        return logits[-1] if len(logits) else logits
+            out = self.forward(Batch(chunk, np.full(n, seq, np.int32), pos, want))
+        if out is None or not len(out.logits):
+            return np.zeros((0, self.cfg.n_vocab), np.float32)
+        return out.logits.row(len(out.logits) - 1)  # float32 (n_vocab,) on the host

@@ -24,6 +24,7 @@ from kernels.cuda.qmatmul import matmul
 from kernels.cuda.sampling import TOP_K_MAX, new_work, top_k_host
 from service.model.config import ModelConfig
 from service.model.kvcache import KVCache
+from service.model.logits import HostLogits, Logits
 from service.model.placement import Placement
 from service.model.weights import Weights
 
@@ -78,15 +79,16 @@ class Offload:
         if self.place.n_gpu < self.cfg.n_layer or not self.place.output_on_gpu:
             self.x[:n].copy_to_host(x)
 
-    def head(self, rows: np.ndarray, hidden_rows: np.ndarray, lazy: bool = False):
-        """(logits (len(rows), n_vocab), final-norm hidden states of hidden_rows or None), from the
-        device; with lazy, the logits stay there as DeviceLogits (valid until the next forward)."""
+    def head(self, rows: np.ndarray, hidden_rows: np.ndarray) -> tuple[Logits, np.ndarray]:
+        """(logits (len(rows), n_vocab), final-norm hidden states float32 (len(hidden_rows), n_embd)):
+        the logits stay on the device as DeviceLogits (valid until the next forward), the hidden
+        states come to the host."""
         c = self.cfg
-        hidden = None
+        hidden = np.zeros((0, c.n_embd), np.float32)
         if len(hidden_rows):
             hidden = self._normed(hidden_rows).copy_to_host()
         if not len(rows):
-            return np.zeros((0, c.n_vocab), np.float32), hidden
+            return HostLogits(np.zeros((0, c.n_vocab), np.float32)), hidden
         hf = self._normed(rows)
         r = len(rows)
         if self.logits.shape[0] < r:  # rare: more wanted rows than sequences (e.g. logits of a whole prompt)
@@ -97,9 +99,7 @@ class Offload:
         matmul(logits, hf, self.w.output)
         if c.final_softcap > 0:
             act.scale_cap(logits, logits, 1.0, c.final_softcap)
-        if lazy:
-            return DeviceLogits(logits, self.work), hidden
-        return logits.copy_to_host(), hidden
+        return DeviceLogits(logits, self.work), hidden
 
     def _normed(self, rows: np.ndarray):
         r = len(rows)
@@ -152,9 +152,10 @@ class Offload:
 
 
 class DeviceLogits:
-    """Logits (R, n_vocab) left on the device: a row comes to the host when indexed, or only its
-    k most likely tokens through top_k (k values instead of n_vocab: what the sampler needs
-    when Sampler.top_k_first allows). Valid until the next forward pass reuses the buffer."""
+    """Logits (R, n_vocab) left on the device, with service.model.logits' interface: a row comes
+    to the host when asked for, or only its k most likely tokens through top_k (k values instead
+    of n_vocab: what the sampler needs when Sampler.top_k_first allows). Valid until the next
+    forward pass reuses the buffer."""
 
     max_k = TOP_K_MAX
 
@@ -165,12 +166,15 @@ class DeviceLogits:
     def __len__(self) -> int:
         return self.shape[0]
 
-    def __getitem__(self, r: int) -> np.ndarray:
-        return self.d[r].copy_to_host()
+    def row(self, i: int) -> np.ndarray:
+        return self.d[i].copy_to_host()
 
-    def top_k(self, r: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(ids int32, logits float32) of row r's k largest, descending, ties by lower id."""
-        return top_k_host(self.d[r], self.shape[1], k, self.work)
+    def host(self) -> np.ndarray:
+        return self.d.copy_to_host()
+
+    def top_k(self, i: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids int32, logits float32) of row i's k largest, descending, ties by lower id."""
+        return top_k_host(self.d[i], self.shape[1], k, self.work)
 
 
 def _runs(segs: np.ndarray) -> list[tuple[int, int, int, int]]:

@@ -3,7 +3,7 @@ logit_bias resolution (bias.py) and structured output (grammar.py, structured.py
 
 The kernels are in kernels/sampling.py, sampling_filters.py, sampling_dry.py and
 sampling_mask.py (the grammar's mask); NumPy references
-for each sampler are in tests/oracle_sampling.py.
+for each sampler are in tests/oracles/sampling.py.
 """
 
 from service.sampling.params import (
@@ -20,7 +20,7 @@ from service.sampling.candidates import SamplerWorkspace, TokenProbs
 from service.sampling.dry import dry_breaker_sequences
 from service.sampling.grammar import Constraint, GrammarCompiler, GrammarError, fill_masks
 from service.sampling.sampler import Sampler
-from service.sampling.structured import constraint_from_request
+from service.sampling.structured import StructuredOutput, compile_structured
 
 __all__ = [
     "Constraint",
@@ -34,7 +34,8 @@ __all__ = [
     "SamplerWorkspace",
     "SamplingParams",
     "TokenProbs",
-    "constraint_from_request",
+    "StructuredOutput",
+    "compile_structured",
     "dry_breaker_sequences",
     "fill_masks",
     "resolve_logit_bias",

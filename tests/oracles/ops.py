@@ -106,3 +106,8 @@ def attention(q, k_cache, v_cache, q_pos, kv_len, scale, window, softcap):
         p = softmax(scores[t][:, cols])  # (n_head, n_visible)
         out[t] = np.einsum("hj,hjd->hd", p, v[:, cols])
     return out
+
+
+def f32_normal(rng, *shape, scale=1.0):
+    """A C-contiguous float32 test input: standard normal values of the given shape, times scale."""
+    return np.ascontiguousarray(rng.standard_normal(shape) * scale, dtype=np.float32)

@@ -1,5 +1,6 @@
-"""Engine events -> llama-server's native JSON shapes (completion results, probabilities,
-generation settings). The OpenAI shapes build on these in openai.py."""
+"""Engine results as JSON, shaped once for every route: timings, token probabilities (native and
+OpenAI), finish reasons, generation settings, the native completion results, and OpenAI's shape of
+a parsed chat message and its stream deltas."""
 
 from __future__ import annotations
 
@@ -8,13 +9,36 @@ import math
 import msgspec
 import numpy as np
 
-from service.engine.task import Final, Partial, TaskParams, TokenInfo
+from service.chat.chatmsg import ChatMsg, Delta
+from service.engine.task import Final, Partial, StopType, TaskParams, Timings, TokenInfo
 from service.sampling import SamplingParams
 
 
 def f32(x: float) -> float:
     """A float as llama-server prints its float32 settings (0.95 -> 0.949999988079071)."""
     return float(np.float32(x))
+
+
+def timings_json(t: Timings) -> dict:
+    pn, gn = t.prompt_n, t.predicted_n
+    return {
+        "cache_n": t.cache_n,
+        "prompt_n": pn,
+        "prompt_ms": t.prompt_ms,
+        "prompt_per_token_ms": t.prompt_ms / pn if pn else 0.0,
+        "prompt_per_second": 1e3 * pn / t.prompt_ms if t.prompt_ms > 0 else 0.0,
+        "predicted_n": gn,
+        "predicted_ms": t.predicted_ms,
+        "predicted_per_token_ms": t.predicted_ms / gn if gn else 0.0,
+        "predicted_per_second": 1e3 * gn / t.predicted_ms if t.predicted_ms > 0 else 0.0,
+    }
+
+
+def finish_reason(ev: Final, has_calls: bool = False) -> str:
+    """OpenAI's finish_reason: length when cut off, tool_calls when the answer calls tools."""
+    if ev.stop_type is StopType.LIMIT:
+        return "length"
+    return "tool_calls" if has_calls else "stop"
 
 
 def generation_settings(p: TaskParams | None, s: SamplingParams, n_ctx: int, model: str) -> dict:
@@ -71,16 +95,59 @@ def token_entry(tok, tid: int, value: float, post: bool) -> dict:
             key: v if math.isfinite(v) else -9999.0}
 
 
-def probs_entries(tok, tokens: tuple[TokenInfo, ...], post: bool) -> list[dict]:
-    """llama-server's completion_probabilities: one entry per generated token."""
+def probs_entries(tok, tokens: tuple[TokenInfo, ...], post: bool, top: int | None = None) -> list[dict]:
+    """llama-server's completion_probabilities: one entry per generated token with its `top` (all
+    when None) most likely alternatives; post-sampling probabilities or log-probabilities."""
     out = []
     for t in tokens:
         if t.probs is None:
             continue
         e = token_entry(tok, t.id, t.probs.prob, post)
-        tops = [token_entry(tok, i, float(p), post) for i, p in zip(t.probs.top_ids, t.probs.top_probs)]
-        e["top_probs" if post else "top_logprobs"] = tops
+        pairs = list(zip(t.probs.top_ids, t.probs.top_probs))[:top]
+        e["top_probs" if post else "top_logprobs"] = [token_entry(tok, i, float(p), post) for i, p in pairs]
         out.append(e)
+    return out
+
+
+def oai_logprobs(tok, tokens: tuple[TokenInfo, ...], k: int) -> dict:
+    """OpenAI's logprobs object: the same entries, k alternatives each."""
+    return {"content": probs_entries(tok, tokens, False, k)}
+
+
+def usage(finals: list[Final]) -> dict:
+    prompt = finals[0].n_prompt if finals else 0
+    done = sum(f.n_predicted for f in finals)
+    return {"completion_tokens": done, "prompt_tokens": prompt, "total_tokens": prompt + done,
+            "prompt_tokens_details": {"cached_tokens": finals[0].n_cached if finals else 0}}
+
+
+def message_json(msg: ChatMsg) -> dict:
+    """An assistant message in OpenAI's shape (content null when it only calls tools)."""
+    out: dict = {"role": "assistant", "content": None if not msg.content and msg.tool_calls else msg.content}
+    if msg.reasoning_content:
+        out["reasoning_content"] = msg.reasoning_content
+    if msg.tool_calls:
+        out["tool_calls"] = [{"type": "function", "function": {"name": t.name, "arguments": t.arguments},
+                              "id": t.id} for t in msg.tool_calls]
+    return out
+
+
+def delta_json(d: Delta) -> dict:
+    """A stream delta in OpenAI's shape: a call's index always, its id, type and name once."""
+    out: dict = {}
+    if d.reasoning:
+        out["reasoning_content"] = d.reasoning
+    if d.content:
+        out["content"] = d.content
+    if d.tool_index >= 0:
+        call: dict = {"index": d.tool_index}
+        if d.tool_id:
+            call["id"] = d.tool_id
+            call["type"] = "function"
+        fn: dict = {"name": d.tool_name} if d.tool_name else {}
+        fn["arguments"] = d.tool_args
+        call["function"] = fn
+        out["tool_calls"] = [call]
     return out
 
 
@@ -98,7 +165,7 @@ def native_partial(ev: Partial, p: TaskParams, tok, index: int, id_slot: int, n_
     if p.n_probs > 0:
         d["completion_probabilities"] = probs_entries(tok, ev.tokens, p.post_sampling_probs)
     if ev.timings is not None:
-        d["timings"] = ev.timings.as_dict()
+        d["timings"] = timings_json(ev.timings)
     return d
 
 
@@ -123,7 +190,7 @@ def native_final(ev: Final, p: TaskParams, tok, index: int, model: str, n_ctx: i
         "stop_type": ev.stop_type.value,
         "stopping_word": ev.stopping_word,
         "tokens_cached": ev.n_cached,
-        "timings": ev.timings.as_dict(),
+        "timings": timings_json(ev.timings),
     }
     if p.n_probs > 0 and not stream:
         d["completion_probabilities"] = probs_entries(tok, ev.tokens, p.post_sampling_probs)

@@ -1,0 +1,113 @@
+"""One task's generation while it holds a slot: its sampler, the text decoded so far, stop strings,
+token probabilities and timings. Made when the task takes a slot, dropped when it leaves; the slot
+(slot.py) keeps only what outlives the task: the KV cache's tokens and the scheduling state.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from service.engine.stops import find_stop, held_back
+from service.engine.task import Final, Partial, StopType, Task, Timings, TokenInfo
+from service.sampling import Sampler
+
+
+class Generation:
+    def __init__(self, task: Task, sampler: Sampler, tokenizer, id_slot: int, n_cached: int):
+        self.task = task
+        self.params = task.params
+        self.sampler = sampler
+        self.tokenizer = tokenizer
+        self.id_slot = id_slot
+        self.n_cached = n_cached  # prompt tokens found in the slot's cache
+        self.n_evaluated = 0  # prompt tokens evaluated (set when the prompt is done)
+        self.decoder = tokenizer.stream_decoder(special=False)
+        self.text = ""
+        self.sent = 0  # characters of text already streamed
+        self.generated: list[TokenInfo] = []
+        self.pending_tokens: list[TokenInfo] = []  # not yet streamed
+        self.has_new_line = False
+        self.t_prompt = time.perf_counter()
+        self.t_gen = 0.0
+        self.prompt_ms = 0.0
+        self.stop_type = StopType.NONE
+        self.stopping_word = ""
+        self.truncated = False
+        self.hidden_parts: list[np.ndarray] = []  # embedding tasks: (n_chunk, n_embd) per evaluated chunk
+        sampler.accept_many(self.params.prompt)
+
+    def prompt_done(self, n_evaluated: int) -> None:
+        self.n_evaluated = n_evaluated
+        self.t_gen = time.perf_counter()
+        self.prompt_ms = (self.t_gen - self.t_prompt) * 1e3
+
+    def timings(self) -> Timings:
+        gen_ms = (time.perf_counter() - self.t_gen) * 1e3 if self.t_gen else 0.0
+        return Timings(self.n_cached, self.n_evaluated, self.prompt_ms, len(self.generated), gen_ms)
+
+    def on_token(self, tok: int, logits: np.ndarray | None, n_predict_cap: int, fills_context: bool) -> bool:
+        """Record a sampled token and decide whether generation stops here. fills_context: the
+        slot has no room after this token. Returns whether the token goes on (its KV is written
+        when it is fed back next step); an end-of-generation token does not."""
+        p = self.params
+        probs = None
+        if p.n_probs > 0:
+            probs = (self.sampler.last_probs if p.post_sampling_probs
+                     else self.sampler.pre_sampling_probs(logits, tok, p.n_probs))
+        info = TokenInfo(tok, probs)
+        self.generated.append(info)
+        self.pending_tokens.append(info)
+        # with a grammar, end-of-generation is drawn only where the grammar is done, even under
+        # ignore_eos: it ends the generation then too
+        if self.tokenizer.is_eog(tok) and (not p.sampling.ignore_eos or self.sampler.constraint is not None):
+            self.stop_type = StopType.EOS
+            return False
+        piece = self.decoder.feed(tok)
+        if piece:
+            old = len(self.text)
+            self.text += piece
+            self.has_new_line = self.has_new_line or "\n" in piece
+            hit = find_stop(self.text, p.stop, old) if p.stop else None
+            if hit is not None:
+                self.text = self.text[: hit[0]]
+                self.stop_type, self.stopping_word = StopType.WORD, hit[1]
+                return True
+        n_limit = p.n_predict if p.n_predict >= 0 else -1
+        if n_predict_cap > 0 and (n_limit < 0 or n_limit > n_predict_cap):
+            n_limit = n_predict_cap
+        if 0 <= n_limit <= len(self.generated):
+            self.stop_type = StopType.LIMIT
+        elif fills_context:
+            self.stop_type, self.truncated = StopType.LIMIT, True
+        elif (p.t_max_predict_ms > 0 and self.has_new_line
+              and (time.perf_counter() - self.t_gen) * 1e3 > p.t_max_predict_ms):
+            self.stop_type = StopType.LIMIT
+        return True
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop_type is not StopType.NONE
+
+    def partial(self) -> Partial | None:
+        """The streamable step since the last one (None when there is nothing to send)."""
+        end = len(self.text) - held_back(self.text, self.params.stop)
+        if end <= self.sent and not self.pending_tokens:
+            return None
+        text = self.text[self.sent : max(end, self.sent)]
+        self.sent = max(end, self.sent)
+        toks, self.pending_tokens = tuple(self.pending_tokens), []
+        t = self.timings() if self.params.timings_per_token else None
+        return Partial(text, toks, t, self.id_slot)
+
+    def final(self) -> Final:
+        if self.stop_type is not StopType.WORD:
+            self.text += self.decoder.flush()
+        return Final(
+            content=self.text, tokens=tuple(self.generated), stop_type=self.stop_type,
+            stopping_word=self.stopping_word, truncated=self.truncated,
+            n_prompt=len(self.params.prompt), n_cached=self.n_cached,
+            n_predicted=len(self.generated), timings=self.timings(), id_slot=self.id_slot,
+            seed=self.sampler.seed, unsent=self.text[self.sent :],
+        )
