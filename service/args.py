@@ -1,15 +1,19 @@
 """`llama-server` command line: llama-server's flags, short forms, defaults and LLAMA_ARG_* variables.
 
-`parse_args(argv, environ)` returns a frozen `ServerArgs`. The flags themselves are the table in
-`service.args_spec`. Rules, as llama-server applies them:
+`parse_args(argv, environ)` returns a frozen `ServerArgs` (service.args_values). The flags are
+the table in `service.args_spec`, each marked WORKS, INERT or UNBUILT. Rules, as llama-server
+applies them:
 - a flag given on the command line beats its environment variable (a warning says so);
+- flags apply in command-line order: the later of two wins, a preset (--fim-qwen-*) sets its
+  fields where it stands, the later of --grammar(-file) and --json-schema(-file) wins;
 - an empty environment variable counts as unset (as llama.cpp's common_get_env reads it);
 - `--long_name` is read as `--long-name`;
 - boolean variables take 1/0, true/false, on/off, enabled/disabled; for a --x/--no-x pair,
   LLAMA_ARG_NO_X set truthy turns it off and wins over LLAMA_ARG_X.
-Any bad value (from argv or the environment), an unknown flag or a missing argument exits 2
-with a message on stderr naming the flag or the variable. A missing model is not an error
-here: the caller reports it.
+Any bad value (from argv or the environment), an unknown flag, a missing argument or an UNBUILT
+feature exits 2 with a message on stderr naming the flag or the variable. INERT flags given are
+listed in `ServerArgs.no_effect` (the server logs them). A missing model is not an error here:
+the caller reports it.
 
 `python -m service.args ARGS...` prints the parsed ServerArgs as JSON.
 """
@@ -21,104 +25,151 @@ import dataclasses
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+import textwrap
 from typing import Any, Mapping, Sequence
 
 from service import __version__
-from service.args_spec import COMPAT, FLAGS, GENERAL, OURS, SAMPLING, SERVER, Flag, Kind, parse_bool
+from service.args_conv import parse_bool, process_escapes
+from service.args_spec import GENERAL, NOT_YET, OURS, PRESETS, SAMPLING, SERVER, Effect, Flag, Kind
+from service.args_values import AUTO_PARALLEL_SLOTS, ServerArgs
 
-AUTO_PARALLEL_SLOTS = 4  # llama-server: "n_parallel is set to auto, using n_parallel = 4 and kv_unified = true"
+__all__ = ["AUTO_PARALLEL_SLOTS", "ServerArgs", "build_parser", "parse_args"]
 
-
-@dataclass(frozen=True)
-class ServerArgs:
-    """Parsed command line. Defaults are current llama-server's (see service.args_spec)."""
-
-    model: str | None = None
-    alias: str | None = None
-    hf_repo: str | None = None
-    hf_file: str | None = None
-    ctx_size: int = 0  # 0 = the model's training context
-    n_predict: int = -1  # -1 = until end of generation or context
-    parallel: int = -1  # -1 = auto, see resolved_parallel()
-    batch_size: int = 2048
-    ubatch_size: int = 512
-    threads: int = -1  # <= 0: all cores
-    n_gpu_layers: str = "auto"  # "N", "auto" or "all"
-    device: str | None = None  # "none" or "CUDA0[,CUDA1..]"
-    list_devices: bool = False
-    cont_batching: bool = True
-    cache_reuse: int = 0
-    host: str = "127.0.0.1"
-    port: int = 8080
-    api_keys: tuple[str, ...] = ()  # empty = no authentication
-    timeout: int = 600
-    embeddings: bool = False  # True also when reranking (llama-server sets both)
-    reranking: bool = False
-    pooling: str | None = None  # None = the model's; "rank" when reranking and none given
-    metrics: bool = False
-    props: bool = False
-    slots: bool = True
-    slot_save_path: str | None = None
-    jinja: bool = True
-    chat_template: str | None = None
-    chat_template_file: str | None = None
-    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
-    reasoning_format: str = "auto"
-    verbose: bool = False
-    temp: float = 0.8
-    top_k: int = 40
-    top_p: float = 0.95
-    min_p: float = 0.05
-    seed: int = -1  # -1 (or 0xFFFFFFFF) = random
-    n_probs_max: int = 100  # llamajit: cap on a request's n_probs / top_logprobs
-    log_prompts: bool = False  # llamajit: include prompt text in request logs
-    drain_timeout: int = 30  # llamajit: SIGTERM grace for requests in flight, seconds
-    # Accepted for compatibility with llama-server scripts; no effect in llamajit.
-    flash_attn: str = "auto"
-    webui: bool = True
-    mlock: bool = False
-    mmap: bool = True
-    log_disable: bool = False
-
-    def resolved_parallel(self) -> int:
-        """Number of slots. llama-server's rule for -np -1 (its default): 4 slots, and the KV
-        cache is unified, i.e. all slots share the one ctx_size pool (see kv_unified()); an
-        explicit -np N gives N slots and splits ctx_size evenly between them."""
-        return AUTO_PARALLEL_SLOTS if self.parallel < 0 else self.parallel
-
-    def kv_unified(self) -> bool:
-        """True when the slots share one context pool (llama-server's auto -np), rather than
-        each slot getting ctx_size / parallel tokens."""
-        return self.parallel < 0
-
-
+_INERT, _NOT_YET, _UNBUILT = "inert", "not-yet", "unbuilt"
 _GROUP_TITLES = {
     GENERAL: "model and context",
     SERVER: "server",
     SAMPLING: "sampling defaults (a request's own fields override them)",
     OURS: "llamajit's own flags",
-    COMPAT: "accepted for compatibility with llama-server scripts (parsed, stored, no effect in llamajit)",
+    PRESETS: "presets: a Hugging Face model and its settings in one flag",
+    _INERT: "accepted, no effect in llamajit (a warning at startup says so)",
+    _NOT_YET: "accepted, not implemented yet: no effect for now (a warning at startup says so)",
+    _UNBUILT: "not available in llamajit yet: using one exits 2 (a spelling that turns it off is accepted)",
 }
-_LONG_NAMES = frozenset(n for f in FLAGS for n in (*f.names, *f.neg) if n.startswith("--"))
 
 
-class _Toggle(argparse.Action):
-    """--x / --no-x on one action: the name used decides the value."""
+def _flags() -> tuple[Flag, ...]:
+    from service.args_spec import FLAGS
 
-    def __init__(self, option_strings, dest, neg=(), **kw):
-        self.neg = frozenset(neg)
-        super().__init__(option_strings, dest, nargs=0, **kw)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, option_string not in self.neg)
+    return FLAGS
 
 
-class _Extend(argparse.Action):
-    """Repeatable flag whose converted values are tuples: concatenate them."""
+def _section(f: Flag) -> str:
+    if f.effect is Effect.INERT:
+        return _NOT_YET if f.why == NOT_YET else _INERT
+    return _UNBUILT if f.effect is Effect.UNBUILT else f.group
 
-    def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, getattr(namespace, self.dest, ()) + values)
+
+def _help(f: Flag) -> str:
+    env = (*f.env, *f.neg_env())
+    parts = [f.help]
+    if f.stored and "(default:" not in f.help:  # a row may word its own default
+        d = _default(f.dest)
+        if isinstance(d, bool):
+            shown = "enabled" if d else "disabled"
+        elif d in (None, (), {}, ""):
+            shown = "none"
+        elif isinstance(d, tuple):  # the sampler chain as llama-server writes it; "\n" as two characters
+            shown = (";" if f.dest == "samplers" else " ").join(str(x).encode("unicode_escape").decode() for x in d)
+        else:
+            shown = str(d)
+        parts.append(f"(default: {shown})")
+    if f.kind is Kind.PRESET:
+        parts.append("(sets " + ", ".join(f"{k}={v}" for k, v in f.const.items()) + ")")
+    if env:
+        parts.append(f"(env: {', '.join(env)})")
+    if f.effect is Effect.INERT:
+        parts.append(f"(no effect in llamajit: {f.why})")
+    elif f.effect is Effect.UNBUILT:
+        parts.append(f"(not available in llamajit yet: {f.why}" + (f"; turning it off is accepted: {f.off_why})"
+                                                                    if f.off else ")"))
+    return " ".join(parts).replace("%", "%%")
+
+
+def _default(dest: str) -> Any:
+    """A field's default; () for --api-key and --api-key-file, which add up into api_keys."""
+    fld = ServerArgs.__dataclass_fields__.get(dest)
+    if fld is None:
+        return ()
+    return fld.default if fld.default is not dataclasses.MISSING else fld.default_factory()
+
+
+class _Act(argparse.Action):
+    """Every flag's action: stores (or appends) the value, notes which spelling was given in what
+    order (namespace._given), and refuses an UNBUILT feature at once."""
+
+    def __init__(self, option_strings, dest, row: Flag, **kw):
+        self.row = row
+        super().__init__(option_strings, dest, **kw)
+
+    def __call__(self, parser, ns, values, option_string=None):
+        f = self.row
+        if f.kind is Kind.EXIT:
+            _exit(parser, f.const)
+        value = {Kind.SWITCH: True, Kind.TOGGLE: option_string not in f.neg, Kind.PRESET: None}.get(f.kind, values)
+        if f.kind is Kind.PAIR:
+            value = tuple(values)
+        if f.effect is Effect.UNBUILT and not (f.off and f.off(value)):
+            parser.error(f"{option_string}: {f.unbuilt_message()}")
+        ns.__dict__.setdefault("_given", []).append((f, option_string, value))
+        if f.kind is Kind.PRESET:
+            for dest, v in f.const.items():
+                setattr(ns, dest, v)
+        elif f.kind is Kind.APPEND:  # a converted None ("none") clears what came before
+            setattr(ns, self.dest, () if value is None else getattr(ns, self.dest, ()) + value)
+        else:
+            setattr(ns, self.dest, value)
+
+
+def _exit(parser: argparse.ArgumentParser, what: str) -> None:
+    if what == "help":
+        parser.print_help()
+    elif what == "version":
+        print(f"llamajit {__version__}")
+    else:  # a bash completion script, as llama.cpp's --completion-bash prints for its tools
+        names = " ".join(n for f in _flags() for n in (*f.names, *f.neg))
+        print('_llama_server() {\n    local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"\n'
+              '    case "$prev" in\n'
+              "        -m|--model) COMPREPLY=( $(compgen -f -X '!*.gguf' -- \"$cur\") $(compgen -d -- \"$cur\") ) ;;\n"
+              f'        *) COMPREPLY=( $(compgen -W "{names}" -- "$cur") ) ;;\n    esac\n}}\n'
+              "complete -F _llama_server llama-server")
+    parser.exit(0)
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Names, then the argument once (`-c, --ctx-size N`), as llama-server's help lists them."""
+
+    def __init__(self, prog: str):
+        super().__init__(prog, max_help_position=40)
+
+    def _split_lines(self, text: str, width: int) -> list[str]:  # flag and variable names stay whole
+        return textwrap.wrap(" ".join(text.split()), width, break_long_words=False, break_on_hyphens=False)
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        names = ", ".join(action.option_strings)
+        return names if action.nargs == 0 else f"{names} {self._format_args(action, action.dest.upper())}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="llama-server", usage="llama-server [options]", add_help=False, allow_abbrev=False,
+        formatter_class=_Formatter,
+        description="llamajit: llama.cpp's llama-server rebuilt in Python with Numba kernels. "
+        "Flags, defaults and LLAMA_ARG_* variables are llama-server's; a flag beats its variable.",
+    )
+    groups = {g: p.add_argument_group(t) for g, t in _GROUP_TITLES.items()}
+    for f in _flags():
+        kw: dict[str, Any] = dict(dest=f.dest, default=argparse.SUPPRESS, help=_help(f), action=_Act, row=f)
+        if f.kind in (Kind.SWITCH, Kind.TOGGLE, Kind.PRESET, Kind.EXIT):
+            kw["nargs"] = 0
+        else:
+            kw.update(type=_arg_type(f), metavar=f.metavar)
+        if f.kind is Kind.OPTIONAL:  # argparse shows the brackets of an optional argument itself
+            kw.update(nargs="?", const=f.const, metavar=f.metavar.strip("[]"))
+        elif f.kind is Kind.PAIR:
+            kw["nargs"] = 2
+        groups[_section(f)].add_argument(*f.names, *f.neg, **kw)
+    return p
 
 
 def _arg_type(flag: Flag):
@@ -131,102 +182,100 @@ def _arg_type(flag: Flag):
     return conv
 
 
-def _help(flag: Flag) -> str:
-    d = flag.default
-    if isinstance(d, bool):
-        shown = "enabled" if d else "disabled"
-    elif d is None or d == () or d == {}:
-        shown = "none"
-    else:
-        shown = str(d)
-    envs = (*flag.env, *flag.neg_env())
-    env = f" (env: {', '.join(envs)})" if envs else ""
-    default = "" if "(default:" in flag.help else f" (default: {shown})"  # a row may word its own
-    return f"{flag.help}{default}{env}".replace("%", "%%")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="llama-server", usage="llama-server [options]", add_help=False, allow_abbrev=False,
-        description="llamajit: llama.cpp's llama-server rebuilt in Python with Numba kernels. "
-        "Flags, defaults and LLAMA_ARG_* variables are llama-server's; a flag beats its variable.",
-    )
-    p.add_argument("-h", "--help", "--usage", action="help", help="print usage and exit")
-    p.add_argument("--version", action="version", version=f"llamajit {__version__}", help="print the version and exit")
-    groups = {g: p.add_argument_group(t) for g, t in _GROUP_TITLES.items()}
-    for f in FLAGS:
-        g, kw = groups[f.group], dict(dest=f.dest, default=argparse.SUPPRESS, help=_help(f))
-        if f.kind is Kind.SWITCH:
-            g.add_argument(*f.names, action="store_const", const=True, **kw)
-        elif f.kind is Kind.TOGGLE:
-            g.add_argument(*f.names, *f.neg, action=_Toggle, neg=f.neg, **kw)
-        elif f.kind is Kind.APPEND:
-            g.add_argument(*f.names, action=_Extend, type=_arg_type(f), metavar=f.metavar, **kw)
-        elif f.kind is Kind.OPTIONAL:
-            g.add_argument(*f.names, nargs="?", const=f.const, type=_arg_type(f), metavar=f.metavar, **kw)
-        else:
-            g.add_argument(*f.names, type=_arg_type(f), metavar=f.metavar, **kw)
-    return p
-
-
 def _normalize(argv: Sequence[str]) -> list[str]:
     """llama-server reads `--ctx_size` as `--ctx-size`; only known long flags are rewritten."""
+    from service.args_spec import BY_NAME
+
     out = []
     for tok in argv:
         name, eq, rest = tok.partition("=")
         fixed = name.replace("_", "-")
-        out.append(fixed + eq + rest if tok.startswith("--") and fixed in _LONG_NAMES else tok)
+        out.append(fixed + eq + rest if tok.startswith("--") and fixed in BY_NAME else tok)
     return out
 
 
-def _from_env(parser: argparse.ArgumentParser, f: Flag, environ: Mapping[str, str]) -> tuple[bool, Any]:
-    """(found, value) of a flag's environment variables; exits 2 naming a bad one."""
+def _from_env(parser: argparse.ArgumentParser, f: Flag, environ: Mapping[str, str]) -> tuple[str, Any] | None:
+    """(variable, value) of a flag's environment variables, None when unset; exits 2 naming a bad one."""
     def fail(name: str, value: str, msg: str):
         parser.error(f"environment variable {name}={value!r}: {msg}")
 
     for name in f.neg_env():  # LLAMA_ARG_NO_X wins over LLAMA_ARG_X, as in llama.cpp
         value = environ.get(name, "")
-        if value:
-            try:
-                if parse_bool(value):
-                    return True, False
-            except ValueError as e:
-                fail(name, value, str(e))
+        try:
+            if value and parse_bool(value):
+                return name, False
+        except ValueError as e:
+            fail(name, value, str(e))
     for name in f.env:
         value = environ.get(name, "")
         if not value:
             continue
         try:
             if f.kind in (Kind.SWITCH, Kind.TOGGLE):
-                return True, parse_bool(value)
-            return True, f.conv(value)
+                return name, parse_bool(value)
+            v = f.conv(value)
+            return name, (v or ()) if f.kind is Kind.APPEND else v
         except ValueError as e:
             fail(name, value, str(e))
-    return False, None
+    return None
 
 
 def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> ServerArgs:
     parser = build_parser()
     given = vars(parser.parse_args(_normalize(argv)))
+    order: list[tuple[Flag, str, Any]] = given.pop("_given", [])
+    no_effect: dict[str, tuple[str, str]] = {}  # row dest -> (spelling, why): once per flag
+    for f, spelling, value in order:
+        why = f.no_effect_reason(value)
+        if why is not None:
+            no_effect.setdefault(f.dest, (spelling, why))
     values: dict[str, Any] = {}
-    for f in FLAGS:
-        if f.dest in given:
-            values[f.dest] = given[f.dest]
-            shadowed = [e for e in (*f.env, *f.neg_env()) if environ.get(e)]
+    rows_of: dict[str, list[Flag]] = {}
+    for f in _flags():
+        if f.kind is not Kind.EXIT and f.kind is not Kind.PRESET:
+            rows_of.setdefault(f.dest, []).append(f)
+    for dest, rows in rows_of.items():
+        if dest in given:
+            shadowed = [e for f in rows for e in (*f.env, *f.neg_env()) if environ.get(e)]
             if shadowed:
+                spelling = next(s for f, s, _ in reversed(order)
+                                if f.dest == dest or (f.kind is Kind.PRESET and dest in f.const))
                 print(f"llama-server: warning: {', '.join(shadowed)} is set, but the command-line flag "
-                      f"{f.names[-1]} overrides it", file=sys.stderr)
+                      f"{spelling} overrides it", file=sys.stderr)
+            if rows[0].stored:
+                values[dest] = given[dest]
             continue
-        found, value = _from_env(parser, f, environ)
-        values[f.dest] = value if found else f.default
+        for f in rows:
+            found = _from_env(parser, f, environ)
+            if found is None:
+                continue
+            name, value = found
+            if f.effect is Effect.UNBUILT and not (f.off and f.off(value)):
+                parser.error(f"environment variable {name}: {f.unbuilt_message()}")
+            why = f.no_effect_reason(value)
+            if why is not None:
+                no_effect.setdefault(dest, (name, why))
+            if f.stored:
+                values[dest] = value
+            break
+    return ServerArgs(**_finish(values, order), no_effect=tuple(no_effect.values()))
+
+
+def _finish(values: dict[str, Any], order: list[tuple[Flag, str, Any]]) -> dict[str, Any]:
+    """The rules that join several flags into ServerArgs fields."""
     # --api-key and --api-key-file add up (each one from its flag, else from its variable).
-    keys = values.pop("api_key") + values.pop("api_key_file")
+    keys = values.pop("api_key", ()) + values.pop("api_key_file", ())
     values["api_keys"] = tuple(dict.fromkeys(keys))
-    if values["reranking"]:  # llama-server's --reranking sets embedding = true and pooling = rank
+    if values.get("reranking"):  # llama-server's --reranking sets embedding = true and pooling = rank
         values["embeddings"] = True
-        if values["pooling"] is None:
+        if values.get("pooling") is None:
             values["pooling"] = "rank"
-    return ServerArgs(**values)
+    if values.get("escape", True) and "dry_sequence_breakers" in values:  # -e (default on), as llama.cpp after parsing
+        values["dry_sequence_breakers"] = tuple(process_escapes(b) for b in values["dry_sequence_breakers"])
+    if "grammar" in values and "json_schema" in values:  # both set: the later one on the command line wins
+        last = [f.dest for f, _, _ in order if f.dest in ("grammar", "json_schema")][-1]
+        values.pop("json_schema" if last == "grammar" else "grammar")
+    return values
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import contextlib
-import logging
 import os
 import signal
 import sys
@@ -24,8 +23,8 @@ import structlog
 from service.args import parse_args
 
 
-def configure_logging(verbose: bool, disabled: bool) -> None:
-    level = logging.DEBUG if verbose else (logging.CRITICAL + 1 if disabled else logging.INFO)
+def configure_logging(level: int) -> None:
+    """JSON lines on stderr at `level` (ServerArgs.log_level: --log-disable, -v, -lv)."""
     structlog.configure(
         processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso"),
                     structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()],
@@ -64,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         from service.hub import HubError, resolve_model
 
         try:
-            args = dataclasses.replace(args, model=resolve_model(args.hf_repo, args.hf_file))
+            args = dataclasses.replace(args, model=resolve_model(args.hf_repo, args.hf_file, token=args.hf_token,
+                                                                 offline=args.offline))
         except HubError as e:
             print(f"llama-server: error: {e}", file=sys.stderr)
             return 1
@@ -76,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.threads > 0:
         os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
-    configure_logging(args.verbose, args.log_disable)
+    configure_logging(args.log_level())
+    log = structlog.get_logger("llamajit.server")
+    for flag, reason in args.no_effect:  # accepted for llama-server compatibility, but nothing changes
+        log.warning("flag has no effect in llamajit", flag=flag, reason=reason)
     import uvicorn
 
     from service.api.app import create_app
@@ -86,9 +89,10 @@ def main(argv: list[str] | None = None) -> int:
 
     state = ServerState(args)
     app = create_app(state)
-    log = structlog.get_logger("llamajit.server")
+    # Idle keep-alive connections close after 5 s, as llama-server's HTTP library does (-to is its
+    # read/write timeout, a different thing, not implemented yet).
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False,
-                            timeout_keep_alive=max(5, args.timeout), lifespan="off")
+                            timeout_keep_alive=5, lifespan="off")
     server = _Server(config)
     exit_code = [0]  # a drained shutdown is a clean exit
     signals = [0]

@@ -3,7 +3,9 @@
 `user/repo[:quant]` picks the repository's .gguf whose name holds the quant tag (default
 Q4_K_M, then the first .gguf), as llama-server does; --hf-file names the file outright.
 Downloads go to $LLAMA_CACHE when set, else huggingface_hub's own cache ($HF_HOME). With
-HF_HUB_OFFLINE=1 only what is already in the cache is used.
+--offline (or HF_HUB_OFFLINE=1) only what is already in the cache is used and the Hub is never
+contacted; a model that is not cached is an error saying so. --hf-token (else HF_TOKEN)
+authenticates downloads of gated or private repositories.
 """
 
 from __future__ import annotations
@@ -35,8 +37,11 @@ def _pick(files: list[str], quant: str) -> str:
     return ggufs[0]
 
 
-def resolve_model(repo_spec: str, file: str | None = None) -> str:
-    """Local path of the model file, downloaded if needed."""
+def resolve_model(repo_spec: str, file: str | None = None, *, token: str | None = None,
+                  offline: bool = False) -> str:
+    """Local path of the model file, downloaded if needed (offline: from the cache only)."""
+    if offline:  # read by huggingface_hub when first imported; local_files_only below covers a later call
+        os.environ["HF_HUB_OFFLINE"] = "1"
     from huggingface_hub import HfApi, hf_hub_download, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
@@ -47,13 +52,21 @@ def resolve_model(repo_spec: str, file: str | None = None) -> str:
     try:
         if file is None:
             try:
-                files = HfApi().list_repo_files(repo)
+                if offline:
+                    raise LocalEntryNotFoundError("offline")
+                files = HfApi().list_repo_files(repo, token=token)
             except (HfHubHTTPError, OSError, LocalEntryNotFoundError):
                 snap = Path(snapshot_download(repo, cache_dir=cache, local_files_only=True))
                 files = [str(p.relative_to(snap)) for p in snap.rglob("*.gguf")]
             file = _pick(files, quant)
-        return hf_hub_download(repo, file, cache_dir=cache)
+        return hf_hub_download(repo, file, cache_dir=cache, token=token, local_files_only=offline)
     except HubError:
         raise
-    except Exception as e:  # network, missing repo or file, offline cache miss
+    except LocalEntryNotFoundError as e:
+        if offline:
+            where = cache or "huggingface_hub's cache ($HF_HOME)"
+            raise HubError(f"--hf-repo {repo_spec}: --offline, and the model is not in the local cache ({where}); "
+                           "run once without --offline to download it") from None
+        raise HubError(f"--hf-repo {repo_spec}: {type(e).__name__}: {e}") from None
+    except Exception as e:  # network, missing repo or file
         raise HubError(f"--hf-repo {repo_spec}: {type(e).__name__}: {e}") from None

@@ -2,7 +2,8 @@
 
 The expected names, variables and defaults below are written out from llama.cpp's
 common/arg.cpp and common/common.h (current llama-server), not read from our own table, so a
-flag dropped or renamed in service/args_spec.py fails here.
+flag dropped or renamed in service/args_table_*.py fails here. Every spelling of llama-server's
+--help is checked in test_args_reference.py; the sampling flags in test_args_sampling.py.
 """
 
 import dataclasses
@@ -16,13 +17,17 @@ import pytest
 from service import __version__
 from service.args import ServerArgs, parse_args
 from service.args_spec import FLAGS
+from tests.test_args_reference import SPELLINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # dest, names, env vars (first = llama-server's), a raw value, the parsed value
 VALUED = [
     ("model", ["-m", "--model"], ["LLAMA_ARG_MODEL"], "/m/x.gguf", "/m/x.gguf"),
-    ("alias", ["-a", "--alias"], ["LLAMA_ARG_ALIAS"], "smol", "smol"),
+    ("alias", ["-a", "--alias"], ["LLAMA_ARG_ALIAS"], "smol, tiny,,smol", ("smol", "tiny")),
+    ("tags", ["--tags"], ["LLAMA_ARG_TAGS"], "chat,small", ("chat", "small")),
+    ("hf_token", ["-hft", "--hf-token"], ["HF_TOKEN"], "hf_abc", "hf_abc"),
+    ("verbosity", ["-lv", "--verbosity", "--log-verbosity"], ["LLAMA_ARG_LOG_VERBOSITY"], "4", 4),
     ("hf_repo", ["-hf", "-hfr", "--hf-repo"], ["LLAMA_ARG_HF_REPO"], "u/m-GGUF:Q4_K_M", "u/m-GGUF:Q4_K_M"),
     ("hf_file", ["-hff", "--hf-file"], ["LLAMA_ARG_HF_FILE"], "m.gguf", "m.gguf"),
     ("ctx_size", ["-c", "--ctx-size"], ["LLAMA_ARG_CTX_SIZE"], "256", 256),
@@ -36,6 +41,8 @@ VALUED = [
     ("host", ["--host"], ["LLAMA_ARG_HOST"], "0.0.0.0", "0.0.0.0"),
     ("port", ["--port"], ["LLAMA_ARG_PORT"], "9090", 9090),
     ("timeout", ["-to", "--timeout"], ["LLAMA_ARG_TIMEOUT"], "30", 30),
+    ("cors_origins", ["--cors-origins"], ["LLAMA_ARG_CORS_ORIGINS"], "https://a.example", "https://a.example"),
+    ("cache_type_k", ["-ctk", "--cache-type-k"], ["LLAMA_ARG_CACHE_TYPE_K"], "q8_0", "q8_0"),
     ("pooling", ["--pooling"], ["LLAMA_ARG_POOLING"], "cls", "cls"),
     ("chat_template", ["--chat-template"], ["LLAMA_ARG_CHAT_TEMPLATE"], "chatml", "chatml"),
     ("chat_template_kwargs", ["--chat-template-kwargs"], ["LLAMA_ARG_CHAT_TEMPLATE_KWARGS", "LLAMA_CHAT_TEMPLATE_KWARGS"],
@@ -60,6 +67,8 @@ SWITCHES = [  # dest, names, env vars; default False
     ("log_prompts", ["--log-prompts"], ["LLAMA_ARG_LOG_PROMPTS"]),
     ("mlock", ["--mlock"], ["LLAMA_ARG_MLOCK"]),
     ("log_disable", ["--log-disable"], []),
+    ("offline", ["--offline"], ["LLAMA_ARG_OFFLINE"]),
+    ("swa_full", ["--swa-full"], ["LLAMA_ARG_SWA_FULL"]),
     ("list_devices", ["--list-devices"], []),
 ]
 TOGGLES = [  # dest, on names, off names, env vars; default True
@@ -68,6 +77,10 @@ TOGGLES = [  # dest, on names, off names, env vars; default True
     ("jinja", ["--jinja"], ["--no-jinja"], ["LLAMA_ARG_JINJA"]),
     ("webui", ["--ui", "--webui"], ["--no-ui", "--no-webui"], ["LLAMA_ARG_UI", "LLAMA_ARG_WEBUI"]),
     ("mmap", ["--mmap"], ["--no-mmap"], ["LLAMA_ARG_MMAP"]),
+    ("kv_offload", ["-kvo", "--kv-offload"], ["-nkvo", "--no-kv-offload"], ["LLAMA_ARG_KV_OFFLOAD"]),
+    ("cache_prompt", ["--cache-prompt"], ["--no-cache-prompt"], ["LLAMA_ARG_CACHE_PROMPT"]),
+    ("warmup", ["--warmup"], ["--no-warmup"], []),
+    ("escape", ["-e", "--escape"], ["--no-escape"], []),
 ]
 OTHER_NAMES = {"--api-key", "--api-key-file", "--slot-save-path", "--chat-template-file"}  # tested on their own
 
@@ -87,12 +100,14 @@ def exits_2(capsys, argv, env=None, *, naming):
 def test_defaults_are_llama_servers():
     a = parse()
     assert a == ServerArgs()
-    assert (a.model, a.alias, a.ctx_size, a.n_predict, a.parallel) == (None, None, 0, -1, -1)
-    assert (a.batch_size, a.ubatch_size, a.threads, a.host, a.port, a.timeout) == (2048, 512, -1, "127.0.0.1", 8080, 600)
+    assert (a.model, a.alias, a.tags, a.ctx_size, a.n_predict, a.parallel) == (None, (), (), 0, -1, -1)
+    assert (a.batch_size, a.ubatch_size, a.threads, a.host, a.port) == (2048, 512, -1, "127.0.0.1", 8080)
+    assert a.timeout == 3600
     assert (a.temp, a.top_k, a.top_p, a.min_p, a.seed) == (0.8, 40, 0.95, 0.05, -1)
     assert (a.jinja, a.slots, a.cont_batching, a.metrics, a.props, a.embeddings, a.reranking) == (True, True, True, False, False, False, False)
     assert (a.n_gpu_layers, a.reasoning_format, a.pooling, a.cache_reuse, a.api_keys) == ("auto", "auto", None, 0, ())
     assert (a.n_probs_max, a.log_prompts, a.chat_template_kwargs, a.flash_attn, a.webui, a.mmap) == (100, False, {}, "auto", True, True)
+    assert (a.warmup, a.offline, a.cors_origins, a.cache_type_k, a.no_effect) == (True, False, "*", "f16", ())
     assert a.resolved_parallel() == 4 and a.kv_unified()
     b = parse("-np", "2")
     assert b.resolved_parallel() == 2 and not b.kv_unified()
@@ -101,10 +116,12 @@ def test_defaults_are_llama_servers():
 
 
 def test_table_has_exactly_the_expected_flags():
+    """llama-server's --help spellings, and these of older llama-servers and llamajit's own."""
     ours = {n for f in FLAGS for n in (*f.names, *f.neg)}
-    expected = {n for _, names, *_ in VALUED for n in names} | {n for _, names, _ in SWITCHES for n in names}
-    expected |= {n for _, on, off, _ in TOGGLES for n in (*on, *off)} | OTHER_NAMES
-    assert ours == expected
+    listed = {n for _, names, *_ in VALUED for n in names} | {n for _, names, _ in SWITCHES for n in names}
+    listed |= {n for _, on, off, _ in TOGGLES for n in (*on, *off)} | OTHER_NAMES
+    extras = {"--n-probs-max", "--drain-timeout", "--log-prompts", "--min-keep", "--mlock", "--mmap", "--no-mmap"}
+    assert listed <= ours and ours == set(SPELLINGS) | extras
 
 
 @pytest.mark.parametrize("dest,names,envs,raw,want", VALUED, ids=[v[0] for v in VALUED])
@@ -269,9 +286,12 @@ def test_cli_help_documents_every_flag_default_and_env():
     for f in FLAGS:
         for name in (*f.names, *f.neg, *f.env, *f.neg_env()):
             assert name in out.stdout, name
-    for text in ("(default: 2048)", "(default: 600)", "(default: 127.0.0.1)", "(default: 8080)", "(default: auto)",
-                 "compatibility", "LLAMA_API_KEY"):
-        assert text in out.stdout, text
+    for text in ("(default: 2048)", "(default: 3600)", "(default: 127.0.0.1)", "(default: 8080)", "(default: auto)",
+                 "(default: penalties;dry;top_n_sigma;top_k;typ_p;top_p;min_p;xtc;temperature)", "LLAMA_API_KEY",
+                 "(no effect in llamajit: llamajit has no ggml host buffers to bypass)",
+                 "(no effect in llamajit: not implemented yet)", "(default: 4, 0 = unlimited)",
+                 "(not available in llamajit yet: multimodal input (--mmproj); turning it off is accepted"):
+        assert text in " ".join(out.stdout.split()), text  # (wrapped lines joined)
     assert run("-h").stdout == out.stdout == run("--usage").stdout
 
 
@@ -284,3 +304,13 @@ def test_cli_version_unknown_flag_and_bad_value():
     assert out.returncode == 2 and "-c/--ctx-size" in out.stderr and "'abc'" in out.stderr
     out = run(env={"LLAMA_ARG_CTX_SIZE": "abc"})
     assert out.returncode == 2 and "LLAMA_ARG_CTX_SIZE" in out.stderr
+
+
+def test_log_level_from_log_disable_verbose_and_verbosity():
+    import logging
+
+    assert parse().log_level() == logging.INFO and parse("-lv", "3").log_level() == logging.INFO
+    assert parse("-lv", "2").log_level() == logging.WARNING and parse("-lv", "1").log_level() == logging.ERROR
+    assert parse("-lv", "0").log_level() == logging.CRITICAL
+    assert parse("-lv", "4").log_level() == parse("-v").log_level() == logging.DEBUG
+    assert parse("--log-disable", "-v").log_level() > logging.CRITICAL

@@ -38,8 +38,7 @@ async def models(request: Request) -> Response:
 
 
 def _default_settings(st) -> dict:
-    a = st.args
-    s = SamplingParams(temperature=a.temp, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p, seed=a.seed)
+    s = st.args.sampling_defaults(n_vocab=st.model.cfg.n_vocab, n_ctx=st.model.n_ctx)  # as requests start from
     return {"id": 0, "id_task": -1, "n_ctx": st.model.n_ctx, "speculative": False, "is_processing": False,
             "params": generation_settings(None, s, st.model.n_ctx, st.alias), "prompt": "",
             "next_token": {"has_next_token": True, "has_new_line": False, "n_remain": -1, "n_decoded": 0,

@@ -56,8 +56,9 @@ class ParamBuilder:
         self.n_vocab = state.model.cfg.n_vocab
         self.n_ctx = state.model.n_ctx
         a = state.args
-        server = {"temperature": a.temp, "top_k": a.top_k, "top_p": a.top_p, "min_p": a.min_p, "seed": a.seed}
-        self.defaults = msgspec.structs.asdict(SamplingParams(**{k: v for k, v in server.items() if v is not None}))
+        # the server-wide sampling flags; a request's own fields override them (see sampling())
+        self.defaults = msgspec.structs.asdict(a.sampling_defaults(n_vocab=self.n_vocab, n_ctx=self.n_ctx))
+        self.default_structured = a.default_structured()  # --grammar / --json-schema, for requests without one
         self._grammar = None
         self._dry: dict[tuple[str, ...], tuple[tuple[int, ...], ...]] = {}
         self._pieces: list[str] | None = None
@@ -172,7 +173,8 @@ class ParamBuilder:
             n_probs=n_probs, post_sampling_probs=req.post_sampling_probs, cache_prompt=req.cache_prompt,
             id_slot=req.id_slot, t_max_predict_ms=float(req.t_max_predict_ms), stream=req.stream,
             timings_per_token=req.timings_per_token,
-            constraint=constraint if constraint is not None else self.constraint(req.structured(chat)),
+            constraint=constraint if constraint is not None else self.constraint(
+                req.structured(chat) or self.default_structured),
             dry_breakers=self.dry_breakers(s.dry_sequence_breakers) if s.dry_multiplier > 0 else (),
         )
 

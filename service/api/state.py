@@ -49,7 +49,7 @@ class ServerState:
 
     @property
     def alias(self) -> str:
-        return self.args.alias or self.args.model or ""
+        return self.args.alias[0] if self.args.alias else (self.args.model or "")
 
     def load(self) -> None:
         """Load the model and build the engine (the caller runs engine.run() on this same thread)."""
@@ -73,7 +73,8 @@ class ServerState:
                     raise ModelError(f"{a.model}: --reranking needs a classification head (cls.weight or "
                                      "cls.output.weight); this model has none")
             engine = Engine(model, self.n_slots, n_predict_cap=a.n_predict)
-            engine.warmup()  # kernels compiled (or loaded from the cache) before /health says ok
+            if a.warmup:  # kernels compiled (or loaded from the cache) before /health says ok
+                engine.warmup()  # (--no-warmup: the first request pays for it instead)
         except Exception as e:  # a broken model file or template: reported, then the process exits 1
             self.load_error = f"{type(e).__name__}: {e}"
             self.status = Status.FAILED
@@ -86,8 +87,8 @@ class ServerState:
         facts = {k: v for k, v in model.facts().items() if k in ("arch", "ftype", "n_params", "n_vocab", "n_ctx_train")}
         p = model.placement
         log.info("model loaded", model=a.model, seconds=round(time.perf_counter() - t0, 2), n_ctx=model.n_ctx,
-                 slots=self.n_slots, n_gpu_layers=p.n_gpu, output_on_gpu=p.output_on_gpu, device=p.device or "CPU",
-                 **facts)
+                 warmup=a.warmup, slots=self.n_slots, n_gpu_layers=p.n_gpu, output_on_gpu=p.output_on_gpu,
+                 device=p.device or "CPU", **facts)
         self._ready.set()
 
     def slot_ctx(self) -> int:
