@@ -16,7 +16,8 @@ Q is pre-scaled and scale = 1). Softmax over the visible keys, then @ v. A query
 no key gets zeros.
 
 Two paths, same results to float32 rounding:
-- per (token, head): dots over head_dim, for decode and when few queries share a kv head;
+- per (token, head): dots over head_dim, for decode, for the last query of every call (see
+  attention()) and when few queries share a kv head;
 - tiles of up to 16 queries sharing a kv head (tokens x GQA heads), for prefill: 16-lane
   vectors across queries (kernels.simd), so each key element loaded feeds 16 FMAs and no
   horizontal sums are needed; 2-3x faster per (query, key) pair. Needs head_dim % 64 == 0
@@ -296,29 +297,34 @@ def attention(out, q, k_cache, v_cache, q_pos, kv_len, scale, window, softcap, s
     tb = _LANES // n_rep  # tokens per tile
     contiguous = (k_cache.strides[2] == 4 and k_cache.strides[1] == 4 * dim
                   and v_cache.strides[2] == 4 and v_cache.strides[1] == 4 * dim)
-    # Tiles pay for 16 lanes: worth it once 8 or more queries share a kv head.
-    if (tb > 0 and n_rep * min(n_tokens, tb) >= 8 and dim % 64 == 0 and contiguous
+    # The last query always goes through the per (token, head) path, the one a lone decode
+    # token takes: a prompt read from the cache but for its last token then gets the same bits
+    # as the whole prompt evaluated at once (a tile lane's arithmetic does not depend on the
+    # other lanes, so the earlier rows match too). Tiles pay for 16 lanes: worth it once 8 or
+    # more of the other queries share a kv head.
+    n_tiled = n_tokens - 1
+    if not (tb > 0 and n_rep * min(n_tiled, tb) >= 8 and dim % 64 == 0 and contiguous
             and scratch.shape[1] >= _LANES * (kv_len + 2 * dim + 11)):
-        n_items = ((n_tokens + tb - 1) // tb) * n_kv
-        for lane in prange(n_lanes):
-            buf = scratch[lane]
-            for item in range(lane, n_items, n_lanes):
+        n_tiled = 0
+    n_tile_items = ((n_tiled + tb - 1) // tb) * n_kv if n_tiled > 0 else 0
+    n_items = n_tile_items + (n_tokens - n_tiled) * n_head
+    for lane in prange(n_lanes):
+        buf = scratch[lane]
+        for item in range(lane, n_items, n_lanes):
+            if item < n_tile_items:
                 tile = item // n_kv
                 g = item - tile * n_kv
                 t0 = tile * tb
-                attend_tile(out, q, k_cache[g], v_cache[g], q_pos, t0, min(tb, n_tokens - t0), g, n_rep,
+                attend_tile(out, q, k_cache[g], v_cache[g], q_pos, t0, min(tb, n_tiled - t0), g, n_rep,
                             kv_len, scale, window, softcap, buf)
-    else:
-        n_items = n_tokens * n_head
-        for lane in prange(n_lanes):
-            s = scratch[lane]
-            for item in range(lane, n_items, n_lanes):
-                t = item // n_head
-                h = item - t * n_head
-                g = h // n_rep
-                pos = np.int64(q_pos[t])
-                hi = max(min(pos + 1, kv_len), 0)
-                lo = 0
-                if window > 0:
-                    lo = min(max(0, pos - window + 1), hi)
-                attend_one(out[t, h], q[t, h], k_cache[g, lo:hi], v_cache[g, lo:hi], scale, softcap, s)
+                continue
+            i = item - n_tile_items
+            t = n_tiled + i // n_head
+            h = i - (t - n_tiled) * n_head
+            g = h // n_rep
+            pos = np.int64(q_pos[t])
+            hi = max(min(pos + 1, kv_len), 0)
+            lo = 0
+            if window > 0:
+                lo = min(max(0, pos - window + 1), hi)
+            attend_one(out[t, h], q[t, h], k_cache[g, lo:hi], v_cache[g, lo:hi], scale, softcap, buf)
