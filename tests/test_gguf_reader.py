@@ -98,3 +98,41 @@ def test_unknown_tensor_type(tmp_path):
     (tmp_path / "b.gguf").write_bytes(bytes(data))
     with pytest.raises(GGUFError, match="mat.type: unknown tensor type 250"):
         read_gguf(tmp_path / "b.gguf")
+
+
+def test_string_array_errors_name_the_item(tmp_path):
+    """The bulk string-array parse reports a bad item as the item-by-item parse did."""
+    p = tmp_path / "t.gguf"
+    write_tiny(p)
+    data = bytearray(p.read_bytes())
+    i = data.index(b"\x01\x00\x00\x00\x00\x00\x00\x00b")  # the length of token 1, "b"
+    bad_utf8 = data[: i + 8] + b"\xff" + data[i + 9 :]
+    (tmp_path / "u.gguf").write_bytes(bytes(bad_utf8))
+    with pytest.raises(GGUFError, match=r"tokenizer\.ggml\.tokens\[1\]: string is not valid UTF-8"):
+        read_gguf(tmp_path / "u.gguf")
+    too_long = data[:i] + struct.pack("<Q", len(data)) + data[i + 8 :]
+    (tmp_path / "l.gguf").write_bytes(bytes(too_long))
+    with pytest.raises(GGUFError, match=r"tokenizer\.ggml\.tokens\[1\]: truncated file"):
+        read_gguf(tmp_path / "l.gguf")
+
+
+def test_read_is_shared_until_the_file_changes(tmp_path):
+    p = tmp_path / "t.gguf"
+    write_tiny(p)
+    f = read_gguf(p)
+    assert read_gguf(str(p)) is f  # a server start reads its model twice: parsed once
+    write_tiny(p, {"extra": np.zeros(32, np.float32)})
+    g = read_gguf(p)
+    assert g is not f and "extra" in g.tensors
+
+
+def test_an_unused_file_is_not_kept(tmp_path):
+    """The memo holds files only while someone does: an unloaded model releases its map."""
+    import gc
+    import weakref
+
+    p = tmp_path / "t.gguf"
+    write_tiny(p)
+    ref = weakref.ref(read_gguf(p))
+    gc.collect()
+    assert ref() is None

