@@ -4,7 +4,7 @@ Two kinds of reason:
 - a true one: the flag tunes something llamajit does not have (ggml's thread pool, several
   GPUs, libllama's buffers) or already always does (a full-size KV cache, fused attention);
 - NOT_YET: behaviour llama-server has and llamajit will have; the ServerArgs field holds the
-  value with llama-server's default, so wiring it up is: flip the row to WORKS, read the field.
+  value with llama-server's default, so wiring it up is: move the row to args_table_server.py, read the field.
 Given on the command line or through its variable, each logs a warning at startup (service.cli).
 """
 
@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from service.args_conv import (
     KV_CACHE_TYPES, choice, cpu_mask, cpu_range, csv_keys, existing_dir, file_text, float_in, float_list, int_in,
-    int_list, numa, on_off, one, sleep_seconds, text, tri_state,
+    int_list, numa, on_off, one, text, tri_state,
 )
 from service.args_spec import NOT_YET, Effect, Flag, append, optional, switch, toggle, value
 
@@ -51,8 +51,6 @@ def _inert(row: Flag, why: str) -> Flag:
 
 _ROWS: tuple[tuple[Flag, str], ...] = (
     # -- CPU threads
-    (value("threads_batch", "-tb --threads-batch", "", "threads for batch and prompt processing (default: same as "
-           "--threads)", _INT), NOT_YET),
     (value("cpu_mask", "-C --cpu-mask", "", "CPU affinity mask, hex", cpu_mask, "M"), _CPU),
     (value("cpu_range", "-Cr --cpu-range", "", "CPU range for affinity", cpu_range, "lo-hi"), _CPU),
     (value("cpu_strict", "--cpu-strict", "", "strict CPU placement", _UINT, "<0|1>"), _CPU),
@@ -125,39 +123,16 @@ _ROWS: tuple[tuple[Flag, str], ...] = (
     (switch("backend_sampling", "-bs --backend-sampling", "LLAMA_ARG_BACKEND_SAMPLING", "sample on the backend "
             "(experimental)"), NOT_YET),
     # -- serving behaviour still to come
-    (value("keep", "--keep", "", "tokens of the initial prompt kept when the context shifts (-1 = all)", _INT),
-     NOT_YET),
-    (value("cache_ram", "-cram --cache-ram", "LLAMA_ARG_CACHE_RAM", "prompt cache size in MiB (-1 = no limit, 0 = "
-           "disabled)", _INT), NOT_YET),
-    (toggle("kv_unified_flag", "-kvu --kv-unified", "-no-kvu --no-kv-unified", "LLAMA_ARG_KV_UNIFIED", "one KV buffer "
-            "shared by all slots (default: on when -np is auto)"), NOT_YET),
     (value("kv_unified_per_slot", "--kv-unified-per-slot", "LLAMA_ARG_KV_UNIFIED_PER_SLOT", "context per slot; "
            "without -c the shared pool is -np times this", _INT), NOT_YET),
-    (toggle("cache_idle_slots", "--cache-idle-slots", "--no-cache-idle-slots", "LLAMA_ARG_CACHE_IDLE_SLOTS", "save "
-            "idle slots to the prompt cache on a new task"), NOT_YET),
-    (toggle("context_shift", "--context-shift", "--no-context-shift", "LLAMA_ARG_CONTEXT_SHIFT", "shift the context "
-            "on infinite generation"), NOT_YET),
     (append("reverse_prompt", "-r --reverse-prompt", "", "stop string of requests that bring none; repeat for more",
             one, "PROMPT"), NOT_YET),
     (switch("special", "-sp --special", "", "output special tokens as text"), NOT_YET),
     (switch("spm_infill", "--spm-infill", "", "suffix/prefix/middle order for /infill"), NOT_YET),
-    (toggle("cont_batching", "-cb --cont-batching", "-nocb --no-cont-batching", "LLAMA_ARG_CONT_BATCHING",
-            "continuous batching"), NOT_YET),
     (value("embd_normalize", "--embd-normalize", "", "default normalization of /embedding: -1 none, 0 max-abs int16, "
            "1 taxicab, 2 euclidean, >2 p-norm", _INT), NOT_YET),
-    (switch("reuse_port", "--reuse-port", "LLAMA_ARG_REUSE_PORT", "let several sockets bind the same port"), NOT_YET),
     (value("static_path", "--path", "LLAMA_ARG_STATIC_PATH", "directory of static files to serve", text, "PATH"),
      NOT_YET),
-    (value("cors_origins", "--cors-origins", "LLAMA_ARG_CORS_ORIGINS", "allowed CORS origins, comma-separated "
-           "('localhost': local ones only)", text, "ORIGINS"), NOT_YET),
-    (value("cors_methods", "--cors-methods", "LLAMA_ARG_CORS_METHODS", "allowed CORS methods", text, "METHODS"),
-     NOT_YET),
-    (value("cors_headers", "--cors-headers", "LLAMA_ARG_CORS_HEADERS", "allowed CORS headers", text, "HEADERS"),
-     NOT_YET),
-    (toggle("cors_credentials", "--cors-credentials", "--no-cors-credentials", "LLAMA_ARG_CORS_CREDENTIALS", "allow "
-            "credentials for CORS"), NOT_YET),
-    (value("api_prefix", "--api-prefix", "LLAMA_ARG_API_PREFIX", "path prefix to serve under, no trailing slash",
-           text, "PREFIX"), NOT_YET),
     (toggle("webui", "--ui --webui", "--no-ui --no-webui", "LLAMA_ARG_UI LLAMA_ARG_WEBUI", "the Web UI"), NOT_YET),
     (value("ui_config", "--ui-config --webui-config", "LLAMA_ARG_UI_CONFIG", "Web UI default settings, JSON", text,
            "JSON"), NOT_YET),
@@ -171,38 +146,14 @@ _ROWS: tuple[tuple[Flag, str], ...] = (
            "(experimental)", text, "OPTION"), NOT_YET),
     (toggle("agent", "-ag --agent", "-no-ag --no-agent", "LLAMA_ARG_AGENT", "CORS proxy and all built-in tools "
             "(experimental)"), NOT_YET),
-    (value("ssl_key_file", "--ssl-key-file", "LLAMA_ARG_SSL_KEY_FILE", "PEM private key for HTTPS", text, "FNAME"),
-     NOT_YET),
-    (value("ssl_cert_file", "--ssl-cert-file", "LLAMA_ARG_SSL_CERT_FILE", "PEM certificate for HTTPS", text, "FNAME"),
-     NOT_YET),
-    (value("timeout", "-to --timeout", "LLAMA_ARG_TIMEOUT", "HTTP read/write timeout in seconds", _UINT), NOT_YET),
-    (value("sse_ping_interval", "--sse-ping-interval", "LLAMA_ARG_SSE_PING_INTERVAL", "seconds between SSE pings "
-           "(-1 = none)", _INT), NOT_YET),
-    (value("threads_http", "--threads-http", "LLAMA_ARG_THREADS_HTTP", "threads for HTTP requests", _INT), NOT_YET),
-    (toggle("cache_prompt", "--cache-prompt", "--no-cache-prompt", "LLAMA_ARG_CACHE_PROMPT", "prompt caching"),
-     NOT_YET),
     (value("cache_reuse", "--cache-reuse", "LLAMA_ARG_CACHE_REUSE", "min chunk size to reuse from the cache via KV "
            "shifting", _UINT), NOT_YET),
     (value("media_path", "--media-path", "", "directory for local media files (file:// URLs)", existing_dir, "PATH"),
      NOT_YET),
-    (optional("reasoning", "-rea --reasoning", "LLAMA_ARG_REASONING", "thinking in chats: on, off or auto",
-              tri_state, "on", "[on|off|auto]"), NOT_YET),
     (value("reasoning_effort", "--reasoning-effort", "LLAMA_ARG_REASONING_EFFORT", "reasoning effort for the "
            "template ('default' keeps the template's)", text, "LEVEL"), NOT_YET),
-    (value("reasoning_budget", "--reasoning-budget", "LLAMA_ARG_THINK_BUDGET", "thinking token budget (-1 = "
-           "unlimited, 0 = none)", int_in(-1, None, "an integer >= -1")), NOT_YET),
-    (value("reasoning_budget_message", "--reasoning-budget-message", "LLAMA_ARG_THINK_BUDGET_MESSAGE", "text "
-           "injected when the thinking budget runs out", text, "MESSAGE"), NOT_YET),
     (toggle("reasoning_preserve", "--reasoning-preserve", "--no-reasoning-preserve", "LLAMA_ARG_REASONING_PRESERVE",
             "keep earlier turns' reasoning in the history"), NOT_YET),
-    (toggle("skip_chat_parsing", "--skip-chat-parsing", "--no-skip-chat-parsing", "LLAMA_ARG_SKIP_CHAT_PARSING",
-            "everything the model writes goes to content"), NOT_YET),
-    (toggle("prefill_assistant", "--prefill-assistant", "--no-prefill-assistant", "LLAMA_ARG_PREFILL_ASSISTANT",
-            "continue a final assistant message"), NOT_YET),
-    (value("slot_prompt_similarity", "-sps --slot-prompt-similarity", "", "how much a prompt must match a slot's to "
-           "use that slot (0.0 = disabled)", float_in(), "SIMILARITY"), NOT_YET),
-    (value("sleep_idle_seconds", "--sleep-idle-seconds", "", "idle seconds before the server sleeps (-1 = never)",
-           sleep_seconds, "SECONDS"), NOT_YET),
 )
 
 INERT_FLAGS: tuple[Flag, ...] = tuple(_inert(row, why) for row, why in _ROWS)

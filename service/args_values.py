@@ -185,9 +185,9 @@ class ServerArgs:
         return AUTO_PARALLEL_SLOTS if self.parallel < 0 else self.parallel
 
     def kv_unified(self) -> bool:
-        """True when the slots share one context pool (llama-server's auto -np), rather than
-        each slot getting ctx_size / parallel tokens."""
-        return self.parallel < 0
+        """True when the slots share one context pool (-kvu; without -kvu/-no-kvu, llama-server's
+        auto -np), rather than each slot getting ctx_size / parallel tokens."""
+        return self.parallel < 0 if self.kv_unified_flag is None else self.kv_unified_flag
 
     def log_level(self) -> int:
         """The logging threshold: --log-disable, then -v, then -lv (llama.cpp's verbosity scale)."""

@@ -5,6 +5,9 @@ worker thread, as llama-server does. SIGTERM (or SIGINT) drains: /health and new
 get 503 at once, requests in flight (streams too) may finish for --drain-timeout seconds,
 then the process exits 0; a second signal exits at once. A model that fails to load
 exits 1 with the reason; bad flags exit 2.
+
+The sockets (every --host address, TLS, -to, --threads-http: service.transport) are bound before
+the model loads: an address in use, or a key or certificate that cannot be read, exits 1 at once.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 
@@ -74,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.isfile(args.model):
         print(f"llama-server: error: model file not found: {args.model}", file=sys.stderr)
         return 1
-    if args.threads > 0:
-        os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
+    if args.threads > 0:  # Numba's pool, sized for the larger of -t (decode) and -tb (prompts)
+        os.environ.setdefault("NUMBA_NUM_THREADS", str(max(args.threads, args.threads_batch or 0)))
+    from service.model.prefetch import prefetch  # the model loads while the HTTP stack starts (see there)
+    prefetch(args.model, args.n_gpu_layers, args.device)
     configure_logging(args.log_level())
     log = structlog.get_logger("llamajit.server")
     for flag, reason in args.no_effect:  # accepted for llama-server compatibility, but nothing changes
@@ -89,10 +95,31 @@ def main(argv: list[str] | None = None) -> int:
 
     state = ServerState(args)
     app = create_app(state)
-    # Idle keep-alive connections close after 5 s, as llama-server's HTTP library does (-to is its
-    # read/write timeout, a different thing, not implemented yet).
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False,
-                            timeout_keep_alive=5, lifespan="off")
+    from service import transport
+
+    try:  # bound now, so an address in use fails the start before the model loads
+        socks = transport.bind(args.host, args.port, args.reuse_port)
+    except transport.ListenError as e:
+        print(f"llama-server: error: {e}", file=sys.stderr)
+        return e.code
+    tls = bool(args.ssl_key_file and args.ssl_cert_file)  # llama-server needs both for HTTPS
+    if bool(args.ssl_key_file) != bool(args.ssl_cert_file):
+        log.warning("HTTPS needs both --ssl-key-file and --ssl-cert-file: serving plain HTTP")
+    addresses = transport.urls(socks, tls)
+    # Idle keep-alive connections close after 5 s, as llama-server's HTTP library does; -to is
+    # its read/write timeout (transport.protocol_class, and the Gate for request bodies).
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=5, lifespan="off",
+                            http=transport.protocol_class(args.timeout),
+                            ssl_keyfile=args.ssl_key_file if tls else None,
+                            ssl_certfile=args.ssl_cert_file if tls else None)
+    try:
+        config.load()  # reads the key and certificate now: a bad one fails the start
+    except (OSError, ValueError) as e:  # (ssl.SSLError is an OSError)
+        print(f"llama-server: error: cannot load the TLS key or certificate: {e}", file=sys.stderr)
+        for s in socks:
+            s.close()
+        return 1
+    n_http = transport.http_threads(args.threads_http, args.resolved_parallel())
     server = _Server(config)
     exit_code = [0]  # a drained shutdown is a clean exit
     signals = [0]
@@ -113,12 +140,18 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.05)
         server.should_exit = True
 
+    async def serve_http() -> None:
+        # --threads-http: the pool that asyncio.to_thread (the handlers' blocking work) runs on
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(n_http, thread_name_prefix="http"))
+        await server.serve(sockets=socks)
+
     def serve() -> None:
         try:
-            asyncio.run(server.serve())
-        except SystemExit:  # uvicorn could not start (e.g. the port is taken)
+            asyncio.run(serve_http())
+        except SystemExit:  # uvicorn could not start
             exit_code[0] = 1
         finally:
+            transport.remove_unix_sockets(addresses)
             served.set()
             if state.engine is not None:
                 state.engine.shutdown()
@@ -135,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         http.join(10)
         return 1
     if not served.is_set():
-        log.info("server is listening", host=args.host, port=args.port)
+        log.info("server is listening", addresses=addresses, http_threads=n_http)
         state.engine.run()
     http.join(10)
     return exit_code[0]

@@ -202,13 +202,13 @@ def test_asking_for_a_missing_feature_off_is_accepted():
 
 def test_inert_flags_given_are_listed_once_with_why_and_defaults_never():
     assert parse_args([], {}).no_effect == ()
-    a = parse_args(["--mlock", "-fa", "on", "--mlock", "-C", "ff", "--cors-origins", "*", "-c", "8"],
+    a = parse_args(["--mlock", "-fa", "on", "--mlock", "-C", "ff", "--ui-mcp-proxy", "-c", "8"],
                    {"LLAMA_ARG_NUMA": "isolate", "LLAMA_ARG_CTX_SIZE": "16"})
     assert a.no_effect == (
         ("--mlock", "llamajit always memory-maps the GGUF file and prepares its weights at load"),
         ("-fa", "attention is always llamajit's own fused kernel"),
         ("-C", "llamajit's kernels run on Numba's thread pool, which it does not pin, prioritize or poll"),
-        ("--cors-origins", "not implemented yet"),
+        ("--ui-mcp-proxy", "not implemented yet"),
         ("LLAMA_ARG_NUMA", "llamajit does no NUMA-specific thread or memory placement"))
     assert (a.mlock, a.flash_attn, a.cpu_mask, a.numa, a.ctx_size) == (True, "on", "ff", "isolate", 8)
 

@@ -50,16 +50,16 @@ def test_gemma3_without_template_gets_gemma_and_one_bos():
     ct = model_template("gemma3")
     assert ct.name == "gemma"
     r = ct.render(CHAT)
-    assert r.text == (
-        "<bos><start_of_turn>user\nYou are a helpful assistant\n\nHello<end_of_turn>\n"
+    assert r.text == (  # no BOS in the text, as llama.cpp's built-ins: the tokenizer adds it
+        "<start_of_turn>user\nYou are a helpful assistant\n\nHello<end_of_turn>\n"
         "<start_of_turn>model\nHi there<end_of_turn>\n"
         "<start_of_turn>user\nWho are you<end_of_turn>\n"
         "<start_of_turn>model\n")
     t = tok("gemma3")
     ids = r.tokenize(t)
     assert ids[0] == t.bos_id and ids.count(t.bos_id) == 1  # the vocabulary's BOS, not twice
-    assert ids == t.tokenize(r.text.removeprefix("<bos>"), add_special=True, parse_special=True)
-    assert r.prompt(t) == r.text.removeprefix("<bos>")
+    assert ids == t.tokenize(r.text, add_special=True, parse_special=True)
+    assert r.prompt(t) == r.text
 
 
 # -- built-ins against llama.cpp's prompts for its test conversation ---------------------------
@@ -77,31 +77,31 @@ BUILTIN_EXPECTED = {
     "chatml": f"<|im_start|>system\n{S}<|im_end|>\n<|im_start|>user\n{H}<|im_end|>\n<|im_start|>"
               f"assistant\n{W}<|im_end|>\n<|im_start|>user\n{I}<|im_end|>\n<|im_start|>assistant\n"
               f"{A}<|im_end|>\n<|im_start|>user\n{Q}<|im_end|>\n<|im_start|>assistant\n",
-    "llama2": f"<s>[INST] {S}\n{H} [/INST]{W}</s>[INST] {I} [/INST]{A}</s>[INST] {Q} [/INST]",
-    "llama2-sys": f"<s>[INST] <<SYS>>\n{S}\n<</SYS>>\n\n{H} [/INST]{W}</s>[INST] {I} [/INST]{A}</s>"
+    "llama2": f"[INST] {S}\n{H} [/INST]{W}</s>[INST] {I} [/INST]{A}</s>[INST] {Q} [/INST]",
+    "llama2-sys": f"[INST] <<SYS>>\n{S}\n<</SYS>>\n\n{H} [/INST]{W}</s>[INST] {I} [/INST]{A}</s>"
                   f"[INST] {Q} [/INST]",
-    "llama2-sys-bos": f"<s>[INST] <<SYS>>\n{S}\n<</SYS>>\n\n{H} [/INST]{W}</s><s>[INST] {I} [/INST]"
+    "llama2-sys-bos": f"[INST] <<SYS>>\n{S}\n<</SYS>>\n\n{H} [/INST]{W}</s><s>[INST] {I} [/INST]"
                       f"{A}</s><s>[INST] {Q} [/INST]",
-    "llama2-sys-strip": f"<s>[INST] <<SYS>>\n{S}\n<</SYS>>\n\n{H} [/INST]{W}</s>[INST] {I} [/INST]"
+    "llama2-sys-strip": f"[INST] <<SYS>>\n{S}\n<</SYS>>\n\n{H} [/INST]{W}</s>[INST] {I} [/INST]"
                         f"I am an assistant</s>[INST] {Q} [/INST]",
-    "mistral-v1": f"<s> [INST] {S}\n\n{H} [/INST] {W}</s> [INST] {I} [/INST] {A}</s> [INST] {Q} [/INST]",
-    "mistral-v3": f"<s>[INST] {S}\n\n{H}[/INST] {W}</s>[INST] {I}[/INST] I am an assistant</s>"
+    "mistral-v1": f" [INST] {S}\n\n{H} [/INST] {W}</s> [INST] {I} [/INST] {A}</s> [INST] {Q} [/INST]",
+    "mistral-v3": f"[INST] {S}\n\n{H}[/INST] {W}</s>[INST] {I}[/INST] I am an assistant</s>"
                   f"[INST] {Q}[/INST]",
-    "mistral-v3-tekken": f"<s>[INST]{S}\n\n{H}[/INST]{W}</s>[INST]{I}[/INST]{A}</s>[INST]{Q}[/INST]",
-    "mistral-v7": f"<s>[SYSTEM_PROMPT] {S}[/SYSTEM_PROMPT][INST] {H}[/INST] {W}</s>[INST] {I}[/INST]"
+    "mistral-v3-tekken": f"[INST]{S}\n\n{H}[/INST]{W}</s>[INST]{I}[/INST]{A}</s>[INST]{Q}[/INST]",
+    "mistral-v7": f"[SYSTEM_PROMPT] {S}[/SYSTEM_PROMPT][INST] {H}[/INST] {W}</s>[INST] {I}[/INST]"
                   f" {A}</s>[INST] {Q}[/INST]",
-    "mistral-v7-tekken": f"<s>[SYSTEM_PROMPT]{S}[/SYSTEM_PROMPT][INST]{H}[/INST]{W}</s>[INST]{I}"
+    "mistral-v7-tekken": f"[SYSTEM_PROMPT]{S}[/SYSTEM_PROMPT][INST]{H}[/INST]{W}</s>[INST]{I}"
                          f"[/INST]{A}</s>[INST]{Q}[/INST]",
-    "llama3": "<s>" + "".join(f"<|start_header_id|>{r}<|end_header_id|>\n\n{c}<|eot_id|>" for r, c in [
+    "llama3": "".join(f"<|start_header_id|>{r}<|end_header_id|>\n\n{c}<|eot_id|>" for r, c in [
         ("system", S), ("user", H), ("assistant", W), ("user", I), ("assistant", A.strip()),
         ("user", Q)]) + "<|start_header_id|>assistant<|end_header_id|>\n\n",
-    "llama4": "<s>" + "".join(f"<|header_start|>{r}<|header_end|>\n\n{c}<|eot|>" for r, c in [
+    "llama4": "".join(f"<|header_start|>{r}<|header_end|>\n\n{c}<|eot|>" for r, c in [
         ("system", S), ("user", H), ("assistant", W), ("user", I), ("assistant", A.strip()),
         ("user", Q)]) + "<|header_start|>assistant<|header_end|>\n\n",
-    "gemma": f"<s><start_of_turn>user\n{S}\n\n{H}<end_of_turn>\n<start_of_turn>model\n{W}<end_of_turn>"
+    "gemma": f"<start_of_turn>user\n{S}\n\n{H}<end_of_turn>\n<start_of_turn>model\n{W}<end_of_turn>"
              f"\n<start_of_turn>user\n{I}<end_of_turn>\n<start_of_turn>model\nI am an assistant"
              f"<end_of_turn>\n<start_of_turn>user\n{Q}<end_of_turn>\n<start_of_turn>model\n",
-    "phi3": f"<s><|system|>\n{S}<|end|>\n<|user|>\n{H}<|end|>\n<|assistant|>\n{W}<|end|>\n<|user|>\n"
+    "phi3": f"<|system|>\n{S}<|end|>\n<|user|>\n{H}<|end|>\n<|assistant|>\n{W}<|end|>\n<|user|>\n"
             f"{I}<|end|>\n<|assistant|>\n{A}<|end|>\n<|user|>\n{Q}<|end|>\n<|assistant|>\n",
     "phi4": f"<|im_start|>system<|im_sep|>{S}<|im_end|><|im_start|>user<|im_sep|>{H}<|im_end|>"
             f"<|im_start|>assistant<|im_sep|>{W}<|im_end|><|im_start|>user<|im_sep|>{I}<|im_end|>"
@@ -112,13 +112,13 @@ BUILTIN_EXPECTED = {
     "zephyr": f"<|system|>\n{S}<|endoftext|>\n<|user|>\n{H}<|endoftext|>\n<|assistant|>\n{W}"
               f"<|endoftext|>\n<|user|>\n{I}<|endoftext|>\n<|assistant|>\n{A}<|endoftext|>\n"
               f"<|user|>\n{Q}<|endoftext|>\n<|assistant|>\n",
-    "deepseek": f"<s>{S}### Instruction:\n{H}\n### Response:\n{W}\n<|EOT|>\n### Instruction:\n{I}\n"
+    "deepseek": f"{S}### Instruction:\n{H}\n### Response:\n{W}\n<|EOT|>\n### Instruction:\n{I}\n"
                 f"### Response:\n{A}\n<|EOT|>\n### Instruction:\n{Q}\n### Response:\n",
-    "deepseek2": f"<s>{S}\n\nUser: {H}\n\nAssistant: {W}{EOS_DS}User: {I}\n\nAssistant: {A}{EOS_DS}"
+    "deepseek2": f"{S}\n\nUser: {H}\n\nAssistant: {W}{EOS_DS}User: {I}\n\nAssistant: {A}{EOS_DS}"
                  f"User: {Q}\n\nAssistant:",
-    "deepseek3": f"<s>{S}\n\n<｜User｜>{H}<｜Assistant｜>{W}{EOS_DS}<｜User｜>{I}<｜Assistant｜>{A}"
+    "deepseek3": f"{S}\n\n<｜User｜>{H}<｜Assistant｜>{W}{EOS_DS}<｜User｜>{I}<｜Assistant｜>{A}"
                  f"{EOS_DS}<｜User｜>{Q}<｜Assistant｜>",
-    "command-r": "<s>" + "".join(
+    "command-r": "".join(
         f"<|START_OF_TURN_TOKEN|><|{r}_TOKEN|>{c}<|END_OF_TURN_TOKEN|>" for r, c in [
             ("SYSTEM", S), ("USER", H), ("CHATBOT", W), ("USER", I), ("CHATBOT", A.strip()),
             ("USER", Q)]) + "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>",
@@ -126,7 +126,7 @@ BUILTIN_EXPECTED = {
               "ASSISTANT:",
     "vicuna-orca": f"SYSTEM: {S}\nUSER: {H}\nASSISTANT: {W}</s>\nUSER: {I}\nASSISTANT: {A}</s>\n"
                    f"USER: {Q}\nASSISTANT:",
-    "openchat": f"<s>{S}<|end_of_turn|>GPT4 Correct User: {H}<|end_of_turn|>GPT4 Correct Assistant: "
+    "openchat": f"{S}<|end_of_turn|>GPT4 Correct User: {H}<|end_of_turn|>GPT4 Correct Assistant: "
                 f"{W}<|end_of_turn|>GPT4 Correct User: {I}<|end_of_turn|>GPT4 Correct Assistant: "
                 f"{A}<|end_of_turn|>GPT4 Correct User: {Q}<|end_of_turn|>GPT4 Correct Assistant:",
 }
@@ -193,7 +193,7 @@ def test_transformed_content_is_still_message_text():
 # -- messages ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("messages, field", [
-    ("hello", "messages"), ([], "messages"), (["hi"], "messages[0]"),
+    ("hello", "messages"), (["hi"], "messages[0]"),  # an empty list: the HTTP edge says (test_protocol)
     ([{"content": "x"}], "messages[0].role"), ([{"role": "user"}], "messages[0].content"),
     ([{"role": "user", "content": 5}], "messages[0].content"),
     ([{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}],

@@ -91,7 +91,7 @@ def test_sampling_flags_are_the_defaults_of_props_and_requests(tuned):
     params = httpx.get(tuned.url + "/props").json()["default_generation_settings"]["params"]
     assert (params["repeat_penalty"], params["top_k"], params["temperature"]) == (pytest.approx(1.3), 3, 0.0)
     assert (params["samplers"], params["dry_sequence_breakers"], params["logit_bias"]) == (
-        ["top_k", "temperature"], [], [[5, False]])
+        ["top_k", "temperature"], [], [{"bias": None, "token": 5}])
     with tuned.client() as c:
         got = c.post("/completion", json={"prompt": "Hello", "n_predict": 2}).json()["generation_settings"]
         assert (got["repeat_penalty"], got["top_k"]) == (pytest.approx(1.3), 3)

@@ -5,7 +5,8 @@ every route in `service.api.app.ROUTES` has something to answer once the key is 
 Protocol taken from llama.cpp's tools/server/tests/unit/test_security.py and its HTTP
 middleware: 401 authentication_error "Invalid API Key" without or with a wrong key (from
 `Authorization: Bearer` or `X-Api-Key`), /health and /models public, OPTIONS answered before
-the key check with Allow-Methods "GET, POST" and Allow-Headers "*", and the request's Origin
+the key check with Allow-Methods "GET, POST, DELETE, OPTIONS" (llama-server's default
+--cors-methods) and Allow-Headers "*", and the request's Origin
 echoed in Access-Control-Allow-Origin on every answer.
 """
 
@@ -48,6 +49,11 @@ BODIES = {
     "/v1/messages": {"model": "m", "max_tokens": 2, "messages": CHAT[1:]},  # Anthropic: system apart
     "/v1/messages/count_tokens": {"model": "m", "messages": CHAT[1:]},
     "/v1/responses": {"model": "m", "input": "Hello", "max_output_tokens": 2},
+    "/responses": {"model": "m", "input": "Hello", "max_output_tokens": 2},
+    "/v1/responses/input_tokens": {"input": "Hello"},
+    "/responses/input_tokens": {"input": "Hello"},
+    "/v1/chat/completions/input_tokens": {"messages": CHAT},
+    "/chat/completions/input_tokens": {"messages": CHAT},
 }
 # With the right key these answer 501 on this server (no --embeddings/--reranking; SmolLM2 has
 # no fill-in-the-middle tokens): not 401 is what matters.
@@ -225,7 +231,7 @@ def test_openai_client_right_key_works(server):
     ("localhost", "Access-Control-Allow-Origin", "localhost"),
     ("web.mydomain.fr", "Access-Control-Allow-Origin", "web.mydomain.fr"),
     ("origin", "Access-Control-Allow-Credentials", "true"),
-    ("web.mydomain.fr", "Access-Control-Allow-Methods", "GET, POST"),
+    ("web.mydomain.fr", "Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS"),
     ("web.mydomain.fr", "Access-Control-Allow-Headers", "*"),
 ])
 @pytest.mark.parametrize("path", ["/completions", "/v1/chat/completions", "/health", "/no/such/route"])

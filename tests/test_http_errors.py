@@ -10,6 +10,7 @@ test_ctx_shift.py, test_completion.py, its README's error section and its HTTP l
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import httpx
@@ -127,6 +128,12 @@ WRONG_TYPES_CHAT = [
     {"chat_template_kwargs": "x"}, {"add_generation_prompt": "yes"},
     # no content and no tool_calls: llama-server refuses it; the template must not be what fails
     {"messages": [{"role": "user", "content": None}]},
+    # a role no chat format knows (llama-server would render it as a turn of that name)
+    {"messages": [{"role": "wizard", "content": "Hi"}]},
+    # two assistant messages at the end: nothing to answer, nothing single to continue
+    {"messages": [*USER, {"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}]},
+    {"continue_final_message": True, "add_generation_prompt": True,
+     "messages": [*USER, {"role": "assistant", "content": "Hel"}]},
 ]
 
 
@@ -367,6 +374,54 @@ def test_fuzz_completion_never_500(client, body):
 @given(body=st.one_of(fields, fields.map(lambda f: {**OK_CHAT, **f}), fields.map(lambda f: {**f, **OK_CHAT})))
 def test_fuzz_chat_never_500(client, body):
     check_not_500(client.post("/v1/chat/completions", json=body))
+
+
+# -- big bodies: llama-server's limit is cpp-httplib's 100 MiB --------------------------------------
+# Past it, the answer is a 413 in the error shape, and the client (httpx, or requests as llama.cpp's
+# own tests use) reads it: the server reads and drops the rest of the body instead of resetting
+# the connection under a client that is still sending.
+
+MIB = 1024 * 1024
+TOO_LARGE = {"error": {"code": 413, "message": "Request body too large", "type": "invalid_request_error"}}
+
+
+def padded_completion(size: int) -> bytes:
+    """A /completion body of exactly `size` bytes; the padding is a field no one reads."""
+    head, tail = b'{"prompt": "Hello", "n_predict": 1, "padding": "', b'"}'
+    return head + b"x" * (size - len(head) - len(tail)) + tail
+
+
+def post_big(kind: str, url: str, body) -> tuple[int, dict]:
+    """POST `body` (bytes, or an iterator of bytes: sent chunked) with httpx or requests."""
+    import requests
+
+    headers = {"Content-Type": "application/json"}
+    if kind == "httpx":
+        r = httpx.post(url, content=body, headers=headers, timeout=120)
+    else:
+        r = requests.post(url, data=body, headers=headers, timeout=120)
+    return r.status_code, r.json()
+
+
+@pytest.mark.parametrize("kind", ["httpx", "requests"])
+@pytest.mark.parametrize("size", [64_000_000, 100_000_000])
+def test_body_under_100_mib_is_served(server, kind, size):
+    status, body = post_big(kind, server.srv.url + "/completion", padded_completion(size))
+    assert status == 200, body
+    assert body["tokens_predicted"] == 1
+
+
+@pytest.mark.parametrize("kind", ["httpx", "requests"])
+@pytest.mark.parametrize("size", [100 * MIB + 1, 128 * MIB])
+def test_body_over_100_mib_is_413_the_client_reads(server, kind, size):
+    assert post_big(kind, server.srv.url + "/completion", padded_completion(size)) == (413, TOO_LARGE)
+
+
+@pytest.mark.parametrize("kind", ["httpx", "requests"])
+def test_chunked_body_over_100_mib_is_413_the_client_reads(server, kind):
+    piece = b"x" * MIB
+    chunks = itertools.chain([b'{"prompt": "'], itertools.repeat(piece, 110), [b'"}'])
+    assert post_big(kind, server.srv.url + "/completion", chunks) == (413, TOO_LARGE)
 
 
 # -- still serving (last) ---------------------------------------------------------------------------

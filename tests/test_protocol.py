@@ -61,7 +61,8 @@ def test_a_body_that_is_not_one_object(raw):
 
 def test_null_is_the_default_and_unknown_fields_are_ignored():
     r = dec({"cache_prompt": None, "stream": None, "id_slot": None, "t_max_predict_ms": None, "nonsense": [1]})
-    assert (r.cache_prompt, r.stream, r.id_slot, r.t_max_predict_ms) == (True, False, -1, 0.0)
+    # cache_prompt: None defers to the server's --cache-prompt / --no-cache-prompt
+    assert (r.cache_prompt, r.stream, r.id_slot, r.t_max_predict_ms) == (None, False, -1, 0.0)
     assert dec({"input_extra": None}, InfillRequest).input_extra == []
     t = dec({"content": "x", "add_special": None, "parse_special": None}, TokenizeRequest)
     assert (t.add_special, t.parse_special, t.with_pieces) == (False, True, False)

@@ -424,3 +424,16 @@ def test_uncompilable_tool_schema_is_a_client_error(smol):
     with pytest.raises(ValueError, match=r"^tools: failed to compile JSON schema: Invalid type: nonsense$"):
         build_plan(tmpl, _input({"messages": [{"role": "user", "content": "x"}], "tools": bad}), tokenizer=tok,
                    compiler=gc, default_reasoning=ReasoningFormat.AUTO, stream=False)
+
+
+def test_a_quoted_schema_is_no_llama3_call_and_a_stream_never_announces_one():
+    # what a small model wrote for llama.cpp's test_completion_without_tool_call_fast: a fenced
+    # object that holds a {"name": ...} one level down is content, streamed or not
+    text = ('\n```json\n{\n    "type": "function",\n    "function": {\n        "parameters": [\n'
+            '            {\n                "name": "test",\n                "type": "string"\n            }\n'
+            '        ]\n    }\n}\n```')
+    spec = OutputSpec(F.LLAMA_3_X)
+    final, (got, deltas) = _replay(spec, text, [text[i:i + 3] for i in range(0, len(text), 3)])
+    assert final.tool_calls == [] and final.content == text
+    assert got.tool_calls == [] and got.content == text
+    assert parse_calls(F.LLAMA_3_X, 'Sure. {"name": "ping", "parameters": {}}', False)[1][0].name == "ping"

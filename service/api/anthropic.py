@@ -51,6 +51,12 @@ def stop_reason(ev: Final, msg: ChatMsg) -> tuple[str, str | None]:
     return "end_turn", None
 
 
+def _usage(n_prompt: int, n_cached: int, n_out: int) -> dict:
+    """Anthropic's usage: input_tokens are the prompt tokens read now, cache_read_input_tokens
+    those reused from the prompt cache (llama-server's split)."""
+    return {"cache_read_input_tokens": n_cached, "input_tokens": n_prompt - n_cached, "output_tokens": n_out}
+
+
 def _blocks(msg: ChatMsg) -> list[dict]:
     out: list[dict] = []
     if msg.reasoning_content:
@@ -117,7 +123,7 @@ class BlockStream:
 async def _messages(request: Request, req: MessagesRequest) -> Response:
     st = request.app.state.server
     chat = req.to_chat()
-    job = await prepare_chat(request, chat, n_predict=chat.max_tokens, n_probs=0)
+    job = await prepare_chat(request, chat, n_predict=chat.max_tokens, n_probs=0, allow_empty=True)
     runs = Runs(st.engine, [job.params])
     mid = "msg_" + secrets.token_hex(12)
     tok = st.model.tokenizer
@@ -128,12 +134,12 @@ async def _messages(request: Request, req: MessagesRequest) -> Response:
         reason, seq = stop_reason(ev, msg)
         return Response({"id": mid, "type": "message", "role": "assistant", "model": st.alias,
                          "content": _blocks(msg), "stop_reason": reason, "stop_sequence": seq,
-                         "usage": {"input_tokens": ev.n_prompt, "output_tokens": ev.n_predicted}})
+                         "usage": _usage(ev.n_prompt, ev.n_cached, ev.n_predicted)})
 
     out, blocks = OutputStream(job.plan.spec), BlockStream()
     start = {"type": "message_start", "message": {
         "id": mid, "type": "message", "role": "assistant", "content": [], "model": st.alias, "stop_reason": None,
-        "stop_sequence": None, "usage": {"input_tokens": len(job.prompt), "output_tokens": 0}}}
+        "stop_sequence": None, "usage": _usage(len(job.prompt), 0, 0)}}
 
     def frame(_: int, ev) -> list[bytes]:
         if isinstance(ev, Partial):
@@ -169,7 +175,7 @@ async def messages(request: Request) -> Response:
 async def count_tokens(request: Request) -> Response:
     try:
         chat = decode(await request.body(), MessagesRequest).to_chat(count_only=True)
-        plan = await plan_chat(request, chat, compile_grammar=False)
+        plan = await plan_chat(request, chat, compile_grammar=False, allow_empty=True)
         return Response({"input_tokens": len(plan.rendered.tokenize(request.app.state.server.model.tokenizer))})
     except ApiError as e:
         return _error(e)

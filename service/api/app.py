@@ -6,7 +6,7 @@ from litestar import Litestar, Request, Response, post
 from litestar.exceptions import HTTPException
 
 from service import __version__
-from service.api import anthropic, completion, info, metrics, openai, responses, slot_actions, tokens
+from service.api import anthropic, completion, gcp, info, metrics, openai, responses, slot_actions, sse, tokens
 from service.api.runs import ClientGone
 from service.api.errors import (ApiError, not_supported, on_api_error, on_client_gone, on_http_exception,
                                 on_unexpected)
@@ -34,11 +34,13 @@ async def rerank(request: Request) -> Response:
     return await handle(request)
 
 
+MAX_BODY = 100 * 1024 * 1024
+
 ROUTES = [
     info.health, info.models, info.props, info.set_props, info.slots,
     completion.completion, completion.infill,
     openai.completions, openai.chat_completions,
-    tokens.tokenize, tokens.detokenize, tokens.apply_template,
+    tokens.tokenize, tokens.detokenize, tokens.apply_template, tokens.chat_input_tokens, tokens.responses_input_tokens,
     metrics.metrics, embeddings, rerank, slot_actions.slot_action,
     anthropic.messages, anthropic.count_tokens, responses.responses,
 ]
@@ -46,11 +48,14 @@ ROUTES = [
 
 def create_app(state: ServerState):
     state.build_info = f"llamajit-{__version__}"
+    sse.set_ping_interval(state.args.sse_ping_interval)
     app = Litestar(
-        route_handlers=ROUTES,
+        route_handlers=ROUTES + gcp.routes(),  # Vertex AI's /predict only under AIP_MODE=PREDICTION
         exception_handlers={ApiError: on_api_error, ClientGone: on_client_gone, HTTPException: on_http_exception,
                             Exception: on_unexpected},
-        request_max_body_size=64 * 1024 * 1024,
+        # llama-server's HTTP library (cpp-httplib) takes bodies up to 100 MiB and answers 413 past
+        # that; uvicorn reads and drops the rest of a refused body, so the client reads the answer.
+        request_max_body_size=MAX_BODY,
         openapi_config=None,
         logging_config=None,
     )

@@ -44,18 +44,19 @@ async def run_native(request: Request, req: CompletionRequest, prompts: list[lis
 
 
 def select_fields(result: dict, fields: list[str] | None) -> dict:
-    """llama-server's response_fields: keep only these; "a/b" lifts result["a"]["b"] to "b"."""
+    """llama-server's response_fields: keep only these; "a/b" is result["a"]["b"], under the key
+    "a/b"; a path that does not exist is left out."""
     if not fields:
         return result
     out = {}
     for f in fields:
-        node, path = result, f.split("/")
-        for key in path:
+        node = result
+        for key in f.split("/"):
             if not isinstance(node, dict) or key not in node:
                 break
             node = node[key]
         else:
-            out[path[-1]] = node
+            out[f] = node
     return out
 
 

@@ -52,6 +52,31 @@ def pool(h: np.ndarray, kind: str) -> np.ndarray:
     raise ValueError(kind)
 
 
+def _content_objects(inputs):
+    """OpenAI's content form of an input, {"content": [{"type": "text", "text": ...}, ...]}, as the
+    string its text parts make (joined as they are); any other part is refused (text-only model)."""
+    def one(x, where: str):
+        if not (isinstance(x, dict) and "content" in x):
+            return x
+        parts = x["content"]
+        if not isinstance(parts, list) or not parts:
+            raise bad_request(f"{where}.content: expected a non-empty array of content parts")
+        texts = []
+        for j, p in enumerate(parts):
+            kind = p.get("type") if isinstance(p, dict) else None
+            if kind == "text" and isinstance(p.get("text"), str):
+                texts.append(p["text"])
+            elif kind in ("image_url", "input_audio", "input_video"):
+                raise bad_request(f"{where}.content[{j}]: {kind} input is not supported by this model")
+            else:
+                raise bad_request(f"{where}.content[{j}].type: unsupported content part {kind!r}")
+        return "".join(texts)
+
+    if isinstance(inputs, list):
+        return [one(x, f"input[{i}]") for i, x in enumerate(inputs)]
+    return one(inputs, "input")
+
+
 async def handle(request: Request) -> Response:
     st = request.app.state.server
     req = decode(await request.body(), EmbeddingsRequest)
@@ -65,7 +90,7 @@ async def handle(request: Request) -> Response:
     inputs = req.input if req.input is not None else req.content
     if inputs is None:
         raise bad_request('"input" (or "content") is required')
-    prompts = b.prompts(inputs, "input")
+    prompts = b.prompts(_content_objects(inputs), "input")
     for p in prompts:
         b.check_context(p)
     runs = Runs(st.engine, [TaskParams(prompt=tuple(p), embd=True, cache_prompt=False) for p in prompts])

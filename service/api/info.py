@@ -1,4 +1,9 @@
-"""Read-mostly routes: /health, /models, /props, /slots."""
+"""Read-mostly routes: /health, /models, /props, /slots.
+
+/health, /models and GET /props answer a sleeping server without waking it (they read
+`loaded_model`, whose tokenizer and config stay loaded); /slots and POST /props wake it, as in
+llama-server.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,6 @@ from service.api.errors import not_supported, unavailable
 from service.api.protocol import AnyObject, decode
 from service.api.result_json import generation_settings
 from service.api.state import Status
-from service.engine.slot import SlotState
-from service.sampling import SamplingParams
 
 
 @get(["/health", "/v1/health"])
@@ -28,19 +31,27 @@ async def health(request: Request) -> Response:
 async def models(request: Request) -> Response:
     st = request.app.state.server
     meta = None
-    if st.model is not None:
-        f = st.model.facts()
-        meta = {k: f[k] for k in ("vocab_type", "n_vocab", "n_ctx_train", "n_embd", "n_params", "size")}
-    entry = {"id": st.alias, "object": "model", "created": int(st.started), "owned_by": "llamacpp",
+    if st.loaded_model is not None:
+        m = st.loaded_model
+        f = m.facts()
+        meta = {"vocab_type": f["vocab_type"], "n_vocab": f["n_vocab"], "n_ctx": m.n_ctx, "n_ctx_train": f["n_ctx_train"],
+                "n_embd": f["n_embd"], "n_params": f["n_params"], "size": f["size"], "ftype": f.get("ftype")}
+    entry = {"id": st.alias, "aliases": sorted(st.args.alias), "tags": sorted(st.args.tags), "object": "model",
+             "created": int(st.started), "owned_by": "llamacpp",
              "architecture": {"input_modalities": ["text"], "output_modalities": ["text"]}, "meta": meta}
-    return Response({"object": "list", "data": [entry],
-                     "models": [{"name": st.alias, "model": st.alias, "type": "model", "capabilities": ["completion"]}]})
+    # the Ollama-style listing llama-server adds beside OpenAI's, with its placeholder fields
+    ollama = {"name": st.alias, "model": st.alias, "modified_at": "", "size": "", "digest": "", "type": "model",
+              "description": "", "tags": [""], "capabilities": ["completion"], "parameters": "",
+              "details": {"parent_model": "", "format": "gguf", "family": "", "families": [""], "parameter_size": "",
+                          "quantization_level": ""}}
+    return Response({"object": "list", "data": [entry], "models": [ollama]})
 
 
 def _default_settings(st) -> dict:
-    s = st.args.sampling_defaults(n_vocab=st.model.cfg.n_vocab, n_ctx=st.model.n_ctx)  # as requests start from
-    return {"id": 0, "id_task": -1, "n_ctx": st.model.n_ctx, "speculative": False, "is_processing": False,
-            "params": generation_settings(None, s, st.model.n_ctx, st.alias), "prompt": "",
+    m = st.loaded_model
+    s = st.args.sampling_defaults(n_vocab=m.cfg.n_vocab, n_ctx=m.n_ctx)  # as requests start from
+    return {"id": 0, "id_task": -1, "n_ctx": m.n_ctx, "speculative": False, "is_processing": False,
+            "params": generation_settings(None, s, m.n_ctx, st.alias), "prompt": "",
             "next_token": {"has_next_token": True, "has_new_line": False, "n_remain": -1, "n_decoded": 0,
                            "stopping_word": ""}}
 
@@ -62,7 +73,8 @@ async def _caps(st) -> dict:
 @get("/props")
 async def props(request: Request) -> Response:
     st = request.app.state.server
-    tok = st.model.tokenizer
+    m = st.loaded_model
+    tok = m.tokenizer
     text = lambda t: tok.token_to_piece(t).decode("utf-8", "replace") if t is not None and t >= 0 else ""  # noqa: E731
     return Response({
         "default_generation_settings": _default_settings(st),
@@ -75,12 +87,12 @@ async def props(request: Request) -> Response:
         "eos_token": text(tok.eos_id),
         "modalities": {"vision": False, "audio": False},
         "build_info": st.build_info,
-        "is_sleeping": False,
-        "n_ctx": st.model.n_ctx,
+        "is_sleeping": st.is_sleeping,
+        "n_ctx": m.n_ctx,
         "endpoint_slots": st.args.slots,
         "endpoint_props": st.args.props,
         "endpoint_metrics": st.args.metrics,
-        "offload": st.model.placement.describe(),  # llamajit: where each part runs (-ngl)
+        "offload": m.placement.describe(),  # llamajit: where each part runs (-ngl)
     })
 
 
@@ -89,24 +101,28 @@ async def set_props(request: Request) -> Response:
     st = request.app.state.server
     if not st.args.props:
         raise not_supported("This server does not support changing global properties. Start it with `--props`")
+    st.engine.power.want()
     decode(await request.body(), AnyObject)  # no property can be changed yet: the body is only checked
     return Response({"success": True})
 
 
 def slot_json(st, s) -> dict:
     """One slot as llama-server's /slots reports it (read from the HTTP thread: a snapshot that
-    may be one step old)."""
-    g = s.gen
-    p = g.params if g is not None else None
-    sp = p.sampling if p is not None else SamplingParams()
-    d = {"id": s.id, "id_task": g.task.id if g is not None else -1, "n_ctx": s.n_ctx, "speculative": False,
-         "is_processing": s.busy, "state": s.state.value,
-         "params": generation_settings(p, sp, s.n_ctx, st.alias),
-         "next_token": {"has_next_token": g is not None, "has_new_line": g.has_new_line if g is not None else False,
-                        "n_remain": -1, "n_decoded": len(g.generated) if g is not None else 0},
-         "n_cached_tokens": len(s.cache_tokens)}
-    if s.state is SlotState.PROMPT and p is not None:
-        d["prompt_progress"] = {"total": len(p.prompt), "processed": s.i_prompt}
+    may be one step old). A slot that never had a task shows only what it is; one that had shows
+    its last task's id and parameters, with the counts of the task in progress (zero when idle)."""
+    d = {"id": s.id, "n_ctx": s.n_ctx, "speculative": False, "is_processing": s.busy}
+    task, g = s.last_task, s.gen
+    if task is None:
+        return d
+    d.update({
+        "id_task": task.id, "n_prompt_tokens": len(s.cache_tokens),
+        "n_prompt_tokens_processed": g.n_evaluated if g is not None else 0,
+        "n_prompt_tokens_cache": g.n_cached if g is not None else 0,
+        "params": generation_settings(task.params, task.params.sampling, s.n_ctx, st.alias),
+        "next_token": [{"has_next_token": g is not None, "has_new_line": g.has_new_line if g is not None else False,
+                        "n_remain": g.n_remain if g is not None else -1,
+                        "n_decoded": len(g.generated) if g is not None else 0}],
+    })
     return d
 
 
@@ -115,6 +131,7 @@ async def slots(request: Request, fail_on_no_slot: int | None = None) -> Respons
     st = request.app.state.server
     if not st.args.slots:
         raise not_supported("This server does not support slots endpoint. Start it with `--slots`")
+    st.engine.power.want()
     out = [slot_json(st, s) for s in st.engine.slots]
     if fail_on_no_slot and all(s["is_processing"] for s in out):
         raise unavailable("no slot available")

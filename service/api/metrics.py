@@ -1,64 +1,88 @@
-"""GET /metrics: llama-server's `llamacpp:` metrics plus prometheus-client's process metrics.
+"""GET /metrics: llama-server's `llamacpp:` metrics, then prometheus-client's process metrics.
 
-Names, types and meanings follow llama-server: counters for totals, gauges for the two
-throughputs averaged over the requests finished since the previous scrape, for the
-requests in slots (requests_processing) and waiting for one (requests_deferred).
+Names, help texts, types and meanings are llama-server's (service.engine.stats says how each is
+counted), written as it writes them: `# HELP`, `# TYPE` and the sample under the same name,
+counters first. The answer carries llama-server's Process-Start-Time-Unix header.
+
+A scrape reads and empties the throughput bucket. While the server sleeps it answers from the
+copy frozen on entering sleep, without waking it. With --sleep-idle-seconds the process metrics
+are left out: llama-server's contract is that a scrape while asleep repeats the last one before
+(counters frozen, throughputs zero), and live figures of this process (CPU seconds, memory that
+the sleep just freed) would make every such answer differ.
 """
 
 from __future__ import annotations
 
-from litestar import Request, Response, get
-from prometheus_client import CollectorRegistry, ProcessCollector, PlatformCollector, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from litestar import Request, get
+from litestar.response.base import ASGIResponse
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 
 from service.api.errors import not_supported
+from service.engine.stats import Metrics
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-class EngineCollector:
-    def __init__(self, state):
-        self.state = state
-
-    def collect(self):
-        e = self.state.engine
-        if e is None:
-            return
-        s = e.stats
-        prompt_tps, predicted_tps = s.take_bucket()
-        counters = [
-            ("prompt_tokens", "Number of prompt tokens processed.", s.prompt_tokens_total),
-            ("prompt_seconds", "Prompt process time", s.prompt_seconds_total),
-            ("tokens_predicted", "Number of generation tokens processed.", s.tokens_predicted_total),
-            ("tokens_predicted_seconds", "Predict process time", s.tokens_predicted_seconds_total),
-            ("n_decode", "Total number of llama_decode() calls", s.n_decode_total),
-        ]
-        gauges = [
-            ("n_tokens_max", "Largest observed n_tokens.", s.n_tokens_max),
-            ("n_busy_slots_per_decode", "Average number of busy slots per llama_decode() call",
-             s.busy_slots_per_decode),
-            ("prompt_tokens_seconds", "Average prompt throughput in tokens/s.", prompt_tps),
-            ("predicted_tokens_seconds", "Average generation throughput in tokens/s.", predicted_tps),
-            ("requests_processing", "Number of requests processing.", e.n_busy),
-            ("requests_deferred", "Number of requests deferred.", e.n_deferred),
-        ]
-        for name, doc, value in counters:
-            yield CounterMetricFamily("llamacpp:" + name, doc, value=value)
-        for name, doc, value in gauges:
-            yield GaugeMetricFamily("llamacpp:" + name, doc, value=value)
+CONTENT_TYPE = "text/plain; version=0.0.4"  # Litestar adds "; charset=utf-8"
 
 
-def make_registry(state) -> CollectorRegistry:
+def render(m: Metrics, n_processing: int, n_deferred: int) -> str:
+    counters = [
+        ("prompt_tokens_total", "Number of prompt tokens processed, excluding cached tokens", m.prompt.count),
+        ("prompt_tokens_cached_total", "Number of prompt tokens reused from the cache", m.n_prompt_cached),
+        ("prompt_seconds_total", "Total time spent processing prompts", m.prompt.seconds),
+        ("tokens_predicted_total", "Number of generation tokens processed", m.predict.count),
+        ("tokens_predicted_seconds_total", "Total time spent generating tokens", m.predict.seconds),
+        ("n_decode_total", "Total number of llama_decode() calls, excluding speculative decoding and multimodal "
+                           "decoding", m.n_decode),
+        ("n_tokens_max", "Largest observed sequence length (prompt + generation)", m.n_tokens_max),
+        # llamajit does no speculative decoding: these stay 0, present because dashboards expect them
+        ("spec_decode_num_draft_tokens_total", "Speculative: Total draft tokens generated", 0),
+        ("spec_decode_num_accepted_tokens_total", "Speculative: Total draft tokens accepted by the target model", 0),
+        ("spec_decode_num_drafts_total", "Speculative: Total speculative decoding verification steps", 0),
+    ]
+    gauges = [
+        ("prompt_tokens_seconds", "Average prompt throughput in tokens/s", m.prompt_bucket.per_second()),
+        ("predicted_tokens_seconds", "Average generation throughput in tokens/s", m.predict_bucket.per_second()),
+        ("requests_processing", "Number of requests processing", n_processing),
+        ("requests_deferred", "Number of requests deferred", n_deferred),
+        ("n_busy_slots_per_decode", "Average number of busy slots per llama_decode() call", m.busy_slots_per_decode),
+    ]
+    out = []
+    for kind, items in (("counter", counters), ("gauge", gauges)):
+        for name, doc, value in items:
+            out.append(f"# HELP llamacpp:{name} {doc}\n# TYPE llamacpp:{name} {kind}\nllamacpp:{name} {value}\n")
+    return "".join(out)
+
+
+class _ExactHeaders(ASGIResponse):
+    """A response that also sends headers under their names' exact case: Litestar lowercases the
+    names it is given, and llama.cpp's tests look Process-Start-Time-Unix up in a plain dict."""
+
+    def __init__(self, *, exact: list[tuple[bytes, bytes]], **kw):
+        super().__init__(**kw)
+        self.exact = exact
+
+    def encode_headers(self) -> list[tuple[bytes, bytes]]:
+        return super().encode_headers() + self.exact
+
+
+def make_registry(state) -> CollectorRegistry | None:
+    """prometheus-client's process and platform collectors; None with --sleep-idle-seconds (see above)."""
+    if state.args.sleep_idle_seconds > 0:
+        return None
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(EngineCollector(state))
     ProcessCollector(registry=reg)
     PlatformCollector(registry=reg)
     return reg
 
 
 @get("/metrics")
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request) -> ASGIResponse:
     st = request.app.state.server
     if not st.args.metrics:
         raise not_supported("This server does not support metrics endpoint. Start it with `--metrics`")
-    return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE)
+    e = st.engine  # never None here: the gate answers 503 until the model is loaded
+    text = render(e.stats.scrape(), e.n_busy, e.n_deferred)
+    reg = request.app.state.registry
+    if reg is not None:
+        text += generate_latest(reg).decode()
+    return _ExactHeaders(body=text, media_type=CONTENT_TYPE,
+                         exact=[(b"Process-Start-Time-Unix", str(e.stats.t_start).encode())])

@@ -22,8 +22,8 @@ from service.api.errors import bad_request
 from service.api.params import builder, copies
 from service.api.protocol import decode
 from service.api.protocol_openai import ChatRequest, CompletionsRequest
-from service.api.result_json import (delta_json, finish_reason, message_json, oai_logprobs, timings_json,
-                                     usage)
+from service.api.result_json import (delta_json, finish_reason, message_json, native_final, oai_logprobs,
+                                     step_extras, timings_json, usage)
 from service.api.runs import Runs, log_fields
 from service.api.sse import DONE, data, stream
 from service.chat.output import OutputStream, final_message
@@ -44,8 +44,14 @@ async def _finals(request: Request, runs: Runs, prompt: list[int]) -> list[Final
 
 
 def _tail(finals: list[Final], chunk: dict, include_usage: bool):
-    """After the last choice: a usage chunk when asked for, then [DONE]."""
-    return lambda: ([data({**chunk, "choices": [], "usage": usage(finals)})] if include_usage else []) + [DONE]
+    """After the last choice: a usage chunk when asked for (it carries the timings then, as
+    llama-server puts them on its last chunk), then [DONE]."""
+    def tail() -> list[bytes]:
+        if not include_usage:
+            return [DONE]
+        return [data({**chunk, "choices": [], "usage": usage(finals), "timings": timings_json(finals[-1].timings)}),
+                DONE]
+    return tail
 
 
 @post("/v1/completions", status_code=200)
@@ -72,13 +78,14 @@ async def completions(request: Request) -> Response:
 
         def frame(i: int, ev) -> list[bytes]:
             if not isinstance(ev, Final):
-                if not ev.content and not (n_probs and ev.tokens):
+                extras = step_extras(ev)
+                if not ev.content and not (n_probs and ev.tokens) and not extras:
                     return []
-                return [data({**head, "choices": [choice(i, ev.content, ev.tokens, None)]})]
+                return [data({**head, "choices": [choice(i, ev.content, ev.tokens, None)], **extras})]
             finals.append(ev)
             log_fields(request, ev, lambda: tok.detokenize(prompt))
             out = {**head, "choices": [choice(i, ev.unsent, (), ev)]}
-            if len(finals) == n:
+            if len(finals) == n and not req.include_usage:
                 out["timings"] = timings_json(ev.timings)
             return [data(out)]
 
@@ -86,7 +93,8 @@ async def completions(request: Request) -> Response:
 
     finals = await _finals(request, runs, prompt)
     return Response({**head, "choices": [choice(i, f.content, f.tokens, f) for i, f in enumerate(finals)],
-                     "usage": usage(finals), "timings": timings_json(finals[-1].timings)})
+                     "usage": usage(finals), "timings": timings_json(finals[-1].timings),
+                     **_verbose(request, req, finals[0], runs.tasks[0].params)})
 
 
 @post(["/v1/chat/completions", "/chat/completions"], status_code=200)
@@ -122,13 +130,22 @@ async def chat_completions(request: Request) -> Response:
 
         def frame(i: int, ev) -> list[bytes]:
             if not isinstance(ev, Final):
-                return [data(c) for c in delta_chunks(i, outs[i].feed(ev.content), ev.tokens)]
+                out = delta_chunks(i, outs[i].feed(ev.content), ev.tokens)
+                if ev.progress is not None:  # a prompt-progress step opens with the role, as llama-server
+                    out.insert(0, {**chunk, "choices": [{"index": i, "delta": {"role": "assistant", "content": None},
+                                                         "finish_reason": None}]})
+                extras = step_extras(ev)
+                if extras and not out:
+                    out.append({**chunk, "choices": [{"index": i, "delta": {}, "finish_reason": None}]})
+                if extras:
+                    out[-1] = {**out[-1], **extras}
+                return [data(c) for c in out]
             finals.append(ev)
             log_fields(request, ev, lambda: tok.detokenize(prompt))
             msg, deltas = outs[i].finish(ev.content)
             last = {**chunk, "choices": [{"index": i, "delta": {}, "finish_reason": finish_reason(ev, bool(msg.tool_calls)),
                                           "logprobs": None}]}
-            if len(finals) == n:
+            if len(finals) == n and not req.include_usage:
                 last["timings"] = timings_json(ev.timings)
             return [data(c) for c in [*delta_chunks(i, deltas, ()), last]]
 
@@ -143,4 +160,16 @@ async def chat_completions(request: Request) -> Response:
         choices.append({"index": i, "message": message_json(msg), "finish_reason": finish_reason(f, bool(msg.tool_calls)),
                         "logprobs": logprobs(f.tokens)})
     return Response({**head, "object": "chat.completion", "choices": choices, "usage": usage(finals),
-                     "timings": timings_json(finals[-1].timings)})
+                     "timings": timings_json(finals[-1].timings), **_verbose(request, req, finals[0], job.params)})
+
+
+def _verbose(request: Request, req, final: Final, params) -> dict:
+    """-v, or the request's "verbose": llama-server's native result under "__verbose", the prompt
+    text (special tokens written out) included, for debugging what the template made."""
+    st = request.app.state.server
+    if not (req.verbose or st.args.verbose):
+        return {}
+    tok = st.model.tokenizer
+    text = tok.detokenize(list(params.prompt))
+    return {"__verbose": native_final(final, params, tok, 0, st.alias, st.model.n_ctx, stream=False,
+                                      return_tokens=False, prompt_text=text)}

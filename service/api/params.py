@@ -167,10 +167,18 @@ class ParamBuilder:
             raise bad_request(f"id_slot: must be -1 or a slot id in [0, {self.state.n_slots}), got {req.id_slot}")
         if not math.isfinite(req.t_max_predict_ms) or req.t_max_predict_ms < 0:
             raise bad_request(f"t_max_predict_ms: must be >= 0, got {req.t_max_predict_ms}")
+        a = self.state.args
+        n_keep = req.n_keep if req.n_keep is not None else a.keep
+        if n_keep < -1:
+            raise bad_request(f"n_keep: must be >= -1, got {n_keep}")
+        if req.n_discard < 0:
+            raise bad_request(f"n_discard: must be >= 0, got {req.n_discard}")
         stop = req.stops()
         return TaskParams(
             prompt=tuple(prompt), sampling=s, n_predict=n_predict, stop=stop + tuple(w for w in extra_stops if w not in stop),
-            n_probs=n_probs, post_sampling_probs=req.post_sampling_probs, cache_prompt=req.cache_prompt,
+            n_probs=n_probs, post_sampling_probs=req.post_sampling_probs,
+            cache_prompt=req.cache_prompt if req.cache_prompt is not None else a.cache_prompt,
+            n_keep=n_keep, n_discard=req.n_discard, return_progress=req.return_progress,
             id_slot=req.id_slot, t_max_predict_ms=float(req.t_max_predict_ms), stream=req.stream,
             timings_per_token=req.timings_per_token,
             constraint=constraint if constraint is not None else self.constraint(

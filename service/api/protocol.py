@@ -145,7 +145,9 @@ class Generation(SamplingFields):
     n_predict: Int | None = None  # None: not given (the OpenAI routes then read max_tokens)
     stop: str | list[str] | None = None
     post_sampling_probs: bool | None = False
-    cache_prompt: bool | None = True
+    cache_prompt: bool | None = None  # None: the server's --cache-prompt / --no-cache-prompt
+    n_keep: Int | None = None  # context shift: prompt tokens kept (-1: all); None: the server's --keep
+    n_discard: Int | None = 0  # context shift: tokens dropped after them (0: half of the rest)
     id_slot: Int | None = -1
     t_max_predict_ms: float | None = 0.0
     stream: bool | None = False
@@ -153,6 +155,9 @@ class Generation(SamplingFields):
     grammar: str | None = None
     json_schema: dict[str, Any] | None = None
     response_format: ResponseFormat | None = None
+    verbose: bool | None = False  # add "__verbose": the native result (with the prompt text) to an OpenAI answer
+    return_progress: bool | None = False  # a stream reports prompt_progress while the prompt is read
+    backend_sampling: bool | None = False  # llama-server samples on the GPU with it; here sampling is the same
 
     def stops(self) -> tuple[str, ...]:
         s = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
@@ -229,10 +234,11 @@ class InfillRequest(CompletionRequest):
 
 
 class EmbeddingsRequest(Request):
-    """/embedding(s) (`content`) and /v1/embeddings (`input`)."""
+    """/embedding(s) (`content`) and /v1/embeddings (`input`); an input may also be OpenAI's
+    content object {"content": [text parts]} (read in embeddings.py)."""
 
-    input: Prompt | None = None
-    content: Prompt | None = None
+    input: str | list[Any] | dict[str, Any] | None = None
+    content: str | list[Any] | dict[str, Any] | None = None
     embd_normalize: Int | None = 2  # -1 none, 0 max-abs, 1 taxicab, 2 Euclidean, p > 2: p-norm
     encoding_format: Literal["float", "base64"] = "float"
 

@@ -99,8 +99,6 @@ class MessagesRequest(Request):
         msgs: list[dict] = []
         if self.system is not None:
             msgs.append({"role": "system", "content": _text(self.system)})
-        if not self.messages:
-            raise bad_request("messages: expected a non-empty array of messages")
         for i, m in enumerate(self.messages):
             msgs.extend(_message(m, f"messages[{i}]"))
         max_tokens = self.max_tokens

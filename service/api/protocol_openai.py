@@ -89,6 +89,10 @@ class ChatRequest(OpenAIFields):
     add_generation_prompt: bool | None = True
     logprobs: bool | None = False
     top_logprobs: Int | None = None
+    continue_final_message: bool | str | None = None  # true, "content" or "reasoning_content" (vLLM's name)
+    reasoning_budget_tokens: Int | None = None  # thinking tokens allowed (-1: --reasoning-budget's)
+    thinking_budget_tokens: Int | None = None  # the same, another client's name
+    reasoning_budget_message: str | None = None  # written before the forced end of thinking
 
     def logprob_counts(self) -> tuple[int, int]:
         """(top logprobs to report, n_probs for the task); llama-server's rules."""
@@ -100,10 +104,16 @@ class ChatRequest(OpenAIFields):
         return (top, max(1, top)) if self.logprobs else (0, 0)
 
 
-def chat_input(req: ChatRequest) -> ChatInput:
-    """The chat layer's input; a 400 naming the field for malformed tools or settings."""
-    if not req.messages:
+def chat_input(req: ChatRequest, prefill_assistant: bool = True, allow_empty: bool = False) -> ChatInput:
+    """The chat layer's input; a 400 naming the field for malformed tools or settings.
+
+    A final assistant message is continued rather than answered when the request says so
+    (continue_final_message) or, with --prefill-assistant (the default), whenever the
+    conversation ends with one, as llama-server does: the prompt ends with its text. An empty
+    conversation is refused unless allowed (Anthropic's route takes one, as llama-server)."""
+    if not req.messages and not (allow_empty and req.messages is not None):
         raise bad_request("messages: expected a non-empty array of message objects")
+    cont, agp = _continuation(req, prefill_assistant) if req.messages else (False, req.add_generation_prompt)
     rf = None
     if req.reasoning_format is not None:
         try:
@@ -113,8 +123,25 @@ def chat_input(req: ChatRequest) -> ChatInput:
     s = req.structured(chat=True)
     return ChatInput(messages=req.messages, tools=tool_request(req), reasoning_format=rf,
                      template_kwargs=dict(req.chat_template_kwargs or {}),
-                     add_generation_prompt=req.add_generation_prompt,
+                     add_generation_prompt=agp, continue_final=cont,
                      response_schema=s.schema if s is not None else None, has_grammar=bool(req.grammar))
+
+
+def _continuation(req: ChatRequest, prefill_assistant: bool) -> tuple[bool, bool]:
+    """(continue the final message, add the generation prompt), by llama-server's rules."""
+    c = req.continue_final_message
+    cont = c is True or c in ("content", "reasoning_content")
+    agp = req.add_generation_prompt
+    last = req.messages[-1]
+    if not cont and prefill_assistant and last.get("role") == "assistant":
+        if len(req.messages) >= 2 and req.messages[-2].get("role") == "assistant":
+            raise bad_request("messages: Cannot have 2 or more assistant messages at the end of the list.")
+        cont, agp = True, False
+    if cont and agp:
+        raise bad_request("Cannot set both add_generation_prompt and continue_final_message to true.")
+    if cont and last.get("role") == "assistant" and last.get("tool_calls"):
+        raise bad_request("Cannot continue an assistant message that contains tool calls.")
+    return cont and last.get("role") == "assistant", agp
 
 
 def tool_request(req: ChatRequest) -> ToolRequest | None:

@@ -73,6 +73,8 @@ class ResponsesRequest(Request):
     chat_template_kwargs: dict[str, Any] | None = None
     text: TextOptions | None = None
     previous_response_id: str | None = None
+    timings_per_token: bool | None = False  # llama-server's telemetry on a stream's events
+    return_progress: bool | None = False
 
     def to_chat(self) -> ChatRequest:
         if self.previous_response_id:
@@ -95,7 +97,8 @@ class ResponsesRequest(Request):
             tool_choice=tc, max_tokens=self.max_output_tokens, temperature=self.temperature, top_p=self.top_p,
             top_k=self.top_k, seed=self.seed, stream=self.stream, stop=self.stop,
             parallel_tool_calls=self.parallel_tool_calls, reasoning_format=self.reasoning_format,
-            chat_template_kwargs=self.chat_template_kwargs, response_format=self._format())
+            chat_template_kwargs=self.chat_template_kwargs, response_format=self._format(),
+            timings_per_token=self.timings_per_token, return_progress=self.return_progress)
 
     def _format(self) -> ResponseFormat | None:
         fmt = self.text.format if self.text is not None else None

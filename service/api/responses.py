@@ -19,6 +19,7 @@ from service.api.chatjob import prepare_chat
 from service.api.protocol import decode
 from service.api.protocol_responses import ResponsesRequest
 from service.api.responses_stream import Items, ResponseStream, new_id
+from service.api.result_json import step_extras, timings_json
 from service.api.runs import Runs, log_fields
 from service.api.sse import stream
 from service.chat.output import final_message
@@ -43,7 +44,7 @@ def _response(rid: str, created: int, st, req: ResponsesRequest, status: str, ou
     return out
 
 
-@post("/v1/responses", status_code=200)
+@post(["/v1/responses", "/responses"], status_code=200)
 async def responses(request: Request) -> Response:
     st = request.app.state.server
     req = decode(await request.body(), ResponsesRequest)
@@ -62,8 +63,8 @@ async def responses(request: Request) -> Response:
 
     def frame(_: int, ev) -> list[bytes]:
         if isinstance(ev, Partial):
-            return rs.partial(ev.content)
+            return rs.partial(ev, step_extras(ev))
         log_fields(request, ev, lambda: tok.detokenize(job.prompt))
-        return rs.final(ev)
+        return rs.final(ev, {"timings": timings_json(ev.timings)})
 
     return stream(runs, frame, head=rs.head(), on_error=rs.error)

@@ -21,7 +21,7 @@ from service.api.errors import from_failure
 from service.api.sse import named
 from service.chat.chatmsg import ChatMsg
 from service.chat.output import OutputSpec, OutputStream
-from service.engine.task import Failure, Final
+from service.engine.task import Failure, Final, Partial
 
 
 class Items:
@@ -67,10 +67,18 @@ class ResponseStream:
         self.order: list[str] = []  # "reasoning", "message", "call:<k>": output items as they were added
         self.n = 0
 
-    def emit(self, kind: str, **data) -> bytes:
-        ev = named(kind, {"type": kind, "sequence_number": self.n, **data})
+    def emit(self, kind: str, **data) -> dict:
+        """One event, numbered; encode() frames a list of them."""
+        ev = {"type": kind, "sequence_number": self.n, **data}
         self.n += 1
         return ev
+
+    @staticmethod
+    def encode(evs: list[dict], extras: dict | None = None) -> list[bytes]:
+        """Frame the events; `extras` (a step's timings and prompt progress) ride on the last."""
+        if extras and evs:
+            evs[-1].update(extras)
+        return [named(ev["type"], ev) for ev in evs]
 
     def index(self, key: str) -> int:
         if key not in self.order:
@@ -79,12 +87,17 @@ class ResponseStream:
 
     def head(self) -> list[bytes]:
         pending = self.response("in_progress", [], None)
-        return [self.emit("response.created", response=pending), self.emit("response.in_progress", response=pending)]
+        return self.encode([self.emit("response.created", response=pending),
+                            self.emit("response.in_progress", response=pending)])
 
-    def partial(self, text: str) -> list[bytes]:
-        return self._deltas(self.out.feed(text))
+    def partial(self, ev: Partial, extras: dict) -> list[bytes]:
+        """A step's events; a prompt-progress step is a response.in_progress event, as llama-server."""
+        evs = self._deltas(self.out.feed(ev.content))
+        if ev.progress is not None:
+            evs.insert(0, self.emit("response.in_progress", response=self.response("in_progress", [], None)))
+        return self.encode(evs, extras)
 
-    def final(self, ev: Final) -> list[bytes]:
+    def final(self, ev: Final, extras: dict) -> list[bytes]:
         _, last = self.out.finish(ev.content)
         evs = self._deltas(last)
         sent, items = self.out.tracker.sent, self.items
@@ -110,13 +123,13 @@ class ResponseStream:
         # response.completed even when cut short (status "incomplete"), as llama-server: the
         # OpenAI SDK's stream helper waits for that event
         evs.append(self.emit("response.completed", response=self.response("completed", output, ev)))
-        return evs
+        return self.encode(evs, extras)
 
     def error(self, f: Failure) -> bytes:
         e = from_failure(f)
-        return self.emit("error", code=str(e.code), message=e.message, param=None)
+        return self.encode([self.emit("error", code=str(e.code), message=e.message, param=None)])[0]
 
-    def _deltas(self, deltas) -> list[bytes]:
+    def _deltas(self, deltas) -> list[dict]:
         evs, items = [], self.items
         for d in deltas:
             if d.reasoning:

@@ -10,7 +10,7 @@ import msgspec
 import numpy as np
 
 from service.chat.chatmsg import ChatMsg, Delta
-from service.engine.task import Final, Partial, StopType, TaskParams, Timings, TokenInfo
+from service.engine.task import Final, Partial, Progress, StopType, TaskParams, Timings, TokenInfo
 from service.sampling import SamplingParams
 
 
@@ -20,7 +20,10 @@ def f32(x: float) -> float:
 
 
 def timings_json(t: Timings) -> dict:
+    """llama-server's timings: the generation rate counts n - 1 decode steps, the first token coming
+    from the prompt's last pass (service.engine.generation)."""
     pn, gn = t.prompt_n, t.predicted_n
+    steps = max(gn - 1, 0)
     return {
         "cache_n": t.cache_n,
         "prompt_n": pn,
@@ -29,8 +32,8 @@ def timings_json(t: Timings) -> dict:
         "prompt_per_second": 1e3 * pn / t.prompt_ms if t.prompt_ms > 0 else 0.0,
         "predicted_n": gn,
         "predicted_ms": t.predicted_ms,
-        "predicted_per_token_ms": t.predicted_ms / gn if gn else 0.0,
-        "predicted_per_second": 1e3 * gn / t.predicted_ms if t.predicted_ms > 0 else 0.0,
+        "predicted_per_token_ms": t.predicted_ms / steps if steps else 0.0,
+        "predicted_per_second": 1e3 / t.predicted_ms * steps if t.predicted_ms > 0 else 0.0,
     }
 
 
@@ -41,10 +44,13 @@ def finish_reason(ev: Final, has_calls: bool = False) -> str:
     return "tool_calls" if has_calls else "stop"
 
 
-def generation_settings(p: TaskParams | None, s: SamplingParams, n_ctx: int, model: str) -> dict:
+def generation_settings(p: TaskParams | None, s: SamplingParams, n_ctx: int, model: str,
+                        eog_ids: tuple[int, ...] = ()) -> dict:
+    """llama-server's generation_settings (its task_params JSON). ignore_eos shows as a -inf
+    (null) bias on every end-of-generation token, as llama-server adds them."""
     n_predict = p.n_predict if p else -1
+    bias = list(s.logit_bias) + ([(t, -math.inf) for t in eog_ids] if s.ignore_eos else [])
     return {
-        "n_predict": n_predict,
         "seed": s.seed,
         "temperature": f32(s.temperature),
         "dynatemp_range": f32(s.dynatemp_range),
@@ -68,19 +74,31 @@ def generation_settings(p: TaskParams | None, s: SamplingParams, n_ctx: int, mod
         "mirostat": s.mirostat,
         "mirostat_tau": f32(s.mirostat_tau),
         "mirostat_eta": f32(s.mirostat_eta),
+        "adaptive_target": f32(-1.0),  # llama.cpp's adaptive-p sampler, which llamajit does not have: off
+        "adaptive_decay": f32(0.9),
         "stop": list(p.stop) if p else [],
         "max_tokens": n_predict,
-        "n_keep": 0,
-        "n_discard": 0,
+        "n_predict": n_predict,
+        "n_keep": getattr(p, "n_keep", 0) if p else 0,
+        "n_discard": getattr(p, "n_discard", 0) if p else 0,
         "ignore_eos": s.ignore_eos,
         "stream": p.stream if p else True,
-        "logit_bias": [[t, b if math.isfinite(b) else False] for t, b in s.logit_bias],
+        "logit_bias": [{"bias": b if math.isfinite(b) else None, "token": t} for t, b in bias],
         "n_probs": s.n_probs,
         "min_keep": s.min_keep,
         "grammar": "",
+        "grammar_lazy": False,
+        "grammar_triggers": [],
+        "preserved_tokens": [],
+        "chat_format": "Content-only",
+        "reasoning_format": "auto",
+        "reasoning_in_content": False,
+        "generation_prompt": "",
         "samplers": list(s.samplers),
+        "speculative.types": "none",
         "timings_per_token": p.timings_per_token if p else False,
         "post_sampling_probs": p.post_sampling_probs if p else False,
+        "backend_sampling": False,
         "lora": [],
         "n_ctx": n_ctx,
         "model": model,
@@ -166,7 +184,24 @@ def native_partial(ev: Partial, p: TaskParams, tok, index: int, id_slot: int, n_
         d["completion_probabilities"] = probs_entries(tok, ev.tokens, p.post_sampling_probs)
     if ev.timings is not None:
         d["timings"] = timings_json(ev.timings)
+    if ev.progress is not None:  # return_progress
+        d["prompt_progress"] = progress_json(ev.progress)
     return d
+
+
+def progress_json(g: Progress) -> dict:
+    return {"total": g.total, "cache": g.cache, "processed": g.processed, "time_ms": g.time_ms}
+
+
+def step_extras(ev: Partial) -> dict:
+    """What a streamed step adds to the last chunk it sends: its timings (timings_per_token) and
+    the prompt's progress (return_progress)."""
+    out = {}
+    if ev.timings is not None:
+        out["timings"] = timings_json(ev.timings)
+    if ev.progress is not None:
+        out["prompt_progress"] = progress_json(ev.progress)
+    return out
 
 
 def native_final(ev: Final, p: TaskParams, tok, index: int, model: str, n_ctx: int, *, stream: bool,
@@ -183,7 +218,7 @@ def native_final(ev: Final, p: TaskParams, tok, index: int, model: str, n_ctx: i
         "model": model,
         "tokens_predicted": ev.n_predicted,
         "tokens_evaluated": ev.n_prompt,
-        "generation_settings": generation_settings(p, s, n_ctx, model),
+        "generation_settings": generation_settings(p, s, n_ctx, model, tok.eog_ids),
         "prompt": prompt_text,
         "has_new_line": "\n" in ev.content,
         "truncated": ev.truncated,

@@ -4,11 +4,17 @@ llama-server's native and OpenAI routes send `data: {json}\\n\\n` per event, flu
 `error: {json}\\n\\n` for an error after the stream started; the OpenAI routes end with
 `data: [DONE]\\n\\n`. The Anthropic and Responses routes name each event:
 `event: <name>\\ndata: {json}\\n\\n`.
+
+While a stream waits for its next event for --sse-ping-interval seconds (default 30; 0 or -1:
+never), it sends an SSE comment, `:\\n\\n`, as llama-server does: some clients (undici's fetch)
+drop a connection that stays silent, e.g. while the request waits for a free slot.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 
 import msgspec
 from litestar.response import Stream
@@ -21,6 +27,37 @@ _enc = msgspec.json.Encoder()
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 DONE = b"data: [DONE]\n\n"
+PING = b":\n\n"
+_ping_interval = 30.0  # --sse-ping-interval: one value per server process, set by create_app
+
+
+def set_ping_interval(seconds: float) -> None:
+    global _ping_interval
+    _ping_interval = float(seconds)
+
+
+async def _with_pings(events: AsyncIterator, interval: float) -> AsyncIterator:
+    """`events`, with PING yielded each time `interval` seconds pass without one (interval <= 0:
+    just `events`). The pending event is awaited as a task, so a ping never cancels it."""
+    if interval <= 0:
+        async for ev in events:
+            yield ev
+        return
+    it = events.__aiter__()
+    pending = None
+    try:
+        while True:
+            pending = asyncio.ensure_future(it.__anext__())
+            while not (await asyncio.wait({pending}, timeout=interval))[0]:
+                yield PING
+            try:
+                ev = pending.result()
+            except StopAsyncIteration:
+                return
+            yield ev
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
 
 
 def data(obj) -> bytes:
@@ -48,12 +85,17 @@ def stream(runs: Runs, frame: Callable[[int, Event], list[bytes]], *, head: list
         try:
             for chunk in head or []:
                 yield chunk
-            async for i, ev in runs.events():
-                if isinstance(ev, Failure):
-                    yield on_error(ev)
-                    return
-                for chunk in frame(i, ev):
-                    yield chunk
+            async with aclosing(_with_pings(runs.events(), _ping_interval)) as items:
+                async for item in items:
+                    if item is PING:
+                        yield PING
+                        continue
+                    i, ev = item
+                    if isinstance(ev, Failure):
+                        yield on_error(ev)
+                        return
+                    for chunk in frame(i, ev):
+                        yield chunk
             for chunk in tail() if tail else []:
                 yield chunk
         finally:

@@ -10,11 +10,16 @@ Status (a state machine, advanced by the loader thread and by SIGTERM):
 DRAINING. The HTTP server runs on its own thread from the start, so /health answers while
 the main thread loads the model and then runs the engine (see service.engine.engine on why
 the main thread).
+
+With --sleep-idle-seconds the engine unloads the model while idle (service.engine.power); the
+status stays READY. Routes that need the model read `model`, which wakes it; /health, /props,
+/models and /metrics read `loaded_model`, which does not (llama-server's split).
 """
 
 from __future__ import annotations
 
 import enum
+import os
 import threading
 import time
 
@@ -36,7 +41,7 @@ class ServerState:
     def __init__(self, args: ServerArgs):
         self.args = args
         self.status = Status.LOADING
-        self.model = None  # service.model.model.Model once loaded
+        self._model = None  # service.model.model.Model once loaded
         self.engine = None  # service.engine.engine.Engine
         self.template = None  # service.chat.ChatTemplate
         self.n_slots = args.resolved_parallel()
@@ -48,8 +53,27 @@ class ServerState:
         self._ready = threading.Event()
 
     @property
+    def model(self):
+        """The model, for a request that needs it: a sleeping server starts waking. Its tokenizer and
+        config stay while asleep, so the handler goes on at once; tasks it submits wait for the reload."""
+        if self.engine is not None:
+            self.engine.power.want()
+        return self._model
+
+    @property
+    def loaded_model(self):
+        """The model without waking it (None while loading): for what a sleeping server still answers."""
+        return self._model
+
+    @property
+    def is_sleeping(self) -> bool:
+        return self.engine is not None and self.engine.power.sleeping
+
+    @property
     def alias(self) -> str:
-        return self.args.alias[0] if self.args.alias else (self.args.model or "")
+        """The model's name in the API: llama-server keeps -a's aliases in a sorted set and takes
+        the first; without one, the -hf repository or the model path."""
+        return sorted(self.args.alias)[0] if self.args.alias else (self.args.hf_repo or self.args.model or "")
 
     def load(self) -> None:
         """Load the model and build the engine (the caller runs engine.run() on this same thread)."""
@@ -72,7 +96,7 @@ class ServerState:
                 if self.rank_head is None:
                     raise ModelError(f"{a.model}: --reranking needs a classification head (cls.weight or "
                                      "cls.output.weight); this model has none")
-            engine = Engine(model, self.n_slots, n_predict_cap=a.n_predict)
+            engine = Engine(model, self.engine_config(model.n_ctx))
             if a.warmup:  # kernels compiled (or loaded from the cache) before /health says ok
                 engine.warmup()  # (--no-warmup: the first request pays for it instead)
         except Exception as e:  # a broken model file or template: reported, then the process exits 1
@@ -81,7 +105,7 @@ class ServerState:
             log.error("model load failed", error=self.load_error)
             self._ready.set()
             return
-        self.model, self.engine = model, engine
+        self._model, self.engine = model, engine
         if self.status is Status.LOADING:
             self.status = Status.READY
         facts = {k: v for k, v in model.facts().items() if k in ("arch", "ftype", "n_params", "n_vocab", "n_ctx_train")}
@@ -91,8 +115,34 @@ class ServerState:
                  device=p.device or "CPU", **facts)
         self._ready.set()
 
+    def engine_config(self, n_ctx: int):
+        """The flags the engine loop obeys; n_ctx: one slot's context (with unified KV, the pool)."""
+        from service.engine.task import EngineConfig
+
+        a = self.args
+        return EngineConfig(
+            n_slots=self.n_slots, n_predict_cap=a.n_predict, ctx_shift=a.context_shift, cont_batching=a.cont_batching,
+            similarity=a.slot_prompt_similarity, pool=n_ctx if a.kv_unified() else 0, cache_ram_mib=a.cache_ram,
+            cache_idle_slots=a.cache_idle_slots, sleep_idle_seconds=a.sleep_idle_seconds, t_start=self.started,
+            **self._threads())
+
+    def _threads(self) -> dict:
+        """-t and -tb as Numba thread counts, within the pool Numba started with (NUMBA_NUM_THREADS,
+        which service.cli sets from -t: a larger -tb cannot grow it, and is capped with a warning)."""
+        import numba
+
+        a = self.args
+        if a.threads_batch is None:
+            return {}
+        pool = numba.config.NUMBA_NUM_THREADS
+        t = a.threads if a.threads > 0 else pool
+        tb = a.threads_batch if a.threads_batch > 0 else (os.cpu_count() or pool)  # llama.cpp: <= 0 is all cores
+        if max(t, tb) > pool:
+            log.warning("-t/-tb exceed Numba's thread pool: capped", threads=t, threads_batch=tb, pool=pool)
+        return {"threads": min(t, pool), "threads_batch": min(tb, pool)}
+
     def slot_ctx(self) -> int:
-        """Context of one slot: the whole -c pool when slots share it (auto -np), else -c / -np."""
+        """Context of one slot: the whole -c pool when slots share it (-kvu, or auto -np), else -c / -np."""
         from service.gguf_reader import read_gguf
         from service.model.config import config_from_metadata
 

@@ -1,4 +1,5 @@
-"""/tokenize, /detokenize and /apply-template."""
+"""/tokenize, /detokenize, /apply-template, and the input-token counts of chat and Responses
+requests (/v1/chat/completions/input_tokens, /v1/responses/input_tokens, also without /v1)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from service.api.chatjob import plan_chat
 from service.api.errors import bad_request
 from service.api.protocol import DetokenizeRequest, TokenizeRequest, decode
 from service.api.protocol_openai import ChatRequest
+from service.api.protocol_responses import ResponsesRequest
 
 
 @post("/tokenize", status_code=200)
@@ -45,3 +47,20 @@ async def apply_template(request: Request) -> Response:
     req = decode(await request.body(), ChatRequest)
     plan = await plan_chat(request, req, compile_grammar=False)
     return Response({"prompt": plan.rendered.prompt(request.app.state.server.model.tokenizer)})
+
+
+async def _input_tokens(request: Request, chat: ChatRequest) -> Response:
+    plan = await plan_chat(request, chat, compile_grammar=False)
+    n = len(plan.rendered.tokenize(request.app.state.server.model.tokenizer))
+    return Response({"input_tokens": n, "object": "response.input_tokens"})
+
+
+@post(["/v1/chat/completions/input_tokens", "/chat/completions/input_tokens"], status_code=200)
+async def chat_input_tokens(request: Request) -> Response:
+    """How many tokens the request's prompt has: its messages and tools through the template."""
+    return await _input_tokens(request, decode(await request.body(), ChatRequest))
+
+
+@post(["/v1/responses/input_tokens", "/responses/input_tokens"], status_code=200)
+async def responses_input_tokens(request: Request) -> Response:
+    return await _input_tokens(request, decode(await request.body(), ResponsesRequest).to_chat())

@@ -3,10 +3,10 @@ model file that carries none.
 
 The names and the prompts they produce follow llama.cpp's built-in formats (src/llama-chat.cpp,
 checked against tests/test-chat-template.cpp); ours are written as jinja so that one renderer, one
-sandbox and one way of telling template text from message text serve every template. Two
-deliberate differences: a template whose model family starts every prompt with BOS prints
-`bos_token` first (as the families' own templates do; the tokenizer then drops the duplicate), and
-a message with null content prints as empty.
+sandbox and one way of telling template text from message text serve every template. Like
+llama.cpp's, they print no BOS (the tokenizer adds it where the vocabulary asks for one), so
+/apply-template gives llama-server's text. One deliberate difference: a message with null content
+prints as empty.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ _C = "(message['content'] or '')"
 _T = "((message['content'] or '') | trim)"
 
 
-def _each(body: str, gen: str = "", bos: bool = False) -> str:
-    head = "{{- bos_token -}}\n" if bos else ""
+def _each(body: str, gen: str = "") -> str:
     tail = f"{{%- if add_generation_prompt -%}}{{{{- {gen} -}}}}{{%- endif -%}}\n" if gen else ""
-    return f"{head}{{%- for message in messages -%}}\n{body}\n{{%- endfor -%}}\n{tail}"
+    return f"{{%- for message in messages -%}}\n{body}\n{{%- endfor -%}}\n{tail}"
 
 
 def _by_role(system: str, user: str, other: str) -> str:
@@ -36,7 +35,7 @@ def _llama2(sys_tags: bool, bos_in_history: bool, strip: bool) -> str:
     content = _T if strip else _C
     system = f"'<<SYS>>\\n' + {content} + '\\n<</SYS>>\\n\\n'" if sys_tags else f"{content} + '\\n'"
     reopen = "bos_token + '[INST] '" if bos_in_history else "'[INST] '"
-    return ("{{- bos_token + '[INST] ' -}}\n{%- set ns = namespace(open=true) -%}\n"
+    return ("{{- '[INST] ' -}}\n{%- set ns = namespace(open=true) -%}\n"
             "{%- for message in messages -%}\n"
             f"{{%- if not ns.open -%}}{{{{- {reopen} -}}}}{{%- set ns.open = true -%}}{{%- endif -%}}\n"
             f"{{%- if message['role'] == 'system' -%}}{{{{- {system} -}}}}\n"
@@ -48,7 +47,7 @@ def _llama2(sys_tags: bool, bos_in_history: bool, strip: bool) -> str:
 def _mistral(lead: str, trail: str, trim_assistant: bool) -> str:
     # v1/v3/v3-tekken: a system message opens the [INST] block that the next user message closes.
     answer = _T if trim_assistant else _C
-    return ("{{- bos_token -}}\n{%- set ns = namespace(open=false) -%}\n"
+    return ("{%- set ns = namespace(open=false) -%}\n"
             "{%- for message in messages -%}\n"
             f"{{%- if not ns.open -%}}{{{{- '{lead}[INST]{trail}' -}}}}{{%- set ns.open = true -%}}"
             "{%- endif -%}\n"
@@ -61,11 +60,10 @@ def _mistral(lead: str, trail: str, trim_assistant: bool) -> str:
 def _mistral_v7(sp: str) -> str:
     return _each(_by_role(f"'[SYSTEM_PROMPT]{sp}' + {_C} + '[/SYSTEM_PROMPT]'",
                           f"'[INST]{sp}' + {_C} + '[/INST]'",
-                          f"'{sp}' + {_C} + '</s>'"), bos=True)
+                          f"'{sp}' + {_C} + '</s>'"))
 
 
-_GEMMA = r"""{{- bos_token -}}
-{#- Gemma has no system turn: system text opens the next user turn, as in Gemma 3's template. -#}
+_GEMMA = r"""{#- Gemma has no system turn: system text opens the next user turn, as in Gemma 3's template. -#}
 {%- set ns = namespace(system='') -%}
 {%- for message in messages -%}
 {%- if message['role'] == 'system' -%}
@@ -99,13 +97,13 @@ BUILTIN: dict[str, str] = {
     "mistral-v7-tekken": _mistral_v7(""),
     "llama3": _each(f"{{{{- '<|start_header_id|>' + {_ROLE} + '<|end_header_id|>\\n\\n' + {_T}"
                     " + '<|eot_id|>' -}}",
-                    "'<|start_header_id|>assistant<|end_header_id|>\\n\\n'", bos=True),
+                    "'<|start_header_id|>assistant<|end_header_id|>\\n\\n'"),
     "llama4": _each(f"{{{{- '<|header_start|>' + {_ROLE} + '<|header_end|>\\n\\n' + {_T}"
                     " + '<|eot|>' -}}",
-                    "'<|header_start|>assistant<|header_end|>\\n\\n'", bos=True),
+                    "'<|header_start|>assistant<|header_end|>\\n\\n'"),
     "gemma": _GEMMA,
     "phi3": _each(f"{{{{- '<|' + {_ROLE} + '|>\\n' + {_C} + '<|end|>\\n' -}}}}",
-                  "'<|assistant|>\\n'", bos=True),
+                  "'<|assistant|>\\n'"),
     "phi4": _each(f"{{{{- '<|im_start|>' + {_ROLE} + '<|im_sep|>' + {_C} + '<|im_end|>' -}}}}",
                   "'<|im_start|>assistant<|im_sep|>'"),
     "falcon3": _each(f"{{{{- '<|' + {_ROLE} + '|>\\n' + {_C} + '\\n' -}}}}", "'<|assistant|>\\n'"),
@@ -113,18 +111,18 @@ BUILTIN: dict[str, str] = {
                     "'<|assistant|>\\n'"),
     "deepseek": _each(_by_role(_C, f"'### Instruction:\\n' + {_C} + '\\n'",
                                f"'### Response:\\n' + {_C} + '\\n<|EOT|>\\n'"),
-                      "'### Response:\\n'", bos=True),
+                      "'### Response:\\n'"),
     "deepseek2": _each(_by_role(f"{_C} + '\\n\\n'", f"'User: ' + {_C} + '\\n\\n'",
                                 f"'Assistant: ' + {_C} + '<｜end▁of▁sentence｜>'"),
-                       "'Assistant:'", bos=True),
+                       "'Assistant:'"),
     "deepseek3": _each(_by_role(f"{_C} + '\\n\\n'", f"'<｜User｜>' + {_C}",
                                 f"'<｜Assistant｜>' + {_C} + '<｜end▁of▁sentence｜>'"),
-                       "'<｜Assistant｜>'", bos=True),
+                       "'<｜Assistant｜>'"),
     "command-r": _each(_by_role(
         f"'<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>' + {_T} + '<|END_OF_TURN_TOKEN|>'",
         f"'<|START_OF_TURN_TOKEN|><|USER_TOKEN|>' + {_T} + '<|END_OF_TURN_TOKEN|>'",
         f"'<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>' + {_T} + '<|END_OF_TURN_TOKEN|>'"),
-        "'<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>'", bos=True),
+        "'<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>'"),
     "vicuna": _each(_by_role(f"{_C} + '\\n\\n'", f"'USER: ' + {_C} + '\\n'",
                              f"'ASSISTANT: ' + {_C} + '</s>\\n'"), "'ASSISTANT:'"),
     "vicuna-orca": _each(_by_role(f"'SYSTEM: ' + {_C} + '\\n'", f"'USER: ' + {_C} + '\\n'",
@@ -133,7 +131,7 @@ BUILTIN: dict[str, str] = {
                                f"'GPT4 Correct User: ' + {_C} + '<|end_of_turn|>'",
                                f"'GPT4 Correct ' + ({_ROLE}[:1] | upper) + {_ROLE}[1:] + ': ' + {_C}"
                                " + '<|end_of_turn|>'"),
-                      "'GPT4 Correct Assistant:'", bos=True),
+                      "'GPT4 Correct Assistant:'"),
 }
 
 # general.architecture -> built-in, for model files without a template (llama.cpp falls back to

@@ -12,14 +12,16 @@ from __future__ import annotations
 from typing import Any
 
 
+# OpenAI's roles, its older "function" one, and Llama 3's tool-output role.
+ROLES = ("system", "developer", "user", "assistant", "tool", "function", "ipython")
+
+
 def normalize(messages: Any, typed: bool) -> list[dict]:
     """Validated copies of `messages`. Text-part arrays become one string joined with newlines,
     as llama-server does, unless the template reads typed parts only (`typed`): then string
     contents become one-part arrays instead."""
     if not isinstance(messages, list):
         raise ValueError("messages: expected an array of message objects")
-    if not messages:
-        raise ValueError("messages: must not be empty")
     return [_message(m, f"messages[{i}]", typed) for i, m in enumerate(messages)]
 
 
@@ -29,6 +31,8 @@ def _message(msg: Any, where: str, typed: bool) -> dict:
     role = msg.get("role")
     if not isinstance(role, str) or not role:
         raise ValueError(f"{where}.role: expected a non-empty string")
+    if role not in ROLES:  # a typo here would otherwise render as a turn the model never saw in training
+        raise ValueError(f"{where}.role: unknown role {role!r} (expected one of {', '.join(ROLES)})")
     out = dict(msg)
     if msg.get("content") is None and not msg.get("tool_calls"):  # null reads as missing, as llama-server
         raise ValueError(f"{where}.content: missing (a message needs 'content' or 'tool_calls')")

@@ -52,6 +52,7 @@ class ChatInput:
     add_generation_prompt: bool = True
     response_schema: dict | None = None  # the JSON schema the answer must follow, if any
     has_grammar: bool = False  # the request brought a grammar of its own (not allowed with tools)
+    continue_final: bool = False  # the last message is an assistant's to continue, not to answer
 
 
 @dataclass
@@ -62,6 +63,7 @@ class ChatPlan:
     grammar: str | None  # Lark text of the tool-call constraint
     constraint: Any  # compiled from grammar (service.sampling.Constraint), or None
     stops: tuple[str, ...] = ()
+    thinks: bool = False  # the template has a thinking block (spec.tags), open or closed by the prompt
 
 
 def build_plan(template: ChatTemplate, inp: ChatInput, *, tokenizer: Any, compiler: Any,
@@ -77,19 +79,25 @@ def build_plan(template: ChatTemplate, inp: ChatInput, *, tokenizer: Any, compil
     fmt = detect(source, tools=bool(treq and treq.functions), choice_none=bool(treq and not treq.active),
                  schema=schema is not None)
     messages = inp.messages
-    if not messages:
-        raise ValueError("messages: expected a non-empty array of message objects")
     tools = treq.tools if treq else None
     if fmt is ToolFormat.GENERIC and treq and treq.active:
         messages = add_system(messages, GENERIC_NOTE)
     if tools or any(isinstance(m, dict) and (m.get("tool_calls") or m.get("role") in ("tool", "system"))
                     for m in messages):
         messages = polyfill(caps_of(template), messages, tools)
-    rendered = template.render(messages, add_generation_prompt=inp.add_generation_prompt, tools=tools, kwargs=kwargs)
     tags = tags_for(source)
+    if inp.continue_final:
+        rendered = _continued(template, messages, tools, kwargs, tags)
+    else:
+        rendered = template.render(messages, add_generation_prompt=inp.add_generation_prompt, tools=tools,
+                                   kwargs=kwargs)
     opened = forced_open(rendered.text, tags)
-    if opened and _thinking_off(template, kwargs):
-        rendered = Rendered(rendered.text + tags.close, [*rendered.parts, (tags.close, True)], rendered.exact)
+    if inp.add_generation_prompt and _thinking_off(template, kwargs) and tags.open in source:
+        # thinking off: the block the model would open is closed empty in the prompt, as
+        # llama-server does (closed after a template's forced opening, or written whole)
+        if not opened and not rendered.text.rstrip().endswith(tags.close):
+            rendered = _appended(rendered, tags.open)
+        rendered = _appended(rendered, tags.close)
         opened = False
     parse_fmt = fmt if treq is not None and treq.active else ToolFormat.CONTENT_ONLY
     spec = OutputSpec(parse_fmt, rf, tags, opened, in_content=stream and rf is ReasoningFormat.DEEPSEEK_LEGACY)
@@ -105,7 +113,28 @@ def build_plan(template: ChatTemplate, inp: ChatInput, *, tokenizer: Any, compil
             first = str(getattr(e, "detail", e)).splitlines()[0]  # the rest quotes our grammar text
             raise ValueError(f"tools: {re.sub(r'^at [0-9]+[(][0-9]+[)]: ', '', first)}") from None
     stops = ("<|eom_id|>",) if parse_fmt is ToolFormat.LLAMA_3_X else ()
-    return ChatPlan(rendered, spec, treq, grammar, constraint, stops)
+    return ChatPlan(rendered, spec, treq, grammar, constraint, stops, thinks=tags.open in source)
+
+
+def _appended(r: Rendered, text: str, from_template: bool = True) -> Rendered:
+    return Rendered(r.text + text, [*r.parts, (text, from_template)], r.exact)
+
+
+def _continued(template: ChatTemplate, messages: list[dict], tools, kwargs: dict, tags) -> Rendered:
+    """The conversation before the final assistant message, the generation prompt, then that
+    message's text to continue (text parts joined by blank lines, as llama.cpp renders them;
+    only its reasoning, inside an open thinking block, when it has no content yet)."""
+    last = messages[-1]
+    r = template.render(messages[:-1], add_generation_prompt=True, tools=tools, kwargs=kwargs)
+    content = last.get("content")
+    if isinstance(content, list):
+        content = "\n\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    thoughts = last.get("reasoning_content")
+    if not content and isinstance(thoughts, str) and thoughts:
+        if not forced_open(r.text, tags):
+            r = _appended(r, tags.open)
+        return _appended(r, thoughts, False)
+    return _appended(r, content or "", False)
 
 
 def _thinking_off(template: ChatTemplate, kwargs: dict) -> bool:

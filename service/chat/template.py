@@ -18,6 +18,7 @@ from a thread, not from an event loop.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +105,11 @@ class ChatTemplate:
         real = msgs.normalize(messages, self.typed_content)
         nonce = split.new_nonce()
         skeleton, texts = split.sentinelize(real, nonce)
+        now = datetime.now()  # llama-server's extra context, which dated templates print
         context = {"bos_token": self.bos_token, "eos_token": self.eos_token,
                    "add_generation_prompt": bool(add_generation_prompt),
                    "tools": tools or None, "documents": None, "enable_thinking": True,
+                   "date_string": now.strftime("%d %b %Y"), "datetime": now.strftime("%b %d %Y"),
                    **self.kwargs, **(kwargs or {})}  # the worker gets a JSON copy of all this
         source = self.tool_use_source if tools and self.tool_use_source else self.source
         limit = self.output_limit + 2 * msgs.text_size(real, tools, kwargs)

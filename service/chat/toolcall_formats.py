@@ -193,9 +193,30 @@ _LLAMA_CALL = re.compile(r'\{\s*(?:"type"\s*:\s*"function"\s*,\s*)?"name"\s*:\s*
 _LLAMA_HEADS = ('{"type":"function","name":"', '{"name":"')
 
 
+def _top_level(text: str, pattern: re.Pattern) -> re.Match | None:
+    """The first match that is not nested inside a JSON-like object or array of the text before
+    it: a {"name": ...} inside another object (a schema the model is quoting) is no call, and a
+    stream must not announce one that the final parse would then refuse."""
+    depth, in_str, esc, last = 0, False, False, 0
+    for m in pattern.finditer(text):
+        for ch in text[last:m.start()]:
+            if in_str:
+                esc, in_str = (False, True) if esc else (ch == "\\", ch != '"')
+            elif ch == '"':
+                in_str = True
+            elif ch in "{[":
+                depth += 1
+            elif ch in "}]":
+                depth = max(0, depth - 1)
+        last = m.start()
+        if depth == 0 and not in_str:
+            return m
+    return None
+
+
 def _llama3(text: str, partial: bool) -> tuple[str, list[ToolCall]]:
     text = text.replace("<|python_tag|>", "")
-    m = _LLAMA_CALL.search(text)
+    m = _top_level(text, _LLAMA_CALL)
     if m is None:
         if partial:
             brace = text.rfind("{")

@@ -1,48 +1,59 @@
 """The engine: one thread that owns the model and runs the serving loop.
 
-    loop: take new tasks -> admit waiting tasks into free slots -> build one batch from the
-          decode tokens of generating slots and prompt chunks of the others -> forward ->
-          sample each slot that produced logits -> emit events -> release finished slots
+    loop: take new tasks -> admit waiting tasks into free slots -> shift full contexts -> build
+          one batch from the decode tokens of generating slots and prompt chunks of the others
+          -> forward -> sample each slot that produced logits -> emit events -> release finished
+          slots; idle for --sleep-idle-seconds: unload the model until a request needs it
 
-HTTP handlers talk to it only through `submit()` / `Task.cancel()` (thread-safe) and read
-counters; no model code ever runs on the event loop.
+HTTP handlers talk to it only through `submit()` / `call()` / `Task.cancel()` / `power.want()`
+(thread-safe) and read counters; no model code ever runs on the event loop.
 
 Which thread: the server runs `run()` on the process's main thread, the one that loaded the
 model. Numba's OpenMP layer keeps one worker team per calling thread, and an idle team's
 workers spin for a while after each parallel region: driving kernels from a second thread
 left the first team spinning on the same cores and cut decode speed by 2-3x (measured:
 60 against 170 tokens/s for SmolLM2 on 2 cores). `start()` runs the loop on a new thread
-for in-process use where that does not matter.
+for in-process use where that does not matter. Sleeping and waking (power.py) load and unload
+on the loop's thread for the same reason.
 """
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable
 import queue
 import threading
+import time
+from collections.abc import Callable
+
+import numba
 import numpy as np
 import structlog
 
 from service.engine.generation import Generation
+from service.engine.memory import CacheKeeper
+from service.engine.power import PowerState, doze
 from service.engine.scheduler import build_batch, pick_slot
-from service.engine.slot import Slot, SlotState, common_prefix
+from service.engine.slot import Slot, SlotState
 from service.engine.stats import Stats
-from service.engine.task import Embedding, ErrorKind, Failure, StopType, Task
+from service.engine.task import Embedding, EngineConfig, ErrorKind, Failure, StopType, Task
 from service.model.logits import Logits
 from service.model.model import Model
 from service.sampling import Sampler, SamplerWorkspace, SamplingParams
 
 log = structlog.get_logger("llamajit.engine")
+EXCEEDED = "Context size has been exceeded."  # llama-server's words when a shared pool runs out
 
 
 class Engine:
-    def __init__(self, model: Model, n_slots: int, n_predict_cap: int = -1):
+    def __init__(self, model: Model, config: EngineConfig):
         self.model = model
+        self.config = config
         self.n_ctx = model.n_ctx
-        self.slots = [Slot(i, model.n_ctx) for i in range(n_slots)]
-        self.n_predict_cap = n_predict_cap
-        self.stats = Stats()
+        self.slots = [Slot(i, model.n_ctx) for i in range(config.n_slots)]
+        self.stats = Stats(config.t_start)
+        self.memory = CacheKeeper(model, self.slots, config.cache_ram_mib, config.cache_idle_slots, config.pool)
+        self.power = PowerState(config.sleep_idle_seconds, nudge=self.wake)
+        self._add_bos = bool(getattr(model.tokenizer, "add_bos", False))
         self._inbox: queue.SimpleQueue[Task | Callable | None] = queue.SimpleQueue()
         self._waiting: collections.deque[Task] = collections.deque()
         self._n_deferred = 0
@@ -63,7 +74,18 @@ class Engine:
             self._thread.join(timeout)
 
     def submit(self, task: Task) -> None:
+        self.power.want()
         self._inbox.put(task)
+
+    def call(self, fn: Callable[[], None]) -> None:
+        """Run fn on the engine thread between two steps (slot save/restore: the cache is only
+        touched there), with the model loaded. fn reports its own result (e.g. through a future)."""
+        self.power.want()
+        self._inbox.put(fn)
+
+    def wake(self) -> None:
+        """Make the loop look at cancellations now (after Task.cancel())."""
+        self._inbox.put(None)
 
     def warmup(self) -> None:
         """Run every kernel family once (prefill, decode, sampling) so that Numba compiles, or
@@ -79,15 +101,6 @@ class Engine:
         m.eval(0, [tok])
         Sampler(SamplingParams(temperature=0.0, n_probs=2), m.cfg.n_vocab, workspace=self._ws).sample(logits)
         m.cache.clear(0)
-
-    def call(self, fn: Callable[[], None]) -> None:
-        """Run fn on the engine thread between two steps (slot save/restore: the cache is only
-        touched there). fn reports its own result (e.g. through a future)."""
-        self._inbox.put(fn)
-
-    def wake(self) -> None:
-        """Make the loop look at cancellations now (after Task.cancel())."""
-        self._inbox.put(None)
 
     @property
     def n_busy(self) -> int:
@@ -105,31 +118,53 @@ class Engine:
     def run(self) -> None:
         """The serving loop, on the calling thread, until shutdown()."""
         while not self._stop.is_set():
-            idle = not self._waiting and not any(s.busy for s in self.slots)
+            idle = not self._waiting and not self.n_busy
             self._take_inbox(block=idle)
+            if idle and not self._waiting and self.power.wait_s() == 0:
+                self._sleep()
+                continue
             self._drop_cancelled()
             self._admit()
-            if not any(s.busy for s in self.slots):
+            if not self.n_busy:
                 continue
+            self.power.t_active = time.monotonic()
             try:
                 self._step()
             except Exception as e:  # a bug: fail the running tasks, keep serving others
                 log.exception("engine step failed")
-                for s in self.slots:
-                    if s.busy:
-                        self._finish(s, Failure(ErrorKind.INTERNAL, f"engine error: {type(e).__name__}: {e}"))
+                self._fail_busy(f"engine error: {type(e).__name__}: {e}")
 
     def _take_inbox(self, block: bool) -> None:
+        wait = self.power.wait_s() if block else None
+        timeout = 0.5 if wait is None else min(0.5, max(wait, 0.001))
         try:
-            item = self._inbox.get(timeout=0.5) if block else self._inbox.get_nowait()
+            item = self._inbox.get(timeout=timeout) if block else self._inbox.get_nowait()
             while True:
-                if isinstance(item, Task):
-                    self._waiting.append(item)
-                elif item is not None:  # a control call (see call()): runs here, between steps
-                    item()
+                self._handle(item)
                 item = self._inbox.get_nowait()
         except queue.Empty:
             pass
+
+    def _handle(self, item: Task | Callable | None) -> None:
+        if item is None:  # a nudge (wake(), shutdown()): nothing to do but look around
+            return
+        self.power.t_active = time.monotonic()
+        if isinstance(item, Task):
+            self._waiting.append(item)
+        else:  # a control call (see call()): runs here, between steps
+            item()
+
+    def _sleep(self) -> None:
+        """Unload the model until a request needs it (power.doze); then serve what woke it."""
+        self.stats.freeze()
+        self.memory.forget()
+        self._ws = None
+        woken_by = doze(self.power, self.model, self._inbox, self._stop)
+        if self._stop.is_set():
+            return
+        self._ws = SamplerWorkspace(self.model.cfg.n_vocab)
+        self.stats.thaw()
+        self._handle(woken_by)
 
     def _drop_cancelled(self) -> None:
         for t in [t for t in self._waiting if t.cancelled]:
@@ -142,43 +177,61 @@ class Engine:
         still: collections.deque[Task] = collections.deque()
         while self._waiting:
             task = self._waiting.popleft()
-            slot = pick_slot(self.slots, task)
+            slot, update = pick_slot(self.slots, task, self.config.similarity)
             if slot is None:
                 still.append(task)
                 continue
             try:
-                self._assign(slot, task)
+                self._assign(slot, task, update)
             except Exception as e:  # a task that cannot start fails alone; the loop goes on
+                log.exception("task could not start")
                 if slot.busy and slot.task is task:
                     slot.release()
                 task.sink(Failure(ErrorKind.INTERNAL, f"could not start the task: {type(e).__name__}: {e}"))
+                continue
+            self.memory.started()
         self._waiting = still
         self._n_deferred = len(still)
 
-    def _assign(self, slot: Slot, task: Task) -> None:
+    def _assign(self, slot: Slot, task: Task, update: bool) -> None:
         p = task.params
-        if not 0 < len(p.prompt) < self.n_ctx:  # the HTTP edge checks first; this keeps the engine safe
+        if not 0 < len(p.prompt) < slot.n_ctx:  # the HTTP edge checks first; this keeps the engine safe
             task.sink(Failure(ErrorKind.EXCEED_CONTEXT,
-                              f"the prompt has {len(p.prompt)} tokens; it must have 1 to {self.n_ctx - 1}"))
+                              f"the prompt has {len(p.prompt)} tokens; it must have 1 to {slot.n_ctx - 1}"))
             return
-        keep = 0
-        if p.cache_prompt and not p.embd:  # embeddings need every token's hidden state
-            keep = min(common_prefix(slot.cache_tokens, p.prompt), len(p.prompt) - 1)
-        self.model.cache.keep(slot.id, keep)
+        keep = self.memory.prepare(slot, p.prompt, p.cache_prompt, p.embd, update)
         kw = {}
         if p.constraint is not None:  # each task matches from the grammar's start: n > 1 shares params
             kw["constraint"] = p.constraint.clone()
         sampler = Sampler(p.sampling, self.model.cfg.n_vocab, eog_ids=self.model.tokenizer.eog_ids,
                           dry_breakers=p.dry_breakers, n_ctx=self.n_ctx, workspace=self._ws, **kw)
-        slot.assign(Generation(task, sampler, self.model.tokenizer, slot.id, keep))
+        slot.assign(Generation(task, sampler, self.model.tokenizer, slot.id, keep, self.config.n_predict_cap))
+        self.stats.cached(keep)
+        if p.stream and p.return_progress:  # llama-server's first progress event: nothing evaluated yet
+            task.sink(slot.gen.progress(keep))
 
     def _step(self) -> None:
-        plan = build_batch(self.slots, self.model.max_batch)
+        for s in self.slots:
+            if s.needs_shift and not (self.config.ctx_shift and self.memory.shift(s, self._add_bos)):
+                s.gen.stop_type, s.gen.truncated = StopType.LIMIT, True  # nothing left to drop
+                self._finish(s)
+        room = self.memory.room(self.model.max_batch)
+        if room == 0:  # a shared pool that is full of running tasks
+            log.error(EXCEEDED, n_busy=self.n_busy)
+            self._fail_busy(EXCEEDED, clear=True)
+            return
+        plan = build_batch(self.slots, room, self.config.cont_batching)
         if plan is None:
             return
         batch, rows = plan
+        t0 = time.perf_counter()
+        c = self.config
+        if c.threads_batch:  # -tb: as llama.cpp, batches of more than one token use the batch threads
+            decode = c.threads or numba.config.NUMBA_NUM_THREADS
+            numba.set_num_threads(c.threads_batch if len(batch.tokens) > 1 else decode)
         out = self.model.forward(batch)  # logits on the GPU stay there until a row or its top k is asked for
-        self.stats.decoded(sum(s.busy for s in self.slots), max(len(s.cache_tokens) for s, _, _ in rows))
+        n_prompt = sum(n for s, n, _ in rows if s.state is SlotState.PROMPT)
+        self.stats.decoded(self.n_busy, int(self.model.cache.length.max()), n_prompt, time.perf_counter() - t0)
         r, h = 0, 0
         for slot, n, wants in rows:
             g = slot.gen
@@ -187,11 +240,13 @@ class Engine:
                 g.hidden_parts.append(out.hidden[h : h + n])  # out.hidden is new each call: no copy
                 h += n
                 if slot.prompt_done(n) and not g.task.cancelled:
-                    g.task.sink(Embedding(np.concatenate(g.hidden_parts), len(g.params.prompt)))
                     self._release(slot)
+                    g.task.sink(Embedding(np.concatenate(g.hidden_parts), len(g.params.prompt)))
                 continue
             if was_prompt:
                 slot.prompt_done(n)
+                if g.params.stream and g.params.return_progress and not g.task.cancelled:
+                    g.task.sink(g.progress(slot.i_prompt))
             ri = -1
             if wants:
                 ri, r = r, r + 1
@@ -203,9 +258,10 @@ class Engine:
                 continue
             if ri < 0:
                 continue
-            tok, row = self._sample(g.sampler, out.logits, ri)
+            forced = g.budget.forced() if g.budget is not None else None  # a spent thinking budget
+            tok, row = (forced, None) if forced is not None else self._sample(g.sampler, out.logits, ri)
             g.sampler.accept(tok)
-            slot.on_token(tok, row, self.n_predict_cap)
+            slot.on_token(tok, row, self.config.ctx_shift, forced=forced is not None)
             if g.stopped:
                 self._finish(slot)
             elif g.params.stream:
@@ -223,23 +279,32 @@ class Engine:
         row = logits.row(ri)
         return sampler.sample(row), row
 
+    def _fail_busy(self, message: str, clear: bool = False) -> None:
+        for s in self.slots:
+            if s.busy:
+                self._finish(s, Failure(ErrorKind.INTERNAL, message))
+                if clear:  # how much of the failed batch got in is not tracked: start the slot over
+                    self.memory.clear(s)
+
     def _finish(self, slot: Slot, failure: Failure | None = None) -> None:
+        """End the slot's task: its last events go out once the slot is free, so that a client
+        that reads /slots or /metrics right after its answer sees the slot idle."""
         g = slot.gen
-        task = g.task
-        if failure is not None:
-            task.sink(failure)
-        else:
+        events = [failure] if failure is not None else []
+        if failure is None:
             if g.params.stream:
                 part = g.partial()
                 if part is not None and part.content:
-                    task.sink(part)
-            final = g.final()
-            self.stats.finished(final)
-            task.sink(final)
+                    events.append(part)
+            events.append(g.final())
         self._release(slot)
+        for ev in events:
+            g.task.sink(ev)
 
     def _release(self, slot: Slot) -> None:
+        g = slot.gen
+        if g is not None and g.generated:  # counted however the task ended, as llama-server does
+            self.stats.generated(len(g.generated), g.timings().predicted_ms / 1e3)
         # keep exactly the tokens whose KV is in the cache (the last sampled one is not)
         slot.cache_tokens = slot.cache_tokens[: int(self.model.cache.length[slot.id])]
         slot.release()
-

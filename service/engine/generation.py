@@ -1,6 +1,10 @@
 """One task's generation while it holds a slot: its sampler, the text decoded so far, stop strings,
 token probabilities and timings. Made when the task takes a slot, dropped when it leaves; the slot
 (slot.py) keeps only what outlives the task: the KV cache's tokens and the scheduling state.
+
+Timings follow llama-server's: the prompt time runs from the task's start to the end of the last
+forward pass that held its prompt tokens; the generation time from there to the last token. The
+first token comes from the last prompt pass, so the generation rate counts n - 1 steps.
 """
 
 from __future__ import annotations
@@ -9,51 +13,75 @@ import time
 
 import numpy as np
 
+from service.engine.budget import BudgetTracker
 from service.engine.stops import find_stop, held_back
-from service.engine.task import Final, Partial, StopType, Task, Timings, TokenInfo
+from service.engine.task import Final, Partial, Progress, StopType, Task, Timings, TokenInfo
 from service.sampling import Sampler
 
 
 class Generation:
-    def __init__(self, task: Task, sampler: Sampler, tokenizer, id_slot: int, n_cached: int):
+    def __init__(self, task: Task, sampler: Sampler, tokenizer, id_slot: int, n_cached: int, n_predict_cap: int = -1):
         self.task = task
         self.params = task.params
         self.sampler = sampler
         self.tokenizer = tokenizer
         self.id_slot = id_slot
         self.n_cached = n_cached  # prompt tokens found in the slot's cache
-        self.n_evaluated = 0  # prompt tokens evaluated (set when the prompt is done)
+        self.n_evaluated = 0  # prompt tokens evaluated so far
+        p = self.params
+        # the effective limit (llama-server's n_predict_max): the request's, capped by -n; -1 = none
+        limit = p.n_predict if p.n_predict >= 0 else -1
+        if n_predict_cap > 0 and (limit < 0 or limit > n_predict_cap):
+            limit = n_predict_cap
+        self.n_limit = limit
         self.decoder = tokenizer.stream_decoder(special=False)
         self.text = ""
         self.sent = 0  # characters of text already streamed
         self.generated: list[TokenInfo] = []
         self.pending_tokens: list[TokenInfo] = []  # not yet streamed
         self.has_new_line = False
-        self.t_prompt = time.perf_counter()
-        self.t_gen = 0.0
-        self.prompt_ms = 0.0
+        self.t_start = time.perf_counter()
+        self.t_prompt_last = 0.0  # end of the last forward pass that held prompt tokens (0: none yet)
+        self.t_gen_last = 0.0  # when the last token was sampled
         self.stop_type = StopType.NONE
         self.stopping_word = ""
         self.truncated = False
         self.hidden_parts: list[np.ndarray] = []  # embedding tasks: (n_chunk, n_embd) per evaluated chunk
-        sampler.accept_many(self.params.prompt)
+        self.budget = BudgetTracker(p.thinking_budget) if p.thinking_budget is not None else None
+        sampler.accept_many(p.prompt)
 
-    def prompt_done(self, n_evaluated: int) -> None:
-        self.n_evaluated = n_evaluated
-        self.t_gen = time.perf_counter()
-        self.prompt_ms = (self.t_gen - self.t_prompt) * 1e3
+    def prompt_evaluated(self, n: int) -> None:
+        """A forward pass evaluated n more of the prompt's tokens."""
+        self.n_evaluated += n
+        self.t_prompt_last = time.perf_counter()
+
+    @property
+    def n_remain(self) -> int:
+        """Tokens left under the limit; -1 when there is none (llama-server's n_remaining)."""
+        return -1 if self.n_limit < 0 else self.n_limit - len(self.generated)
 
     def timings(self) -> Timings:
-        gen_ms = (time.perf_counter() - self.t_gen) * 1e3 if self.t_gen else 0.0
-        return Timings(self.n_cached, self.n_evaluated, self.prompt_ms, len(self.generated), gen_ms)
+        prompt_ms = (self.t_prompt_last - self.t_start) * 1e3 if self.t_prompt_last else 0.0
+        gen_ms = 0.0
+        if self.generated:  # at least 1 us: the first token can land in the pass that ended the prompt
+            gen_ms = max(1e-3, (self.t_gen_last - self.t_prompt_last) * 1e3)
+        return Timings(self.n_cached, self.n_evaluated, prompt_ms, len(self.generated), gen_ms)
 
-    def on_token(self, tok: int, logits: np.ndarray | None, n_predict_cap: int, fills_context: bool) -> bool:
+    def progress(self, n_done: int) -> Partial:
+        """A prompt-progress event (return_progress): n_done of the prompt's tokens are in the cache."""
+        t = self.timings() if self.params.timings_per_token else None
+        ms = int((time.perf_counter() - self.t_start) * 1e3)
+        return Partial("", (), t, self.id_slot, Progress(len(self.params.prompt), self.n_cached, n_done, ms))
+
+    def on_token(self, tok: int, logits: np.ndarray | None, fills_context: bool, forced: bool = False) -> bool:
         """Record a sampled token and decide whether generation stops here. fills_context: the
-        slot has no room after this token. Returns whether the token goes on (its KV is written
-        when it is fed back next step); an end-of-generation token does not."""
+        slot has no room after this token (and the context does not shift); forced: the thinking
+        budget chose it, no sampler did (no probabilities then). Returns whether the token goes
+        on (its KV is written when it is fed back next step); an end-of-generation token does not."""
         p = self.params
+        self.t_gen_last = time.perf_counter()
         probs = None
-        if p.n_probs > 0:
+        if p.n_probs > 0 and not forced:
             probs = (self.sampler.last_probs if p.post_sampling_probs
                      else self.sampler.pre_sampling_probs(logits, tok, p.n_probs))
         info = TokenInfo(tok, probs)
@@ -65,6 +93,8 @@ class Generation:
             self.stop_type = StopType.EOS
             return False
         piece = self.decoder.feed(tok)
+        if self.budget is not None:
+            self.budget.seen(self.text + piece)  # every token counts, a piece or not
         if piece:
             old = len(self.text)
             self.text += piece
@@ -74,15 +104,12 @@ class Generation:
                 self.text = self.text[: hit[0]]
                 self.stop_type, self.stopping_word = StopType.WORD, hit[1]
                 return True
-        n_limit = p.n_predict if p.n_predict >= 0 else -1
-        if n_predict_cap > 0 and (n_limit < 0 or n_limit > n_predict_cap):
-            n_limit = n_predict_cap
-        if 0 <= n_limit <= len(self.generated):
-            self.stop_type = StopType.LIMIT
-        elif fills_context:
+        if fills_context:
             self.stop_type, self.truncated = StopType.LIMIT, True
+        elif self.n_remain == 0:
+            self.stop_type = StopType.LIMIT
         elif (p.t_max_predict_ms > 0 and self.has_new_line
-              and (time.perf_counter() - self.t_gen) * 1e3 > p.t_max_predict_ms):
+              and (time.perf_counter() - self.t_prompt_last) * 1e3 > p.t_max_predict_ms):
             self.stop_type = StopType.LIMIT
         return True
 

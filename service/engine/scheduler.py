@@ -1,8 +1,10 @@
 """Scheduling decisions: which slot takes a task, and what goes into the next batch.
 
-Continuous batching: every generating slot contributes its one decode token to each batch
-(decode first, so streams never stall behind a long prompt), and the remaining room is
-filled with prompt chunks of the slots still reading their prompts, in slot order.
+Continuous batching (-cb, the default): every generating slot contributes its one decode token
+to each batch (decode first, so streams never stall behind a long prompt), and the remaining
+room is filled with prompt chunks of the slots still reading their prompts, in slot order.
+Without it (-nocb), as llama-server, prompts are only evaluated in a batch that holds no decode
+token: a new prompt waits until every generation in progress has ended.
 """
 
 from __future__ import annotations
@@ -14,27 +16,44 @@ from service.engine.task import Task
 from service.model.forward import Batch
 
 
-def pick_slot(slots: list[Slot], task: Task) -> Slot | None:
-    """The idle slot for a task, or None when it has to wait.
+def pick_slot(slots: list[Slot], task: Task, similarity: float) -> tuple[Slot | None, bool]:
+    """(the slot for a task or None when it has to wait, whether to update the prompt cache on
+    the way in), as llama-server's get_available_slot:
 
-    id_slot >= 0 pins the slot. Otherwise the idle slot whose cached tokens share the
-    longest prefix with the prompt (cache_prompt), else the least recently used one."""
+    - id_slot >= 0 pins the slot (busy: wait);
+    - with a similarity threshold (-sps, 0 = off), the idle slot whose cached tokens share the
+      largest fraction of the prompt, above the threshold; the prompt cache is updated when
+      that keeps less than half of the slot's tokens;
+    - else the least recently used idle slot (the last of equals, as llama-server's scan), and
+      the prompt cache is updated."""
     p = task.params
+    chosen = None
     if p.id_slot >= 0:
-        s = slots[p.id_slot]
-        return None if s.busy else s
+        chosen = slots[p.id_slot]
+        if chosen.busy:
+            return None, False
+    if similarity != 0:
+        best, found = 0.0, None
+        for s in slots:
+            if s.busy or not s.cache_tokens or (p.id_slot >= 0 and s.id != p.id_slot):
+                continue
+            f = common_prefix(s.cache_tokens, p.prompt) / len(p.prompt)
+            if f > best and f > similarity:
+                best, found = f, s
+        if found is not None:
+            return found, best * len(p.prompt) / len(found.cache_tokens) < 0.5
+    if chosen is not None:
+        return chosen, False
     idle = [s for s in slots if not s.busy]
     if not idle:
-        return None
-    if p.cache_prompt:
-        shared, _, _, best = max((common_prefix(s.cache_tokens, p.prompt), -s.last_used, -s.id, s) for s in idle)
-        if shared > 0:
-            return best
-    return min(idle, key=lambda s: s.last_used)
+        return None, False
+    return min(reversed(idle), key=lambda s: s.last_used), True
 
 
-def build_batch(slots: list[Slot], budget: int) -> tuple[Batch, list[tuple[Slot, int, bool]]] | None:
-    """One forward batch and, per participating slot in batch order: (slot, n_tokens, wants_logits)."""
+def build_batch(slots: list[Slot], budget: int, cont_batching: bool = True
+                ) -> tuple[Batch, list[tuple[Slot, int, bool]]] | None:
+    """One forward batch of at most `budget` tokens and, per participating slot in batch order:
+    (slot, n_tokens, wants_logits)."""
     toks: list[int] = []
     seqs: list[int] = []
     pos: list[int] = []
@@ -49,9 +68,10 @@ def build_batch(slots: list[Slot], budget: int) -> tuple[Batch, list[tuple[Slot,
             want.append(True)
             hidden.append(False)
             rows.append((s, 1, True))
+    prompts = cont_batching or not toks
     for s in slots:
         room = budget - len(toks)
-        if s.state is not SlotState.PROMPT or room <= 0:
+        if not prompts or s.state is not SlotState.PROMPT or room <= 0:
             continue
         chunk = s.prompt_chunk(room)
         last = s.i_prompt + len(chunk) == len(s.gen.params.prompt)

@@ -1,4 +1,5 @@
-"""What the HTTP edge hands the engine (TaskParams), and what the engine sends back (events).
+"""What the server hands the engine: its flags (EngineConfig) and tasks (TaskParams); and what the
+engine sends back (events).
 
 A Task is one generation: one prompt, already tokenized and validated. The HTTP layer turns
 JSON into TaskParams; nothing below this line sees JSON. Events flow back through a sink the
@@ -27,6 +28,36 @@ class StopType(enum.Enum):
 
 
 @dataclass(frozen=True)
+class EngineConfig:
+    """The server flags the engine loop obeys (service.api.state builds it from ServerArgs)."""
+
+    n_slots: int = 1
+    n_predict_cap: int = -1  # -n: a cap on every request's n_predict (-1: none)
+    ctx_shift: bool = False  # --context-shift
+    cont_batching: bool = True  # -cb / -nocb
+    similarity: float = 0.1  # -sps (0: pick slots by LRU only)
+    pool: int = 0  # unified KV (-kvu): tokens all slots share; 0: each slot its own n_ctx
+    cache_ram_mib: int = 0  # --cache-ram (0: no RAM prompt cache, -1: no size limit)
+    cache_idle_slots: bool = False  # --cache-idle-slots
+    sleep_idle_seconds: float = -1  # --sleep-idle-seconds (-1: never)
+    threads: int = 0  # -t: Numba threads for one-token batches (decode); 0: leave Numba's count alone
+    threads_batch: int = 0  # -tb: Numba threads for larger batches (prompts); 0: as for decode
+    t_start: float | None = None  # process start (Unix seconds) for /metrics
+
+
+@dataclass(frozen=True)
+class ThinkingBudget:
+    """--reasoning-budget / reasoning_budget_tokens: at most `tokens` tokens inside the thinking
+    block; then `end` (the budget message and the closing tag, as tokens) is forced."""
+
+    tokens: int  # 0: close the block at once
+    open: str  # the block's tags as text, to follow the output
+    close: str
+    forced_open: bool  # the prompt opened the block: the output starts inside it
+    end: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class TaskParams:
     prompt: tuple[int, ...]  # token ids, BOS included when the edge added it
     sampling: SamplingParams = field(default_factory=SamplingParams)
@@ -42,6 +73,10 @@ class TaskParams:
     constraint: Any = None  # a compiled grammar (service.sampling.grammar.Constraint); the engine clones it per task
     dry_breakers: tuple[tuple[int, ...], ...] = ()  # DRY's breakers as token sequences
     embd: bool = False  # an embedding task: evaluate the prompt, return its hidden states, generate nothing
+    n_keep: int = 0  # context shift: prompt tokens kept at the start (-1: the whole prompt)
+    n_discard: int = 0  # context shift: tokens dropped after them (0: half of the rest)
+    return_progress: bool = False  # a stream also gets prompt-progress events
+    thinking_budget: ThinkingBudget | None = None
 
 
 @dataclass(frozen=True)
@@ -64,13 +99,26 @@ class TokenInfo:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """How far a prompt is (llama-server's prompt_progress): tokens in all, reused from the cache,
+    in the cache now, and milliseconds since the task started."""
+
+    total: int
+    cache: int
+    processed: int
+    time_ms: int
+
+
+@dataclass(frozen=True)
 class Partial:
-    """A streamed step: text that is safe to show (no partial stop string) and its tokens."""
+    """A streamed step: text that is safe to show (no partial stop string) and its tokens; or,
+    with `progress`, a prompt-progress event (no text, no tokens)."""
 
     content: str
     tokens: tuple[TokenInfo, ...]
     timings: Timings | None = None
     id_slot: int = -1
+    progress: Progress | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,84 @@
+"""--sleep-idle-seconds on a real server: after a second idle the model's memory goes; /health,
+/props, /models and /metrics answer without waking it; a request that needs the model wakes it
+and gets the same answer as before the sleep."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.served import module_server
+
+GREEDY = {"prompt": "The capital of France is", "n_predict": 8, "temperature": 0}
+
+server = module_server("server", "-c", "512", "-np", "2", "--metrics", "--sleep-idle-seconds", "1")
+
+
+def sleeping(c) -> bool:
+    r = c.get("/props")
+    assert r.status_code == 200
+    return r.json()["is_sleeping"]
+
+
+def wait_asleep(c, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not sleeping(c):
+        assert time.monotonic() < deadline, "the server did not fall asleep"
+        time.sleep(0.1)
+
+
+def anon_rss_mib(pid: int) -> float:
+    """Private memory of the process (file pages, such as the GGUF mapping, left out)."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssAnon")) / 1024
+
+
+def test_sleep_frees_the_model_and_a_generation_wakes_it(server):
+    with server.client() as c:
+        before = c.post("/completion", json=GREEDY).json()["content"]
+        awake = anon_rss_mib(server.proc.pid)
+        wait_asleep(c)
+        asleep = anon_rss_mib(server.proc.pid)
+        assert awake - asleep > 60, (awake, asleep)  # SmolLM2's packed weights are ~100 MB
+        for path in ("/health", "/models", "/v1/models", "/metrics", "/props"):
+            assert c.get(path).status_code == 200, path
+        assert sleeping(c)
+        after = c.post("/completion", json=GREEDY).json()
+        assert after["content"] == before and after["tokens_cached"] == 0  # the cache went with the sleep
+        assert not sleeping(c)
+        assert "server is entering sleeping state" in server.output()
+
+
+@pytest.mark.parametrize("method,path,body", [("POST", "/tokenize", {"content": "Hello"}),
+                                              ("GET", "/slots", None),
+                                              ("POST", "/apply-template", {"messages": [{"role": "user",
+                                                                                         "content": "Hi"}]})])
+def test_requests_that_need_the_model_wake_it(server, method, path, body):
+    with server.client() as c:
+        wait_asleep(c)
+        r = c.request(method, path, json=body)
+        assert r.status_code == 200, r.text
+        assert not sleeping(c)  # reported awake at once, while the weights load again
+
+
+def test_metrics_while_asleep_repeat_the_last_scrape_and_report_the_bucket_once(server):
+    with server.client() as c:
+        c.post("/completion", json={**GREEDY, "n_predict": 6})
+        c.get("/metrics")  # empties the throughput bucket
+        last = c.get("/metrics")
+        assert last.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+        wait_asleep(c)
+        assert c.get("/metrics").text == last.text and sleeping(c)
+        assert "process_cpu_seconds_total" not in last.text  # live figures would differ (service.api.metrics)
+        c.post("/completion", json={**GREEDY, "n_predict": 6})
+        wait_asleep(c)
+        first, second = rate(c), rate(c)
+        assert first > 0 and second == 0
+        c.post("/tokenize", json={"content": "x"})
+        assert not sleeping(c)
+        assert rate(c) == 0  # not reported again
+
+
+def rate(c) -> float:
+    return float(c.get("/metrics").text.split("\nllamacpp:predicted_tokens_seconds ")[1].split()[0])
