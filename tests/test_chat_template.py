@@ -238,6 +238,15 @@ def test_templates_may_mutate_their_own_lists():
     assert ct.render(CHAT[:2]).text == "system,.,user,.!"
 
 
+def test_a_string_plus_undefined_or_none_is_the_string():
+    """As llama.cpp's jinja runtime: firefunction-v2 adds an undefined `functions` to its system
+    prompt, and llama-server renders it."""
+    ct = custom("{{ 'a' + functions + 'b' }}|{{ none + 'c' }}|{{ 1 + 2 }}")
+    assert ct.render(CHAT[:1]).text == "ab|c|3"
+    with pytest.raises(TemplateError):  # other operations on undefined values still fail
+        custom("{{ functions - 1 }}").render(CHAT[:1])
+
+
 @pytest.mark.parametrize("source, kind", [
     ("{% set r = range(100000) %}{% for i in r %}{% for j in r %}{% endfor %}{% endfor %}", "time"),
     ("{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(60) }}",

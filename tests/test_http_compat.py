@@ -123,7 +123,7 @@ def templated(tmp_path_factory):
                      "{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}")
     think = d / "think.jinja"
     think.write_text(THINKING)
-    servers = [ServerProcess("-c", "256", "-np", "1", "--chat-template-file", str(dated)),
+    servers = [ServerProcess("-c", "256", "-np", "1", "-n", "3", "--chat-template-file", str(dated)),
                ServerProcess("-c", "256", "-np", "1", "--chat-template-file", str(think), "-rea", "off"),
                ServerProcess("-c", "256", "-np", "1", "--chat-template-file", str(think), "--reasoning-budget", "3",
                              "--reasoning-budget-message", " Enough.")]
@@ -137,6 +137,15 @@ def test_templates_get_todays_date(templated):
         prompt = c.post("/apply-template", json={"messages": HI}).json()["prompt"]
     today = datetime.date.today()
     assert f"Today is {today.strftime('%d %b %Y')} ({today.strftime('%b %d %Y')})." in prompt
+
+
+def test_n_predict_of_the_request_wins_over_the_servers(templated):
+    """-n is the default of a request that sets none; a request may ask for more (llama-server
+    0c1e570's n_predict_max, which test_completion_unified checks)."""
+    with templated[0].client() as c:
+        for body, n in [({}, 3), ({"n_predict": 6}, 6), ({"max_tokens": 5}, 5)]:
+            r = c.post("/completion", json={"prompt": "A", "ignore_eos": True, **body}).json()
+            assert r["tokens_predicted"] == n
 
 
 def test_reasoning_off_closes_the_thinking_block(templated):

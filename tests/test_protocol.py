@@ -135,9 +135,10 @@ def test_logit_bias_pairs():
 # -- the OpenAI fields ---------------------------------------------------------------------------------
 
 def test_openai_limits_and_logprobs():
-    assert dec({"max_completion_tokens": 3, "max_tokens": 5, "n_predict": 7}, ChatRequest).limit() == 3
-    assert dec({"max_tokens": 5, "n_predict": 7}, ChatRequest).limit() == 5
-    assert dec({"n_predict": 7}, ChatRequest).limit() == 7 and dec({}, ChatRequest).limit() is None
+    # llama-server's order: n_predict, then its aliases max_completion_tokens and max_tokens
+    assert dec({"max_completion_tokens": 3, "max_tokens": 5, "n_predict": 7}, ChatRequest).limit() == 7
+    assert dec({"max_tokens": 5, "max_completion_tokens": 3}, ChatRequest).limit() == 3
+    assert dec({"max_tokens": 5}, CompletionRequest).limit() == 5 and dec({}, ChatRequest).limit() is None
     assert dec({"logprobs": True, "top_logprobs": 3}, ChatRequest).logprob_counts() == (3, 3)
     assert dec({"logprobs": True}, ChatRequest).logprob_counts() == (0, 1)
     assert dec({"logprobs": 4}, CompletionsRequest).logprob_counts() == (4, 4)

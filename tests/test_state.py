@@ -27,7 +27,7 @@ def test_engine_config_carries_the_flags():
               "--sleep-idle-seconds", "9", "-n", "7").engine_config(256)
     assert (c.ctx_shift, c.cont_batching, c.similarity, c.cache_ram_mib, c.cache_idle_slots) == (True, False, 0.5, 64,
                                                                                                   False)
-    assert (c.sleep_idle_seconds, c.n_predict_cap, c.n_slots, c.threads_batch) == (9, 7, 4, 0)
+    assert (c.sleep_idle_seconds, c.n_predict_default, c.n_slots, c.threads_batch) == (9, 7, 4, 0)
 
 
 def test_threads_stay_within_numbas_pool():

@@ -153,7 +153,9 @@ class ParamBuilder:
         self.check_context(prompt)
         s = self.sampling(req)
         if n_predict is None:
-            n_predict = req.n_predict if req.n_predict is not None else -1
+            n_predict = req.limit()
+        if n_predict is None:
+            n_predict = -1
         if n_predict < -1:
             raise bad_request(f"n_predict: must be >= -1, got {n_predict}")
         if n_probs is None:

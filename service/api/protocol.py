@@ -142,7 +142,9 @@ class ResponseFormat(Request):
 class Generation(SamplingFields):
     """Fields of every request that generates text (llama-server's completion parameters)."""
 
-    n_predict: Int | None = None  # None: not given (the OpenAI routes then read max_tokens)
+    n_predict: Int | None = None  # None: not given (then max_completion_tokens, then max_tokens)
+    max_completion_tokens: Int | None = None  # aliases of n_predict on every route, as llama-server's
+    max_tokens: Int | None = None
     stop: str | list[str] | None = None
     post_sampling_probs: bool | None = False
     cache_prompt: bool | None = None  # None: the server's --cache-prompt / --no-cache-prompt
@@ -158,6 +160,17 @@ class Generation(SamplingFields):
     verbose: bool | None = False  # add "__verbose": the native result (with the prompt text) to an OpenAI answer
     return_progress: bool | None = False  # a stream reports prompt_progress while the prompt is read
     backend_sampling: bool | None = False  # llama-server samples on the GPU with it; here sampling is the same
+
+    def limit(self) -> int | None:
+        """The token limit: n_predict, else max_completion_tokens, else max_tokens (llama-server
+        reads the name, then its aliases in this order); None if none."""
+        for name in ("n_predict", "max_completion_tokens", "max_tokens"):
+            v = getattr(self, name)
+            if v is not None:
+                if v < -1:
+                    raise bad_request(f"{name}: must be >= -1, got {v}")
+                return v
+        return None
 
     def stops(self) -> tuple[str, ...]:
         s = [self.stop] if isinstance(self.stop, str) else (self.stop or [])

@@ -22,24 +22,12 @@ class StreamOptions(Request):
 
 class OpenAIFields(Generation):
     n: Int | None = 1  # choices
-    max_tokens: Int | None = None
-    max_completion_tokens: Int | None = None
     stream_options: StreamOptions | None = None
 
     def n_choices(self) -> int:
         if not 1 <= self.n <= 16:
             raise bad_request(f"n: must be in [1, 16], got {self.n}")
         return self.n
-
-    def limit(self) -> int | None:
-        """The token limit: max_completion_tokens, else max_tokens, else n_predict; None if none."""
-        for name in ("max_completion_tokens", "max_tokens", "n_predict"):
-            v = getattr(self, name)
-            if v is not None:
-                if v < -1:
-                    raise bad_request(f"{name}: must be >= -1, got {v}")
-                return v
-        return None
 
     @property
     def include_usage(self) -> bool:

@@ -1,7 +1,8 @@
 """Server-sent events, framed once for every route.
 
 llama-server's native and OpenAI routes send `data: {json}\\n\\n` per event, flushed at once, and
-`error: {json}\\n\\n` for an error after the stream started; the OpenAI routes end with
+`data: {"error": {json}}\\n\\n` for an error after the stream started (0c1e570; older versions
+sent an `error:` field, which EventSource clients drop); the OpenAI routes end with
 `data: [DONE]\\n\\n`. The Anthropic and Responses routes name each event:
 `event: <name>\\ndata: {json}\\n\\n`.
 
@@ -70,7 +71,7 @@ def named(name: str, obj) -> bytes:
 
 def error(f: Failure) -> bytes:
     e = from_failure(f)
-    return b"error: " + _enc.encode({"code": e.code, "message": e.message, "type": e.type}) + b"\n\n"
+    return b"data: " + _enc.encode({"error": {"code": e.code, "message": e.message, "type": e.type}}) + b"\n\n"
 
 
 def stream(runs: Runs, frame: Callable[[int, Event], list[bytes]], *, head: list[bytes] | None = None,

@@ -121,7 +121,7 @@ class ServerState:
 
         a = self.args
         return EngineConfig(
-            n_slots=self.n_slots, n_predict_cap=a.n_predict, ctx_shift=a.context_shift, cont_batching=a.cont_batching,
+            n_slots=self.n_slots, n_predict_default=a.n_predict, ctx_shift=a.context_shift, cont_batching=a.cont_batching,
             similarity=a.slot_prompt_similarity, pool=n_ctx if a.kv_unified() else 0, cache_ram_mib=a.cache_ram,
             cache_idle_slots=a.cache_idle_slots, sleep_idle_seconds=a.sleep_idle_seconds, t_start=self.started,
             **self._threads())

@@ -93,11 +93,13 @@ def build_plan(template: ChatTemplate, inp: ChatInput, *, tokenizer: Any, compil
                                    kwargs=kwargs)
     opened = forced_open(rendered.text, tags)
     if inp.add_generation_prompt and _thinking_off(template, kwargs) and tags.open in source:
-        # thinking off: the block the model would open is closed empty in the prompt, as
-        # llama-server does (closed after a template's forced opening, or written whole)
-        if not opened and not rendered.text.rstrip().endswith(tags.close):
-            rendered = _appended(rendered, tags.open)
-        rendered = _appended(rendered, tags.close)
+        # thinking off: the block the model would open is closed empty in the prompt (closed
+        # after a template's forced opening, or written whole, as
+        # llama-server does); nothing when the template read enable_thinking and closed it itself
+        if opened:
+            rendered = _appended(rendered, tags.close)
+        elif not rendered.text.rstrip().endswith(tags.close):
+            rendered = _appended(_appended(rendered, tags.open), tags.close)
         opened = False
     parse_fmt = fmt if treq is not None and treq.active else ToolFormat.CONTENT_ONLY
     spec = OutputSpec(parse_fmt, rf, tags, opened, in_content=stream and rf is ReasoningFormat.DEEPSEEK_LEGACY)

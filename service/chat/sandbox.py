@@ -19,7 +19,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from jinja2 import nodes
+from jinja2 import Undefined, nodes
 from jinja2.ext import Extension
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
@@ -74,6 +74,19 @@ class ChatSandbox(SandboxedEnvironment):
         self.globals["raise_exception"] = _raise_exception
         self.globals["strftime_now"] = _strftime_now
         self.deadline = float("inf")  # monotonic seconds; set per render (the worker is serial)
+
+    # `+` is ours: a string plus an undefined or none value is the string, as llama.cpp's jinja
+    # runtime treats it (firefunction-v2 adds an undefined `functions` to its system prompt; a
+    # strict `+` would fail the template where llama-server renders it).
+    intercepted_binops = frozenset(["+"])
+
+    def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "+":
+            if isinstance(left, str) and (right is None or isinstance(right, Undefined)):
+                return left
+            if isinstance(right, str) and (left is None or isinstance(left, Undefined)):
+                return right
+        return super().call_binop(context, operator, left, right)
 
     def _check_time(self) -> None:
         if time.monotonic() > self.deadline:

@@ -20,7 +20,7 @@ from service.sampling import Sampler
 
 
 class Generation:
-    def __init__(self, task: Task, sampler: Sampler, tokenizer, id_slot: int, n_cached: int, n_predict_cap: int = -1):
+    def __init__(self, task: Task, sampler: Sampler, tokenizer, id_slot: int, n_cached: int, n_predict_default: int = -1):
         self.task = task
         self.params = task.params
         self.sampler = sampler
@@ -29,11 +29,9 @@ class Generation:
         self.n_cached = n_cached  # prompt tokens found in the slot's cache
         self.n_evaluated = 0  # prompt tokens evaluated so far
         p = self.params
-        # the effective limit (llama-server's n_predict_max): the request's, capped by -n; -1 = none
-        limit = p.n_predict if p.n_predict >= 0 else -1
-        if n_predict_cap > 0 and (limit < 0 or limit > n_predict_cap):
-            limit = n_predict_cap
-        self.n_limit = limit
+        # the effective limit (llama-server's n_predict_max): the request's n_predict, else -n;
+        # -1 = none. A request may go past -n, as in llama-server since it stopped capping.
+        self.n_limit = p.n_predict if p.n_predict != -1 else n_predict_default
         self.decoder = tokenizer.stream_decoder(special=False)
         self.text = ""
         self.sent = 0  # characters of text already streamed
