@@ -8,7 +8,7 @@ PORT   ?= 8080
 # Numba compiles each kernel once and caches it next to the sources (__pycache__).
 export NUMBA_SLP_VECTORIZE ?= 1
 
-.PHONY: install models tools serve test bench bench-model bench-gpu loadtest bench-table clean
+.PHONY: install models tools serve test soak bench bench-model bench-gpu loadtest bench-table clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ tools: $(VENV)/.installed
 
 test: install models tools
 	$(PY) -m pytest -q
+
+# 8 users across every route for SOAK_SECONDS after a 30 s warm-up (tests/soak.py), not part of
+# `make test` (tests/test_soak.py runs it for 2 minutes there): prints requests and failures per
+# route, p50/p95 latency and the server's RSS after the warm-up and at the end.
+SOAK_SECONDS ?= 3600
+soak: install models
+	$(PY) -m tests.soak --seconds $(SOAK_SECONDS)
 
 # Benchmarks print ratios against peers measured in the same run. OpenBLAS's core-type
 # override (set on some machines) slows NumPy-BLAS, the kernels' peer: unset it there only.

@@ -187,14 +187,19 @@ def _libdevice():
 
 def nvvm_ready() -> bool:
     """libNVVM and libdevice load (a CUDA toolkit is installed; no driver needed)."""
+    return nvvm_missing() is None
+
+
+def nvvm_missing() -> str | None:
+    """Why libNVVM or libdevice does not load (None when both do): the reason a PTX check skips."""
     from numba.cuda.cudadrv import nvvm
 
     try:
         nvvm.NVVM()
         _libdevice()
-        return True
-    except Exception:
-        return False
+        return None
+    except Exception as e:
+        return f"{type(e).__name__}: {e}".strip()
 
 
 def ptx(lib, cc, fastmath):
@@ -295,7 +300,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     cc = tuple(int(x) for x in args.cc.split("."))
     _fake_device(cc)
-    use_nvvm = nvvm_ready()
+    why_not = nvvm_missing()
+    use_nvvm = why_not is None
     if args.self_test:
         from tests.cuda_ir_broken import SELF_TEST as table
     else:
@@ -307,7 +313,7 @@ def main(argv=None) -> int:
         reports.append(rep)
         first = (rep["error"] or "").strip().splitlines()[:1]
         print("ok  " if rep["ok"] else "FAIL", f"{rep['seconds']:6.2f}s", rep["kernel"], *first, file=sys.stderr)
-    out = {"cc": list(cc), "nvvm": use_nvvm, "kernels": reports,
+    out = {"cc": list(cc), "nvvm": use_nvvm, "nvvm_missing": why_not, "kernels": reports,
            "uncovered": [] if args.self_test else uncovered(KERNELS),
            "seconds": round(time.perf_counter() - t0, 2)}
     json.dump(out, sys.stdout, indent=1)

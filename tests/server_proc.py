@@ -25,11 +25,12 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, *args: str, env: dict | None = None, model: Path | None = SMOLLM2):
+    def __init__(self, *args: str, env: dict | None = None, model: Path | None = SMOLLM2,
+                 module: str = "service.cli"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         head = ["-m", str(model)] if model is not None else []
-        argv = [sys.executable, "-m", "service.cli", *head,
+        argv = [sys.executable, "-m", module, *head,
                 "--port", str(self.port), *args]
         # The black-box tests pin the CPU runtime unless a test asks otherwise: on a GPU machine
         # -ngl auto would offload everything (GPU coverage: test_http_offload, test_gpu_models).
@@ -101,7 +102,9 @@ class LoggedServer:
 
 
 def sse_events(resp: httpx.Response) -> list:
-    """Parse an SSE body into ("data", obj) / ("error", obj) / ("done", None) tuples."""
+    """Parse an SSE body into ("data", obj) / ("error", obj) / ("done", None) tuples; an error is
+    llama-server's `data: {"error": {...}}`; an `error:` field (older llama-servers' framing, which
+    EventSource clients drop) comes back as ("error-field", obj), so that no test takes it for one."""
     import json
 
     out = []
@@ -112,5 +115,10 @@ def sse_events(resp: httpx.Response) -> list:
         if field == "data" and value.strip() == "[DONE]":
             out.append(("done", None))
         else:
-            out.append((field, json.loads(value)))
+            obj = json.loads(value)
+            if field == "data" and isinstance(obj, dict) and list(obj) == ["error"]:
+                field, obj = "error", obj["error"]
+            elif field == "error":
+                field = "error-field"
+            out.append((field, obj))
     return out

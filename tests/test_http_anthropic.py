@@ -45,11 +45,16 @@ def to_chat(body: dict) -> dict:
 
 
 def test_message(client):
-    m = client.messages.create(model="m", max_tokens=8, system="You are terse.", messages=HI, extra_body=GREEDY)
+    # greedy, the answer ends by itself after 8 tokens (its end-of-turn token counted): end_turn
+    m = client.messages.create(model="m", max_tokens=40, system="You are terse.", messages=HI, extra_body=GREEDY)
     assert m.type == "message" and m.role == "assistant" and m.id.startswith("msg_")
     assert [b.type for b in m.content] == ["text"] and m.content[0].text
-    assert m.stop_reason in ("end_turn", "max_tokens") and m.usage.output_tokens <= 8
+    assert m.stop_reason == "end_turn" and m.stop_sequence is None and m.usage.output_tokens < 40
     assert m.usage.input_tokens > 5
+    # cut short by max_tokens: the same text's start, and max_tokens
+    short = client.messages.create(model="m", max_tokens=3, system="You are terse.", messages=HI, extra_body=GREEDY)
+    assert short.stop_reason == "max_tokens" and short.usage.output_tokens == 3
+    assert m.content[0].text.startswith(short.content[0].text)
 
 
 def test_message_streamed(client):
@@ -84,8 +89,11 @@ def test_tool_use(client):
               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use[0].id, "content": "Sunny, 20 C"}]}]
     n = client.messages.count_tokens(model="m", messages=follow, tools=TOOLS)
     assert n.input_tokens > client.messages.count_tokens(model="m", messages=ask, tools=TOOLS).input_tokens
-    again = client.messages.create(model="m", max_tokens=6, tools=TOOLS, messages=follow, extra_body=GREEDY)
-    assert again.stop_reason in ("end_turn", "max_tokens", "tool_use")
+    # greedy, this small model reads the result and asks for the weather in Paris again
+    again = client.messages.create(model="m", max_tokens=80, tools=TOOLS, messages=follow, extra_body=GREEDY)
+    assert again.stop_reason == "tool_use" and again.usage.output_tokens < 80
+    (block,) = again.content
+    assert block.type == "tool_use" and block.name == "get_weather" and block.input == {"city": "Paris"}
 
 
 def test_stop_sequence(client):

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.server_proc import ServerProcess, sse_events
@@ -163,25 +164,72 @@ def test_concurrent_streams_equal_sequential_and_some_were_deferred(http, server
     assert max(deferred) > 0
 
 
-def test_disconnect_cancels_and_frees_the_slot(http, server):
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        with c.stream("POST", "/completion", json={"prompt": "Tell me a story", "n_predict": 4000, "ignore_eos": True,
-                                                   "stream": True, "id_slot": 1}) as r:
-            for line in r.iter_lines():
-                if line.startswith("data: "):
-                    break
-    deadline = time.monotonic() + 1.5
-    while time.monotonic() < deadline:
-        if not http.get("/slots").json()[1]["is_processing"]:
-            break
+@pytest.fixture(scope="module")
+def endless():
+    """With --context-shift, a request for n_predict -1 under ignore_eos never ends on its own."""
+    s = ServerProcess("-c", "256", "-np", "2", "--context-shift", "--metrics")
+    try:
+        yield s.wait_ready()
+    finally:
+        s.stop()
+
+
+def _metric(c, name: str) -> float:
+    return float(c.get("/metrics").text.split(f"\n{name} ")[1].split()[0])
+
+
+def _wait_idle(c, sid: int, limit: float = 60) -> dict:
+    """/slots' entry for sid once it is idle. The limit only bounds a failing run: the generations
+    here never end by themselves, so without a working cancel the slot is busy for ever."""
+    deadline = time.monotonic() + limit
+    while True:
+        slot = c.get("/slots").json()[sid]
+        if not slot["is_processing"] or time.monotonic() > deadline:
+            return slot
         time.sleep(0.05)
-    assert not http.get("/slots").json()[1]["is_processing"]
-    with httpx.Client(base_url=server.url, timeout=0.5) as c:  # a non-streamed request too
-        with pytest.raises(httpx.ReadTimeout):
-            c.post("/completion", json={"prompt": "Tell me a story", "n_predict": 4000, "ignore_eos": True,
-                                        "id_slot": 3})
-    time.sleep(1.0)
-    assert not http.get("/slots").json()[3]["is_processing"]
+
+
+def test_disconnect_cancels_and_frees_the_slot(endless):
+    """A client that goes away (a stream closed after three events, a non-streamed request whose
+    client times out) ends its generation: the slot becomes idle although its generation has no
+    end of its own (n_predict -1, ignore_eos, context shift), and the decode counters stop.
+    Speed-independent: a broken cancel leaves the slot busy however fast the machine is."""
+    endless_req = {"prompt": "Tell me a story", "n_predict": -1, "ignore_eos": True, "temperature": 0}
+    with endless.client() as c:
+        for sid, stream in ((1, True), (0, False)):
+            predicted = _metric(c, "llamacpp:tokens_predicted_total")
+            if stream:
+                with c.stream("POST", "/completion", json={**endless_req, "stream": True, "id_slot": sid}) as r:
+                    seen = 0
+                    for line in r.iter_lines():
+                        seen += line.startswith("data: ")
+                        if seen == 3:
+                            break
+                    busy = c.get("/slots").json()[sid]
+                    assert busy["is_processing"] and busy["next_token"][0]["n_decoded"] >= 3
+            else:  # a raw socket: closed once the slot is seen generating
+                body = json.dumps({**endless_req, "id_slot": sid}).encode()
+                with socket.create_connection(("127.0.0.1", endless.port)) as sock:
+                    sock.sendall(b"POST /completion HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                    deadline = time.monotonic() + 60
+                    while c.get("/slots").json()[sid].get("next_token", [{}])[0].get("n_decoded", 0) < 3:
+                        assert time.monotonic() < deadline, "the request never started"
+                        time.sleep(0.02)
+            slot = _wait_idle(c, sid)
+            assert not slot["is_processing"], f"slot {sid} still generating after its client left"
+            assert slot["next_token"][0]["n_decoded"] == 0 and slot["next_token"][0]["has_next_token"] is False
+            # the cancelled task's tokens are counted once, when it left the slot; nothing decodes after
+            done = _metric(c, "llamacpp:tokens_predicted_total")
+            assert done >= predicted + 3
+            decodes = _metric(c, "llamacpp:n_decode_total")
+            time.sleep(0.3)
+            assert _metric(c, "llamacpp:n_decode_total") == decodes
+            assert _metric(c, "llamacpp:tokens_predicted_total") == done
+        assert _metric(c, "llamacpp:requests_processing") == 0
+        assert "engine step failed" not in endless.output()  # freed by the cancel, not by an engine error
+        ok = c.post("/completion", json={"prompt": "Hello", "n_predict": 4, "temperature": 0, "id_slot": 1})
+        assert ok.status_code == 200 and ok.json()["tokens_predicted"] == 4  # the freed slot serves again
 
 
 def test_context_limits(http):
@@ -245,6 +293,48 @@ def test_structured_output(http):
         jsonschema.validate(json.loads(choice["message"]["content"]), schema)
     bad = http.post("/completion", json={"prompt": "x", "grammar": "root ::= foo"})
     assert bad.status_code == 400 and "foo" in bad.json()["error"]["message"]
+
+
+def test_structured_output_streamed(http):
+    """json_schema, grammar and response_format with stream: true: the streamed pieces join into
+    text that parses and matches the schema, and equal the same request's non-streamed text."""
+    import jsonschema
+
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20},
+                                               "age": {"type": "integer", "minimum": 0, "maximum": 150},
+                                               "pets": {"type": "array", "items": {"enum": ["cat", "dog"]},
+                                                        "maxItems": 2}},
+              "required": ["name", "age", "pets"], "additionalProperties": False}
+    for seed in (3, 4):
+        body = {"prompt": "A person as JSON:", "n_predict": 80, "seed": seed, "json_schema": schema}
+        whole = http.post("/completion", json=body).json()
+        events = sse_events(http.post("/completion", json={**body, "stream": True}))
+        assert all(kind == "data" for kind, _ in events) and events[-1][1]["stop_type"] == "eos", events[-1]
+        text = "".join(e["content"] for _, e in events)
+        jsonschema.validate(json.loads(text), schema)
+        assert text == whole["content"]
+    gram = {"prompt": "Is water wet? Answer:", "n_predict": 8, "seed": 1, "temperature": 1.5,
+            "grammar": 'root ::= ("yes" | "no" | "maybe") "." [0-9]'}
+    text = "".join(e["content"] for _, e in sse_events(http.post("/completion", json={**gram, "stream": True})))
+    assert re.fullmatch(r"(yes|no|maybe)\.[0-9]", text), text
+    assert text == http.post("/completion", json=gram).json()["content"]
+    for fmt in ({"type": "json_schema", "json_schema": {"schema": schema}}, {"type": "json_object"}):
+        chat = {"messages": [{"role": "user", "content": "Describe a person."}], "max_tokens": 80, "seed": 5,
+                "response_format": fmt}
+        events = sse_events(http.post("/v1/chat/completions", json={**chat, "stream": True}))
+        assert events[-1] == ("done", None)
+        chunks = [e for kind, e in events if kind == "data"]
+        text = "".join(ch["choices"][0]["delta"].get("content") or "" for ch in chunks if ch["choices"])
+        finish = [ch["choices"][0]["finish_reason"] for ch in chunks
+                  if ch["choices"] and ch["choices"][0]["finish_reason"]]
+        assert finish == ["stop"], finish
+        parsed = json.loads(text)
+        if fmt["type"] == "json_schema":
+            jsonschema.validate(parsed, schema)
+        else:
+            assert isinstance(parsed, dict)
+        whole = http.post("/v1/chat/completions", json=chat).json()
+        assert whole["choices"][0]["message"]["content"] == text
 
 
 def test_response_fields_and_streamed_slot_ids(http):

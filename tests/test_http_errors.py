@@ -328,13 +328,20 @@ def test_null_field_means_its_default(client, path, body):
     {"seed": 2 ** 32 - 1}, {"stop": ["", "\u0000", "x" * 1000]}, {"samplers": []}, {"samplers": ""},
     {"prompt": "\u0000\ud7ff\ufffd<|im_start|>"}, {"prompt": [0, 0, 0]}, {"prompt": [N_VOCAB - 1]},
 ])
-def test_extreme_but_valid_values_never_500(client, fields):
-    r = client.post("/completion", json={**OK_COMPLETION, **fields})
-    assert r.status_code < 500, r.text
-    if r.status_code == 200:
-        assert isinstance(r.json()["content"], str)
+def test_extreme_but_valid_values_are_served(client, fields):
+    """llama-server takes each of these (clamping or ignoring what is out of range): a 200 with a
+    normal end, never a 400 or a 500. ignore_eos and a fixed seed make the end certain: the limit."""
+    r = client.post("/completion", json={**OK_COMPLETION, "return_tokens": True, "ignore_eos": True, "seed": 7,
+                                         **fields})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert isinstance(out["content"], str) and out["stop_type"] == "limit", out
+    if fields.get("n_predict") == 2 ** 62:  # no limit but the slot's: it generates until its context is full
+        assert out["truncated"] is True and out["tokens_evaluated"] + out["tokens_predicted"] == SLOT_CTX, out
     else:
-        assert r.json()["error"]["type"] == "invalid_request_error"
+        assert out["truncated"] is False and out["tokens_predicted"] == OK_COMPLETION["n_predict"], out
+    if fields.get("logit_bias") == [[15, 1e300], [16, -1e300]]:  # a huge bias is a sure choice
+        assert out["tokens"] == [15] * OK_COMPLETION["n_predict"], out
 
 
 # -- fuzz ---------------------------------------------------------------------------------------------

@@ -2,23 +2,36 @@
 
 For every reference prompt:
 - the prompt tokenizes to llama.cpp's prompt_ids;
-- greedy decoding follows llama.cpp's greedy_ids up to the first step where llama.cpp's
-  own top two logits are within 0.5 of each other (past a near-tie, correct
-  implementations diverge);
-- at step 0, llama.cpp's top-10 logits are matched within LOGIT_TOL, and after removing
-  the common offset (which softmax ignores) within SPREAD_TOL.
+- at EVERY reference step (24 per prompt), fed llama.cpp's own greedy tokens so that both sides
+  see the same context, llama.cpp's top-10 logits are matched within the model's LOGIT bound,
+  and after removing their common offset (which softmax ignores) within its SPREAD bound;
+- at every step where llama.cpp's top two logits are more than NEAR_TIE apart, our argmax is
+  llama.cpp's greedy token (past a near-tie correct implementations may pick either);
+- at step 0, the order of llama.cpp's top 10 is ours too, except between two logits that
+  llama.cpp puts within the model's TIE of each other; and no token outside its top 10 comes
+  in above the lowest of them by more than TIE.
 
-Measured (int8 activations, float32 KV cache): largest step-0 difference 0.55 on SmolLM2
-and 0.82-1.05 on Gemma 3 (offset removed: 0.27 and 0.59). A float32-activation forward
-differs from llama.cpp by as much (0.95 and 1.09): llama.cpp's own arithmetic (8-bit
-activations, per-256 activation blocks for K-quants, float16 KV cache) moves logits by this
-much. Gemma 3's residual stream reaches 1e5, so float32 rounding order alone moves its
-logits: the same source compiled afresh or loaded from Numba's cache gives 1.05 or 0.82 on
-"The quick brown fox". A tighter bound would test noise, not correctness; the greedy
-agreement and the offset-free spread are the sharper checks.
+Bounds, measured on this machine (2-core x86, Dec 2026; int8 activations, float32 KV cache),
+worst over all prompts and all 24 steps, each set at 1.5x its measured figure:
+- SmolLM2: largest |difference| 0.690 (prompt 10, step 17) -> 1.05; offset removed 0.423 -> 0.65;
+  step-0 swaps of llama.cpp's order only between logits it puts at most 0.285 apart -> TIE 0.45.
+- Gemma 3: largest |difference| 1.925 (prompt 3, step 8) -> 2.9; offset removed 1.339 -> 2.0;
+  step-0 swaps only between logits at most 0.714 apart -> TIE 1.1.
+Every step where our argmax differs from llama.cpp's is a near-tie in llama.cpp (gap at most
+0.24 on SmolLM2, 0.15 on Gemma 3); clear steps (gap >= NEAR_TIE = 0.5) all agree.
+Gemma 3's residual stream reaches 1e5, so float32 rounding order alone moves its logits (the
+same source compiled afresh or loaded from Numba's cache moved one step-0 logit by 0.2), and
+llama.cpp's own arithmetic (8-bit activations, per-256 blocks for K-quants, float16 KV) differs
+from ours by that much: its bound is wider.
+
+What makes it fail: a tokenizer that splits differently; any kernel, cache or position error
+that moves a logit by more than the bound at any of the 24 steps (an error in the KV cache
+shows only past step 0, where the old test stopped looking); a wrong argmax at a clear step; a
+reordering of clearly separated top candidates.
 """
 
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,8 +44,17 @@ ROOT = Path(__file__).resolve().parent.parent
 REF = ROOT.parent / "shared" / "reference"
 MODELS = {"smollm2": "SmolLM2-135M-Instruct.Q4_1.gguf", "gemma3": "gemma-3-270m-q4_k_m.gguf"}
 NEAR_TIE = 0.5
-LOGIT_TOL = 1.25
-SPREAD_TOL = 0.75
+
+
+@dataclass(frozen=True)
+class Bound:
+    logit: float  # largest |ours - llama.cpp| over a step's top 10
+    spread: float  # the same once the step's mean difference is removed
+    tie: float  # step 0: llama.cpp's top-10 order may swap only between logits this close
+
+
+BOUNDS = {"smollm2": Bound(logit=1.05, spread=0.65, tie=0.45),  # measured 0.690, 0.423, 0.285
+          "gemma3": Bound(logit=2.9, spread=2.0, tie=1.1)}  # measured 1.925, 1.339, 0.714
 
 
 @lru_cache(maxsize=None)
@@ -48,23 +70,36 @@ def cases():
 
 @pytest.mark.parametrize("name,ref", list(cases()))
 def test_greedy_and_logits_match_llama_cpp(name, ref):
-    check_parity(model(name), ref)
+    check_parity(model(name), ref, name)
 
 
-def check_parity(m: Model, ref: dict) -> None:
-    """The prompt's tokens, step-0 logits and greedy ids against one llama.cpp reference line."""
+def check_order(logits: np.ndarray, top: list[int], want: np.ndarray, tie: float) -> None:
+    """llama.cpp's top-k order holds in ours except between near-ties (within `tie` in llama.cpp)."""
+    ours = logits[top]
+    for i in range(len(top)):
+        for j in range(i + 1, len(top)):
+            if want[i] - want[j] > tie:
+                assert ours[i] > ours[j], f"top-k order: {top[i]} ({want[i]}) now below {top[j]} ({want[j]})"
+    outside = [int(t) for t in np.argsort(-logits)[: len(top)] if t not in top]
+    for t in outside:
+        assert logits[t] <= ours.min() + tie, f"token {t} ({logits[t]}) outside llama.cpp's top {len(top)}"
+
+
+def check_parity(m: Model, ref: dict, name: str) -> None:
+    """Tokens, the logits at every step, the greedy ids and the step-0 order against one reference line."""
+    bound = BOUNDS[name]
     ids = m.tokenizer.tokenize(ref["prompt"], add_special=ref["add_bos"], parse_special=True)
     assert ids == ref["prompt_ids"]
     m.cache.clear(0)
     logits = m.eval(0, ids)
-    top, want = ref["steps"][0]["top_ids"], np.array(ref["steps"][0]["top_logits"])
-    diff = logits[top] - want
-    assert np.abs(diff).max() <= LOGIT_TOL, diff
-    assert np.abs(diff - diff.mean()).max() <= SPREAD_TOL, diff
     for step, want_tok in enumerate(ref["greedy_ids"]):
-        best = ref["steps"][step]["top_logits"]
-        if len(best) > 1 and best[0] - best[1] < NEAR_TIE:
-            break
-        tok = int(np.argmax(logits))
-        assert tok == want_tok, f"step {step}: {tok} != {want_tok}"
-        logits = m.eval(0, [tok])
+        top, want = ref["steps"][step]["top_ids"], np.array(ref["steps"][step]["top_logits"])
+        diff = logits[top] - want
+        assert np.abs(diff).max() <= bound.logit, (step, diff)
+        assert np.abs(diff - diff.mean()).max() <= bound.spread, (step, diff)
+        if step == 0:
+            check_order(logits, top, want, bound.tie)
+        if len(want) < 2 or want[0] - want[1] >= NEAR_TIE:
+            tok = int(np.argmax(logits))
+            assert tok == want_tok, f"step {step}: {tok} != {want_tok}"
+        logits = m.eval(0, [want_tok])  # llama.cpp's token: the next step has its context

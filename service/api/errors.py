@@ -43,6 +43,7 @@ _FAILURES = {
     ErrorKind.INVALID_REQUEST: (400, "invalid_request_error"),
     ErrorKind.EXCEED_CONTEXT: (400, "exceed_context_size_error"),
     ErrorKind.INTERNAL: (500, "server_error"),
+    ErrorKind.UNAVAILABLE: (503, "unavailable_error"),
 }
 
 

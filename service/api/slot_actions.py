@@ -1,4 +1,7 @@
-"""POST /slots/{id_slot}?action=save|restore|erase (save and restore need --slot-save-path)."""
+"""POST /slots/{id_slot}?action=save|restore|erase (save and restore need --slot-save-path).
+
+An action on a busy slot waits until the slot's task has ended (llama-server defers it), then
+runs before a waiting request can take the slot."""
 
 from __future__ import annotations
 
@@ -53,7 +56,7 @@ async def slot_action(request: Request, id_slot: str, action: str | None = None)
         except Exception as e:  # SlotStoreError (client) or OSError (disk): reported, not raised here
             loop.call_soon_threadsafe(fut.set_exception, e)
 
-    st.engine.call(run)
+    st.engine.call(run, slot=sid)  # a busy slot: the action waits for its task to end, as in llama-server
     try:
         return Response(_json(action, await fut))
     except slot_store.SlotStoreError as e:

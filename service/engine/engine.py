@@ -20,6 +20,7 @@ on the loop's thread for the same reason.
 from __future__ import annotations
 
 import collections
+import functools
 import queue
 import threading
 import time
@@ -42,6 +43,7 @@ from service.sampling import Sampler, SamplerWorkspace, SamplingParams
 
 log = structlog.get_logger("llamajit.engine")
 EXCEEDED = "Context size has been exceeded."  # llama-server's words when a shared pool runs out
+SHUTTING_DOWN = "Server is shutting down"  # the words of the 503 the HTTP gate gives while draining
 
 
 class Engine:
@@ -57,8 +59,10 @@ class Engine:
         self._inbox: queue.SimpleQueue[Task | Callable | None] = queue.SimpleQueue()
         self._waiting: collections.deque[Task] = collections.deque()
         self._n_deferred = 0
+        self._deferred_calls: list[tuple[int, Callable[[], None]]] = []  # (slot, fn): see call()
         self._ws = SamplerWorkspace(model.cfg.n_vocab)
         self._stop = threading.Event()
+        self._closed = False  # close() ran: tasks that still arrive fail at once
         self._thread = threading.Thread(target=self.run, name="engine", daemon=True)
 
     # -- the HTTP side ----------------------------------------------------------------------
@@ -77,15 +81,38 @@ class Engine:
         self.power.want()
         self._inbox.put(task)
 
-    def call(self, fn: Callable[[], None]) -> None:
+    def call(self, fn: Callable[[], None], slot: int | None = None) -> None:
         """Run fn on the engine thread between two steps (slot save/restore: the cache is only
-        touched there), with the model loaded. fn reports its own result (e.g. through a future)."""
+        touched there), with the model loaded. fn reports its own result (e.g. through a future).
+        With `slot`, fn waits until that slot is idle, as llama-server defers a slot action on a
+        busy slot: it runs once the slot's task has ended, before a waiting task can take it."""
         self.power.want()
-        self._inbox.put(fn)
+        self._inbox.put(fn if slot is None else functools.partial(self._when_idle, slot, fn))
+
+    def _when_idle(self, sid: int, fn: Callable[[], None]) -> None:
+        if self.slots[sid].busy:
+            self._deferred_calls.append((sid, fn))
+        else:
+            fn()
+
+    def _run_deferred_calls(self) -> None:
+        """Slot actions deferred by call(slot=...) whose slot is now idle, in arrival order."""
+        ready = [(sid, fn) for sid, fn in self._deferred_calls if not self.slots[sid].busy]
+        if ready:
+            self._deferred_calls = [c for c in self._deferred_calls if self.slots[c[0]].busy]
+            for _, fn in ready:
+                fn()
 
     def wake(self) -> None:
         """Make the loop look at cancellations now (after Task.cancel())."""
         self._inbox.put(None)
+
+    def close(self) -> None:
+        """End every task at the loop's next look (from any thread: the drain deadline, service.cli).
+        A sleeping engine runs nothing, and a control call would reload its model: the flag is enough."""
+        self._closed = True  # a plain flag, read on the loop's thread
+        if not self.power.sleeping:
+            self._inbox.put(self._end_all)
 
     def warmup(self) -> None:
         """Run every kernel family once (prefill, decode, sampling) so that Numba compiles, or
@@ -118,12 +145,13 @@ class Engine:
     def run(self) -> None:
         """The serving loop, on the calling thread, until shutdown()."""
         while not self._stop.is_set():
-            idle = not self._waiting and not self.n_busy
+            idle = not self._waiting and not self.n_busy and not self._deferred_calls
             self._take_inbox(block=idle)
             if idle and not self._waiting and self.power.wait_s() == 0:
                 self._sleep()
                 continue
             self._drop_cancelled()
+            self._run_deferred_calls()
             self._admit()
             if not self.n_busy:
                 continue
@@ -150,7 +178,10 @@ class Engine:
             return
         self.power.t_active = time.monotonic()
         if isinstance(item, Task):
-            self._waiting.append(item)
+            if self._closed:
+                item.sink(Failure(ErrorKind.UNAVAILABLE, SHUTTING_DOWN))
+            else:
+                self._waiting.append(item)
         else:  # a control call (see call()): runs here, between steps
             item()
 
@@ -172,6 +203,28 @@ class Engine:
         for s in self.slots:
             if s.busy and s.task.cancelled:
                 self._release(s)
+
+    def _end_all(self) -> None:
+        """close(), on the loop's thread. A running generation ends as llama-server ends one that its
+        time limit (t_max_predict_ms) stops: a final result, stop_type limit (finish_reason
+        "length"), with the text made so far; so a stream gets its closing event, not a reset. A task
+        still waiting for a slot, or an embedding, has nothing to give: it fails as unavailable (503)."""
+        self._closed = True
+        ended = [s.id for s in self.slots if s.busy and not s.task.cancelled]
+        if ended or self._waiting:
+            log.warning("drain deadline: ending generations", slots=ended, queued=len(self._waiting))
+        for t in self._waiting:
+            t.sink(Failure(ErrorKind.UNAVAILABLE, SHUTTING_DOWN))
+        self._waiting.clear()
+        self._n_deferred = 0
+        for s in self.slots:
+            if not s.busy or s.task.cancelled:
+                continue
+            if s.gen.params.embd:
+                self._finish(s, Failure(ErrorKind.UNAVAILABLE, SHUTTING_DOWN))
+            else:
+                s.gen.stop_type = StopType.LIMIT
+                self._finish(s)
 
     def _admit(self) -> None:
         still: collections.deque[Task] = collections.deque()
@@ -205,7 +258,7 @@ class Engine:
             kw["constraint"] = p.constraint.clone()
         sampler = Sampler(p.sampling, self.model.cfg.n_vocab, eog_ids=self.model.tokenizer.eog_ids,
                           dry_breakers=p.dry_breakers, n_ctx=self.n_ctx, workspace=self._ws, **kw)
-        slot.assign(Generation(task, sampler, self.model.tokenizer, slot.id, keep, self.config.n_predict_cap))
+        slot.assign(Generation(task, sampler, self.model.tokenizer, slot.id, keep, self.config.n_predict_default))
         self.stats.cached(keep)
         if p.stream and p.return_progress:  # llama-server's first progress event: nothing evaluated yet
             task.sink(slot.gen.progress(keep))
@@ -258,16 +311,25 @@ class Engine:
                 continue
             if ri < 0:
                 continue
-            forced = g.budget.forced() if g.budget is not None else None  # a spent thinking budget
-            tok, row = (forced, None) if forced is not None else self._sample(g.sampler, out.logits, ri)
-            g.sampler.accept(tok)
-            slot.on_token(tok, row, self.config.ctx_shift, forced=forced is not None)
-            if g.stopped:
-                self._finish(slot)
-            elif g.params.stream:
-                part = g.partial()
-                if part is not None:
-                    g.task.sink(part)
+            try:
+                self._next_token(slot, out.logits, ri)
+            except Exception as e:  # this task's sampling or text failed: it ends alone, the others go on
+                log.exception("task failed in an engine step", slot=slot.id)
+                self._finish(slot, Failure(ErrorKind.INTERNAL, f"engine error: {type(e).__name__}: {e}"))
+
+    def _next_token(self, slot: Slot, logits: Logits, ri: int) -> None:
+        """Sample the slot's next token from logits row ri, take it, and emit or finish."""
+        g = slot.gen
+        forced = g.budget.forced() if g.budget is not None else None  # a spent thinking budget
+        tok, row = (forced, None) if forced is not None else self._sample(g.sampler, logits, ri)
+        g.sampler.accept(tok)
+        slot.on_token(tok, row, self.config.ctx_shift, forced=forced is not None)
+        if g.stopped:
+            self._finish(slot)
+        elif g.params.stream:
+            part = g.partial()
+            if part is not None:
+                g.task.sink(part)
 
     @staticmethod
     def _sample(sampler: Sampler, logits: Logits, ri: int) -> tuple[int, np.ndarray | None]:

@@ -57,11 +57,14 @@ def restore(engine, sid: int, path: Path) -> SlotFile:
     t0 = time.perf_counter()
     slot = _idle_slot(engine, sid)
     cache = engine.model.cache
-    try:
+    try:  # anything a damaged file makes numpy or zipfile raise (BadZipFile, EOFError, zlib.error ...)
         with np.load(path, allow_pickle=False) as z:
             tokens, k, v = z["tokens"], z["k"], z["v"]
-    except (OSError, ValueError, KeyError) as e:
-        raise SlotStoreError(f"cannot read slot file {path.name}: {e}") from None
+    except Exception as e:
+        raise SlotStoreError(f"cannot read slot file {path.name}: {type(e).__name__}: {e}") from None
+    if tokens.ndim != 1 or tokens.dtype.kind not in "iu" or k.dtype.kind != "f" or v.dtype.kind != "f":
+        raise SlotStoreError(f"slot file {path.name} is not a slot file: tokens {tokens.dtype}{list(tokens.shape)}, "
+                             f"keys {k.dtype}, values {v.dtype}")
     n = len(tokens)
     want = (len(cache.k), cache.k[0].shape[1], n, cache.k[0].shape[3])
     if k.shape != want or v.shape != want or n > cache.n_ctx:

@@ -32,7 +32,7 @@ class EngineConfig:
     """The server flags the engine loop obeys (service.api.state builds it from ServerArgs)."""
 
     n_slots: int = 1
-    n_predict_cap: int = -1  # -n: a cap on every request's n_predict (-1: none)
+    n_predict_default: int = -1  # -n: the n_predict of a request that sets none (-1: no limit)
     ctx_shift: bool = False  # --context-shift
     cont_batching: bool = True  # -cb / -nocb
     similarity: float = 0.1  # -sps (0: pick slots by LRU only)
@@ -149,6 +149,7 @@ class ErrorKind(enum.Enum):
     INVALID_REQUEST = "invalid_request"  # the task cannot run as given
     EXCEED_CONTEXT = "exceed_context"  # the prompt does not fit the slot's context
     INTERNAL = "internal"  # a bug in the engine: the task failed, the engine serves on
+    UNAVAILABLE = "unavailable"  # the server is shutting down (drain deadline): the task cannot run
 
 
 @dataclass(frozen=True)

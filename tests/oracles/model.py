@@ -138,6 +138,14 @@ def gelu_tanh(x):
 
 def forward(m: OracleModel, tokens, act_q8: bool = False) -> np.ndarray:
     """Logits (T, n_vocab) float64 of one sequence starting at position 0."""
+    head = "output.weight" if "output.weight" in m.t else "token_embd.weight"
+    h = hidden(m, tokens, act_q8)
+    return (q8(h) if act_q8 and m.qtype[head] not in _FLOAT else h) @ m.t[head].T
+
+
+def hidden(m: OracleModel, tokens, act_q8: bool = False) -> np.ndarray:
+    """Final-norm hidden states (T, n_embd) float64 of one sequence starting at position 0: what
+    the output head reads, and what llama.cpp pools into an embedding."""
     t, eps, hd = m.t, m.eps, m.head_dim
 
     def mm(x, name):  # x @ W.T
@@ -176,5 +184,4 @@ def forward(m: OracleModel, tokens, act_q8: bool = False) -> np.ndarray:
         if gemma:
             f = rms_norm(f, t[p + "post_ffw_norm.weight"], eps)
         x = x + f
-    head = "output.weight" if "output.weight" in t else "token_embd.weight"
-    return mm(rms_norm(x, t["output_norm.weight"], eps), head)
+    return rms_norm(x, t["output_norm.weight"], eps)
