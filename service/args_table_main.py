@@ -48,8 +48,8 @@ MAIN_FLAGS: tuple[Flag, ...] = (
     switch("offline", "--offline", "LLAMA_ARG_OFFLINE", "no network access: -hf uses only the local cache"),
     value("ctx_size", "-c --ctx-size", "LLAMA_ARG_CTX_SIZE", "prompt context size, shared by all slots (0 = the "
           "model's)", _UINT),
-    value("n_predict", "-n --predict --n-predict", "LLAMA_ARG_N_PREDICT", "tokens to predict per request (-1 = until "
-          "end or context)", int_in(-1, None, "an integer >= -1")),
+    value("n_predict", "-n --predict --n-predict", "LLAMA_ARG_N_PREDICT", "tokens to predict when a request sets none "
+          "(-1 = until end or context; a request may ask for more)", int_in(-1, None, "an integer >= -1")),
     value("parallel", "-np --parallel", "LLAMA_ARG_N_PARALLEL", "number of server slots (-1 = auto: 4 slots sharing "
           "one context)", parallel),
     value("batch_size", "-b --batch-size", "LLAMA_ARG_BATCH", "logical maximum batch size", _POS),

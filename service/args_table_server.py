@@ -22,8 +22,9 @@ SERVER_FLAGS: tuple[Flag, ...] = (
            group=SERVER),
     value("cache_ram", "-cram --cache-ram", "LLAMA_ARG_CACHE_RAM", "prompt cache size in MiB (-1 = no limit, 0 = "
            "disabled)", _INT, group=SERVER),
-    toggle("kv_unified_flag", "-kvu --kv-unified", "-no-kvu --no-kv-unified", "LLAMA_ARG_KV_UNIFIED", "one KV buffer "
-           "shared by all slots (default: on when -np is auto)", group=SERVER),
+    toggle("kv_unified_flag", "-kvu --kv-unified", "-no-kvu --no-kv-unified", "LLAMA_ARG_KV_UNIFIED", "all slots share "
+           "one context budget of -c tokens, enforced as llama-server does (here the cache memory itself is still "
+           "allocated per slot; default: on when -np is auto)", group=SERVER),
     toggle("cache_idle_slots", "--cache-idle-slots", "--no-cache-idle-slots", "LLAMA_ARG_CACHE_IDLE_SLOTS", "save "
            "idle slots to the prompt cache on a new task", group=SERVER),
     toggle("context_shift", "--context-shift", "--no-context-shift", "LLAMA_ARG_CONTEXT_SHIFT", "shift the context "
