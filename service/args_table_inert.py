@@ -138,8 +138,6 @@ _ROWS: tuple[tuple[Flag, str], ...] = (
            "JSON"), NOT_YET),
     (value("ui_config", "--ui-config-file --webui-config-file", "LLAMA_ARG_UI_CONFIG_FILE", "file of Web UI default "
            "settings", file_text, "PATH"), NOT_YET),
-    (toggle("ui_mcp_proxy", "--ui-mcp-proxy --webui-mcp-proxy", "--no-ui-mcp-proxy --no-webui-mcp-proxy",
-            "LLAMA_ARG_UI_MCP_PROXY", "the Web UI's MCP CORS proxy (experimental)"), NOT_YET),
     (value("tools", "--tools", "LLAMA_ARG_TOOLS", "built-in agent tools, comma-separated, or 'all' (experimental)",
            csv_keys, "TOOL1,TOOL2,..."), NOT_YET),
     (value("tools_runtime", "--tools-runtime", "LLAMA_ARG_TOOLS_RUNTIME", "where the built-in tools run "

@@ -69,4 +69,16 @@ SERVER_FLAGS: tuple[Flag, ...] = (
            "use that slot (0.0 = disabled)", float_in(), "SIMILARITY", group=SERVER),
     value("sleep_idle_seconds", "--sleep-idle-seconds", "", "idle seconds before the server sleeps (-1 = never)",
            sleep_seconds, "SECONDS", group=SERVER),
+    toggle("ui_mcp_proxy", "--ui-mcp-proxy --webui-mcp-proxy", "--no-ui-mcp-proxy --no-webui-mcp-proxy",
+           "LLAMA_ARG_UI_MCP_PROXY", "/cors-proxy, the Web UI's proxy for MCP servers (experimental; default: "
+           "disabled, 403)", group=SERVER),
+    # router mode (no -m): service.router
+    value("models_dir", "--models-dir", "LLAMA_ARG_MODELS_DIR", "router mode: a directory of models, one .gguf or "
+           "one subdirectory each (default: disabled)", text, "PATH", group=SERVER),
+    value("models_preset", "--models-preset", "LLAMA_ARG_MODELS_PRESET", "router mode: INI file of model presets "
+           "(default: disabled)", text, "PATH", group=SERVER),
+    value("models_max", "--models-max", "LLAMA_ARG_MODELS_MAX", "router mode: models loaded at once; the least "
+           "recently used idle one is unloaded to make room (default: 4, 0 = unlimited)", _UINT, group=SERVER),
+    toggle("models_autoload", "--models-autoload", "--no-models-autoload", "LLAMA_ARG_MODELS_AUTOLOAD", "router "
+           "mode: load a model when a request names it (default: enabled; ?autoload= per request)", group=SERVER),
 )

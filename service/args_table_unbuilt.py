@@ -18,7 +18,6 @@ _MM = "multimodal input (--mmproj)"
 _LORA = "LoRA adapters (--lora)"
 _CV = "control vectors (--control-vector)"
 _SPEC = "speculative decoding (--spec-*)"
-_ROUTER = "router mode, serving several models (--models-*)"
 _MCP = "MCP servers (--mcp-servers-*)"
 _ROPE = "RoPE/YaRN scaling overrides (--rope-*, --yarn-*)"
 _PLACE = "per-tensor placement (-ot, --cpu-moe, --n-cpu-moe, --n-cpu-ffn)"
@@ -223,15 +222,6 @@ _ROWS: tuple[Flag, ...] = (
     _sw(_MM, "vision_gemma_4b_default", "--vision-gemma-4b-default", "Gemma 3 4B with vision"),
     _sw(_MM, "vision_gemma_12b_default", "--vision-gemma-12b-default", "Gemma 3 12B with vision"),
     # -- several models, agents
-    _val(_ROUTER, "models_dir", "--models-dir", "LLAMA_ARG_MODELS_DIR", "directory of models (default: disabled)",
-         text, "PATH"),
-    _val(_ROUTER, "models_preset", "--models-preset", "LLAMA_ARG_MODELS_PRESET", "INI file of model presets "
-         "(default: disabled)", text, "PATH"),
-    _val(_ROUTER, "models_max", "--models-max", "LLAMA_ARG_MODELS_MAX", "models loaded at once (default: 4, 0 = "
-         "unlimited)"),
-    _unbuilt(toggle("models_autoload", "--models-autoload", "--no-models-autoload", "LLAMA_ARG_MODELS_AUTOLOAD",
-                    "load models on demand (default: enabled)"), _ROUTER, _is_false,
-             "llamajit serves the one model it starts with; there is no router to load others"),
     _val(_MCP, "mcp_servers_config", "--mcp-servers-config", "LLAMA_ARG_MCP_SERVERS_CONFIG", "file of MCP servers "
          "(default: none)", text, "PATH"),
     _val(_MCP, "mcp_servers_json", "--mcp-servers-json", "LLAMA_ARG_MCP_SERVERS_JSON", "MCP servers, inline JSON "

@@ -175,6 +175,10 @@ class ServerArgs:
     prefill_assistant: bool = True
     slot_prompt_similarity: float = 0.1
     sleep_idle_seconds: int = -1
+    models_dir: str | None = None  # router mode (service.router): where models come from
+    models_preset: str | None = None
+    models_max: int = 4
+    models_autoload: bool = True
     # (spelling given, why it changes nothing) for each such flag or variable given: logged at startup
     no_effect: tuple[tuple[str, str], ...] = ()
 

@@ -1,4 +1,6 @@
-"""`llama-server`: parse llama-server's flags, start the HTTP server, load the model.
+"""`llama-server`: parse llama-server's flags, start the HTTP server, load the model. Without a
+model (no -m, -hf or LLAMA_ARG_MODEL) it starts a router instead, as llama-server does
+(service.router).
 
 The server listens at once and answers /health with 503 while the model loads on a
 worker thread, as llama-server does. SIGTERM (or SIGINT) drains: /health and new requests
@@ -68,42 +70,11 @@ def _list_devices() -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv, os.environ)
-    if args.list_devices:
-        return _list_devices()
-    if args.model is None and args.hf_repo:
-        from service.hub import HubError, resolve_model
-
-        try:
-            args = dataclasses.replace(args, model=resolve_model(args.hf_repo, args.hf_file, token=args.hf_token,
-                                                                 offline=args.offline))
-        except HubError as e:
-            print(f"llama-server: error: {e}", file=sys.stderr)
-            return 1
-    if args.model is None:
-        print("llama-server: error: no model given (-m/--model, -hf/--hf-repo or LLAMA_ARG_MODEL)", file=sys.stderr)
-        return 2
-    if not os.path.isfile(args.model):
-        print(f"llama-server: error: model file not found: {args.model}", file=sys.stderr)
-        return 1
-    if args.threads > 0:  # Numba's pool, sized for the larger of -t (decode) and -tb (prompts)
-        os.environ.setdefault("NUMBA_NUM_THREADS", str(max(args.threads, args.threads_batch or 0)))
-    from service.model.prefetch import prefetch  # the model loads while the HTTP stack starts (see there)
-    prefetch(args.model, args.n_gpu_layers, args.device)
-    configure_logging(args.log_level())
-    log = structlog.get_logger("llamajit.server")
-    for flag, reason in args.no_effect:  # accepted for llama-server compatibility, but nothing changes
-        log.warning("flag has no effect in llamajit", flag=flag, reason=reason)
+def listen(app, args, log):
+    """The bound sockets and uvicorn's config for `app`, or the exit code of a start that cannot
+    listen (an address in use, a TLS key or certificate that cannot be read)."""
     import uvicorn
 
-    from service.api.app import create_app
-
-    _Server = _server_class()
-    from service.api.state import ServerState, Status
-
-    state = ServerState(args)
-    app = create_app(state)
     from service import transport
 
     try:  # bound now, so an address in use fails the start before the model loads
@@ -131,6 +102,51 @@ def main(argv: list[str] | None = None) -> int:
         for s in socks:
             s.close()
         return 1
+    return config, socks, addresses
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv, os.environ)
+    if args.list_devices:
+        return _list_devices()
+    if args.model is None and not args.hf_repo:  # no model: llama-server's router mode
+        from service.router.main import run
+
+        configure_logging(args.log_level())
+        return run(args, argv)
+    if args.model is None and args.hf_repo:
+        from service.hub import HubError, resolve_model
+
+        try:
+            args = dataclasses.replace(args, model=resolve_model(args.hf_repo, args.hf_file, token=args.hf_token,
+                                                                 offline=args.offline))
+        except HubError as e:
+            print(f"llama-server: error: {e}", file=sys.stderr)
+            return 1
+    if not os.path.isfile(args.model):
+        print(f"llama-server: error: model file not found: {args.model}", file=sys.stderr)
+        return 1
+    if args.threads > 0:  # Numba's pool, sized for the larger of -t (decode) and -tb (prompts)
+        os.environ.setdefault("NUMBA_NUM_THREADS", str(max(args.threads, args.threads_batch or 0)))
+    from service.model.prefetch import prefetch  # the model loads while the HTTP stack starts (see there)
+    prefetch(args.model, args.n_gpu_layers, args.device)
+    configure_logging(args.log_level())
+    log = structlog.get_logger("llamajit.server")
+    for flag, reason in args.no_effect:  # accepted for llama-server compatibility, but nothing changes
+        log.warning("flag has no effect in llamajit", flag=flag, reason=reason)
+    from service import transport
+    from service.api.app import create_app
+
+    _Server = _server_class()
+    from service.api.state import ServerState, Status
+
+    state = ServerState(args)
+    app = create_app(state)
+    listening = listen(app, args, log)
+    if isinstance(listening, int):
+        return listening
+    config, socks, addresses = listening
     n_http = transport.http_threads(args.threads_http, args.resolved_parallel())
     server = _Server(config)
     exit_code = [0]  # a drained shutdown is a clean exit

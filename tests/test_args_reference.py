@@ -45,7 +45,7 @@ ROWS = help_rows()
 SPELLINGS = [n for names, _ in ROWS for n in names]
 VARIABLES = sorted(set(re.findall(r"\(env: ([A-Z0-9_]+)\)", HELP.read_text())))
 # A spelling or value that asks for a missing feature to be off is accepted.
-OFF = {"--no-mmproj", "--no-mmproj-auto", "--no-mmproj-offload", "--no-models-autoload",
+OFF = {"--no-mmproj", "--no-mmproj-auto", "--no-mmproj-offload",
        "--no-spec-draft-backend-sampling", "--spec-type"}  # (--spec-type with the sample "none")
 EXITS_0 = {"-h", "--help", "--usage", "--version", "--completion-bash"}
 
@@ -183,8 +183,8 @@ def test_unbuilt_feature_exits_2_naming_it(capsys):
     assert "use --spec-draft-n-max or --spec-ngram-mod-n-max" in err
     err = exits_2(capsys, ["--control-vector-layer-range", "1", "4"])
     assert "control vectors" in err
-    err = exits_2(capsys, [], {"LLAMA_ARG_MODELS_DIR": "/models"})
-    assert "LLAMA_ARG_MODELS_DIR: router mode, serving several models (--models-*) is not available" in err
+    err = exits_2(capsys, [], {"LLAMA_ARG_MCP_SERVERS_JSON": "{}"})
+    assert "LLAMA_ARG_MCP_SERVERS_JSON: " in err and "is not available in llamajit yet" in err
     err = exits_2(capsys, ["--spec-type", "ngram-mod"])
     assert "--spec-type: speculative decoding" in err
     err = exits_2(capsys, ["--spec-type", "warp"])  # a bad value is a bad value, feature or not
@@ -192,9 +192,9 @@ def test_unbuilt_feature_exits_2_naming_it(capsys):
 
 
 def test_asking_for_a_missing_feature_off_is_accepted():
-    a = parse_args(["--no-mmproj", "--no-mmproj-offload", "--no-models-autoload", "--spec-type", "ngram-mod,none",
+    a = parse_args(["--no-mmproj", "--no-mmproj-offload", "--spec-type", "ngram-mod,none",
                     "--adaptive-target", "-1"], {"LLAMA_ARG_MMPROJ_AUTO": "off"})
-    assert [s for s, _ in a.no_effect] == ["--no-mmproj", "--no-mmproj-offload", "--no-models-autoload",
+    assert [s for s, _ in a.no_effect] == ["--no-mmproj", "--no-mmproj-offload",
                                            "--spec-type", "--adaptive-target"]  # the flag beats LLAMA_ARG_MMPROJ_AUTO
     assert dict(a.no_effect)["--no-mmproj"] == "llamajit never loads a multimodal projector"
     assert parse_args([], {"LLAMA_ARG_NO_MMPROJ_AUTO": "1"}).no_effect[0][0] == "LLAMA_ARG_NO_MMPROJ_AUTO"
@@ -202,13 +202,13 @@ def test_asking_for_a_missing_feature_off_is_accepted():
 
 def test_inert_flags_given_are_listed_once_with_why_and_defaults_never():
     assert parse_args([], {}).no_effect == ()
-    a = parse_args(["--mlock", "-fa", "on", "--mlock", "-C", "ff", "--ui-mcp-proxy", "-c", "8"],
+    a = parse_args(["--mlock", "-fa", "on", "--mlock", "-C", "ff", "--webui", "-c", "8"],
                    {"LLAMA_ARG_NUMA": "isolate", "LLAMA_ARG_CTX_SIZE": "16"})
     assert a.no_effect == (
         ("--mlock", "llamajit always memory-maps the GGUF file and prepares its weights at load"),
         ("-fa", "attention is always llamajit's own fused kernel"),
         ("-C", "llamajit's kernels run on Numba's thread pool, which it does not pin, prioritize or poll"),
-        ("--ui-mcp-proxy", "not implemented yet"),
+        ("--webui", "not implemented yet"),
         ("LLAMA_ARG_NUMA", "llamajit does no NUMA-specific thread or memory placement"))
     assert (a.mlock, a.flash_attn, a.cpu_mask, a.numa, a.ctx_size) == (True, "on", "ff", "isolate", 8)
 

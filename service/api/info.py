@@ -87,6 +87,7 @@ async def props(request: Request) -> Response:
         "eos_token": text(tok.eos_id),
         "modalities": {"vision": False, "audio": False},
         "build_info": st.build_info,
+        "cors_proxy_enabled": st.args.ui_mcp_proxy,
         "is_sleeping": st.is_sleeping,
         "n_ctx": m.n_ctx,
         "endpoint_slots": st.args.slots,
