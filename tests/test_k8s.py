@@ -84,16 +84,27 @@ def test_overlay_equals_chart_with_its_values(overlay):
     for key in built:
         assert built[key] == chart[key], f"{overlay}: {key} differs from the chart's rendering"
     base = by_name(kustomize(BASE))
-    assert any(built[k] != base[k] for k in built), "an overlay that changes nothing"
+    assert any(built[k] != base.get(k) for k in built), "an overlay that changes nothing"  # or adds objects (router's PVC)
     for doc in built.values():
         validate(doc)
 
 
-def test_overlays_cover_cpu_and_gpu():
-    assert OVERLAYS == ["cpu", "gpu"]
+def test_overlays_cover_cpu_gpu_and_router():
+    assert OVERLAYS == ["cpu", "gpu", "router"]
     gpu = by_name(kustomize(ROOT / "k8s" / "overlays" / "gpu"))[("Deployment", "llamajit")]
     (c,) = [c for c in gpu["spec"]["template"]["spec"]["containers"] if c["name"] == "server"]
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "1" and c["args"][-2:] == ["--n-gpu-layers", "all"]
+
+    # router: no model on the command line (llama-server's router mode), the models PVC at /models
+    router = by_name(kustomize(ROOT / "k8s" / "overlays" / "router"))
+    pod = router[("Deployment", "llamajit")]["spec"]["template"]["spec"]
+    (c,) = [c for c in pod["containers"] if c["name"] == "server"]
+    assert "--model" not in c["args"] and "--hf-repo" not in c["args"]
+    assert c["args"][4:8] == ["--models-dir", "/models", "--models-max", "4"]
+    assert {"name": "model", "mountPath": "/models", "readOnly": True} in c["volumeMounts"]
+    claim = next(v for v in pod["volumes"] if v["name"] == "model")["persistentVolumeClaim"]["claimName"]
+    assert router[("PersistentVolumeClaim", claim)]["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    assert c["startupProbe"]["httpGet"]["path"] == "/health"
 
 
 # -- Dockerfile ----------------------------------------------------------------------------------------

@@ -268,10 +268,21 @@ def test_a_bad_preset_or_models_dir_fails_the_start(tmp_path):
     assert out.returncode == 1 and "does not exist or is not a directory" in out.stderr
 
 
-def test_sigterm_stops_the_router_and_its_models(models_dir):
-    srv = router(models_dir, "--models-max", "2")
+def test_sleeping_models_and_sigterm_stops_the_router_and_its_models(models_dir):
+    srv = router(models_dir, "--models-max", "2", "--sleep-idle-seconds", "1")
+    try:
+        _sleep_then_stop(srv)
+    finally:
+        srv.stop()
+
+
+def _sleep_then_stop(srv):
     with srv.client() as c:
         assert tokenize(c, "smol").status_code == 200
+        wait_status(c, "smol", "sleeping", 30)  # --sleep-idle-seconds reaches the model, /models tells
+        assert c.get("/props", params={"model": "smol"}).json()["is_sleeping"] is True
+        r = c.post("/completion", json={"model": "smol", "prompt": "Once upon a time", "n_predict": 2})
+        assert r.status_code == 200 and r.json()["tokens_predicted"] == 2  # (it woke: 1 s later it sleeps again)
     kids = _children(srv.proc.pid)
     assert len(kids) == 1
     srv.proc.send_signal(signal.SIGTERM)

@@ -20,6 +20,7 @@ import asyncio
 import time
 from urllib.parse import parse_qs
 
+import httpx
 import msgspec
 import structlog
 
@@ -46,6 +47,20 @@ def _autoload(query: dict[str, list[str]], default: bool) -> bool:
     return default if not v else v in ("true", "1")
 
 
+async def _sleeping(inst) -> bool:
+    """A loaded model whose server sleeps (--sleep-idle-seconds) is listed as `sleeping`: its /props
+    says so without waking it."""
+    from service.router.instance import State
+
+    if inst.state is not State.LOADED or inst.stopping:
+        return False
+    try:
+        r = await proxy.client().get(inst.url + "/props", timeout=2)
+        return bool(r.json().get("is_sleeping"))
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return False
+
+
 class RouterApp:
     def __init__(self, pool: Pool, args, build_info: str):
         self.pool, self.args, self.build_info = pool, args, build_info
@@ -57,7 +72,7 @@ class RouterApp:
             if path in ("/health", "/v1/health") and method == "GET":
                 return await self._json(send, 200, {"status": "ok"})
             if path in ("/models", "/v1/models") and method == "GET":
-                return await self._json(send, 200, self.listing(bool(query.get("reload"))))
+                return await self._json(send, 200, await self.listing(bool(query.get("reload"))))
             if path == "/models/sse" and method == "GET":
                 return await self._events(send, receive)
             if path == "/props" and method == "GET" and not query.get("model"):
@@ -133,16 +148,16 @@ class RouterApp:
                 "default_generation_settings": {"params": {}, "n_ctx": 0},
                 "ui_settings": {}, "build_info": self.build_info, "cors_proxy_enabled": self.args.ui_mcp_proxy}
 
-    def listing(self, reload: bool) -> dict:
+    async def listing(self, reload: bool) -> dict:
         if reload:
             self.reload()
         now = int(time.time())
         data = []
-        for inst in self.pool.instances.values():
-            if inst.entry.hidden:
-                continue
+        shown = [i for i in self.pool.instances.values() if not i.entry.hidden]
+        asleep = await asyncio.gather(*(_sleeping(i) for i in shown))
+        for inst, sleeping in zip(shown, asleep):
             item = {"id": inst.name, "aliases": [], "tags": [], "object": "model", "owned_by": "llamacpp",
-                    "created": now, "status": inst.status(),
+                    "created": now, "status": inst.status(sleeping),
                     "architecture": {"input_modalities": ["text"], "output_modalities": ["text"]},
                     "source": inst.entry.source, "can_remove": inst.entry.source == "cache"}
             for k, v in inst.info.items():  # what the model's own /v1/models says, once it is running

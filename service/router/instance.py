@@ -178,9 +178,9 @@ class Instance:
     def url(self) -> str:
         return f"http://{CHILD_HOST}:{self.port}"
 
-    def status(self) -> dict:
+    def status(self, sleeping: bool = False) -> dict:
         """llama-server's `status` object of /models."""
-        out: dict = {"value": self.state.value, "args": self.args}
+        out: dict = {"value": "sleeping" if sleeping else self.state.value, "args": self.args}
         if self.failed:
             out["failed"], out["exit_code"] = True, self.exit_code
         return out

@@ -83,6 +83,24 @@ app.kubernetes.io/component: server
 {{- end }}
 {{- end }}
 
+{{/* Where the model volume is mounted: one model's folder, or the router's --models-dir. */}}
+{{- define "llamajit.modelDir" -}}
+{{- if .Values.router.enabled }}{{ .Values.router.modelsDir }}{{ else }}{{ .Values.model.mountPath }}{{ end }}
+{{- end }}
+
+{{/* The router's --models-preset, a ConfigMap mounted as a file (only when router.preset is set). */}}
+{{- define "llamajit.routerPreset" -}}
+{{- if and .Values.router.enabled .Values.router.preset }}true{{ end }}
+{{- end }}
+
+{{- define "llamajit.routerPresetName" -}}
+{{ include "llamajit.fullname" . }}-router-preset
+{{- end }}
+
+{{- define "llamajit.routerPresetPath" -}}
+/etc/llamajit/router/preset.ini
+{{- end }}
+
 {{/* preStop sleep + drain + 10 s for the process to exit after its last request. */}}
 {{- define "llamajit.terminationGracePeriodSeconds" -}}
 {{- add .Values.server.drain.preStopSleepSeconds .Values.server.drain.timeoutSeconds 10 }}
@@ -108,6 +126,34 @@ app.kubernetes.io/component: server
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.enabled" }}
 {{- end }}
+{{- if .Values.router.enabled }}
+{{- include "llamajit.validateRouter" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Router mode: a router's /metrics is one model's (/metrics?model=NAME), so nothing that scrapes
+or scales on the pod's llamacpp:* metrics can work; and the flags that name the one model of a
+single-model server (-m, -hf, --alias) make llama-server start without the router.
+*/}}
+{{- define "llamajit.validateRouter" -}}
+{{- if or .Values.autoscaling.enabled .Values.keda.enabled }}
+{{- fail "autoscaling.enabled and keda.enabled are not available in router mode (router.enabled): they scale on the pod's llamacpp: metrics, which a router serves per model only (/metrics?model=NAME)" }}
+{{- end }}
+{{- if .Values.metrics.serviceMonitor.enabled }}
+{{- fail "metrics.serviceMonitor.enabled is not available in router mode (router.enabled): the router's /metrics needs ?model=NAME (one model's metrics), so a scrape of /metrics fails" }}
+{{- end }}
+{{- range $where, $annotations := dict "podAnnotations" .Values.podAnnotations "service.annotations" .Values.service.annotations }}
+{{- if eq (toString (get ($annotations | default dict) "prometheus.io/scrape")) "true" }}
+{{- fail (printf "%s: prometheus.io/scrape is not available in router mode (router.enabled): the router's /metrics needs ?model=NAME" $where) }}
+{{- end }}
+{{- end }}
+{{- if .Values.server.alias }}
+{{- fail "server.alias names a single-model server's model; in router mode (router.enabled) each model is named after its file or folder in router.modelsDir, or its router.preset section" }}
+{{- end }}
+{{- if include "llamajit.serverDownloads" . }}
+{{- fail "model.source=hf with model.hf.initContainer=false starts the server with -hf, i.e. not as a router: in router mode (router.enabled) use the init container or model.source=pvc" }}
+{{- end }}
 {{- end }}
 
 {{/* llama-server's command line, built from values. */}}
@@ -116,7 +162,20 @@ app.kubernetes.io/component: server
 - 0.0.0.0
 - --port
 - {{ .Values.server.port | quote }}
-{{- if include "llamajit.serverDownloads" . }}
+{{- if .Values.router.enabled }}
+{{- /* No model: llama-server's router, one child server per model on demand; it hands the flags below to each. */}}
+- --models-dir
+- {{ .Values.router.modelsDir | quote }}
+- --models-max
+- {{ .Values.router.modelsMax | quote }}
+{{- if not .Values.router.autoload }}
+- --no-models-autoload
+{{- end }}
+{{- if include "llamajit.routerPreset" . }}
+- --models-preset
+- {{ include "llamajit.routerPresetPath" . | quote }}
+{{- end }}
+{{- else if include "llamajit.serverDownloads" . }}
 - --hf-repo
 - {{ .Values.model.hf.repo | quote }}
 - --hf-file
