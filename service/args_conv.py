@@ -293,3 +293,25 @@ def one(s: str) -> tuple[str, ...]:
 def numa(s: str) -> str:
     """--numa: llama.cpp reads an empty value as distribute."""
     return choice("distribute", "isolate", "numactl")(s or "distribute")
+
+
+def lora_files(s: str) -> tuple[tuple[str, float], ...]:
+    """--lora FNAME[,FNAME...]: adapters at scale 1."""
+    names = csv_keys(s)
+    if not names:
+        raise ValueError("expected one or more adapter files")
+    return tuple((n, 1.0) for n in names)
+
+
+def lora_scaled(s: str) -> tuple[tuple[str, float], ...]:
+    """--lora-scaled FNAME:SCALE[,...]."""
+    out = []
+    for item in csv_keys(s) or [""]:
+        name, sep, scale = item.rpartition(":")
+        try:
+            if not sep or not name:
+                raise ValueError
+            out.append((name, float(scale)))
+        except ValueError:
+            raise ValueError(f"invalid value {item!r}: expected FNAME:SCALE") from None
+    return tuple(out)

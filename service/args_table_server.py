@@ -9,7 +9,7 @@ the ServerArgs fields' (service/args_values.py).
 
 from __future__ import annotations
 
-from service.args_conv import float_in, int_in, sleep_seconds, text, tri_state
+from service.args_conv import float_in, int_in, lora_files, lora_scaled, sleep_seconds, text, tri_state
 from service.args_spec import SERVER, Flag, optional, switch, toggle, value
 
 _INT = int_in()
@@ -72,6 +72,14 @@ SERVER_FLAGS: tuple[Flag, ...] = (
     toggle("ui_mcp_proxy", "--ui-mcp-proxy --webui-mcp-proxy", "--no-ui-mcp-proxy --no-webui-mcp-proxy",
            "LLAMA_ARG_UI_MCP_PROXY", "/cors-proxy, the Web UI's proxy for MCP servers (experimental; default: "
            "disabled, 403)", group=SERVER),
+    # LoRA adapters (service.model.lora): ids are --lora's files, then --lora-scaled's. As in
+    # llama-server, a repeated flag keeps its last value (use commas for several files).
+    value("lora", "--lora", "", "LoRA adapter file (comma-separated for several; scale 1)", lora_files, "FNAME",
+          group=SERVER),
+    value("lora_scaled", "--lora-scaled", "", "LoRA adapter file with its scale (FNAME:SCALE,...)", lora_scaled,
+          "FNAME:SCALE,...", group=SERVER),
+    switch("lora_init_without_apply", "--lora-init-without-apply", "", "load the LoRA adapters at scale 0 (apply "
+           "them later with POST /lora-adapters)", group=SERVER),
     # router mode (no -m): service.router
     value("models_dir", "--models-dir", "LLAMA_ARG_MODELS_DIR", "router mode: a directory of models, one .gguf or "
            "one subdirectory each (default: disabled)", text, "PATH", group=SERVER),

@@ -15,7 +15,6 @@ from service.args_conv import csv_keys, float_in, int_in, text
 from service.args_spec import Effect, Flag, Kind, switch, toggle, value
 
 _MM = "multimodal input (--mmproj)"
-_LORA = "LoRA adapters (--lora)"
 _CV = "control vectors (--control-vector)"
 _SPEC = "speculative decoding (--spec-*)"
 _MCP = "MCP servers (--mcp-servers-*)"
@@ -111,11 +110,6 @@ _ROWS: tuple[Flag, ...] = (
          "layers on the CPU", int_in(0)),
     _val(_PLACE, "n_cpu_ffn", "-ncffn --n-cpu-ffn", "LLAMA_ARG_N_CPU_FFN", "keep the dense FFN weights of the first N "
          "layers on the CPU", int_in(0)),
-    _val(_LORA, "lora", "--lora", "", "LoRA adapter(s), comma-separated", text, "FNAME"),
-    _val(_LORA, "lora_scaled", "--lora-scaled", "", "LoRA adapter(s) with a scale", _pairs(":", "FNAME:SCALE,..."),
-         "FNAME:SCALE,..."),
-    _sw(_LORA, "lora_init_without_apply", "--lora-init-without-apply", "load LoRA adapters without applying them "
-        "(default: disabled)"),
     _val(_CV, "control_vector", "--control-vector", "", "control vector(s), comma-separated", text, "FNAME"),
     _val(_CV, "control_vector_scaled", "--control-vector-scaled", "", "control vector(s) with a scale",
          _pairs(":", "FNAME:SCALE,..."), "FNAME:SCALE,..."),

@@ -175,6 +175,9 @@ class ServerArgs:
     prefill_assistant: bool = True
     slot_prompt_similarity: float = 0.1
     sleep_idle_seconds: int = -1
+    lora: tuple[tuple[str, float], ...] = ()  # (file, scale) of each --lora adapter (scale 1)
+    lora_scaled: tuple[tuple[str, float], ...] = ()  # ... and of each --lora-scaled one; ids: these after --lora's
+    lora_init_without_apply: bool = False
     models_dir: str | None = None  # router mode (service.router): where models come from
     models_preset: str | None = None
     models_max: int = 4

@@ -175,8 +175,8 @@ def exits_2(capsys, argv, env=None) -> str:
 def test_unbuilt_feature_exits_2_naming_it(capsys):
     err = exits_2(capsys, ["-m", "m.gguf", "--mmproj", "p.gguf"])
     assert "llama-server: error: --mmproj: multimodal input (--mmproj) is not available in llamajit yet" in err
-    err = exits_2(capsys, ["--lora", "a.gguf"])
-    assert "--lora: LoRA adapters (--lora) is not available in llamajit yet" in err
+    err = exits_2(capsys, ["--control-vector", "a.gguf"])
+    assert "--control-vector: control vectors (--control-vector) is not available in llamajit yet" in err
     err = exits_2(capsys, ["-md", "d.gguf"])
     assert "-md: speculative decoding (--spec-*) is not available in llamajit yet" in err
     err = exits_2(capsys, ["--draft", "8"])  # llama-server removed it; the message says what replaced it

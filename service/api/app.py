@@ -6,8 +6,8 @@ from litestar import Litestar, Request, Response, post
 from litestar.exceptions import HTTPException
 
 from service import __version__
-from service.api import (anthropic, completion, cors_proxy, gcp, info, metrics, openai, responses, slot_actions, sse,
-                         tokens)
+from service.api import (anthropic, completion, cors_proxy, gcp, info, lora, metrics, openai, responses, slot_actions,
+                         sse, tokens)
 from service.api.runs import ClientGone
 from service.api.errors import (ApiError, not_supported, on_api_error, on_client_gone, on_http_exception,
                                 on_unexpected)
@@ -44,6 +44,7 @@ ROUTES = [
     tokens.tokenize, tokens.detokenize, tokens.apply_template, tokens.chat_input_tokens, tokens.responses_input_tokens,
     metrics.metrics, embeddings, rerank, slot_actions.slot_action,
     anthropic.messages, anthropic.count_tokens, responses.responses, cors_proxy.cors_proxy,
+    lora.list_adapters, lora.set_adapters,
 ]
 
 

@@ -177,6 +177,7 @@ class ParamBuilder:
             raise bad_request(f"n_discard: must be >= 0, got {req.n_discard}")
         stop = req.stops()
         return TaskParams(
+            lora=self.lora(req.lora),
             prompt=tuple(prompt), sampling=s, n_predict=n_predict, stop=stop + tuple(w for w in extra_stops if w not in stop),
             n_probs=n_probs, post_sampling_probs=req.post_sampling_probs,
             cache_prompt=req.cache_prompt if req.cache_prompt is not None else a.cache_prompt,
@@ -187,6 +188,21 @@ class ParamBuilder:
                 req.structured(chat) or self.default_structured),
             dry_breakers=self.dry_breakers(s.dry_sequence_breakers) if s.dry_multiplier > 0 else (),
         )
+
+    def lora(self, entries) -> tuple[float, ...] | None:
+        """A request's `lora` as a scale per loaded adapter (those not listed: 0, as llama-server);
+        None (not given, or empty): the server-wide scales when the task starts."""
+        if not entries:
+            return None
+        n = self.state.loaded_model.adapters.n
+        scales = [0.0] * n
+        for e in entries:
+            if not 0 <= e.id < n:
+                raise bad_request(f"lora: no adapter with id {e.id} (this server has {n}: GET /lora-adapters)")
+            if not math.isfinite(e.scale):
+                raise bad_request(f"lora: the scale of adapter {e.id} must be a finite number")
+            scales[e.id] = float(e.scale)
+        return tuple(scales)
 
     def dry_breakers(self, breakers: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
         """DRY's breakers as token sequences; a vocabulary scan, so cached per breaker set."""

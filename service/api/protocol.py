@@ -139,6 +139,13 @@ class ResponseFormat(Request):
     json_schema: JsonSchemaFormat | None = None
 
 
+class LoraScale(Request):
+    """One entry of a request's `lora`: an adapter of GET /lora-adapters and its scale."""
+
+    id: Int
+    scale: float = 0.0
+
+
 class Generation(SamplingFields):
     """Fields of every request that generates text (llama-server's completion parameters)."""
 
@@ -160,6 +167,7 @@ class Generation(SamplingFields):
     verbose: bool | None = False  # add "__verbose": the native result (with the prompt text) to an OpenAI answer
     return_progress: bool | None = False  # a stream reports prompt_progress while the prompt is read
     backend_sampling: bool | None = False  # llama-server samples on the GPU with it; here sampling is the same
+    lora: list[LoraScale] | None = None  # adapter scales for this request; adapters not listed get 0
 
     def limit(self) -> int | None:
         """The token limit: n_predict, else max_completion_tokens, else max_tokens (llama-server

@@ -99,7 +99,7 @@ def generation_settings(p: TaskParams | None, s: SamplingParams, n_ctx: int, mod
         "timings_per_token": p.timings_per_token if p else False,
         "post_sampling_probs": p.post_sampling_probs if p else False,
         "backend_sampling": False,
-        "lora": [],
+        "lora": [{"id": i, "scale": f32(v)} for i, v in enumerate(p.lora)] if p and p.lora is not None else [],
         "n_ctx": n_ctx,
         "model": model,
     }

@@ -84,7 +84,8 @@ class ServerState:
         t0 = time.perf_counter()
         try:
             model = Model(a.model, n_ctx=self.slot_ctx(), n_seq=self.n_slots,
-                          max_batch=max(1, min(a.ubatch_size, a.batch_size)), n_gpu_layers=a.n_gpu_layers, device=a.device)
+                          max_batch=max(1, min(a.ubatch_size, a.batch_size)), n_gpu_layers=a.n_gpu_layers, device=a.device,
+                          lora=tuple((f, 0.0 if a.lora_init_without_apply else sc) for f, sc in a.lora + a.lora_scaled))
             if model.placement.warning:
                 log.warning(model.placement.warning, n_gpu_layers=a.n_gpu_layers)
             self.template = _template(a, model)

@@ -252,13 +252,15 @@ class Engine:
             task.sink(Failure(ErrorKind.EXCEED_CONTEXT,
                               f"the prompt has {len(p.prompt)} tokens; it must have 1 to {slot.n_ctx - 1}"))
             return
-        keep = self.memory.prepare(slot, p.prompt, p.cache_prompt, p.embd, update)
+        lora = p.lora if p.lora is not None else tuple(float(x) for x in self.model.adapters.scales())
+        keep = self.memory.prepare(slot, p.prompt, p.cache_prompt, p.embd, update, lora)
         kw = {}
         if p.constraint is not None:  # each task matches from the grammar's start: n > 1 shares params
             kw["constraint"] = p.constraint.clone()
         sampler = Sampler(p.sampling, self.model.cfg.n_vocab, eog_ids=self.model.tokenizer.eog_ids,
                           dry_breakers=p.dry_breakers, n_ctx=self.n_ctx, workspace=self._ws, **kw)
-        slot.assign(Generation(task, sampler, self.model.tokenizer, slot.id, keep, self.config.n_predict_default))
+        slot.assign(Generation(task, sampler, self.model.tokenizer, slot.id, keep, self.config.n_predict_default,
+                               lora))
         self.stats.cached(keep)
         if p.stream and p.return_progress:  # llama-server's first progress event: nothing evaluated yet
             task.sink(slot.gen.progress(keep))

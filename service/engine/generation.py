@@ -20,8 +20,10 @@ from service.sampling import Sampler
 
 
 class Generation:
-    def __init__(self, task: Task, sampler: Sampler, tokenizer, id_slot: int, n_cached: int, n_predict_default: int = -1):
+    def __init__(self, task: Task, sampler: Sampler, tokenizer, id_slot: int, n_cached: int, n_predict_default: int = -1,
+                 lora: tuple[float, ...] = ()):
         self.task = task
+        self.lora = lora  # the LoRA adapter scales its tokens are evaluated with
         self.params = task.params
         self.sampler = sampler
         self.tokenizer = tokenizer

@@ -46,12 +46,21 @@ class CacheKeeper:
 
     # -- a task starts -----------------------------------------------------------------------
 
-    def prepare(self, slot: Slot, prompt: tuple[int, ...], cache_prompt: bool, embd: bool, update: bool) -> int:
-        """Make the slot's cache ready for a prompt; returns how many of its tokens are reused."""
+    def prepare(self, slot: Slot, prompt: tuple[int, ...], cache_prompt: bool, embd: bool, update: bool,
+                lora: tuple[float, ...] = ()) -> int:
+        """Make the slot's cache ready for a prompt evaluated with LoRA scales `lora`; returns how
+        many of its tokens are reused. Keys and values computed under other adapter scales are
+        other numbers: such a cache is not reused (saved to the RAM cache first when updating)."""
+        saved = False
+        if slot.lora != lora:
+            saved = update and self.ram is not None and not embd and self.save(slot)
+            slot.cache_tokens = []
+            slot.lora = lora
         if update and self.ram is not None and not embd:  # only generations go through the RAM cache
             log.debug("updating prompt cache", slot=slot.id)
-            self.save(slot)
-            e = self.ram.take(slot.cache_tokens, prompt)
+            if not saved:
+                self.save(slot)
+            e = self.ram.take(slot.cache_tokens, prompt, lora)
             if e is not None:
                 self.cache.write(slot.id, e.k, e.v)
                 slot.cache_tokens = e.tokens
@@ -80,7 +89,8 @@ class CacheKeeper:
         n = int(self.cache.length[slot.id])
         if self.ram is None or n == 0:
             return False
-        saved = self.ram.save(slot.cache_tokens[:n], n * self.bytes_per_token, lambda: self.cache.read(slot.id, n))
+        saved = self.ram.save(slot.cache_tokens[:n], n * self.bytes_per_token, lambda: self.cache.read(slot.id, n),
+                              slot.lora)
         if saved:
             self.ram.trim()
         return saved

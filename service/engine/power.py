@@ -131,5 +131,5 @@ def reload(model) -> None:
     p = model.placement
     model.weights = load_weights(model.file, model.cfg, n_gpu=p.n_gpu, gpu_output=p.output_on_gpu)
     model.cache = KVCache(model.cfg, model.n_ctx, model.n_seq, n_gpu=p.n_gpu)
-    model.forward = Forward(model.cfg, model.weights, model.cache, model.max_batch, p)
+    model.forward = Forward(model.cfg, model.weights, model.cache, model.max_batch, p, model.adapters)  # (kept)
     log.info("model reloaded", seconds=round(time.perf_counter() - t0, 2))

@@ -31,6 +31,7 @@ class Entry:
     tokens: list[int]
     k: np.ndarray  # (n_layer, n_head_kv, n_tokens, head_dim), host copies
     v: np.ndarray
+    lora: tuple[float, ...] = ()  # the LoRA scales it was evaluated with: reused only under the same
 
     @property
     def nbytes(self) -> int:
@@ -51,22 +52,23 @@ class PromptCache:
     def n_tokens(self) -> int:
         return sum(len(e.tokens) for e in self.entries)
 
-    def save(self, tokens: list[int], nbytes: int, read: Callable[[], tuple[np.ndarray, np.ndarray]]) -> bool:
+    def save(self, tokens: list[int], nbytes: int, read: Callable[[], tuple[np.ndarray, np.ndarray]],
+             lora: tuple[float, ...] = ()) -> bool:
         """Keep a copy of a prompt whose keys and values (nbytes of them) read() returns; False
         when it was not saved (empty, already held, or larger than the whole cache)."""
-        if not tokens or any(common_prefix(e.tokens, tokens) == len(tokens) for e in self.entries):
+        if not tokens or any(e.lora == lora and common_prefix(e.tokens, tokens) == len(tokens) for e in self.entries):
             return False
         if self.limit_bytes and nbytes > self.limit_bytes:
             log.warning("prompt state exceeds the cache size limit, not saved", mib=round(nbytes / _MIB, 3))
             return False
-        self.entries = [e for e in self.entries if common_prefix(e.tokens, tokens) < len(e.tokens)]
+        self.entries = [e for e in self.entries if e.lora != lora or common_prefix(e.tokens, tokens) < len(e.tokens)]
         while self.entries and self.limit_bytes and self.nbytes + nbytes > self.limit_bytes:
             self.entries.pop(0)
         k, v = read()
-        self.entries.append(Entry(list(tokens), k, v))
+        self.entries.append(Entry(list(tokens), k, v, lora))
         return True
 
-    def take(self, held: list[int], new: tuple[int, ...] | list[int]) -> Entry | None:
+    def take(self, held: list[int], new: tuple[int, ...] | list[int], lora: tuple[float, ...] = ()) -> Entry | None:
         """The entry to load for a prompt `new` into a slot that holds `held`, removed from the
         cache; None when nothing beats what the slot holds."""
         lcp = common_prefix(held, new)
@@ -74,6 +76,8 @@ class PromptCache:
         f_sim_best = lcp / len(new)
         best = None
         for e in self.entries:
+            if e.lora != lora:
+                continue
             n = common_prefix(e.tokens, new)
             f_keep, f_sim = n / len(e.tokens), n / len(new)
             if f_keep >= 0.25 and f_keep > f_keep_best and f_sim > f_sim_best:

@@ -59,6 +59,7 @@ def build_batch(slots: list[Slot], budget: int, cont_batching: bool = True
     pos: list[int] = []
     want: list[bool] = []
     hidden: list[bool] = []
+    lora: list[tuple[float, ...]] = []  # each token's LoRA scales (its slot's task's)
     rows: list[tuple[Slot, int, bool]] = []
     for s in slots:
         if s.state is SlotState.GENERATING and len(toks) < budget:
@@ -67,6 +68,7 @@ def build_batch(slots: list[Slot], budget: int, cont_batching: bool = True
             pos.append(len(s.cache_tokens) - 1)
             want.append(True)
             hidden.append(False)
+            lora.append(s.gen.lora)
             rows.append((s, 1, True))
     prompts = cont_batching or not toks
     for s in slots:
@@ -83,9 +85,11 @@ def build_batch(slots: list[Slot], budget: int, cont_batching: bool = True
         pos.extend(range(p0, p0 + len(chunk)))
         want.extend([False] * (len(chunk) - 1) + [last])
         hidden.extend([embd] * len(chunk))
+        lora.extend([s.gen.lora] * len(chunk))
         rows.append((s, len(chunk), last))
     if not toks:
         return None
     batch = Batch(np.array(toks, np.int32), np.array(seqs, np.int32), np.array(pos, np.int32), np.array(want, bool),
-                  np.array(hidden, bool) if any(hidden) else None)
+                  np.array(hidden, bool) if any(hidden) else None,
+                  np.array(lora, np.float32) if lora and lora[0] else None)
     return batch, rows

@@ -45,6 +45,7 @@ class Slot:
         self.n_ctx = n_ctx
         self.state = SlotState.IDLE
         self.cache_tokens: list[int] = []
+        self.lora: tuple[float, ...] = ()  # the LoRA scales cache_tokens were evaluated with
         self.last_used = -1.0  # time.monotonic() of the last release (-1: never used)
         self.i_prompt = 0  # next prompt token to evaluate
         self.gen: Generation | None = None

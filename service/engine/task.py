@@ -77,6 +77,7 @@ class TaskParams:
     n_discard: int = 0  # context shift: tokens dropped after them (0: half of the rest)
     return_progress: bool = False  # a stream also gets prompt-progress events
     thinking_budget: ThinkingBudget | None = None
+    lora: tuple[float, ...] | None = None  # each LoRA adapter's scale for this task (None: the server-wide scales)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import numpy as np
 
 from kernels.attention import new_scratch
 from kernels.dequant import dequantize
+from kernels.lora import lora_add
 from kernels.matmul import matmul
 from kernels.norm import rms_norm
 from kernels.records import plain
@@ -24,6 +25,7 @@ from service.model.config import ModelConfig
 from service.model.kvcache import KVCache
 from service.model.layer import LayerBuffers, layer, layer_config, layer_weights, quant_acts
 from service.model.logits import HostLogits, Logits
+from service.model.lora import Adapters, no_adapters
 from service.model.placement import Placement
 from service.model.weights import Weights
 
@@ -35,6 +37,7 @@ class Batch:
     pos: np.ndarray  # int32 (T,) position of each token in its sequence
     want: np.ndarray  # bool (T,) return logits for this token
     hidden: np.ndarray | None = None  # bool (T,) keep this token's final-norm hidden state (embeddings)
+    lora: np.ndarray | None = None  # float32 (T, J) each token's LoRA adapter scales (None: the server-wide ones)
 
 
 @dataclass
@@ -49,8 +52,9 @@ class Forward:
     """Buffers for up to `max_tokens` tokens per call, owned here and reused."""
 
     def __init__(self, cfg: ModelConfig, w: Weights, cache: KVCache, max_tokens: int,
-                 place: Placement | None = None):
+                 place: Placement | None = None, adapters: Adapters | None = None):
         self.cfg, self.w, self.cache = cfg, w, cache
+        self.adapters = adapters if adapters is not None else no_adapters(cfg)
         self.place = place or Placement("0", cfg.n_layer, 0, False, "")
         self.offload = None  # service.model.offload.Offload: layers 0 .. n_gpu-1 (and maybe the head)
         if self.place.on_gpu:
@@ -71,9 +75,13 @@ class Forward:
         self.act_e = quant_acts(t, c.n_embd)
         self.act_q = quant_acts(t, nq)
         self.act_f = quant_acts(t, c.n_ff)
+        ad = self.adapters
+        self.lora_s = np.zeros((t, ad.n), np.float32)
+        self.lora_ax = np.zeros((t, max(ad.rank, 1)), np.float32)
         n_gpu = self.place.n_gpu
         # layer()'s LayerWeights and LayerConfig of each CPU layer, as plain tuples (kernels.records)
-        self.layer_w = [None] * n_gpu + [plain(layer_weights(c, L)) for L in w.layers[n_gpu:]]
+        self.layer_w = [None] * n_gpu + [plain(layer_weights(c, L, ad.layers[li]))
+                                         for li, L in enumerate(w.layers) if li >= n_gpu]
         self.layer_cfg = [plain(layer_config(c, li)) for li in range(c.n_layer)]
         half = c.rope_dims // 2
         self.cos = np.zeros((2, t, half), np.float32)  # [global, sliding-window] tables
@@ -107,8 +115,11 @@ class Forward:
         if c.sliding_window:  # sliding-window layers have their own RoPE base (gemma3)
             rope_cache(self.cos[1, :n], self.sin[1, :n], pos, c.rope_dims, c.rope_base_swa, c.rope_scale_swa)
         segs_arr = np.array([(int(b.seq[s0]), s0, s1) for s0, s1 in segs], np.int64)
+        lora_s = self.lora_s[:n]
+        if self.adapters.n:
+            lora_s[:] = b.lora if b.lora is not None else self.adapters.scales()
         bufs = plain(LayerBuffers(x, self.h[:n], self.qkv[:n], self.q[:n], self.k[:n], self.att[:n], self.gu[:n],
-                                  self.ff[:n], self.act_e, self.act_q, self.act_f))
+                                  self.ff[:n], self.act_e, self.act_q, self.act_f, lora_s, self.lora_ax[:n]))
         if self.offload is not None:
             self.offload.layers(x, b.seq, pos, segs_arr, self.cos[:, :n], self.sin[:, :n])
         for li in range(self.place.n_gpu, c.n_layer):
@@ -121,7 +132,7 @@ class Forward:
         hrows = np.flatnonzero(b.hidden) if b.hidden is not None else rows[:0]
         if self.place.output_on_gpu:
             return ForwardOut(*self.offload.head(rows, hrows))
-        return ForwardOut(HostLogits(self._logits(x, rows)), self._normed(x, hrows))
+        return ForwardOut(HostLogits(self._logits(x, rows, lora_s[rows])), self._normed(x, hrows))
 
     def _normed(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """(len(rows), n_embd) final-norm hidden states of x's rows."""
@@ -130,13 +141,18 @@ class Forward:
             rms_norm(out, np.ascontiguousarray(x[rows]), self.w.output_norm, self.cfg.norm_eps)
         return out
 
-    def _logits(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """(len(rows), n_vocab) logits of x's rows: the output head on their final-norm states."""
+    def _logits(self, x: np.ndarray, rows: np.ndarray, lora_s: np.ndarray) -> np.ndarray:
+        """(len(rows), n_vocab) logits of x's rows: the output head on their final-norm states
+        (plus the LoRA updates of the head, lora_s (len(rows), J) their scales)."""
         c = self.cfg
         if len(rows) == 0:
             return np.zeros((0, c.n_vocab), np.float32)
         logits = np.empty((len(rows), c.n_vocab), np.float32)
-        matmul(logits, self._normed(x, rows), self.w.output)
+        normed = self._normed(x, rows)
+        matmul(logits, normed, self.w.output)
+        if self.adapters.out is not None:
+            lora_add(logits, normed, *self.adapters.out, np.ascontiguousarray(lora_s),
+                     np.zeros((len(rows), max(self.adapters.rank, 1)), np.float32))
         if c.final_softcap > 0:
             logits = np.tanh(logits / c.final_softcap) * c.final_softcap
         return logits

@@ -26,6 +26,7 @@ import numpy as np
 from kernels._jit import kernel
 from kernels.activation import geglu, swiglu
 from kernels.attention import attention
+from kernels.lora import lora_add
 from kernels.matmul import Activations, PackedMatrix
 from kernels.norm import rms_norm
 from kernels.qmatmul import fmatmul, qmatmul, quantize_activations, quantize_activations_parallel
@@ -77,6 +78,8 @@ class LayerBuffers(NamedTuple):
     act_e: QuantActs  # of h (width n_embd)
     act_q: QuantActs  # of att (width n_head * head_dim)
     act_f: QuantActs  # of ff (width n_ff)
+    lora_s: np.ndarray  # (T, J) each token's scale per LoRA adapter (J = 0: none loaded)
+    lora_ax: np.ndarray  # (T, r) kernels.lora's scratch
 
 
 class LayerWeights(NamedTuple):
@@ -91,6 +94,8 @@ class LayerWeights(NamedTuple):
     wgu: tuple[MatRef, MatRef]  # [gate; up] fused then 1 absent, or gate, up
     wdown: MatRef
     post_ffn_norm: np.ndarray  # float32 (n_embd,) or empty
+    lora_a: tuple  # 7 x float32 (J, r, k): LoRA A of Q, K, V, O, gate, up, down (service.model.lora.TARGETS)
+    lora_b: tuple  # 7 x float32 (J, n, r): their B, pre-scaled by alpha / r
 
 
 class LayerConfig(NamedTuple):
@@ -121,12 +126,13 @@ def _vec(v: np.ndarray | None) -> np.ndarray:
     return _NO_F32 if v is None else np.ascontiguousarray(v, np.float32)
 
 
-def layer_weights(c: ModelConfig, L: Layer) -> LayerWeights:
-    """The weights of one CPU layer, built once."""
+def layer_weights(c: ModelConfig, L: Layer, lora: tuple[tuple, tuple]) -> LayerWeights:
+    """The weights of one CPU layer, built once; lora: its (A, B) tuples (service.model.lora.Adapters)."""
     qkv = [mat_ref(m) for m in L.wqkv] + [mat_ref(None, c.n_embd)] * (3 - len(L.wqkv))
     gu = [mat_ref(m) for m in L.wgate_up] + [mat_ref(None, c.n_embd)] * (2 - len(L.wgate_up))
     return LayerWeights(_vec(L.attn_norm), tuple(qkv), _vec(L.bqkv), _vec(L.q_norm), _vec(L.k_norm), mat_ref(L.wo),
-                        _vec(L.post_attn_norm), _vec(L.ffn_norm), tuple(gu), mat_ref(L.wdown), _vec(L.post_ffn_norm))
+                        _vec(L.post_attn_norm), _vec(L.ffn_norm), tuple(gu), mat_ref(L.wdown), _vec(L.post_ffn_norm),
+                        lora[0], lora[1])
 
 
 def layer_config(c: ModelConfig, li: int) -> LayerConfig:
@@ -160,6 +166,13 @@ def _mm(out, a, x, m):
 
 
 @kernel
+def _lora(out, x, b, w, i):
+    """out (T, n) += the LoRA updates of matrix i (TARGETS order) for x (T, k)."""
+    if b.lora_s.shape[1] > 0:
+        lora_add(out, x, w.lora_a[i], w.lora_b[i], b.lora_s, b.lora_ax)
+
+
+@kernel
 def layer(bufs, kc, vc, scratch, cos, sin, pos, segs, weights, config):
     """x (T, n_embd) += attention(x) then += ffn(x), for one layer; the KV cache gets the batch's keys.
 
@@ -184,6 +197,9 @@ def layer(bufs, kc, vc, scratch, cos, sin, pos, segs, weights, config):
     _mm(qkv[:, :n0], b.act_e, h, w.wqkv[0])
     _mm(qkv[:, n0 : n0 + n1], b.act_e, h, w.wqkv[1])
     _mm(qkv[:, n0 + n1 :], b.act_e, h, w.wqkv[2])
+    _lora(qkv[:, :nq], h, b, w, 0)
+    _lora(qkv[:, nq : nq + nkv], h, b, w, 1)
+    _lora(qkv[:, nq + nkv :], h, b, w, 2)
     if w.bqkv.shape[0] > 0:
         for t in range(n):
             qkv[t] += w.bqkv
@@ -209,6 +225,7 @@ def layer(bufs, kc, vc, scratch, cos, sin, pos, segs, weights, config):
     a2 = att.reshape(n, nq)
     _quantize(b.act_q, a2)
     _mm(h, b.act_q, a2, w.wo)
+    _lora(h, a2, b, w, 3)
     if w.post_attn_norm.shape[0] > 0:
         rms_norm(h, h, w.post_attn_norm, eps)
     x += h
@@ -219,12 +236,15 @@ def layer(bufs, kc, vc, scratch, cos, sin, pos, segs, weights, config):
     g0 = w.wgu[0].n
     _mm(gu[:, :g0], b.act_e, h, w.wgu[0])
     _mm(gu[:, g0:], b.act_e, h, w.wgu[1])
+    _lora(gu[:, :n_ff], h, b, w, 4)
+    _lora(gu[:, n_ff:], h, b, w, 5)
     if cfg.gelu:
         geglu(ff, gu[:, :n_ff], gu[:, n_ff:])
     else:
         swiglu(ff, gu[:, :n_ff], gu[:, n_ff:])
     _quantize(b.act_f, ff)
     _mm(h, b.act_f, ff, w.wdown)
+    _lora(h, ff, b, w, 6)
     if w.post_ffn_norm.shape[0] > 0:
         rms_norm(h, h, w.post_ffn_norm, eps)
     x += h

@@ -15,6 +15,7 @@ from service.gguf_reader import read_gguf
 from service.model.config import ModelConfig, ModelError, config_from_metadata
 from service.model.forward import Batch, Forward
 from service.model.kvcache import KVCache
+from service.model.lora import Adapters, load_adapter
 from service.model.placement import place
 from service.model.prefetch import take, wait
 from service.model.weights import load_weights
@@ -32,7 +33,7 @@ VOCAB_TYPES = {"spm": 1, "bpe": 2}  # llama_vocab_type numbers, as /v1/models re
 
 class Model:
     def __init__(self, path: str | Path, n_ctx: int = 0, n_seq: int = 1, max_batch: int = 512,
-                 n_gpu_layers: str = "0", device: str | None = None):
+                 n_gpu_layers: str = "0", device: str | None = None, lora: tuple[tuple[str, float], ...] = ()):
         t0 = time.perf_counter()
         self.path = Path(path)
         prefetched = take(path, n_gpu_layers, device)  # weights service.cli's prefetch() is packing
@@ -60,7 +61,11 @@ class Model:
         self.n_seq = n_seq
         self.cache = KVCache(self.cfg, self.n_ctx, n_seq, n_gpu=p.n_gpu)
         self.max_batch = max_batch
-        self.forward = Forward(self.cfg, self.weights, self.cache, max_batch, p)
+        if lora and (p.n_gpu or p.output_on_gpu):
+            raise ModelError("LoRA adapters run on the CPU layers only: start with -ngl 0 to use --lora")
+        has_output = "output.weight" in self.file.tensors
+        self.adapters = Adapters([load_adapter(f, self.cfg, scale, has_output) for f, scale in lora], self.cfg)
+        self.forward = Forward(self.cfg, self.weights, self.cache, max_batch, p, self.adapters)
         self.load_seconds = time.perf_counter() - t0
 
     # -- facts the server reports -----------------------------------------------------
