@@ -83,10 +83,11 @@ def test_presets_add_options_new_models_and_hide_cache_duplicates(tmp_path, cach
     (d / "local.gguf").write_bytes(b"")
     ini = tmp_path / "p.ini"
     ini.write_text("[*]\nc = 128\n[local]\nc = 256\nload-on-startup = 1\nstop-timeout = 3\n"
-                   "[mine]\nhf-repo = u/r\ndedup-cache-models = 1\n")
+                   "[mine]\nhf-repo = u/r\nspec-draft-hf = u/s\ndedup-cache-models = 1\n")
     found = catalog.build(str(d), str(ini))
-    assert sorted(n for n, e in found.items() if not e.hidden) == ["local", "mine", "u/r:Q8_0", "u/s:Q8_0"]
+    assert sorted(n for n, e in found.items() if not e.hidden) == ["local", "mine", "u/r:Q8_0"]
     assert found["u/r:Q4_K_M"].hidden  # -hf u/r picks Q4_K_M: the preset serves that file
+    assert found["u/s:Q8_0"].hidden  # and its draft model's repository
     local = found["local"]
     assert local.source == "preset" and local.options == {"c": "256", "load-on-startup": "1", "stop-timeout": "3"}
     assert local.load_on_startup and local.stop_timeout == 3.0 and local.model_args[0] == "-m"

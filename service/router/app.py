@@ -17,6 +17,7 @@ place in the queue).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from urllib.parse import parse_qs
 
@@ -29,6 +30,10 @@ from service.router import proxy
 from service.router.pool import LoadFailed, Pool
 
 log = structlog.get_logger("llamajit.router")
+# llama-server's debug hook for its router tests (test_router.py sets it): every proxied request
+# holds its model 2 s before it is forwarded, and every load waits 2 s before it starts, so that
+# "a busy model" and "a queued request" last long enough to be seen.
+FAKE_TIMING = bool(os.environ.get("LLAMA_SERVER_DEBUG_FAKE_TIMING"))
 MAX_BODY = 100 * 1024 * 1024  # llama-server's HTTP library's limit, as in the single-model server
 _enc = msgspec.json.Encoder()
 
@@ -215,17 +220,21 @@ class RouterApp:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
         gone = asyncio.ensure_future(proxy.wait_disconnect(receive))
+        closing = asyncio.ensure_future(self.pool.closing.wait())  # the router stops: streams end
         try:
             while True:
                 nxt = asyncio.ensure_future(q.get())
-                await asyncio.wait({nxt, gone}, return_when=asyncio.FIRST_COMPLETED)
-                if gone.done():
+                await asyncio.wait({nxt, gone, closing}, return_when=asyncio.FIRST_COMPLETED)
+                if gone.done() or closing.done():
                     nxt.cancel()
+                    if closing.done():
+                        await send({"type": "http.response.body", "body": b""})
                     return
                 await send({"type": "http.response.body", "body": b"data: " + _enc.encode(nxt.result()) + b"\n\n",
                             "more_body": True})
         finally:
             gone.cancel()
+            closing.cancel()
             self.pool.listeners.discard(q)
 
     async def _forward(self, scope, receive, send, name: str, autoload: bool, body: bytes, touch: bool) -> None:
@@ -250,6 +259,8 @@ class RouterApp:
                 raise ApiError(500, str(e), "server_error") from None
             if touch:
                 self.pool.touch(inst)
+            if FAKE_TIMING:
+                await asyncio.sleep(2)
             try:
                 await proxy.forward(scope, receive, send, inst.url, body)
             except proxy.Unreachable as e:

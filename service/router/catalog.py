@@ -163,10 +163,10 @@ def build(models_dir: str | None, models_preset: str | None) -> dict[str, Entry]
             entry = out[name] = Entry(name, "preset", [])
         entry.source = "preset"
         entry.options = {**entry.options, **options}
-        repo = next((v for k, v in options.items() if k not in presets.PRESET_ONLY
-                     and presets.lookup(k)[0].dest == "hf_repo"), None)
-        if repo and presets.truthy(options.get("dedup-cache-models", "0")):
-            hide |= _cache_names_of(repo, cached)
+        if presets.truthy(options.get("dedup-cache-models", "0")):  # the model's and its draft's repositories
+            for k, v in options.items():
+                if k not in presets.PRESET_ONLY and presets.lookup(k)[0].dest in ("hf_repo", "spec_draft_hf"):
+                    hide |= _cache_names_of(v, cached)
     for name in hide:
         if name in out and out[name].source == "cache":
             out[name].hidden = True

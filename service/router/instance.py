@@ -100,6 +100,10 @@ class Instance:
 
     async def start(self, environ: dict[str, str], on_change) -> None:
         """Spawn the child (after begin()) and watch it until it is ready and then until it exits."""
+        from service.router.app import FAKE_TIMING
+
+        if FAKE_TIMING:  # llama-server's test hook (service.router.app)
+            await asyncio.sleep(2)
         if self.entry.mmproj:
             log.warning("projector left out: llamajit has no multimodal input yet", model=self.name,
                         mmproj=self.entry.mmproj)

@@ -39,6 +39,7 @@ class Pool:
         self._changed = asyncio.Event()
         self.listeners: set[asyncio.Queue] = set()  # /models/sse subscribers
         self._tasks: set[asyncio.Task] = set()
+        self.closing = asyncio.Event()  # set when the router stops
 
     def get(self, name: str) -> Instance | None:
         return self.instances.get(name)
@@ -134,6 +135,7 @@ class Pool:
         inst.last_used = time.monotonic()
 
     async def stop_all(self, timeout: float) -> None:
+        self.closing.set()
         for inst in self.instances.values():
             inst.stop()
         deadline = time.monotonic() + timeout
