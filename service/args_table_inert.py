@@ -131,9 +131,6 @@ _ROWS: tuple[tuple[Flag, str], ...] = (
     (switch("spm_infill", "--spm-infill", "", "suffix/prefix/middle order for /infill"), NOT_YET),
     (value("embd_normalize", "--embd-normalize", "", "default normalization of /embedding: -1 none, 0 max-abs int16, "
            "1 taxicab, 2 euclidean, >2 p-norm", _INT), NOT_YET),
-    (value("static_path", "--path", "LLAMA_ARG_STATIC_PATH", "directory of static files to serve", text, "PATH"),
-     NOT_YET),
-    (toggle("webui", "--ui --webui", "--no-ui --no-webui", "LLAMA_ARG_UI LLAMA_ARG_WEBUI", "the Web UI"), NOT_YET),
     (value("ui_config", "--ui-config --webui-config", "LLAMA_ARG_UI_CONFIG", "Web UI default settings, JSON", text,
            "JSON"), NOT_YET),
     (value("ui_config", "--ui-config-file --webui-config-file", "LLAMA_ARG_UI_CONFIG_FILE", "file of Web UI default "

@@ -1,7 +1,7 @@
 """llama-server's server flags that llamajit has wired up (Effect.WORKS): transport (addresses,
 TLS, CORS, prefix, timeouts, HTTP threads, SSE pings), slots and the KV cache (prompt caching,
-unified pool, context shift, RAM prompt cache, sleep, batching threads) and chat (reasoning,
-thinking budget, assistant prefill, chat parsing).
+unified pool, context shift, RAM prompt cache, sleep, batching threads), chat (reasoning,
+thinking budget, assistant prefill, chat parsing) and the Web UI (--ui, --path).
 
 Each row: ServerArgs field, names, LLAMA_ARG_* variables, help, converter, metavar; defaults are
 the ServerArgs fields' (service/args_values.py).
@@ -9,7 +9,7 @@ the ServerArgs fields' (service/args_values.py).
 
 from __future__ import annotations
 
-from service.args_conv import float_in, int_in, lora_files, lora_scaled, sleep_seconds, text, tri_state
+from service.args_conv import existing_dir, float_in, int_in, lora_files, lora_scaled, sleep_seconds, text, tri_state
 from service.args_spec import SERVER, Flag, optional, switch, toggle, value
 
 _INT = int_in()
@@ -69,6 +69,11 @@ SERVER_FLAGS: tuple[Flag, ...] = (
            "use that slot (0.0 = disabled)", float_in(), "SIMILARITY", group=SERVER),
     value("sleep_idle_seconds", "--sleep-idle-seconds", "", "idle seconds before the server sleeps (-1 = never)",
            sleep_seconds, "SECONDS", group=SERVER),
+    # the Web UI (service.api.webui)
+    toggle("webui", "--ui --webui", "--no-ui --no-webui", "LLAMA_ARG_UI LLAMA_ARG_WEBUI", "the Web UI at / (off: / "
+           "is 404)", group=SERVER),
+    value("static_path", "--path", "LLAMA_ARG_STATIC_PATH", "serve this directory's files instead of the built-in "
+          "Web UI (its index.html at /)", existing_dir, "PATH", group=SERVER),
     toggle("ui_mcp_proxy", "--ui-mcp-proxy --webui-mcp-proxy", "--no-ui-mcp-proxy --no-webui-mcp-proxy",
            "LLAMA_ARG_UI_MCP_PROXY", "/cors-proxy, the Web UI's proxy for MCP servers (experimental; default: "
            "disabled, 403)", group=SERVER),

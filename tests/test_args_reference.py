@@ -78,7 +78,8 @@ def sample(name: str, hint: str, files: Path) -> list[str]:
         "--api-key-file": files / "keys.txt", "--chat-template-file": files / "t.jinja",
         "--grammar-file": files / "g.gbnf", "-jf": files / "s.json", "--json-schema-file": files / "s.json",
         "--ui-config-file": files / "s.json", "--webui-config-file": files / "s.json",
-        "--slot-save-path": files, "--media-path": files, "--chat-template-kwargs": "{}", "--numa": "isolate",
+        "--slot-save-path": files, "--media-path": files, "--path": files, "--chat-template-kwargs": "{}",
+        "--numa": "isolate",
         "-ctk": "q8_0", "--cache-type-k": "q8_0", "-ctv": "q8_0", "--cache-type-v": "q8_0", "-dev": "none",
         "--device": "none", "--spec-type": "none", "--sleep-idle-seconds": "5", "--samplers": "top_k;temperature",
     }
@@ -202,13 +203,13 @@ def test_asking_for_a_missing_feature_off_is_accepted():
 
 def test_inert_flags_given_are_listed_once_with_why_and_defaults_never():
     assert parse_args([], {}).no_effect == ()
-    a = parse_args(["--mlock", "-fa", "on", "--mlock", "-C", "ff", "--webui", "-c", "8"],
+    a = parse_args(["--mlock", "-fa", "on", "--mlock", "-C", "ff", "-sp", "-c", "8"],
                    {"LLAMA_ARG_NUMA": "isolate", "LLAMA_ARG_CTX_SIZE": "16"})
     assert a.no_effect == (
         ("--mlock", "llamajit always memory-maps the GGUF file and prepares its weights at load"),
         ("-fa", "attention is always llamajit's own fused kernel"),
         ("-C", "llamajit's kernels run on Numba's thread pool, which it does not pin, prioritize or poll"),
-        ("--webui", "not implemented yet"),
+        ("-sp", "not implemented yet"),
         ("LLAMA_ARG_NUMA", "llamajit does no NUMA-specific thread or memory placement"))
     assert (a.mlock, a.flash_attn, a.cpu_mask, a.numa, a.ctx_size) == (True, "on", "ff", "isolate", 8)
 

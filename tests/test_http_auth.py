@@ -19,6 +19,7 @@ import httpx
 import openai
 import pytest
 
+from service.api import webui
 from service.api.app import ROUTES
 from tests.server_proc import LoggedServer
 
@@ -54,6 +55,7 @@ BODIES = {
     "/responses/input_tokens": {"input": "Hello"},
     "/v1/chat/completions/input_tokens": {"messages": CHAT},
     "/chat/completions/input_tokens": {"messages": CHAT},
+    "/lora-adapters": [],  # no adapters loaded: an empty list sets nothing
 }
 # With the right key these answer 501 on this server (no --embeddings/--reranking; SmolLM2 has
 # no fill-in-the-middle tokens): not 401 is what matters.
@@ -65,6 +67,8 @@ def _endpoints() -> list[tuple[str, str]]:
     """Every (method, path) the app serves."""
     out = set()
     for h in ROUTES:
+        if h is webui.static_file:  # the Web UI's files: public, as llama-server's (tests/test_webui.py)
+            continue
         for path in h.paths:
             for method in h.http_methods:
                 out.add((method, path))

@@ -7,7 +7,7 @@ from litestar.exceptions import HTTPException
 
 from service import __version__
 from service.api import (anthropic, completion, cors_proxy, gcp, info, lora, metrics, openai, responses, slot_actions,
-                         sse, tokens)
+                         sse, tokens, webui)
 from service.api.runs import ClientGone
 from service.api.errors import (ApiError, not_supported, on_api_error, on_client_gone, on_http_exception,
                                 on_unexpected)
@@ -45,6 +45,7 @@ ROUTES = [
     metrics.metrics, embeddings, rerank, slot_actions.slot_action,
     anthropic.messages, anthropic.count_tokens, responses.responses, cors_proxy.cors_proxy,
     lora.list_adapters, lora.set_adapters,
+    webui.static_file,  # GET / and any other GET path no route above takes: the Web UI's files
 ]
 
 

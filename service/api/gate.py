@@ -23,8 +23,9 @@ there /P/health asks for the key: a health probe has no key to give).
 
 The API key is read from `Authorization: Bearer KEY` (or a bare `Authorization: KEY`) or,
 without an Authorization header, `X-Api-Key: KEY`, and compared in constant time against each
-configured key. /health and /models stay public; a server still loading answers 503 before
-asking for a key.
+configured key. /health, /models and the built-in Web UI's files (service.api.webui) stay
+public; a server still loading answers 503 before asking for a key (the UI's files load, as in
+llama-server, so the page can say it is loading).
 
 -to N: a request body that the app is reading and that brings no data for N seconds (a client
 that stalls or trickles slower than that) is answered 400 with `Connection: close`, and the
@@ -44,9 +45,10 @@ import structlog
 
 from service.api.errors import ApiError
 from service.api.state import Status
+from service.api.webui import PUBLIC_PATHS
 
 log = structlog.get_logger("llamajit.http")
-PUBLIC = frozenset({"/health", "/v1/health", "/models", "/v1/models"})
+PUBLIC = frozenset({"/health", "/v1/health", "/models", "/v1/models"}) | PUBLIC_PATHS
 _enc = msgspec.json.Encoder()
 _request_ids = itertools.count()
 _ACAO = b"Access-Control-Allow-Origin"  # header names in llama-server's case: some clients compare exactly
