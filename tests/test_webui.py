@@ -284,3 +284,35 @@ def test_api_key_is_asked_for_kept_and_sent(browser, keyed):
     d.refresh()  # the kept key is sent at once: no prompt this time
     until(d, lambda: state(d) == "idle", 30, "the reloaded page")
     assert d.find_element("id", "key-dialog").get_attribute("open") is None
+
+
+def test_a_router_serves_the_page_with_a_model_picker(browser, tmp_path):
+    """Router mode: the same page, a picker of GET /models, and the chosen model named in the chat."""
+    from tests.server_proc import GEMMA3, SMOLLM2
+
+    (tmp_path / "models").mkdir()
+    os.symlink(SMOLLM2, tmp_path / "models" / "smol.gguf")
+    os.symlink(GEMMA3, tmp_path / "models" / "gemma.gguf")
+    s = ServerProcess("--models-dir", str(tmp_path / "models"), "-c", "512", "-np", "1", model=None,
+                      env={"LLAMA_CACHE": str(tmp_path / "cache")}).wait_ready()
+    try:
+        r = httpx.get(s.url + "/")
+        assert r.status_code == 200 and r.content == (ROOT / "service/webui/index.html").read_bytes()
+        assert httpx.get(s.url + "/nope.js").status_code == 404
+        d = browser
+        open_page(d, s.url, settings={"temperature": 0, "max_tokens": 8})
+        options = js(d, "return [...document.querySelectorAll('#model-select option')].map(o => o.value)")
+        assert options == ["gemma", "smol"] and not d.find_element("id", "model").is_displayed()
+        js(d, "const s = document.getElementById('model-select'); s.value = 'smol';"
+              "s.dispatchEvent(new Event('change'))")
+        send(d, "Hi")
+        until(d, lambda: state(d) == "streaming", 60, "the stream to start")
+        until(d, lambda: state(d) == "idle", 120, "the reply to end")
+        assert reply(d) and js(d, "return __bodies[__bodies.length - 1]")["model"] == "smol"
+        listed = {m["id"]: m["status"]["value"] for m in httpx.get(s.url + "/models").json()["data"]}
+        assert listed == {"smol": "loaded", "gemma": "unloaded"}
+        d.refresh()  # the choice is kept
+        until(d, lambda: state(d) == "idle", what="the page to load")
+        assert js(d, "return document.getElementById('model-select').value") == "smol"
+    finally:
+        s.stop()

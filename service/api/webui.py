@@ -11,6 +11,9 @@
   llama-server's UI has them under those names, and clients (llama.cpp's own tests among them)
   ask for them without a key.
 
+A router (service.router.app) serves the same files; there the page lists GET /models in a
+picker and names the chosen model in each request.
+
 The built-in UI's paths are public under --api-key (Gate reads PUBLIC_PATHS): the page must load
 before it can ask for the key, as in llama-server, where the embedded assets are public and
 load while the model is still loading. Files under --path are not public (llama-server's list
@@ -43,7 +46,7 @@ TYPES = {
 }  # (Litestar adds "; charset=utf-8" to the text types)
 
 
-def _find(root: Path, rel: str) -> Path | None:
+def find(root: Path, rel: str) -> Path | None:
     """root/rel if it is a file inside root (a directory means its index.html); None otherwise,
     also for anything that escapes root (.., symlinks out)."""
     base = root.resolve()
@@ -63,7 +66,7 @@ async def static_file(request: Request, rel: str = "/") -> Response:
     args = request.app.state.server.args
     found = None
     if args.webui:
-        found = _find(Path(args.static_path) if args.static_path else BUILTIN, rel)
+        found = find(Path(args.static_path) if args.static_path else BUILTIN, rel)
     if found is None and rel.lstrip("/") == "sw.js":  # the self-removing worker (module docstring)
         found = BUILTIN / "sw.js"
     if found is None:

@@ -98,6 +98,8 @@ class RouterApp:
                 name = query.get("model", [""])[0]
                 return await self._forward(scope, receive, send, name, _autoload(query, self.args.models_autoload),
                                            b"", touch=False)
+            if method == "GET":  # the Web UI's files, as a single-model server serves them
+                return await self._static(path, send)
             raise ApiError(404, "File Not Found")
         except ApiError as e:
             await self._json(send, e.code, e.body())
@@ -133,6 +135,26 @@ class RouterApp:
             raise ApiError(400, f"invalid JSON in the request body: {e}") from None
         name = obj.get("model") if isinstance(obj, dict) else None
         return name if isinstance(name, str) else ""
+
+    async def _static(self, path: str, send) -> None:
+        from pathlib import Path
+
+        from service.api import webui
+
+        found = None
+        if self.args.webui:
+            found = webui.find(Path(self.args.static_path) if self.args.static_path else webui.BUILTIN, path)
+        if found is None and path.lstrip("/") == "sw.js":
+            found = webui.BUILTIN / "sw.js"
+        if found is None:
+            raise ApiError(404, "File Not Found")
+        body = await asyncio.to_thread(found.read_bytes)
+        kind = webui.TYPES.get(found.suffix.lower(), "application/octet-stream")
+        kind += "; charset=utf-8" if kind.startswith("text/") else ""
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", kind.encode()), (b"content-length", str(len(body)).encode()),
+                                (b"cache-control", b"no-cache"), (b"x-content-type-options", b"nosniff")]})
+        await send({"type": "http.response.body", "body": body})
 
     async def _cors_proxy(self, method, query, scope, body: bytes, send) -> None:
         from service.api import cors_proxy

@@ -61,6 +61,13 @@ export async function getProps() {
   return res.json();
 }
 
+// A router's models (GET /models): [{id, status: {value}}], in the server's order.
+export async function getModels() {
+  const res = await apiFetch("models");
+  if (!res.ok) throw await failure(res);
+  return (await res.json()).data || [];
+}
+
 // Each `data:` object of an SSE body, until [DONE]. Other lines (": ping" comments) are skipped;
 // an error event (llama-server's `data: {"error": ...}`, or an older `error:` field) throws.
 async function* events(res) {

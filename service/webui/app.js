@@ -2,7 +2,7 @@
 // body[data-state] is "loading" (waiting for /props), "idle" or "streaming": the stylesheet and
 // the browser tests read it.
 
-import { askKey, getProps, setKey, streamChat } from "./api.js";
+import { askKey, getModels, getProps, setKey, streamChat } from "./api.js";
 import { renderMarkdown } from "./render.js";
 import * as store from "./store.js";
 
@@ -169,7 +169,8 @@ async function generate(continuing = false) {
   save();
   renderMessages();
   try {
-    const chunks = await streamChat({ messages, ...sampling() }, controller.signal);
+    const model = routerModel ? { model: routerModel } : {};
+    const chunks = await streamChat({ ...model, messages, ...sampling() }, controller.signal);
     for await (const chunk of chunks) {
       const delta = (chunk.choices && chunk.choices[0] && chunk.choices[0].delta) || {};
       if (delta.content) reply.content += delta.content;
@@ -227,13 +228,38 @@ function bindSettings(defaults) {
   }
 }
 
+// Router mode (llama-server started without a model): a picker of GET /models; the choice is
+// kept in localStorage and sent as `model` with each chat (the router loads it on demand).
+let routerModel = null;
+async function pickModel() {
+  const models = await getModels();
+  const sel = $("model-select");
+  const kept = localStorage.getItem("llamajit.model");
+  sel.replaceChildren(...models.map((m) => {
+    const opt = document.createElement("option");
+    opt.value = m.id;
+    opt.textContent = `${m.id} (${m.status.value})`;
+    return opt;
+  }));
+  routerModel = models.some((m) => m.id === kept) ? kept : (models[0] && models[0].id) || null;
+  sel.value = routerModel || "";
+  sel.hidden = false;
+  $("model").hidden = true;
+  sel.onchange = () => {
+    routerModel = sel.value;
+    localStorage.setItem("llamajit.model", routerModel);
+  };
+  if (!models.length) setStatus("This router has no models (--models-dir, --models-preset or the cache).");
+}
+
 async function loadProps() {
   setState("loading");
   for (;;) {
     try {
       const props = await getProps();
+      if (props.role === "router") await pickModel();  // several models: the request names one
       const gen = props.default_generation_settings || {};
-      $("model").textContent = (props.model_alias || "").split("/").pop() || "llamajit";
+      if (props.role !== "router") $("model").textContent = (props.model_alias || "").split("/").pop() || "llamajit";
       $("ctx").textContent = gen.n_ctx ? `context ${gen.n_ctx} tokens` : "";
       $("attach").hidden = !(props.modalities && props.modalities.vision);
       bindSettings(gen.params || {});
