@@ -115,6 +115,10 @@ def test_client_mistakes_get_llama_servers_errors(one):
         assert c.get("/no-such-route").status_code == 404
         r = c.post("/models", json={"model": "user/repo:Q4_0"})
         assert r.status_code == 501 and r.json()["error"]["type"] == "not_supported_error"
+        r = c.delete("/models", params={"model": "smol"})
+        assert r.status_code == 400 and r.json()["error"]["message"] == "model name=smol is not removable (not from cache)"
+        assert c.delete("/models", params={"model": "nope"}).status_code == 404
+        assert c.delete("/models").status_code == 400
 
 
 def test_a_broken_model_is_reported_failed_and_the_others_serve(one):
@@ -289,3 +293,32 @@ def _sleep_then_stop(srv):
     assert srv.proc.wait(30) == 0
     time.sleep(0.2)
     assert not any(os.path.exists(f"/proc/{k}/cmdline") and open(f"/proc/{k}/cmdline").read() for k in kids)
+
+
+def test_a_cache_model_is_served_and_deleted(tmp_path):
+    """The cache as a source (huggingface_hub's layout), and DELETE /models removing its files."""
+    from tests.test_router_catalog import fake_cache
+
+    cache = tmp_path / "cache"
+    fake_cache(cache, "me/smol-GGUF", ["smol-Q4_1.gguf"])
+    link = next((cache / "models--me--smol-GGUF" / "snapshots").rglob("*.gguf"))
+    blob = link.resolve()
+    blob.unlink()
+    blob.symlink_to(SMOLLM2)  # the blob is the real model (a link to it: deleting it leaves the model)
+    srv = ServerProcess("-c", "512", "-np", "1", model=None, env={"LLAMA_CACHE": str(cache)})
+    srv.wait_ready(60)
+    try:
+        with srv.client() as c:
+            listed = {m["id"]: m for m in c.get("/models").json()["data"]}
+            assert list(listed) == ["me/smol-GGUF:Q4_1"]
+            assert listed["me/smol-GGUF:Q4_1"]["source"] == "cache" and listed["me/smol-GGUF:Q4_1"]["can_remove"]
+            r = tokenize(c, "me/smol-GGUF:Q4_1")
+            assert r.status_code == 200 and r.json()["tokens"] == _ids("smollm2_tokenize.jsonl", TEXT)
+            r = c.delete("/models", params={"model": "me/smol-GGUF:Q4_1"})  # running: stopped, then removed
+            assert r.status_code == 200 and r.json() == {"success": True}
+            assert c.get("/models").json()["data"] == []
+            assert not os.path.lexists(link) and not os.path.lexists(blob) and SMOLLM2.exists()
+            assert tokenize(c, "me/smol-GGUF:Q4_1").status_code == 400
+            assert _children(srv.proc.pid) == []
+    finally:
+        srv.stop()

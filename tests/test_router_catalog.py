@@ -96,3 +96,15 @@ def test_presets_add_options_new_models_and_hide_cache_duplicates(tmp_path, cach
     ini.write_text("[ghost]\nc = 1\n")
     with pytest.raises(PresetError, match=r"\[ghost\] names no model file"):
         catalog.build(None, str(ini))
+
+
+def test_removing_a_cache_model_deletes_its_files_only(cache):
+    fake_cache(cache, "u/r", ["r-Q4_K_M-00001-of-00002.gguf", "r-Q4_K_M-00002-of-00002.gguf", "r-Q8_0.gguf"])
+    found = catalog.scan_cache()
+    e = found["u/r:Q4_K_M"]
+    assert len(e.files) == 2
+    blobs = [os.path.realpath(f) for f in e.files]
+    assert catalog.remove_cached(e) is True
+    assert not any(os.path.lexists(f) for f in e.files) and not any(os.path.exists(b) for b in blobs)
+    assert sorted(catalog.scan_cache()) == ["u/r:Q8_0"]  # the other tag stays
+    assert catalog.remove_cached(e) is False

@@ -87,8 +87,7 @@ class RouterApp:
             if path == "/cors-proxy" and method in ("GET", "POST"):
                 return await self._cors_proxy(method, query, scope, await self._body(receive), send)
             if method == "DELETE" and path == "/models":
-                raise ApiError(501, "deleting cached models through the router is not available in llamajit yet",
-                               "not_supported_error")
+                return await self._delete(query.get("model", [""])[0], send)
             if method == "POST" and (path in FORWARD_POST or path.startswith("/slots/")):
                 body = await self._body(receive)
                 name = self._body_model(body)
@@ -234,6 +233,29 @@ class RouterApp:
             if not inst.running:
                 raise ApiError(400, "model is not running")
             inst.stop()
+        await self._json(send, 200, {"success": True})
+
+    async def _delete(self, name: str, send) -> None:
+        """DELETE /models?model=NAME: a cache model's files go (stopped first if running), as in llama-server."""
+        from service.router import catalog
+        from service.router.instance import State
+
+        if not name:
+            raise ApiError(400, "model must be a non-empty string")
+        inst = self.pool.get(name)
+        if inst is None:
+            raise ApiError(404, f"model name={name} is not found", "not_found_error")
+        if inst.entry.source != "cache":
+            raise ApiError(400, f"model name={name} is not removable (not from cache)")
+        inst.stop()
+        while inst.state is not State.UNLOADED:  # its server exits before its file goes
+            await self.pool.wait_change()
+        ok = await asyncio.to_thread(catalog.remove_cached, inst.entry)
+        if not ok:
+            log.warning("no cached files left to remove", model=name)
+        self.pool.instances.pop(name, None)
+        self.pool.publish({"model": name, "event": "model_remove"})
+        log.info("removed model from the cache", model=name)
         await self._json(send, 200, {"success": True})
 
     async def _events(self, send, receive) -> None:

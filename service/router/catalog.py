@@ -39,6 +39,7 @@ class Entry:
     options: dict[str, str] = field(default_factory=dict)  # preset options, [*] first then its section's
     mmproj: str | None = None  # found beside it; not passed on (see the module docstring)
     hidden: bool = False  # dedup-cache-models: a preset serves the same file
+    files: list[str] = field(default_factory=list)  # cache: its snapshot files (every shard), for DELETE /models
 
     @property
     def load_on_startup(self) -> bool:
@@ -84,13 +85,39 @@ def scan_cache() -> dict[str, Entry]:
         if repo.repo_type != "model":
             continue
         for rev in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True):  # newest first
-            for f in sorted(rev.files, key=lambda f: f.file_name):
+            files = sorted(rev.files, key=lambda f: f.file_name)
+            for f in files:
                 prefix, tag, index = split_info(f.file_name)
                 if not f.file_name.endswith(".gguf") or index != 1 or not tag or _is_companion(prefix):
                     continue
-                out.setdefault(f"{repo.repo_id}:{tag}",
-                               Entry(f"{repo.repo_id}:{tag}", "cache", ["-m", str(f.file_path)]))
+                name = f"{repo.repo_id}:{tag}"
+                if name not in out:
+                    shards = [str(g.file_path) for g in files if g.file_name.endswith(".gguf")
+                              and split_info(g.file_name)[:2] == (prefix, tag)]
+                    out[name] = Entry(name, "cache", ["-m", str(f.file_path)], files=shards)
     return out
+
+
+def remove_cached(entry: Entry) -> bool:
+    """Delete a cache model's files: its snapshot links and the blobs no other link uses.
+    False when nothing was there to delete."""
+    def target(link: str) -> str:  # one level: the snapshot's link to its blob (never what a blob may link to)
+        return os.path.normpath(os.path.join(os.path.dirname(link), os.readlink(link))) if os.path.islink(link) else link
+
+    removed = False
+    for link in entry.files:
+        if not os.path.lexists(link):
+            continue
+        blob = target(link)
+        os.remove(link)
+        removed = True
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(link)))  # .../models--u--r/snapshots/REV/file
+        blobs = os.path.join(repo, "blobs")
+        still = any(target(os.path.join(d, f)) == blob for d, _, fs in os.walk(os.path.join(repo, "snapshots"))
+                    for f in fs)
+        if blob != link and not still and os.path.dirname(blob) == blobs and os.path.lexists(blob):
+            os.remove(blob)  # (a blob that is itself a link: the link goes, not what it points at)
+    return removed
 
 
 def _scan_subdir(path: str, name: str) -> Entry | None:

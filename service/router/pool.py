@@ -63,7 +63,7 @@ class Pool:
         self._changed = asyncio.Event()
         self._pump()
 
-    async def _wait_change(self) -> None:
+    async def wait_change(self) -> None:
         await self._changed.wait()
 
     # -- places
@@ -119,7 +119,7 @@ class Pool:
                 if inst not in self.queue:
                     self.queue.append(inst)
                     self._pump()
-            await self._wait_change()
+            await self.wait_change()
 
     def load(self, inst: Instance) -> None:
         """POST /models/load: queue its load, as a request for it would, without waiting."""
