@@ -12,31 +12,10 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
+from service.api.apierror import TYPES, ApiError  # noqa: F401 (re-exported: handlers raise ApiError)
 from service.engine.task import ErrorKind, Failure
 
 log = structlog.get_logger("llamajit.http")
-
-TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    500: "server_error",
-    501: "not_supported_error",
-    503: "unavailable_error",
-}
-
-
-class ApiError(Exception):
-    def __init__(self, code: int, message: str, type_: str | None = None, **extra):
-        super().__init__(message)
-        self.code, self.message = code, message
-        self.type = type_ or TYPES.get(code, "invalid_request_error" if code < 500 else "server_error")
-        self.extra = extra
-
-    def body(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message, "type": self.type, **self.extra}}
-
 
 # The engine's kinds of failure as (status, type).
 _FAILURES = {

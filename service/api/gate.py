@@ -43,9 +43,9 @@ import time
 import msgspec
 import structlog
 
-from service.api.errors import ApiError
+from service.api.apierror import ApiError
 from service.api.state import Status
-from service.api.webui import PUBLIC_PATHS
+from service.api.static import PUBLIC_PATHS
 
 log = structlog.get_logger("llamajit.http")
 PUBLIC = frozenset({"/health", "/v1/health", "/models", "/v1/models"}) | PUBLIC_PATHS

@@ -25,7 +25,7 @@ import httpx
 import msgspec
 import structlog
 
-from service.api.errors import ApiError
+from service.api.apierror import ApiError
 from service.router import proxy
 from service.router.pool import LoadFailed, Pool
 
@@ -138,17 +138,17 @@ class RouterApp:
     async def _static(self, path: str, send) -> None:
         from pathlib import Path
 
-        from service.api import webui
+        from service.api import static
 
         found = None
         if self.args.webui:
-            found = webui.find(Path(self.args.static_path) if self.args.static_path else webui.BUILTIN, path)
+            found = static.find(Path(self.args.static_path) if self.args.static_path else static.BUILTIN, path)
         if found is None and path.lstrip("/") == "sw.js":
-            found = webui.BUILTIN / "sw.js"
+            found = static.BUILTIN / "sw.js"
         if found is None:
             raise ApiError(404, "File Not Found")
         body = await asyncio.to_thread(found.read_bytes)
-        kind = webui.TYPES.get(found.suffix.lower(), "application/octet-stream")
+        kind = static.TYPES.get(found.suffix.lower(), "application/octet-stream")
         kind += "; charset=utf-8" if kind.startswith("text/") else ""
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", kind.encode()), (b"content-length", str(len(body)).encode()),
