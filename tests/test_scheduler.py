@@ -51,14 +51,15 @@ def test_a_pinned_slot_is_used_or_waited_for():
     assert pick_slot(ss, task([1, 2, 3, 4], id_slot=0), 0.1) == (None, False)
 
 
-def prompting(s: Slot, prompt) -> None:
+def prompting(s: Slot, prompt, lora=()) -> None:
     s.state = SlotState.PROMPT
-    s.gen = SimpleNamespace(params=TaskParams(prompt=tuple(prompt)))
+    s.gen = SimpleNamespace(params=TaskParams(prompt=tuple(prompt)), lora=lora)
     s.i_prompt = 0
 
 
-def generating(s: Slot, tokens) -> None:
+def generating(s: Slot, tokens, lora=()) -> None:
     s.state = SlotState.GENERATING
+    s.gen = SimpleNamespace(params=TaskParams(prompt=tuple(tokens[:1])), lora=lora)
     s.cache_tokens = list(tokens)
 
 
@@ -82,3 +83,14 @@ def test_without_continuous_batching_prompts_wait_for_the_decodes():
     prompting(ss[2], [8, 9])
     batch, rows = build_batch(ss, 16, cont_batching=False)  # no decode: every prompt may go in
     assert batch.tokens.tolist() == [4, 5, 6, 7, 8, 9]
+
+
+def test_each_token_carries_its_slots_lora_scales():
+    ss = slots([], [], [])
+    generating(ss[0], [1, 2, 3], lora=(1.0, 0.0))
+    prompting(ss[1], [4, 5], lora=(0.0, 0.5))
+    batch, _ = build_batch(ss, 8)
+    assert batch.lora.tolist() == [[1.0, 0.0], [0.0, 0.5], [0.0, 0.5]]
+    ss = slots([], [])
+    prompting(ss[0], [4, 5])  # no adapters loaded: no scales
+    assert build_batch(ss, 8)[0].lora is None
