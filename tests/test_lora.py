@@ -99,23 +99,21 @@ def test_adapters_that_do_not_fit_the_model_are_refused(files, tmp_path):
 
     with pytest.raises(ModelError, match="model arch and LoRA arch mismatch"):
         Model(GEMMA3, n_ctx=64, lora=((str(files["all"]), 1.0),))
-    bad = tmp_path / "bad.gguf"
-    w = gguf.GGUFWriter(str(bad), arch="llama")
-    w.add_string("general.type", "adapter")
-    w.add_string("adapter.type", "lora")
-    w.add_tensor("output.weight.lora_a", np.zeros((2, 576), np.float32))
-    w.add_tensor("output.weight.lora_b", np.zeros((49152, 2), np.float32))
-    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+    def adapter(path, name: str, a_shape, b_shape):  # a one-matrix adapter file
+        w = gguf.GGUFWriter(str(path), arch="llama")
+        w.add_string("general.type", "adapter")
+        w.add_string("adapter.type", "lora")
+        w.add_tensor(f"{name}.lora_a", np.zeros(a_shape, np.float32))
+        w.add_tensor(f"{name}.lora_b", np.zeros(b_shape, np.float32))
+        w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+        return str(path)
+
+    out = adapter(tmp_path / "out.gguf", "output.weight", (2, 576), (49152, 2))
     with pytest.raises(ModelError, match="'output.weight' does not exist in base model"):
-        Model(SMOLLM2, n_ctx=64, lora=((str(bad), 1.0),))
-    w = gguf.GGUFWriter(str(bad), arch="llama")
-    w.add_string("general.type", "adapter")
-    w.add_string("adapter.type", "lora")
-    w.add_tensor("blk.0.attn_q.weight.lora_a", np.zeros((2, 100), np.float32))
-    w.add_tensor("blk.0.attn_q.weight.lora_b", np.zeros((576, 2), np.float32))
-    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+        Model(SMOLLM2, n_ctx=64, lora=((out, 1.0),))
+    wrong = adapter(tmp_path / "wrong.gguf", "blk.0.attn_q.weight", (2, 100), (576, 2))
     with pytest.raises(ModelError, match="incorrect shape"):
-        Model(SMOLLM2, n_ctx=64, lora=((str(bad), 1.0),))
+        Model(SMOLLM2, n_ctx=64, lora=((wrong, 1.0),))
     with pytest.raises(ModelError, match="expect general.type to be 'adapter'"):
         Model(SMOLLM2, n_ctx=64, lora=((str(SMOLLM2), 1.0),))
     assert write_adapter(tmp_path / "ok.gguf", "attn").exists()
