@@ -156,6 +156,8 @@ MAIN_FLAGS: tuple[Flag, ...] = (
           "for", _UINT, group=OURS),
     value("drain_timeout", "--drain-timeout", "LLAMA_ARG_DRAIN_TIMEOUT", "on SIGTERM, seconds that requests in "
           "flight may take to finish before exit", _UINT, "SECONDS", group=OURS),
+    value("max_queue", "--max-queue", "LLAMA_ARG_MAX_QUEUE", "requests that may wait for a slot; one more is "
+          "answered 503 with Retry-After (0: no bound)", _UINT, "N", group=OURS),
     switch("log_prompts", "--log-prompts", "LLAMA_ARG_LOG_PROMPTS", "include prompt text in the request logs",
            group=OURS),
     # -- presets: a model from Hugging Face and its settings in one flag (later flags override them)

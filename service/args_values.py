@@ -88,6 +88,7 @@ class ServerArgs:
     n_probs_max: int = 100  # cap on a request's n_probs / top_logprobs
     drain_timeout: int = 30  # SIGTERM grace for requests in flight, seconds
     log_prompts: bool = False  # include prompt text in request logs
+    max_queue: int = 0  # tasks that may wait beyond the slots; 0: no bound
     # -- no effect in llamajit (see service/args_table_inert.py for why)
     cpu_mask: str = ""
     cpu_range: str | None = None

@@ -55,6 +55,7 @@ VALUED = [
     ("seed", ["-s", "--seed"], [], "1234", 1234),
     ("n_probs_max", ["--n-probs-max"], ["LLAMA_ARG_N_PROBS_MAX"], "7", 7),
     ("drain_timeout", ["--drain-timeout"], ["LLAMA_ARG_DRAIN_TIMEOUT"], "7", 7),
+    ("max_queue", ["--max-queue"], ["LLAMA_ARG_MAX_QUEUE"], "3", 3),
     ("flash_attn", ["-fa", "--flash-attn"], ["LLAMA_ARG_FLASH_ATTN"], "off", "off"),
     ("device", ["-dev", "--device"], ["LLAMA_ARG_DEVICE"], "CUDA0, CUDA1", "CUDA0,CUDA1"),
 ]
@@ -120,7 +121,7 @@ def test_table_has_exactly_the_expected_flags():
     ours = {n for f in FLAGS for n in (*f.names, *f.neg)}
     listed = {n for _, names, *_ in VALUED for n in names} | {n for _, names, _ in SWITCHES for n in names}
     listed |= {n for _, on, off, _ in TOGGLES for n in (*on, *off)} | OTHER_NAMES
-    extras = {"--n-probs-max", "--drain-timeout", "--log-prompts", "--min-keep", "--mlock", "--mmap", "--no-mmap"}
+    extras = {"--n-probs-max", "--drain-timeout", "--max-queue", "--log-prompts", "--min-keep", "--mlock", "--mmap", "--no-mmap"}
     assert listed <= ours and ours == set(SPELLINGS) | extras
 
 

@@ -159,8 +159,8 @@ def test_effect_counts_and_reasons():
         if f.off is not None:
             assert f.effect is Effect.UNBUILT and f.off_why, f.names
     extras = set(BY_NAME) - set(SPELLINGS)
-    assert extras == {"--n-probs-max", "--drain-timeout", "--log-prompts", "--min-keep", "--mlock", "--mmap",
-                      "--no-mmap"}
+    assert extras == {"--n-probs-max", "--drain-timeout", "--max-queue", "--log-prompts", "--min-keep", "--mlock",
+                      "--mmap", "--no-mmap"}
 
 
 # ---- what given INERT and UNBUILT flags do

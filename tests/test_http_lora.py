@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,8 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(files):
-    s = ServerProcess("--lora", str(files["all"]), "--lora-scaled", f"{files['attn']}:0.5", "-np", "2", "-c", "1024")
+    s = ServerProcess("--lora", str(files["all"]), "--lora-scaled", f"{files['attn']}:0.5", "-np", "2", "-c", "1024",
+                      "--metrics")
     yield s.wait_ready()
     s.stop()
 
@@ -53,6 +55,19 @@ def test_lists_the_adapters(server, files):
         assert c.get("/lora-adapters").json() == [
             {"id": 0, "path": str(files["all"]), "scale": 1.0, "task_name": "", "prompt_prefix": ""},
             {"id": 1, "path": str(files["attn"]), "scale": 0.5, "task_name": "", "prompt_prefix": ""}]
+
+
+def test_metrics_name_the_loaded_adapters_for_the_endpoint_picker(server, files):
+    """llamajit:lora_requests_info: the Gateway API Inference Extension's LoRA affinity reads the
+    adapters a pod holds from this gauge's labels (all of ours are loaded and serve any request)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with server.client() as c:
+        fams = {f.name: f for f in text_string_to_metric_families(c.get("/metrics").text)}
+    (s,) = fams["llamajit:lora_requests_info"].samples
+    assert s.labels == {"max_lora": "2", "running_lora_adapters": f"{files['all'].stem},{files['attn'].stem}",
+                        "waiting_lora_adapters": ""}
+    assert abs(s.value - time.time()) < 3600  # when they were loaded: this server's start
 
 
 def test_per_request_adapters(server):

@@ -19,9 +19,11 @@ TYPES = {
 
 
 class ApiError(Exception):
-    def __init__(self, code: int, message: str, type_: str | None = None, **extra):
+    def __init__(self, code: int, message: str, type_: str | None = None, *, headers: dict | None = None,
+                 **extra):
         super().__init__(message)
         self.code, self.message = code, message
+        self.headers = headers  # sent with the answer (Retry-After on a full queue)
         self.type = type_ or TYPES.get(code, "invalid_request_error" if code < 500 else "server_error")
         self.extra = extra
 

@@ -48,7 +48,7 @@ def error_response(e: ApiError, headers: dict | None = None) -> Response:
 
 
 def on_api_error(_: Request, e: ApiError) -> Response:
-    return error_response(e)
+    return error_response(e, e.headers)
 
 
 def on_http_exception(_: Request, e: HTTPException) -> Response:

@@ -1,4 +1,6 @@
-"""GET /metrics: llama-server's `llamacpp:` metrics, then prometheus-client's process metrics.
+"""GET /metrics: llama-server's `llamacpp:` metrics, then llamajit's own for fleet routing and
+autoscaling (service.api.metrics_fleet: latency histograms, queue and KV gauges), then
+prometheus-client's process metrics.
 
 Names, help texts, types and meanings are llama-server's (service.engine.stats says how each is
 counted), written as it writes them: `# HELP`, `# TYPE` and the sample under the same name,
@@ -17,6 +19,7 @@ from litestar import Request, get
 from litestar.response.base import ASGIResponse
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 
+from service.api import metrics_fleet
 from service.api.errors import not_supported
 from service.engine.stats import Metrics
 
@@ -80,7 +83,10 @@ async def metrics(request: Request) -> ASGIResponse:
     if not st.args.metrics:
         raise not_supported("This server does not support metrics endpoint. Start it with `--metrics`")
     e = st.engine  # never None here: the gate answers 503 until the model is loaded
-    text = render(e.stats.scrape(), e.n_busy, e.n_deferred)
+    m = e.stats.scrape()
+    text = render(m, e.n_busy, e.n_deferred)
+    ads = getattr(getattr(st.loaded_model, "adapters", None), "items", ())
+    text += metrics_fleet.render(m, e, ads, float(e.stats.t_start))
     reg = request.app.state.registry
     if reg is not None:
         text += generate_latest(reg).decode()

@@ -6,7 +6,9 @@
 
 The engine thread hands each event to the event loop with `loop.call_soon_threadsafe`, straight
 onto the one queue of the request: an event crosses one queue, however many tasks a request has.
-A client that goes away cancels its tasks.
+A client that goes away cancels its tasks. A request whose tasks the engine cannot queue
+(--max-queue) is answered 503 with Retry-After before anything is sent, so a load balancer or a
+client can retry it on another replica.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from collections.abc import AsyncIterator
 
 from litestar import Request
 
-from service.api.errors import from_failure
-from service.engine.task import Embedding, Event, Failure, Final, Task, TaskParams
+from service.api.errors import ApiError, from_failure
+from service.engine.task import Embedding, Event, Failure, Final, QueueFull, Task, TaskParams
+
+RETRY_AFTER_S = 1  # a slot frees within a generation or two on this server; a peer may have one now
 
 _LAST = (Final, Failure, Embedding)  # a task's last event
 
@@ -35,8 +39,10 @@ class Runs:
         self.queue: asyncio.Queue[tuple[int, Event]] = asyncio.Queue()
         self.tasks = [Task(p, self._sink(loop, i)) for i, p in enumerate(params)]
         self.done = [False] * len(params)
-        for t in self.tasks:
-            engine.submit(t)
+        try:
+            engine.submit(*self.tasks)
+        except QueueFull as e:
+            raise ApiError(503, str(e), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
 
     def _sink(self, loop: asyncio.AbstractEventLoop, i: int):
         return lambda ev: loop.call_soon_threadsafe(self.queue.put_nowait, (i, ev))

@@ -125,6 +125,7 @@ class ServerState:
             n_slots=self.n_slots, n_predict_default=a.n_predict, ctx_shift=a.context_shift, cont_batching=a.cont_batching,
             similarity=a.slot_prompt_similarity, pool=n_ctx if a.kv_unified() else 0, cache_ram_mib=a.cache_ram,
             cache_idle_slots=a.cache_idle_slots, sleep_idle_seconds=a.sleep_idle_seconds, t_start=self.started,
+            max_queue=a.max_queue,
             **self._threads())
 
     def _threads(self) -> dict:

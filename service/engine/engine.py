@@ -36,7 +36,7 @@ from service.engine.power import PowerState, doze
 from service.engine.scheduler import build_batch, pick_slot
 from service.engine.slot import Slot, SlotState
 from service.engine.stats import Stats
-from service.engine.task import Embedding, EngineConfig, ErrorKind, Failure, StopType, Task
+from service.engine.task import Embedding, EngineConfig, ErrorKind, Failure, QueueFull, StopType, Task
 from service.model.logits import Logits
 from service.model.model import Model
 from service.sampling import Sampler, SamplerWorkspace, SamplingParams
@@ -59,6 +59,8 @@ class Engine:
         self._inbox: queue.SimpleQueue[Task | Callable | None] = queue.SimpleQueue()
         self._waiting: collections.deque[Task] = collections.deque()
         self._n_deferred = 0
+        self._live: set[int] = set()  # ids of the tasks submitted and not yet ended (--max-queue)
+        self._live_lock = threading.Lock()
         self._deferred_calls: list[tuple[int, Callable[[], None]]] = []  # (slot, fn): see call()
         self._ws = SamplerWorkspace(model.cfg.n_vocab)
         self._stop = threading.Event()
@@ -77,9 +79,25 @@ class Engine:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
-    def submit(self, task: Task) -> None:
+    def submit(self, *tasks: Task) -> None:
+        """Queue one request's tasks, all or none: with --max-queue N, QueueFull when they would
+        not fit the slots plus N waiting tasks (counted from submission to the task's end, so a
+        task the loop has not looked at yet counts too)."""
+        with self._live_lock:
+            cap = self.config.max_queue
+            if cap > 0 and len(self._live) + len(tasks) > len(self.slots) + cap:
+                self.stats.refused()
+                raise QueueFull(f"the server is busy: {len(self.slots)} slots and a queue of {cap} are taken; "
+                                "retry later")
+            self._live.update(t.id for t in tasks)
         self.power.want()
-        self._inbox.put(task)
+        for t in tasks:
+            self._inbox.put(t)
+
+    def _gone(self, task: Task) -> None:
+        """The task ended (its last event was sent, or it was dropped): it no longer holds a place."""
+        with self._live_lock:
+            self._live.discard(task.id)
 
     def call(self, fn: Callable[[], None], slot: int | None = None) -> None:
         """Run fn on the engine thread between two steps (slot save/restore: the cache is only
@@ -140,6 +158,18 @@ class Engine:
         llama-server, a request not yet looked at by the loop is not counted."""
         return self._n_deferred
 
+    @property
+    def n_waiting(self) -> int:
+        """Tasks submitted and not in a slot (llamajit:num_requests_waiting): unlike n_deferred,
+        also those the loop has not looked at yet."""
+        return max(0, len(self._live) - self.n_busy)
+
+    def kv_usage(self) -> float:
+        """The share of the server's KV cells that hold a token (llamajit:kv_cache_usage_perc, 0..1):
+        every slot's cached tokens, idle slots' reusable prompts included, over the whole -c."""
+        total = self.config.pool or self.n_ctx * len(self.slots)
+        return min(1.0, sum(len(s.cache_tokens) for s in self.slots) / total) if total else 0.0
+
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -179,6 +209,7 @@ class Engine:
         self.power.t_active = time.monotonic()
         if isinstance(item, Task):
             if self._closed:
+                self._gone(item)
                 item.sink(Failure(ErrorKind.UNAVAILABLE, SHUTTING_DOWN))
             else:
                 self._waiting.append(item)
@@ -200,6 +231,7 @@ class Engine:
     def _drop_cancelled(self) -> None:
         for t in [t for t in self._waiting if t.cancelled]:
             self._waiting.remove(t)
+            self._gone(t)
         for s in self.slots:
             if s.busy and s.task.cancelled:
                 self._release(s)
@@ -214,6 +246,7 @@ class Engine:
         if ended or self._waiting:
             log.warning("drain deadline: ending generations", slots=ended, queued=len(self._waiting))
         for t in self._waiting:
+            self._gone(t)
             t.sink(Failure(ErrorKind.UNAVAILABLE, SHUTTING_DOWN))
         self._waiting.clear()
         self._n_deferred = 0
@@ -240,6 +273,7 @@ class Engine:
                 log.exception("task could not start")
                 if slot.busy and slot.task is task:
                     slot.release()
+                self._gone(task)
                 task.sink(Failure(ErrorKind.INTERNAL, f"could not start the task: {type(e).__name__}: {e}"))
                 continue
             self.memory.started()
@@ -249,6 +283,7 @@ class Engine:
     def _assign(self, slot: Slot, task: Task, update: bool) -> None:
         p = task.params
         if not 0 < len(p.prompt) < slot.n_ctx:  # the HTTP edge checks first; this keeps the engine safe
+            self._gone(task)
             task.sink(Failure(ErrorKind.EXCEED_CONTEXT,
                               f"the prompt has {len(p.prompt)} tokens; it must have 1 to {slot.n_ctx - 1}"))
             return
@@ -369,6 +404,9 @@ class Engine:
         g = slot.gen
         if g is not None and g.generated:  # counted however the task ended, as llama-server does
             self.stats.generated(len(g.generated), g.timings().predicted_ms / 1e3)
+        if g is not None:
+            self.stats.finished(*g.latencies(time.perf_counter()))
+            self._gone(g.task)
         # keep exactly the tokens whose KV is in the cache (the last sampled one is not)
         slot.cache_tokens = slot.cache_tokens[: int(self.model.cache.length[slot.id])]
         slot.release()

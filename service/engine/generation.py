@@ -43,6 +43,7 @@ class Generation:
         self.t_start = time.perf_counter()
         self.t_prompt_last = 0.0  # end of the last forward pass that held prompt tokens (0: none yet)
         self.t_gen_last = 0.0  # when the last token was sampled
+        self.t_gen_first = 0.0  # when the first one was (0: none yet)
         self.stop_type = StopType.NONE
         self.stopping_word = ""
         self.truncated = False
@@ -67,6 +68,14 @@ class Generation:
             gen_ms = max(1e-3, (self.t_gen_last - self.t_prompt_last) * 1e3)
         return Timings(self.n_cached, self.n_evaluated, prompt_ms, len(self.generated), gen_ms)
 
+    def latencies(self, now: float) -> tuple[float, float | None, float | None, float]:
+        """(queue, time to first token, time per output token, end to end) in seconds, leaving
+        the slot at `now` (service.engine.latency says what each one is)."""
+        t0, n = self.task.t_created, len(self.generated)
+        ttft = self.t_gen_first - t0 if n else None
+        tpot = (self.t_gen_last - self.t_gen_first) / (n - 1) if n > 1 else None
+        return self.t_start - t0, ttft, tpot, now - t0
+
     def progress(self, n_done: int) -> Partial:
         """A prompt-progress event (return_progress): n_done of the prompt's tokens are in the cache."""
         t = self.timings() if self.params.timings_per_token else None
@@ -80,6 +89,8 @@ class Generation:
         on (its KV is written when it is fed back next step); an end-of-generation token does not."""
         p = self.params
         self.t_gen_last = time.perf_counter()
+        if not self.generated:
+            self.t_gen_first = self.t_gen_last
         probs = None
         if p.n_probs > 0 and not forced:
             probs = (self.sampler.last_probs if p.post_sampling_probs

@@ -21,6 +21,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from service.engine.latency import Latency
+
 
 @dataclass
 class Bucket:
@@ -49,6 +51,8 @@ class Metrics:
     n_tokens_max: int = 0
     n_decode: int = 0
     n_busy_slots: int = 0
+    latency: Latency = field(default_factory=Latency)  # the llamajit: histograms (latency.py)
+    rejected: int = 0  # requests refused because the queue was full (--max-queue)
 
     @property
     def busy_slots_per_decode(self) -> float:
@@ -87,6 +91,16 @@ class Stats:
         with self._lock:
             self._m.predict.add(n, n - 1, seconds)
             self._m.predict_bucket.add(n, n - 1, seconds)
+
+    def finished(self, queue_s: float, ttft_s: float | None, tpot_s: float | None, e2e_s: float) -> None:
+        """A task left its slot: its latencies (service.engine.latency says what each one is)."""
+        with self._lock:
+            self._m.latency.observe(queue_s, ttft_s, tpot_s, e2e_s)
+
+    def refused(self) -> None:
+        """A request was refused: the slots and the queue were full (any thread)."""
+        with self._lock:
+            self._m.rejected += 1
 
     def freeze(self) -> None:
         """Entering sleep: later scrapes read this copy."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import itertools
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,7 @@ class EngineConfig:
     threads: int = 0  # -t: Numba threads for one-token batches (decode); 0: leave Numba's count alone
     threads_batch: int = 0  # -tb: Numba threads for larger batches (prompts); 0: as for decode
     t_start: float | None = None  # process start (Unix seconds) for /metrics
+    max_queue: int = 0  # --max-queue: tasks that may wait beyond the slots (0: no bound)
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,10 @@ class Failure:
 
 Event = Partial | Final | Embedding | Failure
 
+
+class QueueFull(Exception):
+    """Engine.submit refused a request: its tasks would not fit the slots and --max-queue."""
+
 _ids = itertools.count()
 
 
@@ -171,6 +177,7 @@ class Task:
         self.id = next(_ids)
         self.params = params
         self.sink = sink
+        self.t_created = time.perf_counter()  # handed to the engine: the latency metrics' clock starts
         self._cancelled = threading.Event()
 
     def cancel(self) -> None:
