@@ -4,7 +4,9 @@ A snapshot before and after the run gives the counters' deltas (tokens predicted
 tokens, decode calls); a sampler polling during the run gives the gauges' peaks
 (requests_deferred: requests queued for a slot; requests_processing: requests in slots),
 which a before/after pair cannot see. The report puts them beside what locust counted.
-A server started without --metrics answers 501: the view is then simply absent.
+A server started without --metrics answers 501: the view is then simply absent. So it is
+without prometheus-client (its parser reads the text format), which a plain `pip install locust`
+does not bring: the run goes on and says what to install (loadtests/requirements.txt has both).
 """
 
 from __future__ import annotations
@@ -14,7 +16,11 @@ import time
 
 import gevent
 import requests
-from prometheus_client.parser import text_string_to_metric_families
+
+try:
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:  # a plain locust environment: no server view
+    text_string_to_metric_families = None
 
 log = logging.getLogger("loadtests.server_view")
 
@@ -24,6 +30,10 @@ GAUGES = ("requests_deferred", "requests_processing")
 
 def scrape(base_url: str, headers: dict, timeout: float = 5.0) -> dict[str, float] | None:
     """{sample name without the prefix: value} of the `llamacpp:` metrics, None when unavailable."""
+    if text_string_to_metric_families is None:
+        log.warning("no server view: reading /metrics needs prometheus-client "
+                    "(pip install prometheus-client, or pip install -r loadtests/requirements.txt)")
+        return None
     try:
         r = requests.get(base_url.rstrip("/") + "/metrics", headers=headers, timeout=timeout)
     except requests.RequestException as e:

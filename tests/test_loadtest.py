@@ -34,10 +34,13 @@ def server():
         s.stop()
 
 
-def locust(url: str, *args: str, key: str = KEY, timeout: float = 240) -> subprocess.CompletedProcess:
+def locust(url: str, *args: str, key: str = KEY, timeout: float = 240,
+           pythonpath: str = "") -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-H", url,
            "--stop-timeout", "120", "--prompt-tokens", "16", "--max-tokens", str(MAX_TOKENS), *args]
     env = {**os.environ, "LLAMA_API_KEY": key}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -103,3 +106,14 @@ def test_failed_request_fails_the_run(server):
     out = r.stdout + r.stderr
     assert r.returncode == 1, out[:3000]
     assert "FAIL:" in out and "requests failed" in out and "HTTP 401" in out
+
+
+def test_runs_where_locust_is_installed_alone(server, tmp_path):
+    """`pip install locust` brings no prometheus-client: the run goes on without the server's
+    view and says what to install (a module that fails to import stands in for the missing one)."""
+    (tmp_path / "prometheus_client.py").write_text("raise ImportError(\"No module named 'prometheus_client'\")\n")
+    r = locust(server.url, "-u", "1", "-r", "1", "-t", "3s", "ChatUser", pythonpath=str(tmp_path))
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert "No module named" not in out and "pip install -r loadtests/requirements.txt" in out
+    assert "E2E ms" in out  # locust's own rows are all there
