@@ -30,13 +30,14 @@ import numba
 import numpy as np
 import structlog
 
+from service.engine.admission import Admission
 from service.engine.generation import Generation
 from service.engine.memory import CacheKeeper
 from service.engine.power import PowerState, doze
 from service.engine.scheduler import build_batch, pick_slot
 from service.engine.slot import Slot, SlotState
 from service.engine.stats import Stats
-from service.engine.task import Embedding, EngineConfig, ErrorKind, Failure, QueueFull, StopType, Task
+from service.engine.task import Embedding, EngineConfig, ErrorKind, Failure, StopType, Task
 from service.model.logits import Logits
 from service.model.model import Model
 from service.sampling import Sampler, SamplerWorkspace, SamplingParams
@@ -59,8 +60,7 @@ class Engine:
         self._inbox: queue.SimpleQueue[Task | Callable | None] = queue.SimpleQueue()
         self._waiting: collections.deque[Task] = collections.deque()
         self._n_deferred = 0
-        self._live: set[int] = set()  # ids of the tasks submitted and not yet ended (--max-queue)
-        self._live_lock = threading.Lock()
+        self.admission = Admission(config.n_slots, config.max_queue, self.stats.refused)
         self._deferred_calls: list[tuple[int, Callable[[], None]]] = []  # (slot, fn): see call()
         self._ws = SamplerWorkspace(model.cfg.n_vocab)
         self._stop = threading.Event()
@@ -80,24 +80,11 @@ class Engine:
             self._thread.join(timeout)
 
     def submit(self, *tasks: Task) -> None:
-        """Queue one request's tasks, all or none: with --max-queue N, QueueFull when they would
-        not fit the slots plus N waiting tasks (counted from submission to the task's end, so a
-        task the loop has not looked at yet counts too)."""
-        with self._live_lock:
-            cap = self.config.max_queue
-            if cap > 0 and len(self._live) + len(tasks) > len(self.slots) + cap:
-                self.stats.refused()
-                raise QueueFull(f"the server is busy: {len(self.slots)} slots and a queue of {cap} are taken; "
-                                "retry later")
-            self._live.update(t.id for t in tasks)
+        """Queue one request's tasks, all or none (QueueFull past --max-queue: admission.py)."""
+        self.admission.take(tasks)
         self.power.want()
         for t in tasks:
             self._inbox.put(t)
-
-    def _gone(self, task: Task) -> None:
-        """The task ended (its last event was sent, or it was dropped): it no longer holds a place."""
-        with self._live_lock:
-            self._live.discard(task.id)
 
     def call(self, fn: Callable[[], None], slot: int | None = None) -> None:
         """Run fn on the engine thread between two steps (slot save/restore: the cache is only
@@ -162,7 +149,7 @@ class Engine:
     def n_waiting(self) -> int:
         """Tasks submitted and not in a slot (llamajit:num_requests_waiting): unlike n_deferred,
         also those the loop has not looked at yet."""
-        return max(0, len(self._live) - self.n_busy)
+        return max(0, len(self.admission) - self.n_busy)
 
     def kv_usage(self) -> float:
         """The share of the server's KV cells that hold a token (llamajit:kv_cache_usage_perc, 0..1):
@@ -209,7 +196,7 @@ class Engine:
         self.power.t_active = time.monotonic()
         if isinstance(item, Task):
             if self._closed:
-                self._gone(item)
+                self.admission.gone(item)
                 item.sink(Failure(ErrorKind.UNAVAILABLE, SHUTTING_DOWN))
             else:
                 self._waiting.append(item)
@@ -231,7 +218,7 @@ class Engine:
     def _drop_cancelled(self) -> None:
         for t in [t for t in self._waiting if t.cancelled]:
             self._waiting.remove(t)
-            self._gone(t)
+            self.admission.gone(t)
         for s in self.slots:
             if s.busy and s.task.cancelled:
                 self._release(s)
@@ -246,7 +233,7 @@ class Engine:
         if ended or self._waiting:
             log.warning("drain deadline: ending generations", slots=ended, queued=len(self._waiting))
         for t in self._waiting:
-            self._gone(t)
+            self.admission.gone(t)
             t.sink(Failure(ErrorKind.UNAVAILABLE, SHUTTING_DOWN))
         self._waiting.clear()
         self._n_deferred = 0
@@ -273,7 +260,7 @@ class Engine:
                 log.exception("task could not start")
                 if slot.busy and slot.task is task:
                     slot.release()
-                self._gone(task)
+                self.admission.gone(task)
                 task.sink(Failure(ErrorKind.INTERNAL, f"could not start the task: {type(e).__name__}: {e}"))
                 continue
             self.memory.started()
@@ -283,7 +270,7 @@ class Engine:
     def _assign(self, slot: Slot, task: Task, update: bool) -> None:
         p = task.params
         if not 0 < len(p.prompt) < slot.n_ctx:  # the HTTP edge checks first; this keeps the engine safe
-            self._gone(task)
+            self.admission.gone(task)
             task.sink(Failure(ErrorKind.EXCEED_CONTEXT,
                               f"the prompt has {len(p.prompt)} tokens; it must have 1 to {slot.n_ctx - 1}"))
             return
@@ -406,7 +393,7 @@ class Engine:
             self.stats.generated(len(g.generated), g.timings().predicted_ms / 1e3)
         if g is not None:
             self.stats.finished(*g.latencies(time.perf_counter()))
-            self._gone(g.task)
+            self.admission.gone(g.task)
         # keep exactly the tokens whose KV is in the cache (the last sampled one is not)
         slot.cache_tokens = slot.cache_tokens[: int(self.model.cache.length[slot.id])]
         slot.release()
