@@ -9,7 +9,13 @@ and (x0, x1) -> (x0 cos - x1 sin, x0 sin + x1 cos).
 
 As in ggml_rope_cache_init, theta is float32 and advances by repeated multiplication
 (theta *= theta_scale, theta_scale = powf(freq_base, -2/n_dims)), then cosf/sinf of
-freq_scale * theta. YaRN (ext_factor != 0) and attn_factor != 1 are not supported.
+freq_scale * theta.
+
+Scaling, as ggml_rope_ext applies it: freq_factors (llama3 scaling: the file's rope_freqs)
+divide each pair's angle; YaRN (ext_factor != 0) blends the interpolated angle
+freq_scale * theta with the extrapolated theta by a ramp over the pair index between the
+correction dims (yarn_corr_dims), and scales cos and sin by
+mscale * (1 + 0.1 ln(1 / freq_scale)); without YaRN they are scaled by mscale alone.
 
 The cos/sin table depends only on positions, so a forward pass builds it once (rope_cache)
 and every layer's q and k reuse it (rope_apply); rope() does both for one-off calls.
@@ -24,11 +30,19 @@ from ._jit import exact_kernel, kernel, parallel_kernel
 # Without fastmath: with it, LLVM reassociates the theta recurrence (theta * ts * ts becomes
 # theta * ts^2), and the angles drift from ggml's by up to 2e-4 rad at position 5000.
 @exact_kernel
-def rope_cache(cos, sin, positions, n_dims, freq_base, freq_scale, freq_factors=None):
-    """cos, sin (n_tokens, n_dims//2) float32 = cos/sin(theta_i(pos)); freq_factors (n_dims//2,) or None."""
+def rope_cache(cos, sin, positions, n_dims, freq_base, freq_scale, freq_factors=None, ext_factor=0.0,
+               mscale=1.0, corr_lo=0.0, corr_hi=0.0):
+    """cos, sin (n_tokens, n_dims//2) float32 = mscale' cos/sin(theta_i(pos)); freq_factors (n_dims//2,)
+    or None; ext_factor, corr_lo, corr_hi: YaRN's (0: off); mscale: the attention factor."""
     half = n_dims // 2
     theta_scale = np.float32(freq_base) ** (np.float32(-2.0) / np.float32(n_dims))
     fs = np.float32(freq_scale)
+    ext = np.float32(ext_factor)
+    ms = np.float32(mscale)
+    if ext != np.float32(0.0):
+        ms = ms * (np.float32(1.0) + np.float32(0.1) * np.log(np.float32(1.0) / fs))
+    lo = np.float32(corr_lo)
+    span = max(np.float32(0.001), np.float32(corr_hi) - lo)
     for t in range(positions.shape[0]):
         theta = np.float32(positions[t])
         for i in range(half):
@@ -37,9 +51,13 @@ def rope_cache(cos, sin, positions, n_dims, freq_base, freq_scale, freq_factors=
             th = theta
             if freq_factors is not None:
                 th = th / np.float32(freq_factors[i])
-            th = fs * th
-            cos[t, i] = np.cos(th)
-            sin[t, i] = np.sin(th)
+            interp = fs * th
+            if ext != np.float32(0.0):  # YaRN: ramp 1 below corr_lo (extrapolate), 0 above corr_hi
+                y = (np.float32(i) - lo) / span
+                mix = (np.float32(1.0) - min(np.float32(1.0), max(np.float32(0.0), y))) * ext
+                interp = interp * (np.float32(1.0) - mix) + th * mix
+            cos[t, i] = np.cos(interp) * ms
+            sin[t, i] = np.sin(interp) * ms
             theta = theta * theta_scale
 
 
@@ -67,6 +85,18 @@ def rope_apply(x, cos, sin, n_dims, neox):
                     x1 = v[2 * i + 1]
                     v[2 * i] = x0 * c[i] - x1 * s[i]
                     v[2 * i + 1] = x0 * s[i] + x1 * c[i]
+
+
+def yarn_corr_dims(n_dims: int, n_ctx_orig: int, freq_base: float, beta_fast: float,
+                   beta_slow: float) -> tuple[float, float]:
+    """YaRN's correction range (low, high) of pair indices, in float32 as ggml computes it: the
+    dims whose wavelength spans beta_fast, resp. beta_slow, rotations over n_ctx_orig tokens."""
+    f = np.float32
+
+    def dim(n_rot):
+        return f(n_dims) * np.log(f(n_ctx_orig) / (f(n_rot) * f(2) * f(np.pi))) / (f(2) * np.log(f(freq_base)))
+
+    return float(max(f(0), np.floor(dim(beta_fast)))), float(min(f(n_dims - 1), np.ceil(dim(beta_slow))))
 
 
 @kernel

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as T
 
@@ -37,7 +38,24 @@ def drop_last(n: int):
 
 # id: (spec, write_model keywords, post-processing, error class, field named in the message)
 CASES = {
-    "unsupported architecture": (LLAMA, dict(arch_name="mamba"), None, ModelError, "general.architecture"),
+    "unsupported architecture": (LLAMA, dict(arch_name="mamba"), None, ModelError,
+                                 "general.architecture: unknown model architecture: 'mamba'"),
+    # Tensors the loader does not look up are refused, never dropped (llama.cpp refuses them too).
+    "unused tensor": (LLAMA, dict(extra={"blk.0.attn_q.bias": np.zeros(64)}), None, ModelError, "blk.0.attn_q.bias"),
+    "rope_freqs on qwen2": (Spec("qwen2"), dict(extra={"rope_freqs.weight": np.ones(8)}), None, ModelError,
+                            "rope_freqs.weight"),
+    "rope_freqs shape": (LLAMA, dict(extra={"rope_freqs.weight": np.ones(4)}), None, ModelError, "rope_freqs.weight"),
+    "longrope scaling": (LLAMA, dict(meta={"llama.rope.scaling.type": "longrope"}), None, ModelError,
+                         "llama.rope.scaling.type: unsupported rope scaling type 'longrope'"),
+    "unknown rope scaling": (LLAMA, dict(meta={"llama.rope.scaling.type": "dynamic"}), None, ModelError,
+                             "llama.rope.scaling.type"),
+    "yarn beta_fast llama.cpp ignores": (LLAMA, dict(meta={"llama.rope.scaling.type": "yarn",
+                                                           "llama.rope.scaling.factor": 4.0,
+                                                           "llama.rope.scaling.yarn_beta_fast": 16.0}), None,
+                                         ModelError, "llama.rope.scaling.yarn_beta_fast"),
+    "yarn with sliding-window layers": (Spec("gemma3", sliding_window=4), dict(meta={
+        "gemma3.rope.scaling.type": "yarn", "gemma3.rope.scaling.factor": 4.0}), None, ModelError,
+        "gemma3.rope.scaling.type"),
     "norm vector of type F16": (LLAMA, dict(types={"blk.1.ffn_norm.weight": T.F16}), None, ModelError,
                                 "blk.1.ffn_norm.weight"),
     "matrix of an unsupported type": (LLAMA, dict(types={"blk.0.ffn_up.weight": T.Q8_1}), None, ModelError,

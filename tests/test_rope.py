@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from kernels.rope import rope, rope_apply, rope_cache
+from kernels.rope import rope, rope_apply, rope_cache, yarn_corr_dims
 from tests.oracles import ops as O
 from tests.oracles.ops import f32_normal as _f32
 
@@ -87,3 +87,47 @@ def test_rope_cache_freq_factors_and_apply():
     y = x.copy()
     rope_apply(y, cos, sin, 64, True)
     np.testing.assert_allclose(y, O.rope(x, pos, 64, 500000.0, 1.0, True, ff), atol=1e-6 * np.abs(x).max())
+
+
+@SETTINGS
+@given(n_dims=st.sampled_from([8, 32, 64, 128]), pos0=st.integers(0, 20000), factor=st.sampled_from([2.0, 4.0, 8.0, 32.0]),
+       n_ctx_orig=st.sampled_from([64, 4096, 32768]), freq_base=st.sampled_from([10000.0, 1000000.0]),
+       ff=st.booleans(), seed=st.integers(0, 2**16))
+def test_rope_cache_yarn_matches_oracle(n_dims, pos0, factor, n_ctx_orig, freq_base, ff, seed):
+    rng = np.random.default_rng(seed)
+    pos = (pos0 + np.arange(5)).astype(np.int32)
+    lo, hi = yarn_corr_dims(n_dims, n_ctx_orig, freq_base, 32.0, 1.0)
+    factors = rng.uniform(1.0, 8.0, n_dims // 2).astype(np.float32) if ff else None
+    cos = np.empty((5, n_dims // 2), np.float32)
+    sin = np.empty((5, n_dims // 2), np.float32)
+    rope_cache(cos, sin, pos, n_dims, freq_base, 1.0 / factor, factors, 1.0, 0.9, lo, hi)
+    rc, rs = O.rope_yarn_table(pos, n_dims, freq_base, np.float32(1.0 / factor), factors, 1.0, 0.9, lo, hi)
+    # The kernel blends the angles in float32 as ggml does (two roundings of |theta| <= pos:
+    # 2 * 2^-24 * pos rad), the oracle in float64; plus cos/sin and the magnitude scale's ulps.
+    tol = 2e-6 + 2.4e-7 * pos.max()
+    np.testing.assert_allclose(cos, rc, atol=tol)
+    np.testing.assert_allclose(sin, rs, atol=tol)
+
+
+def test_yarn_corr_dims_known_values_and_ramp_ends():
+    # Llama/Qwen defaults: beta_fast 32, beta_slow 1. n_dims 128, base 1e6, 32768 original tokens:
+    # dim(b) = 128 ln(32768 / (2 pi b)) / (2 ln 1e6) -> 23.60 (b=32) and 39.65 (b=1).
+    lo, hi = yarn_corr_dims(128, 32768, 1000000.0, 32.0, 1.0)
+    assert (lo, hi) == (23.0, 40.0)
+    assert yarn_corr_dims(8, 64, 10000.0, 32.0, 1.0) == (0.0, 2.0)  # floor(<0) clamps to 0
+    # Below lo the pairs extrapolate (angle as without scaling); above hi they interpolate.
+    pos = np.int32([1000])
+    cos = np.empty((1, 64), np.float32)
+    sin = np.empty((1, 64), np.float32)
+    rope_cache(cos, sin, pos, 128, 1000000.0, 0.25, None, 1.0, 1.0, lo, hi)
+    m = np.float32(1.0 + 0.1 * np.log(4.0))
+    th = O.rope_angles(pos, 128, 1000000.0, 1.0)
+    np.testing.assert_allclose(cos[0, :23], m * np.cos(th[0, :23]), atol=2e-6)
+    np.testing.assert_allclose(cos[0, 40:], m * np.cos(0.25 * th[0, 40:]), atol=2e-6)
+    # ext_factor 0 with mscale 1 is plain RoPE, bit for bit.
+    plain = np.empty_like(cos), np.empty_like(sin)
+    rope_cache(plain[0], plain[1], pos, 128, 1000000.0, 0.25)
+    yc = np.empty_like(cos), np.empty_like(sin)
+    rope_cache(yc[0], yc[1], pos, 128, 1000000.0, 0.25, None, 0.0, 1.0, lo, hi)
+    np.testing.assert_array_equal(plain[0], yc[0])
+    assert np.abs(plain[0] - cos).max() > 0.1  # and YaRN differs from it

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 ARCHITECTURES = ("llama", "gemma3", "qwen2", "qwen3")
 MAX_LAYERS, MAX_HEADS, MAX_CTX, MAX_EMBD = 1024, 1024, 1 << 24, 1 << 17
 
@@ -47,6 +49,11 @@ class ModelConfig:
     qkv_bias: bool  # biases on Q, K, V (qwen2)
     attn_softcap: float
     final_softcap: float
+    # YaRN (rope.scaling.type yarn): ext_factor 0 is off; attn_factor scales cos and sin (ggml's
+    # mscale; with YaRN, llama.cpp cancels its own 1 + 0.1 ln(factor) here); corr_dims: the ramp.
+    rope_ext_factor: float = 0.0
+    rope_attn_factor: float = 1.0
+    rope_corr_dims: tuple[float, float] = (0.0, 0.0)
 
     @property
     def n_embd_kv(self) -> int:
@@ -96,8 +103,8 @@ def _check_vocab(meta: dict[str, Any], path: str, vocab_key: str, n_vocab: int) 
 
 def config_from_metadata(meta: dict[str, Any], path: str) -> ModelConfig:
     arch = meta.get("general.architecture")
-    if arch not in ARCHITECTURES:
-        raise ModelError(f"{path}: general.architecture: unsupported architecture {arch!r} "
+    if arch not in ARCHITECTURES:  # llama.cpp: "unknown model architecture: 'x'"
+        raise ModelError(f"{path}: general.architecture: unknown model architecture: {arch!r} "
                          f"(supported: {', '.join(ARCHITECTURES)})")
     a = arch
     n_layer = _get(meta, path, f"{a}.block_count", int, lo=1, hi=MAX_LAYERS)
@@ -121,11 +128,9 @@ def config_from_metadata(meta: dict[str, Any], path: str) -> ModelConfig:
         raise ModelError(f"{path}: {a}.rope.dimension_count: {rope_dims} is odd")
     default_base = 1e6 if a == "gemma3" else 10000.0
     rope_base = _get(meta, path, f"{a}.rope.freq_base", float, default_base, lo=1e-3, hi=1e12)
-    factor = 1.0
-    if meta.get(f"{a}.rope.scaling.type", "none") in ("linear",):
-        factor = _get(meta, path, f"{a}.rope.scaling.factor", float, 1.0, lo=1e-3, hi=1e6)
     window = _get(meta, path, f"{a}.attention.sliding_window", int, 0, lo=0, hi=MAX_CTX)
     gemma = a == "gemma3"
+    factor, yarn = _rope_scaling(meta, path, a, n_ctx, rope_dims, rope_base, gemma and window > 0)
     # gemma3: five sliding-window layers, then one global layer; local layers use base 10000.
     swa = tuple(gemma and window > 0 and (i + 1) % 6 != 0 for i in range(n_layer))
     return ModelConfig(
@@ -138,4 +143,50 @@ def config_from_metadata(meta: dict[str, Any], path: str) -> ModelConfig:
         gelu=gemma, qk_norm=a in ("gemma3", "qwen3"), post_norms=gemma, qkv_bias=a == "qwen2",
         attn_softcap=_get(meta, path, f"{a}.attn_logit_softcapping", float, 0.0, lo=0.0, hi=1e6),
         final_softcap=_get(meta, path, f"{a}.final_logit_softcapping", float, 0.0, lo=0.0, hi=1e6),
+        **yarn,
     )
+
+
+# Read by llama.cpp for only a few architectures (grok, mistral3, deepseek2...), none of ours:
+# for llama/qwen2/qwen3 it ignores them and uses these defaults. A file that sets another value
+# would run differently from what its author meant, or from llama.cpp: refused.
+_YARN_IGNORED = {"yarn_ext_factor": 1.0, "yarn_attn_factor": 1.0, "yarn_beta_fast": 32.0, "yarn_beta_slow": 1.0,
+                 "yarn_log_multiplier": 0.0}
+
+
+def _rope_scaling(meta: dict[str, Any], path: str, a: str, n_ctx: int, n_dims: int, base: float,
+                  has_swa: bool) -> tuple[float, dict[str, Any]]:
+    """The scaling factor (freq_scale = 1 / factor) and the YaRN fields, as llama.cpp derives them.
+
+    none/linear/yarn are read; the absent type means linear (llama.cpp's default), which with no
+    factor is plain RoPE. llama3 scaling has no type of its own: it is the rope_freqs tensor
+    (service.model.weights). longrope and any other type are refused."""
+    key = f"{a}.rope.scaling.type"
+    kind = meta.get(key, "linear")
+    if kind not in ("none", "linear", "yarn"):
+        raise ModelError(f"{path}: {key}: unsupported rope scaling type {kind!r} (supported: none, linear, yarn)")
+    factor = _get(meta, path, f"{a}.rope.scaling.factor", float, 0.0, lo=0.0, hi=1e6)
+    factor = 1.0 if factor == 0.0 or kind == "none" else factor  # llama.cpp: 0 or none means unscaled
+    attn = _get(meta, path, f"{a}.rope.scaling.attn_factor", float, 1.0, lo=1e-6, hi=1e6)
+    f32 = np.float32
+    out = {"rope_attn_factor": float(f32(attn))}
+    if kind != "yarn":
+        return factor, out
+    if has_swa:
+        raise ModelError(f"{path}: {key}: yarn on a model with sliding-window layers is not supported")
+    for name, default in _YARN_IGNORED.items():
+        k = f"{a}.rope.scaling.{name}"
+        if k in meta and _get(meta, path, k, float) != default:
+            raise ModelError(f"{path}: {k}: {meta[k]} is not supported (llama.cpp ignores it for {a} "
+                             f"and uses {default})")
+    n_orig = _get(meta, path, f"{a}.rope.scaling.original_context_length", int, n_ctx, lo=1, hi=MAX_CTX)
+    # llama.cpp: attn_factor = get_mscale(factor) / (1 + 0.1 ln factor) * rope.scaling.attn_factor,
+    # with get_mscale(s) = 1 + 0.1 ln s for s > 1 (else 1); ggml multiplies 1 + 0.1 ln(1/freq_scale) back.
+    fac = f32(factor)
+    mscale = f32(1.0) if fac <= 1 else f32(0.1) * np.log(fac) + f32(1.0)
+    mscale = mscale * (f32(1.0) / (f32(1.0) + f32(0.1) * np.log(fac))) * f32(attn)
+    from kernels.rope import yarn_corr_dims
+
+    out.update(rope_ext_factor=1.0, rope_attn_factor=float(mscale),
+               rope_corr_dims=yarn_corr_dims(n_dims, n_orig, base, 32.0, 1.0))
+    return factor, out

@@ -111,7 +111,8 @@ class Forward:
         if c.embd_scale != 1.0:
             x *= np.float32(c.embd_scale)
         pos = np.ascontiguousarray(b.pos, np.int32)
-        rope_cache(self.cos[0, :n], self.sin[0, :n], pos, c.rope_dims, c.rope_base, c.rope_scale)
+        rope_cache(self.cos[0, :n], self.sin[0, :n], pos, c.rope_dims, c.rope_base, c.rope_scale, w.rope_freqs,
+                   c.rope_ext_factor, c.rope_attn_factor, *c.rope_corr_dims)  # llama3 freqs, YaRN
         if c.sliding_window:  # sliding-window layers have their own RoPE base (gemma3)
             rope_cache(self.cos[1, :n], self.sin[1, :n], pos, c.rope_dims, c.rope_base_swa, c.rope_scale_swa)
         segs_arr = np.array([(int(b.seq[s0]), s0, s1) for s0, s1 in segs], np.int64)

@@ -21,6 +21,9 @@ from service.gguf_reader import GGUFFile
 from service.model.config import ModelConfig, ModelError
 
 _NORM_TYPES = (T.F32,)
+# The rerank head, read by service.model.rank when /rerank asks for it (as llama.cpp's rank
+# pooling does), not by this loader: the only tensors it lets through unread.
+RANK_HEAD = ("cls.weight", "cls.bias", "cls.output.weight", "cls.output.bias")
 _MATRIX_TYPES = frozenset(supported_types())  # what pack() and the embedding lookup take
 
 
@@ -48,6 +51,7 @@ class Weights:
     output_norm: np.ndarray
     output: PackedMatrix  # the output head (token_embd itself when tied)
     layers: list[Layer]
+    rope_freqs: np.ndarray | None = None  # (rope_dims // 2,) llama3 scaling's per-pair divisors
 
 
 class _Loader:
@@ -57,11 +61,13 @@ class _Loader:
         self.check_only = check_only  # validate names, shapes and types; pack nothing
         self.n_gpu, self.gpu_output = n_gpu, gpu_output  # offloaded layers 0..n_gpu-1, and the head
         self.device = False  # the matrices being read now go to the GPU
+        self.used: set[str] = set()  # every tensor name looked up
 
     def fail(self, name: str, problem: str) -> ModelError:
         return ModelError(f"{self.f.path}: {name}: {problem}")
 
     def info(self, name: str, shape: tuple[int, ...]):
+        self.used.add(name)
         t = self.f.tensors.get(name)
         if t is None:
             raise self.fail(name, "tensor missing")
@@ -70,6 +76,7 @@ class _Loader:
         return t
 
     def vector(self, name: str, n: int, optional: bool = False) -> np.ndarray | None:
+        self.used.add(name)
         if optional and name not in self.f.tensors:
             return None
         t = self.info(name, (n,))
@@ -119,7 +126,14 @@ def load_weights(f: GGUFFile, cfg: ModelConfig, n_gpu: int = 0, gpu_output: bool
     Packing runs on a small thread pool: it is NumPy work that releases the GIL, and it is
     most of the load time (Gemma 3 270M: 2.5 s on one thread). Matrices of offloaded layers
     (and of the head with gpu_output) are prepared in the pool and uploaded on this thread."""
-    _build(_Loader(f, cfg, check_only=True))
+    check = _Loader(f, cfg, check_only=True)
+    _build(check)
+    unused = [n for n in f.tensors if n not in check.used and n not in RANK_HEAD]
+    if unused:  # llama.cpp refuses these too ("wrong number of tensors"): never dropped silently
+        more = f" and {len(unused) - 8} more" if len(unused) > 8 else ""
+        raise ModelError(f"{f.path}: tensor(s) {', '.join(unused[:8])}{more} are not used by the {cfg.arch} "
+                         f"loader (llama.cpp: wrong number of tensors; expected {len(f.tensors)}, "
+                         f"got {len(f.tensors) - len(unused)})")
     ld = _Loader(f, cfg, n_gpu=n_gpu, gpu_output=gpu_output)
     with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as ld.pool:
         w = _build(ld)
@@ -177,4 +191,7 @@ def _build(ld: _Loader) -> Weights:
             wdown=ld.matrices([p + "ffn_down.weight"], cfg.n_ff, [e])[0],
             post_ffn_norm=ld.vector(p + "post_ffw_norm.weight", e) if cfg.post_norms else None,
         ))
-    return Weights(embd, embd_type, ld.vector("output_norm.weight", e), output, layers)
+    # llama3 RoPE scaling: one table of per-pair divisors, which llama.cpp reads for llama only
+    # (other architectures refuse it as an unused tensor).
+    freqs = ld.vector("rope_freqs.weight", cfg.rope_dims // 2, optional=True) if cfg.arch == "llama" else None
+    return Weights(embd, embd_type, ld.vector("output_norm.weight", e), output, layers, freqs)

@@ -61,6 +61,19 @@ def rope_angles(positions, n_dims, freq_base, freq_scale, freq_factors=None, ggm
     return out
 
 
+def rope_yarn_table(positions, n_dims, freq_base, freq_scale, freq_factors, ext_factor, mscale, corr_lo, corr_hi):
+    """(cos, sin) (n_tokens, n_dims//2) float64 of ggml_rope_ext with YaRN: the angle blends
+    theta_extrap = theta / ff and freq_scale * theta_extrap by ramp(i) * ext_factor, with
+    ramp = 1 - clip((i - lo) / max(0.001, hi - lo), 0, 1); magnitudes mscale * (1 + 0.1 ln(1/freq_scale))."""
+    extrap = rope_angles(positions, n_dims, freq_base, 1.0, freq_factors)
+    i = np.arange(n_dims // 2, dtype=np.float64)
+    ramp = 1.0 - np.clip((i - corr_lo) / max(0.001, corr_hi - corr_lo), 0.0, 1.0)
+    mix = ramp * ext_factor
+    th = freq_scale * extrap * (1.0 - mix) + extrap * mix
+    m = mscale * (1.0 + 0.1 * np.log(1.0 / freq_scale)) if ext_factor else mscale
+    return m * np.cos(th), m * np.sin(th)
+
+
 def rope(x, positions, n_dims, freq_base, freq_scale, neox, freq_factors=None, ggml_float32=True):
     """RoPE of x (n_tokens, n_heads, head_dim): a new float64 array (the input is not changed)."""
     y = np.array(x, np.float64)
