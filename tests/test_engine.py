@@ -8,6 +8,7 @@ import queue
 import time
 
 import numba
+import numpy as np
 import pytest
 
 from service.engine.engine import Engine
@@ -59,6 +60,21 @@ def test_with_context_shift_generation_goes_on(model):
         final = run(e, prompt=tuple(range(2, 22)), n_predict=50, n_keep=4)[-1]
         assert final.n_predicted == 50 and final.truncated and final.stop_type is StopType.LIMIT
         assert max(len(s.cache_tokens) for s in e.slots) < 32
+    finally:
+        e.shutdown()
+
+
+@pytest.mark.parametrize("meta", [{"llama.rope.scaling.type": "yarn", "llama.rope.scaling.factor": 4.0}, None],
+                         ids=["yarn", "llama3"])
+def test_context_shift_is_off_with_scaled_rope(tmp_path, meta):
+    """kvcache.shift turns keys back with plain RoPE: a YaRN or llama3-scaled model stops at the
+    context's end as without --context-shift, rather than continue on wrongly turned keys."""
+    extra = None if meta else {"rope_freqs.weight": np.full(8, 2.0, np.float32)}
+    m = Model(write_model(tmp_path / "s.gguf", Spec(n_ctx=64), meta=meta, extra=extra), n_ctx=32, n_seq=2, max_batch=8)
+    e = started(m, ctx_shift=True)
+    try:
+        final = run(e, prompt=tuple(range(2, 22)), n_predict=50, n_keep=4)[-1]
+        assert final.truncated and final.stop_type is StopType.LIMIT and 20 + final.n_predicted == 32
     finally:
         e.shutdown()
 

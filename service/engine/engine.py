@@ -57,6 +57,13 @@ class Engine:
         self.memory = CacheKeeper(model, self.slots, config.cache_ram_mib, config.cache_idle_slots, config.pool)
         self.power = PowerState(config.sleep_idle_seconds, nudge=self.wake)
         self._add_bos = bool(getattr(model.tokenizer, "add_bos", False))
+        # kvcache.shift turns keys back with plain RoPE: with llama3 or YaRN scaling that would be
+        # wrong, so such a model ends a full generation as without --context-shift.
+        scaled = (getattr(model.cfg, "rope_ext_factor", 0.0) != 0
+                  or getattr(getattr(model, "weights", None), "rope_freqs", None) is not None)
+        self._shift = config.ctx_shift and not scaled
+        if config.ctx_shift and scaled:
+            log.warning("context shift is off: it does not support llama3/YaRN RoPE scaling")
         self._inbox: queue.SimpleQueue[Task | Callable | None] = queue.SimpleQueue()
         self._waiting: collections.deque[Task] = collections.deque()
         self._n_deferred = 0
@@ -289,7 +296,7 @@ class Engine:
 
     def _step(self) -> None:
         for s in self.slots:
-            if s.needs_shift and not (self.config.ctx_shift and self.memory.shift(s, self._add_bos)):
+            if s.needs_shift and not (self._shift and self.memory.shift(s, self._add_bos)):
                 s.gen.stop_type, s.gen.truncated = StopType.LIMIT, True  # nothing left to drop
                 self._finish(s)
         room = self.memory.room(self.model.max_batch)
@@ -347,7 +354,7 @@ class Engine:
         forced = g.budget.forced() if g.budget is not None else None  # a spent thinking budget
         tok, row = (forced, None) if forced is not None else self._sample(g.sampler, logits, ri)
         g.sampler.accept(tok)
-        slot.on_token(tok, row, self.config.ctx_shift, forced=forced is not None)
+        slot.on_token(tok, row, self._shift, forced=forced is not None)
         if g.stopped:
             self._finish(slot)
         elif g.params.stream:
