@@ -26,7 +26,7 @@ from gguf import GGMLQuantizationType as T
 
 from tests.oracles.quant_blocks import FLOATS, QUANTIZED, random_matrix
 
-ARCHS = ("llama", "gemma3", "qwen2", "qwen3")
+ARCHS = ("llama", "gemma3", "qwen2", "qwen3", "phi3")
 # Tensor kinds (the name without "blk.N." and ".weight") that take a chosen matrix type.
 MATRICES = ("token_embd", "output", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 
@@ -104,7 +104,9 @@ def tensor_shapes(s: Spec) -> dict[str, tuple[tuple[int, ...], str]]:
     for i in range(s.n_layer):
         p = f"blk.{i}."
         out[p + "attn_norm.weight"] = ((e,), "norm")
-        for kind, n in (("attn_q", nq), ("attn_k", nkv), ("attn_v", nkv)):
+        if s.arch == "phi3":  # fused [Q; K; V], and [gate; up] below
+            out[p + "attn_qkv.weight"] = ((nq + 2 * nkv, e), "attn_q")
+        for kind, n in (("attn_q", nq), ("attn_k", nkv), ("attn_v", nkv)) if s.arch != "phi3" else ():
             out[f"{p}{kind}.weight"] = ((n, e), kind)
             if s.arch == "qwen2":
                 out[f"{p}{kind}.bias"] = ((n,), "bias")
@@ -115,8 +117,11 @@ def tensor_shapes(s: Spec) -> dict[str, tuple[tuple[int, ...], str]]:
         if s.arch == "gemma3":
             out[p + "post_attention_norm.weight"] = ((e,), "norm")
         out[p + "ffn_norm.weight"] = ((e,), "norm")
-        out[p + "ffn_gate.weight"] = ((s.n_ff, e), "ffn_gate")
-        out[p + "ffn_up.weight"] = ((s.n_ff, e), "ffn_up")
+        if s.arch == "phi3":
+            out[p + "ffn_up.weight"] = ((2 * s.n_ff, e), "ffn_up")
+        else:
+            out[p + "ffn_gate.weight"] = ((s.n_ff, e), "ffn_gate")
+            out[p + "ffn_up.weight"] = ((s.n_ff, e), "ffn_up")
         out[p + "ffn_down.weight"] = ((e, s.n_ff), "ffn_down")
         if s.arch == "gemma3":
             out[p + "post_ffw_norm.weight"] = ((e,), "norm")

@@ -45,6 +45,11 @@ CASES = {
     "rope_freqs on qwen2": (Spec("qwen2"), dict(extra={"rope_freqs.weight": np.ones(8)}), None, ModelError,
                             "rope_freqs.weight"),
     "rope_freqs shape": (LLAMA, dict(extra={"rope_freqs.weight": np.ones(4)}), None, ModelError, "rope_freqs.weight"),
+    "phi3 longrope factors": (Spec("phi3"), dict(extra={"rope_factors_long.weight": np.ones(8),
+                                                        "rope_factors_short.weight": np.ones(8)}), None, ModelError,
+                              "rope_factors_long.weight"),
+    "phi3 separate ffn_gate": (Spec("phi3"), dict(extra={"blk.0.ffn_gate.weight": np.ones((96, 64))}), None,
+                               ModelError, "blk.0.ffn_gate.weight"),
     "longrope scaling": (LLAMA, dict(meta={"llama.rope.scaling.type": "longrope"}), None, ModelError,
                          "llama.rope.scaling.type: unsupported rope scaling type 'longrope'"),
     "unknown rope scaling": (LLAMA, dict(meta={"llama.rope.scaling.type": "dynamic"}), None, ModelError,
@@ -118,7 +123,7 @@ def test_broken_file(tmp_path, monkeypatch, case):
 
 
 @pytest.mark.parametrize("spec", [LLAMA, Spec("qwen2", tied=False), Spec("qwen3", head_dim=32),
-                                  Spec("gemma3", n_layer=7, sliding_window=4)], ids=lambda s: s.arch)
+                                  Spec("gemma3", n_layer=7, sliding_window=4), Spec("phi3")], ids=lambda s: s.arch)
 def test_intact_files_load(tmp_path, spec):
     """The files the cases above break load cleanly, with the metadata's values."""
     m = load(write_model(tmp_path / "ok.gguf", spec))

@@ -24,19 +24,16 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from service.gguf_reader import read_gguf
 from service.model.config import config_from_metadata
-from service.model.forward import Batch, Forward
-from service.model.kvcache import KVCache
 from service.model.weights import load_weights
+from tests.llamacpp_parity import compare
 from tests.rope_models import CASES, write_case
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "rope_scaling_llamacpp.json").read_text())
 BOUND = 4e-3
-EOS = 1  # tests.synthetic's eos_token_id
 
 
 @pytest.fixture(scope="module")
@@ -53,40 +50,13 @@ def models(tmp_path_factory):
     return out
 
 
-def logprobs(cfg, w, tokens) -> np.ndarray:
-    """log-softmax of the logits at every position of one sequence, one prefill."""
-    n = len(tokens)
-    fw = Forward(cfg, w, KVCache(cfg, 64, 1), 64)
-    lg = fw(Batch(np.asarray(tokens, np.int32), np.zeros(n, np.int32), np.arange(n, dtype=np.int32),
-                  np.ones(n, bool))).logits.host().astype(np.float64)
-    lg -= lg.max(axis=1, keepdims=True)
-    return lg - np.log(np.exp(lg).sum(axis=1, keepdims=True))
-
-
-def compare(cfg, w, case) -> tuple[float, int]:
-    """(max |logprob difference| over the recorded top-10s, number of greedy tokens that agree)."""
-    prompt, gen = case["prompt"], case["tokens"]
-    lp = logprobs(cfg, w, prompt + gen[:-1])
-    worst, agree = 0.0, 0
-    for j, step in enumerate(case["steps"]):
-        row = lp[len(prompt) - 1 + j]
-        worst = max(worst, float(np.abs(row[step["top_ids"]] - step["top_logprobs"]).max()))
-        if agree == j:  # the recorder ignores EOS (id 1): llama.cpp picks the best other token
-            pick = row.copy()
-            pick[EOS] = -np.inf
-            top2 = [lp for i, lp in zip(step["top_ids"], step["top_logprobs"]) if i != EOS][:2]
-            if int(pick.argmax()) == gen[j] or top2[0] - top2[1] < 2 * BOUND:
-                agree += 1
-    return worst, agree
-
-
 @pytest.mark.parametrize("name", list(CASES))
 def test_matches_llamacpp(models, name):
     f, cfg, w = models[name]
     assert (w.rope_freqs is not None) == (name == "llama3")
     assert (cfg.rope_ext_factor == 1.0) == name.endswith("yarn")
     for case in FIXTURE["models"][name]["cases"]:
-        worst, agree = compare(cfg, w, case)
+        worst, agree = compare(cfg, w, case, BOUND)
         assert worst <= BOUND, (name, case["prompt"], worst)
         assert agree == len(case["tokens"]), (name, case["prompt"], agree)
 
@@ -98,8 +68,8 @@ def test_plain_rope_is_far_outside_the_bound(models, name):
     f, cfg, w = models[name]
     plain_cfg = dataclasses.replace(cfg, rope_scale=1.0, rope_ext_factor=0.0, rope_attn_factor=1.0)
     plain_w = dataclasses.replace(w, rope_freqs=None)
-    results = [compare(plain_cfg, plain_w, c) for c in FIXTURE["models"][name]["cases"]]
-    good = [compare(cfg, w, c)[0] for c in FIXTURE["models"][name]["cases"]]
+    results = [compare(plain_cfg, plain_w, c, BOUND) for c in FIXTURE["models"][name]["cases"]]
+    good = [compare(cfg, w, c, BOUND)[0] for c in FIXTURE["models"][name]["cases"]]
     print(name, "scaled:", max(good), "plain:", [r[0] for r in results])
     assert min(r[0] for r in results) > 20 * BOUND
     assert any(agree < len(c["tokens"]) for (_, agree), c in zip(results, FIXTURE["models"][name]["cases"]))

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-ARCHITECTURES = ("llama", "gemma3", "qwen2", "qwen3")
+ARCHITECTURES = ("llama", "gemma3", "qwen2", "qwen3", "phi3")
 MAX_LAYERS, MAX_HEADS, MAX_CTX, MAX_EMBD = 1024, 1024, 1 << 24, 1 << 17
 
 
@@ -128,6 +128,8 @@ def config_from_metadata(meta: dict[str, Any], path: str) -> ModelConfig:
         raise ModelError(f"{path}: {a}.rope.dimension_count: {rope_dims} is odd")
     default_base = 1e6 if a == "gemma3" else 10000.0
     rope_base = _get(meta, path, f"{a}.rope.freq_base", float, default_base, lo=1e-3, hi=1e12)
+    # Only gemma3 slides its window here; llama.cpp ignores the key for llama (Mistral v0.1) and
+    # turns phi3's off ("Phi SWA is currently disabled"), and so do we.
     window = _get(meta, path, f"{a}.attention.sliding_window", int, 0, lo=0, hi=MAX_CTX)
     gemma = a == "gemma3"
     factor, yarn = _rope_scaling(meta, path, a, n_ctx, rope_dims, rope_base, gemma and window > 0)
@@ -174,6 +176,9 @@ def _rope_scaling(meta: dict[str, Any], path: str, a: str, n_ctx: int, n_dims: i
         return factor, out
     if has_swa:
         raise ModelError(f"{path}: {key}: yarn on a model with sliding-window layers is not supported")
+    if has_swa and attn != 1.0:
+        raise ModelError(f"{path}: {a}.rope.scaling.attn_factor: {attn} on a model with sliding-window layers "
+                         f"is not supported")
     for name, default in _YARN_IGNORED.items():
         k = f"{a}.rope.scaling.{name}"
         if k in meta and _get(meta, path, k, float) != default:

@@ -174,20 +174,28 @@ def _build(ld: _Loader) -> Weights:
     for i in range(cfg.n_layer):
         p = f"blk.{i}."
         ld.device = i < ld.n_gpu
+        if p + "attn_qkv.weight" in f.tensors:  # Q, K, V fused in the file (phi3; llama.cpp takes it for any arch)
+            wqkv = ld.matrices([p + "attn_qkv.weight"], e, [nq + 2 * nkv])
+        else:
+            wqkv = ld.matrices([p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"], e, [nq, nkv, nkv])
+        if cfg.arch == "phi3":  # ffn_up holds [gate; up], as llama.cpp's SwiGLU splits it
+            wgate_up = ld.matrices([p + "ffn_up.weight"], e, [2 * cfg.n_ff])
+        else:
+            wgate_up = ld.matrices([p + "ffn_gate.weight", p + "ffn_up.weight"], e, [cfg.n_ff, cfg.n_ff])
         bias = None
         if cfg.qkv_bias:
             bias = np.concatenate([ld.vector(p + "attn_q.bias", nq), ld.vector(p + "attn_k.bias", nkv),
                                    ld.vector(p + "attn_v.bias", nkv)])
         layers.append(Layer(
             attn_norm=ld.vector(p + "attn_norm.weight", e),
-            wqkv=ld.matrices([p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"], e, [nq, nkv, nkv]),
+            wqkv=wqkv,
             bqkv=bias,
             q_norm=ld.vector(p + "attn_q_norm.weight", hd) if cfg.qk_norm else None,
             k_norm=ld.vector(p + "attn_k_norm.weight", hd) if cfg.qk_norm else None,
             wo=ld.matrices([p + "attn_output.weight"], nq, [e])[0],
             post_attn_norm=ld.vector(p + "post_attention_norm.weight", e) if cfg.post_norms else None,
             ffn_norm=ld.vector(p + "ffn_norm.weight", e),
-            wgate_up=ld.matrices([p + "ffn_gate.weight", p + "ffn_up.weight"], e, [cfg.n_ff, cfg.n_ff]),
+            wgate_up=wgate_up,
             wdown=ld.matrices([p + "ffn_down.weight"], cfg.n_ff, [e])[0],
             post_ffn_norm=ld.vector(p + "post_ffw_norm.weight", e) if cfg.post_norms else None,
         ))

@@ -1,0 +1,29 @@
+"""Tiny synthetic models of the architectures checked against llama.cpp (beyond the ones the
+real reference models cover), shared by tests/fixtures/record_archs.py and tests/test_archs.py.
+
+Each case: a tests.synthetic Spec and metadata overrides, written with gguf.GGUFWriter from a
+fixed seed (the fixture keeps the file's sha256).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.synthetic import Spec, write_model
+
+N_VOCAB = 72
+
+CASES = {
+    # Phi-3: fused attn_qkv, ffn_up holding [gate; up], NeoX RoPE; the sliding_window key that
+    # llama.cpp turns off (and so do we).
+    "phi3": (Spec("phi3", n_embd=96, n_ff=128, n_head=3, n_head_kv=3, tied=False, eps=1e-5, n_vocab=N_VOCAB,
+                  seed=21), {"phi3.attention.sliding_window": 8}),
+    # Phi-4-mini's shape: grouped KV heads, partial rotary (3/4 of each head).
+    "phi3-gqa": (Spec("phi3", n_embd=128, n_ff=96, n_head=4, n_head_kv=2, tied=False, eps=1e-5, n_vocab=N_VOCAB,
+                      seed=22), {"phi3.rope.dimension_count": 24, "phi3.attention.sliding_window": 0}),
+}
+
+
+def write_case(d: Path, name: str) -> Path:
+    spec, meta = CASES[name]
+    return write_model(Path(d) / f"{name}.gguf", spec, meta=meta)

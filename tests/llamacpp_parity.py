@@ -1,0 +1,40 @@
+"""Our model against llama-server's recorded greedy steps (the fixtures of
+tests/fixtures/record_rope_scaling.py and record_archs.py): teacher-forced logprobs of one
+prefill over the prompt and llama.cpp's continuation, compared on its top-10 of every step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.model.forward import Batch, Forward
+from service.model.kvcache import KVCache
+
+EOS = 1  # tests.synthetic's eos_token_id: the recorders ask llama.cpp to ignore it
+
+
+def logprobs(cfg, w, tokens) -> np.ndarray:
+    """log-softmax of the logits at every position of one sequence, one prefill."""
+    n = len(tokens)
+    fw = Forward(cfg, w, KVCache(cfg, 64, 1), 64)
+    lg = fw(Batch(np.asarray(tokens, np.int32), np.zeros(n, np.int32), np.arange(n, dtype=np.int32),
+                  np.ones(n, bool))).logits.host().astype(np.float64)
+    lg -= lg.max(axis=1, keepdims=True)
+    return lg - np.log(np.exp(lg).sum(axis=1, keepdims=True))
+
+
+def compare(cfg, w, case: dict, bound: float) -> tuple[float, int]:
+    """(max |logprob difference| over the recorded top-10s, number of greedy tokens that agree)."""
+    prompt, gen = case["prompt"], case["tokens"]
+    lp = logprobs(cfg, w, prompt + gen[:-1])
+    worst, agree = 0.0, 0
+    for j, step in enumerate(case["steps"]):
+        row = lp[len(prompt) - 1 + j]
+        worst = max(worst, float(np.abs(row[step["top_ids"]] - step["top_logprobs"]).max()))
+        if agree == j:  # the recorder ignores EOS (id 1): llama.cpp picks the best other token
+            pick = row.copy()
+            pick[EOS] = -np.inf
+            top2 = [lp for i, lp in zip(step["top_ids"], step["top_logprobs"]) if i != EOS][:2]
+            if int(pick.argmax()) == gen[j] or top2[0] - top2[1] < 2 * bound:
+                agree += 1
+    return worst, agree

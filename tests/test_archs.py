@@ -1,0 +1,75 @@
+"""Architectures beyond the reference models against llama.cpp itself: tiny synthetic models
+(tests/arch_models.py) against the greedy tokens and top-10 logprobs that llama-server gave for
+them (tests/fixtures/archs_llamacpp.json, from tests/fixtures/record_archs.py).
+
+Bound: |our logprob - llama.cpp's| <= 4e-3 on each top-10 token of every step, as in
+tests/test_rope_scaling.py (F32 weights; llama.cpp's F16 rounding of Q and K in attention
+dominates): measured max 1e-3 to 2e-3 (printed). Greedy tokens agree up to the first near-tie.
+Each architecture's particular reading is also broken on purpose below, to show the test fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as T
+
+from kernels.matmul import pack
+from service.gguf_reader import read_gguf
+from service.model.config import config_from_metadata
+from service.model.weights import load_weights
+from tests.arch_models import CASES, write_case
+from tests.llamacpp_parity import compare
+
+FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "archs_llamacpp.json").read_text())
+BOUND = 4e-3
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("archs")
+    out = {}
+    for name in CASES:
+        path = write_case(d, name)
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == FIXTURE["models"][name]["sha256"], \
+            "tests/arch_models.py writes another file than the one recorded: rerun the recorder"
+        f = read_gguf(path)
+        cfg = config_from_metadata(f.metadata, str(path))
+        out[name] = (f, cfg, load_weights(f, cfg))
+    return out
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_matches_llamacpp(models, name):
+    f, cfg, w = models[name]
+    worst = []
+    for case in FIXTURE["models"][name]["cases"]:
+        err, agree = compare(cfg, w, case, BOUND)
+        worst.append(err)
+        assert err <= BOUND, (name, case["prompt"], err)
+        assert agree == len(case["tokens"]), (name, case["prompt"], agree)
+    print(name, "max |logprob diff|:", max(worst))
+
+
+def test_phi3_breakages_fail(models):
+    """Swapping phi3's gate and up halves, or rotating in the normal (not NeoX) order, or the
+    sliding window llama.cpp turns off: each misses the bound."""
+    f, cfg, w = models["phi3"]
+    cases = FIXTURE["models"]["phi3"]["cases"]
+    assert cfg.sliding_window == 0 and cfg.rope_neox
+    assert min(compare(dataclasses.replace(cfg, rope_neox=False), w, c, BOUND)[0] for c in cases) > 5 * BOUND
+    windowed = dataclasses.replace(cfg, sliding_window=4, swa_layers=(True,) * cfg.n_layer, rope_base_swa=cfg.rope_base)
+    assert max(compare(windowed, w, c, BOUND)[0] for c in cases) > 5 * BOUND
+    # The fused [gate; up] read the other way round.
+    g = read_gguf(f.path)
+    sw = load_weights(g, cfg)
+    for li, L in enumerate(sw.layers):
+        raw = np.asarray(g.data(f"blk.{li}.ffn_up.weight")).reshape(2 * cfg.n_ff, cfg.n_embd)
+        swapped = np.ascontiguousarray(np.concatenate([raw[cfg.n_ff:], raw[:cfg.n_ff]]))
+        L.wgate_up = [pack(swapped.view(np.uint8), T.F32, 2 * cfg.n_ff, cfg.n_embd)]
+    assert min(compare(cfg, sw, c, BOUND)[0] for c in cases) > 5 * BOUND
