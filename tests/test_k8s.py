@@ -6,7 +6,8 @@
 - the Dockerfile passes hadolint, agrees with the chart (user, command, paths, port) and with
   .dockerignore, and its precompile step runs against the real model: the Numba cache it writes
   under the image's pinned CPU target is reused after being copied elsewhere, as the chart's
-  numba-cache init container does.
+  numba-cache init container does, and the server's own start (its warmup) on that copy
+  compiles nothing.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ import filecmp
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -155,15 +159,19 @@ def _cache_state(d: Path) -> dict[str, int]:
 @pytest.mark.timeout(1200)
 def test_precompiled_cache_is_reused_after_copying(tmp_path):
     """The Dockerfile's precompile step, run with the image's environment: the second run, on a copy
-    of the cache (as the numba-cache init container makes), compiles nothing new."""
+    of the cache (as the numba-cache init container makes), compiles nothing new, and neither does
+    the server's own start (its warmup) on that copy."""
     cpu = re.search(r"^ARG NUMBA_CPU_NAME=(\S+)$", DOCKERFILE, re.M).group(1)
     feats = re.search(r'^ARG NUMBA_CPU_FEATURES="(.*)"$', DOCKERFILE, re.M).group(1)
     src = _precompile_source()
 
+    def image_env(cache: Path) -> dict[str, str]:
+        return os.environ | {"NUMBA_CACHE_DIR": str(cache), "NUMBA_CPU_NAME": cpu, "NUMBA_CPU_FEATURES": feats,
+                             "NUMBA_SLP_VECTORIZE": "1", "NUMBA_DEBUG_CACHE": "1"}
+
     def run(cache: Path) -> str:
-        env = os.environ | {"NUMBA_CACHE_DIR": str(cache), "NUMBA_CPU_NAME": cpu, "NUMBA_CPU_FEATURES": feats,
-                            "NUMBA_SLP_VECTORIZE": "1", "NUMBA_DEBUG_CACHE": "1"}
-        p = subprocess.run([sys.executable, "-c", src], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1100)
+        p = subprocess.run([sys.executable, "-c", src], cwd=ROOT, env=image_env(cache), capture_output=True, text=True,
+                           timeout=1100)
         assert p.returncode == 0 and "precompiled the kernels" in p.stdout, p.stdout[-3000:] + p.stderr
         return p.stdout
 
@@ -177,3 +185,38 @@ def test_precompiled_cache_is_reused_after_copying(tmp_path):
     assert loaded and all(p.startswith(f"{pod_cache}/") for p in loaded)
     assert "data saved to" not in second, "the copied cache was not reused: kernels were compiled again"
     assert _cache_state(pod_cache) == before
+
+    # the server's start on the pod's copy: loading plus warmup, with the chart's default slots
+    log = tmp_path / "server.log"
+    port = _free_port()
+    with log.open("wb") as out:
+        srv = subprocess.Popen([str(ROOT / ".venv" / "bin" / "llama-server"), "--model", str(MODEL), "--host", "127.0.0.1",
+                                "--port", str(port), "--ctx-size", "4096", "--parallel", "4", "--threads", "2"],
+                               cwd=tmp_path, env=image_env(pod_cache), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        assert _ready(port, srv, 300), log.read_text()[-3000:]
+    finally:
+        srv.terminate()
+        srv.wait(60)
+    saved = re.findall(r"\[cache\] data saved to '([^']+)'", log.read_text())
+    assert not saved, f"the server's start compiled kernels the precompile step does not: {saved}"
+    assert _cache_state(pod_cache) == before
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ready(port: int, proc: subprocess.Popen, limit: float) -> bool:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.3)
+    return False

@@ -343,21 +343,22 @@ def test_token_trigger_and_specials_in_free_text(smol):
 
 # -- templates: tools described, calls and results round-trip --------------------------------------
 
-def test_smollm2_tool_conversation_round_trips(smol):
+def test_smollm2_tool_conversation_renders_as_llama_server(smol):
+    # SmolLM2's template prints neither tools nor calls: llama-server adds no note and rewrites
+    # nothing (the tool message prints under its own role); a call is still forced by the grammar
     tok, gc, meta = smol
     tmpl = ChatTemplate.from_model(meta, bos_token="<|im_start|>", eos_token="<|im_end|>")
     caps = caps_of(tmpl)
-    assert not caps.tools and not caps.tool_calls and caps.non_null_content and caps.tool_call_example
+    assert not caps.tools and not caps.tool_calls and caps.non_null_content
     messages = [{"role": "user", "content": "Weather in Paris?"},
                 {"role": "assistant", "content": None, "tool_calls": [
                     {"id": "call_7", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]},
                 {"role": "tool", "tool_call_id": "call_7", "content": "sunny, 21 C"}]
     plan = build_plan(tmpl, _input({"messages": messages, "tools": TOOLS}), tokenizer=tok, compiler=gc,
                       default_reasoning=ReasoningFormat.AUTO, stream=False)
-    text = plan.rendered.text
-    assert "Respond in JSON format" in text and "You can call any of the following tools" in text
-    assert '"name": "get_weather"' in text and '"city": "Paris"' in text and '"tool_call_id": "call_7"' in text
-    assert "sunny, 21 C" in text and text.endswith("<|im_start|>assistant\n")
+    assert plan.rendered.text.endswith("<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant\n"
+                                       "<|im_end|>\n<|im_start|>tool\nsunny, 21 C<|im_end|>\n<|im_start|>assistant\n")
+    assert "get_weather" not in plan.rendered.text and "Respond in JSON" not in plan.rendered.text
     assert plan.spec.format is F.GENERIC and plan.constraint is not None
 
 
@@ -366,7 +367,7 @@ def test_template_that_prints_calls_gets_object_arguments(smol):
     caps = caps_of(tmpl)
     assert caps.tool_calls and caps.object_arguments and caps.parallel_tool_calls
     msgs = polyfill(caps, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "", "tool_calls": [
-        {"id": "x", "type": "function", "function": {"name": "ping", "arguments": '{"a": 1}'}}]}], None)
+        {"id": "x", "type": "function", "function": {"name": "ping", "arguments": '{"a": 1}'}}]}])
     out = tmpl.render(msgs, add_generation_prompt=False).text
     assert '<tool_call>\n{"name": "ping", "arguments": {"a": 1}}\n</tool_call>' in out
     plan = build_plan(tmpl, _input({"messages": [{"role": "user", "content": "hi"}], "tools": TOOLS}), tokenizer=smol[0],

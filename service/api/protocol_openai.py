@@ -73,6 +73,7 @@ class ChatRequest(OpenAIFields):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = False
     reasoning_format: str | None = None
+    reasoning_effort: str | None = None  # to the template as chat_template_kwargs.reasoning_effort; "none": no thinking
     chat_template_kwargs: dict[str, Any] | None = None
     add_generation_prompt: bool | None = True
     logprobs: bool | None = False
@@ -109,8 +110,14 @@ def chat_input(req: ChatRequest, prefill_assistant: bool = True, allow_empty: bo
         except ValueError as e:
             raise bad_request(str(e)) from None
     s = req.structured(chat=True)
+    kwargs = dict(req.chat_template_kwargs or {})
+    if req.reasoning_effort == "none":  # llama-server: thinking off, and no effort for the template
+        kwargs.pop("reasoning_effort", None)
+        kwargs["enable_thinking"] = False
+    elif req.reasoning_effort:
+        kwargs["reasoning_effort"] = req.reasoning_effort
     return ChatInput(messages=req.messages, tools=tool_request(req), reasoning_format=rf,
-                     template_kwargs=dict(req.chat_template_kwargs or {}),
+                     template_kwargs=kwargs,
                      add_generation_prompt=agp, continue_final=cont,
                      response_schema=s.schema if s is not None else None, has_grammar=bool(req.grammar))
 

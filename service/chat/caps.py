@@ -1,17 +1,14 @@
 """What a chat template can print, found by rendering probes, and the rewrites for what it cannot.
 
-Many templates know nothing of tools: SmolLM2's prints `role` and `content` and nothing else, so an
-assistant message carrying only `tool_calls` would vanish (or fail on its null content) and a
-`tool` message would look like a user turn from nobody. As llama.cpp does (minja's polyfills), the
-template is probed once with needle messages, and a conversation is rewritten into what it can print:
+The conversation is rewritten only where llama-server (common/chat.cpp's workarounds) does it:
 
-    tools it cannot describe    -> a system note listing the tools as JSON, with an example call
-                                   rendered through the template itself
-    assistant tool_calls        -> content {"tool_calls": [{"name", "arguments", "id"}]} (indented JSON)
-    tool results                -> a user message {"tool_response": {"tool", "content", "tool_call_id"}}
     no system role              -> system text moved into the next user message
-    arguments read as objects   -> the JSON string parsed (templates that `tojson` the arguments)
-    null content refused        -> ""
+    arguments read as objects   -> the JSON string parsed (templates that `tojson` or iterate them)
+    null content                -> "" (templates that refuse it, or print tool calls)
+
+Tools, tool calls and tool results go to the template as they are: a template that cannot print
+them leaves them out, as llama-server's prompt does (it no longer adds a tools note or rewrites
+calls into JSON text; tests/fixtures/templates_llamacpp.json records it).
 """
 
 from __future__ import annotations
@@ -24,6 +21,8 @@ from dataclasses import dataclass
 from .template import ChatTemplate, TemplateError
 
 _USER, _SYS = "<User Needle>", "<System Needle>"
+_THOUGHTS, _CONTENT = "<Thoughts Needle>", "<Content Needle>"
+_markers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _ARGS = {"argument_needle": "print('Hello, World!')"}
 _cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
@@ -38,7 +37,6 @@ class TemplateCaps:
     parallel_tool_calls: bool = False
     object_arguments: bool = False  # wants function.arguments as an object, not JSON text
     non_null_content: bool = False  # fails (or prints nothing) on null content
-    tool_call_example: str = ""  # how an assistant tool call prints (for the tools note)
 
 
 def caps_of(template: ChatTemplate) -> TemplateCaps:
@@ -99,42 +97,25 @@ def _probe(t: ChatTemplate) -> TemplateCaps:
                           {"role": "tool", "name": "test_tool1", "content": "Some response!",
                            "tool_call_id": "call_911_"}])
         responses = "Some response!" in out
-    caps = TemplateCaps(system_role, tools, tool_calls, responses, parallel, object_args, non_null)
-    if not tools:
-        caps = TemplateCaps(**{**caps.__dict__, "tool_call_example": _example(t, caps)})
-    return caps
+    return TemplateCaps(system_role, tools, tool_calls, responses, parallel, object_args, non_null)
 
 
-def _example(t: ChatTemplate, caps: TemplateCaps) -> str:
-    """How the template prints an assistant tool call: the rendered difference between a
-    conversation ending in a generation prompt and the same one with the call appended."""
-    user = {"role": "user", "content": "Hey"}
-    args = {"arg1": "some_value"}
-    call = _call_msg([_call("tool_name", args if caps.object_arguments else json.dumps(args, separators=(",", ":")))],
-                     not caps.non_null_content)
-    prefix = _render(t, polyfill(caps, [user], None), agp=True)
-    full = _render(t, polyfill(caps, [user, call], None))
-    eos = t.eos_token
-    if eos:
-        at = full.rfind(eos)
-        if at >= 0 and (at == len(prefix) - len(eos) or (full.endswith("\n") and at == len(full) - len(eos) - 1)):
-            full = full[:at]
-    common = 0
-    for i in range(min(len(prefix), len(full))):
-        if prefix[i] != full[i]:
-            break
-        if prefix[i] != "<":  # never cut inside what may be a tag's start
-            common = i + 1
-    example = full[common:]
-    return example if "tool_name" in example or "some_value" in example else ""
-
-
-def add_system(messages: list[dict], text: str) -> list[dict]:
-    """`text` appended to the system message (one is added first when there is none)."""
-    if messages and messages[0].get("role") == "system":
-        first = dict(messages[0], content=f"{_text(messages[0].get('content'))}\n\n{text}")
-        return [first, *messages[1:]]
-    return [{"role": "system", "content": text}, *messages]
+def reasoning_markers(template: ChatTemplate, tags) -> tuple[str, str]:
+    """How the template writes an assistant message's reasoning: the text from the thinking
+    opening to the reasoning, and from it to the content (whitespace included); the bare tags
+    when the template does not print reasoning (llama.cpp's analysis of the template finds the same)."""
+    with _lock:
+        hit = _markers.get(template, {}).get(tags)
+    if hit is None:
+        text = _render(template, [{"role": "user", "content": _USER},
+                                  {"role": "assistant", "content": _CONTENT, "reasoning_content": _THOUGHTS}])
+        r, c = text.find(_THOUGHTS), text.find(_CONTENT)
+        o = text.rfind(tags.open, 0, r) if r >= 0 else -1
+        hit = (text[o:r], text[r + len(_THOUGHTS):c]) if 0 <= o < r < c and tags.close in text[r:c] else (
+            tags.open, tags.close)
+        with _lock:
+            _markers.setdefault(template, {})[tags] = hit
+    return hit
 
 
 def _text(content) -> str:
@@ -143,34 +124,16 @@ def _text(content) -> str:
     return content or ""
 
 
-def polyfill(caps: TemplateCaps, messages: list[dict], tools: list | None) -> list[dict]:
+def polyfill(caps: TemplateCaps, messages: list[dict]) -> list[dict]:
     """`messages` rewritten into what the template can print (see the module doc)."""
-    if tools and not caps.tools:
-        note = "You can call any of the following tools to satisfy the user's requests: " + \
-               json.dumps(tools, indent=2, ensure_ascii=False)
-        if caps.tool_call_example:
-            note += "\n\nExample tool call syntax:\n\n" + caps.tool_call_example + "\n\n"
-        messages = add_system(messages, note)
     out: list[dict] = []
     pending_system = ""
     for msg in messages:
         msg = dict(msg)
         if isinstance(msg.get("tool_calls"), list) and (caps.object_arguments or not caps.tool_calls):
+            # the probe found no way to print calls: objects, which templates that iterate them need
             msg["tool_calls"] = [_parsed_args(c) for c in msg["tool_calls"]]
-        if isinstance(msg.get("tool_calls"), list) and not caps.tool_calls:
-            obj: dict = {"tool_calls": [_plain_call(c) for c in msg.pop("tool_calls") if isinstance(c, dict)]}
-            if _text(msg.get("content")):
-                obj["content"] = _text(msg.get("content"))
-            msg["content"] = json.dumps(obj, indent=2, ensure_ascii=False)
-        if msg.get("role") == "tool" and not caps.tool_responses:
-            resp: dict = {}
-            if "name" in msg:
-                resp["tool"] = msg.pop("name")
-            resp["content"] = msg.get("content")
-            if "tool_call_id" in msg:
-                resp["tool_call_id"] = msg["tool_call_id"]
-            msg["role"], msg["content"] = "user", json.dumps({"tool_response": resp}, indent=2, ensure_ascii=False)
-        if msg.get("content") is None and caps.non_null_content:
+        if msg.get("content") is None and (caps.non_null_content or caps.tool_calls):  # llama-server: "" where a template prints calls
             msg["content"] = ""
         if not caps.system_role and msg.get("content") is not None:
             if msg.get("role") == "system":
@@ -199,11 +162,3 @@ def _parsed_args(call):
         except ValueError:
             pass
     return {**call, "function": fn}
-
-
-def _plain_call(call: dict) -> dict:
-    fn = call.get("function") if isinstance(call.get("function"), dict) else {}
-    entry = {"name": fn.get("name"), "arguments": fn.get("arguments")}
-    if "id" in call:
-        entry["id"] = call["id"]
-    return entry

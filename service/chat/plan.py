@@ -9,9 +9,9 @@
     parse_output(plan.spec, generated_text, partial)   # -> ChatMsg
 
 Steps, as llama-server (common_chat_templates_apply): pick the tool-call format from the
-template; rewrite the messages for what the template cannot print (caps.py); for the generic
-format, ask for JSON in the system message; render; note whether the prompt left a thinking
-block open (and close it when the request turned thinking off); build the call grammar (lazy
+template; rewrite the messages for what the template cannot print (caps.py); render; note
+whether the prompt left a thinking block open (and close it when the request turned thinking
+off); build the call grammar (lazy
 unless a call is required). Blocking: the template renders in a worker with a time limit, and
 the grammar compiles here, so run this off the event loop.
 """
@@ -25,7 +25,7 @@ from typing import Any
 
 from service.sampling.lazy import Marker
 
-from .caps import add_system, caps_of, polyfill
+from .caps import caps_of, polyfill, reasoning_markers
 from .output import OutputSpec
 from .reasoning import ReasoningFormat, forced_open, tags_for
 from .rendered import Rendered
@@ -34,8 +34,6 @@ from .toolcall_formats import ToolFormat, detect
 from .toolcall_grammar import build_grammar
 from .tools import ToolChoice, ToolRequest
 
-GENERIC_NOTE = ("Respond in JSON format, either with `tool_call` (a request to call tools) or with `response` "
-                "reply to the user's request")
 _specials: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -80,27 +78,20 @@ def build_plan(template: ChatTemplate, inp: ChatInput, *, tokenizer: Any, compil
                  schema=schema is not None)
     messages = inp.messages
     tools = treq.tools if treq else None
-    if fmt is ToolFormat.GENERIC and treq and treq.active:
-        messages = add_system(messages, GENERIC_NOTE)
     if tools or any(isinstance(m, dict) and (m.get("tool_calls") or m.get("role") in ("tool", "system"))
                     for m in messages):
-        messages = polyfill(caps_of(template), messages, tools)
+        messages = polyfill(caps_of(template), messages)
     tags = tags_for(source)
     if inp.continue_final:
-        rendered = _continued(template, messages, tools, kwargs, tags)
+        rendered = _continued(template, messages, tools, kwargs, tags, tags.open in source)
     else:
         rendered = template.render(messages, add_generation_prompt=inp.add_generation_prompt, tools=tools,
                                    kwargs=kwargs)
     opened = forced_open(rendered.text, tags)
-    if inp.add_generation_prompt and _thinking_off(template, kwargs) and tags.open in source:
-        # thinking off: the block the model would open is closed empty in the prompt (closed
-        # after a template's forced opening, or written whole, as
-        # llama-server does); nothing when the template read enable_thinking and closed it itself
-        if opened:
-            rendered = _appended(rendered, tags.close)
-        elif not rendered.text.rstrip().endswith(tags.close):
-            rendered = _appended(_appended(rendered, tags.open), tags.close)
-        opened = False
+    if inp.add_generation_prompt and _thinking_off(template, kwargs) and tags.open in source and opened:
+        # thinking off where the template opened the block regardless: closed empty in the prompt, as
+        # llama-server does; otherwise the template renders thinking off itself (llama-server adds nothing)
+        rendered, opened = _appended(rendered, tags.close), False
     parse_fmt = fmt if treq is not None and treq.active else ToolFormat.CONTENT_ONLY
     spec = OutputSpec(parse_fmt, rf, tags, opened, in_content=stream and rf is ReasoningFormat.DEEPSEEK_LEGACY)
     grammar = constraint = None
@@ -122,20 +113,33 @@ def _appended(r: Rendered, text: str, from_template: bool = True) -> Rendered:
     return Rendered(r.text + text, [*r.parts, (text, from_template)], r.exact)
 
 
-def _continued(template: ChatTemplate, messages: list[dict], tools, kwargs: dict, tags) -> Rendered:
-    """The conversation before the final assistant message, the generation prompt, then that
-    message's text to continue (text parts joined by blank lines, as llama.cpp renders them;
-    only its reasoning, inside an open thinking block, when it has no content yet)."""
+def _continued(template: ChatTemplate, messages: list[dict], tools, kwargs: dict, tags, thinks: bool) -> Rendered:
+    """The conversation before the final assistant message, then that message to continue, as
+    llama-server builds it: the generation prompt (the text rendering with it adds), cut before
+    the template's thinking opening if it has one; then, where the template thinks, the opening,
+    the message's reasoning and, unless only the reasoning is to continue, the closing; then its
+    text (text parts joined by blank lines)."""
     last = messages[-1]
-    r = template.render(messages[:-1], add_generation_prompt=True, tools=tools, kwargs=kwargs)
+    head = template.render(messages[:-1], add_generation_prompt=False, tools=tools, kwargs=kwargs)
+    gen = template.render(messages[:-1], add_generation_prompt=True, tools=tools, kwargs=kwargs).text
+    common = 0
+    while common < min(len(head.text), len(gen)) and head.text[common] == gen[common]:
+        common += 1
+    prompt = gen[common:]
     content = last.get("content")
     if isinstance(content, list):
         content = "\n\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
     thoughts = last.get("reasoning_content")
-    if not content and isinstance(thoughts, str) and thoughts:
-        if not forced_open(r.text, tags):
-            r = _appended(r, tags.open)
-        return _appended(r, thoughts, False)
+    thoughts = thoughts if isinstance(thoughts, str) else ""
+    r = head
+    if thinks:
+        start, close = reasoning_markers(template, tags)
+        at = prompt.find(start)
+        r = _appended(_appended(r, (prompt if at < 0 else prompt[:at]) + start), thoughts, False)
+        if content or not thoughts:
+            r = _appended(r, close)
+    elif prompt:
+        r = _appended(r, prompt)
     return _appended(r, content or "", False)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
+from types import GeneratorType
 from typing import Any
 
 from jinja2 import Undefined, nodes
@@ -49,7 +50,12 @@ def _strftime_now(fmt: str) -> str:
 def _tojson(value: Any, ensure_ascii: bool = False, indent: int | str | None = None,
             separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
     # transformers' spelling: json.dumps spacing (", " and ": "), keys in insertion order, no
-    # HTML escaping (jinja2's own tojson escapes <, >, & and ' for use inside HTML).
+    # HTML escaping (jinja2's own tojson escapes <, >, & and ' for use inside HTML). Undefined is
+    # null; what a filter such as map() yields is a list, as in llama.cpp's jinja runtime.
+    if isinstance(value, Undefined):
+        value = None
+    elif isinstance(value, (GeneratorType, map, filter)):
+        value = list(value)
     return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
                       sort_keys=sort_keys)
 
@@ -70,6 +76,7 @@ class ChatSandbox(SandboxedEnvironment):
         super().__init__(trim_blocks=True, lstrip_blocks=True, autoescape=False,
                          extensions=["jinja2.ext.loopcontrols", "jinja2.ext.do", GenerationTag])
         self.filters["tojson"] = _tojson
+        self.filters["safe"] = str  # no autoescaping, so no Markup: `"x"|safe + text` must not escape text
         self.globals.pop("lipsum", None)  # a text generator nothing needs: one less amplifier
         self.globals["raise_exception"] = _raise_exception
         self.globals["strftime_now"] = _strftime_now

@@ -108,7 +108,8 @@ class ChatTemplate:
         now = datetime.now()  # llama-server's extra context, which dated templates print
         context = {"bos_token": self.bos_token, "eos_token": self.eos_token,
                    "add_generation_prompt": bool(add_generation_prompt),
-                   "tools": tools or None, "documents": None, "enable_thinking": True,
+                   "documents": None, "enable_thinking": True,
+                   **({"tools": tools} if tools else {}),  # undefined without tools, as llama-server
                    "date_string": now.strftime("%d %b %Y"), "datetime": now.strftime("%b %d %Y"),
                    **self.kwargs, **(kwargs or {})}  # the worker gets a JSON copy of all this
         source = self.tool_use_source if tools and self.tool_use_source else self.source
