@@ -94,4 +94,11 @@ SERVER_FLAGS: tuple[Flag, ...] = (
            "recently used idle one is unloaded to make room (default: 4, 0 = unlimited)", _UINT, group=SERVER),
     toggle("models_autoload", "--models-autoload", "--no-models-autoload", "LLAMA_ARG_MODELS_AUTOLOAD", "router "
            "mode: load a model when a request names it (default: enabled; ?autoload= per request)", group=SERVER),
+    # multimodal input (service.vision): the projector of --mmproj encodes images on the CPU
+    value("mmproj", "-mm --mmproj", "LLAMA_ARG_MMPROJ", "multimodal projector file (projector types: gemma3)", text,
+          "FILE", group=SERVER),
+    toggle("mmproj_auto", "--mmproj-auto", "--no-mmproj --no-mmproj-auto", "LLAMA_ARG_MMPROJ_AUTO", "use a projector "
+           "(default: enabled; -hf does not download one: give --mmproj)", group=SERVER),
+    toggle("mmproj_offload", "--mmproj-offload", "--no-mmproj-offload", "LLAMA_ARG_MMPROJ_OFFLOAD", "the projector on "
+           "the GPU (default: enabled; llamajit's vision encoder always runs on the CPU)", group=SERVER),
 )

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from service.args_conv import csv_keys, float_in, int_in, text
 from service.args_spec import Effect, Flag, Kind, switch, toggle, value
 
-_MM = "multimodal input (--mmproj)"
+_MM = "this multimodal option (--mmproj itself works: a local gemma3 projector)"
 _CV = "control vectors (--control-vector)"
 _SPEC = "speculative decoding (--spec-*)"
 _MCP = "MCP servers (--mcp-servers-*)"
@@ -24,7 +24,6 @@ _REMOVED = "speculative decoding (llama-server removed this flag as well: use {}
 _INT = int_in()
 _FLOAT = float_in()
 
-_NO_MM = "llamajit never loads a multimodal projector"
 _NO_SPEC = "llamajit does no speculative decoding"
 
 _SPEC_TYPES = ("none", "draft-simple", "draft-eagle3", "draft-mtp", "draft-dflash", "draft-dspark", "ngram-simple",
@@ -194,12 +193,7 @@ _ROWS: tuple[Flag, ...] = (
     _sw(_SPEC, "fim_qwen_7b_spec", "--fim-qwen-7b-spec", "Qwen 2.5 Coder 7B with a 0.5B draft"),
     _sw(_SPEC, "fim_qwen_14b_spec", "--fim-qwen-14b-spec", "Qwen 2.5 Coder 14B with a 0.5B draft"),
     # -- multimodal
-    _val(_MM, "mmproj", "-mm --mmproj", "LLAMA_ARG_MMPROJ", "multimodal projector file", text, "FILE"),
     _val(_MM, "mmproj_url", "-mmu --mmproj-url", "LLAMA_ARG_MMPROJ_URL", "multimodal projector URL", text, "URL"),
-    _unbuilt(toggle("mmproj_auto", "--mmproj-auto", "--no-mmproj --no-mmproj-auto", "LLAMA_ARG_MMPROJ_AUTO",
-                    "fetch the repository's projector with -hf (default: enabled)"), _MM, _is_false, _NO_MM),
-    _unbuilt(toggle("mmproj_offload", "--mmproj-offload", "--no-mmproj-offload", "LLAMA_ARG_MMPROJ_OFFLOAD",
-                    "the projector on the GPU (default: enabled)"), _MM, _is_false, _NO_MM),
     _val(_MM, "mmproj_device", "-mmdev --mmproj-device", "MTMD_BACKEND_DEVICE", "device for the projector (default: "
          "follows --device)", text, "DEVICE"),
     _val(_MM, "image_min_tokens", "--image-min-tokens", "LLAMA_ARG_IMAGE_MIN_TOKENS", "fewest tokens per image "

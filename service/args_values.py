@@ -167,6 +167,9 @@ class ServerArgs:
     cache_prompt: bool = True
     cache_reuse: int = 0
     media_path: str | None = None
+    mmproj: str | None = None  # --mmproj: the multimodal projector file
+    mmproj_auto: bool = True  # --no-mmproj: load no projector even when --mmproj is given
+    mmproj_offload: bool = True
     reasoning: str = "auto"  # -rea on|off|auto
     reasoning_effort: str = "default"
     reasoning_budget: int = -1

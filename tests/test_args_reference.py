@@ -45,8 +45,7 @@ ROWS = help_rows()
 SPELLINGS = [n for names, _ in ROWS for n in names]
 VARIABLES = sorted(set(re.findall(r"\(env: ([A-Z0-9_]+)\)", HELP.read_text())))
 # A spelling or value that asks for a missing feature to be off is accepted.
-OFF = {"--no-mmproj", "--no-mmproj-auto", "--no-mmproj-offload",
-       "--no-spec-draft-backend-sampling", "--spec-type"}  # (--spec-type with the sample "none")
+OFF = {"--no-spec-draft-backend-sampling", "--spec-type"}  # (--spec-type with the sample "none")
 EXITS_0 = {"-h", "--help", "--usage", "--version", "--completion-bash"}
 
 
@@ -148,7 +147,8 @@ def test_one_variable_of_each_kind_through_the_environment():
                         "LLAMA_ARG_NO_MMPROJ_AUTO": "1", "LLAMA_ARG_SPEC_TYPE": "none"})
     assert (a.ctx_size, a.metrics, a.jinja, a.slots, a.api_keys, a.flash_attn) == (96, True, False, False, ("a", "b"),
                                                                                  "off")
-    assert {s for s, _ in a.no_effect} == {"LLAMA_ARG_FLASH_ATTN", "LLAMA_ARG_NO_MMPROJ_AUTO", "LLAMA_ARG_SPEC_TYPE"}
+    assert {s for s, _ in a.no_effect} == {"LLAMA_ARG_FLASH_ATTN", "LLAMA_ARG_SPEC_TYPE"}
+    assert a.mmproj_auto is False  # LLAMA_ARG_NO_MMPROJ_AUTO works: no projector
 
 
 def test_effect_counts_and_reasons():
@@ -174,8 +174,8 @@ def exits_2(capsys, argv, env=None) -> str:
 
 
 def test_unbuilt_feature_exits_2_naming_it(capsys):
-    err = exits_2(capsys, ["-m", "m.gguf", "--mmproj", "p.gguf"])
-    assert "llama-server: error: --mmproj: multimodal input (--mmproj) is not available in llamajit yet" in err
+    err = exits_2(capsys, ["-m", "m.gguf", "--mmproj-url", "http://h/p.gguf"])
+    assert "llama-server: error: --mmproj-url: this multimodal option (--mmproj itself works" in err
     err = exits_2(capsys, ["--control-vector", "a.gguf"])
     assert "--control-vector: control vectors (--control-vector) is not available in llamajit yet" in err
     err = exits_2(capsys, ["-md", "d.gguf"])
@@ -193,12 +193,16 @@ def test_unbuilt_feature_exits_2_naming_it(capsys):
 
 
 def test_asking_for_a_missing_feature_off_is_accepted():
-    a = parse_args(["--no-mmproj", "--no-mmproj-offload", "--spec-type", "ngram-mod,none",
-                    "--adaptive-target", "-1"], {"LLAMA_ARG_MMPROJ_AUTO": "off"})
-    assert [s for s, _ in a.no_effect] == ["--no-mmproj", "--no-mmproj-offload",
-                                           "--spec-type", "--adaptive-target"]  # the flag beats LLAMA_ARG_MMPROJ_AUTO
-    assert dict(a.no_effect)["--no-mmproj"] == "llamajit never loads a multimodal projector"
-    assert parse_args([], {"LLAMA_ARG_NO_MMPROJ_AUTO": "1"}).no_effect[0][0] == "LLAMA_ARG_NO_MMPROJ_AUTO"
+    a = parse_args(["--spec-type", "ngram-mod,none", "--adaptive-target", "-1"], {})
+    assert [s for s, _ in a.no_effect] == ["--spec-type", "--adaptive-target"]
+
+
+def test_mmproj_flags_work():
+    a = parse_args(["-m", "m.gguf", "-mm", "p.gguf", "--no-mmproj-offload"], {})
+    assert (a.mmproj, a.mmproj_auto, a.mmproj_offload, a.no_effect) == ("p.gguf", True, False, ())
+    assert parse_args([], {"LLAMA_ARG_MMPROJ": "q.gguf"}).mmproj == "q.gguf"
+    a = parse_args(["--mmproj", "p.gguf", "--no-mmproj"], {"LLAMA_ARG_MMPROJ_AUTO": "on"})
+    assert (a.mmproj, a.mmproj_auto) == ("p.gguf", False)  # --no-mmproj: no projector is loaded
 
 
 def test_inert_flags_given_are_listed_once_with_why_and_defaults_never():

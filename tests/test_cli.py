@@ -132,9 +132,9 @@ def test_inert_flags_given_are_logged_once_at_startup(tuned):
 
 
 def test_unbuilt_feature_exits_2_before_loading():
-    out = run("-m", "/nonexistent.gguf", "--mmproj", "proj.gguf")
+    out = run("-m", "/nonexistent.gguf", "--mmproj-url", "http://h/proj.gguf")
     assert out.returncode == 2
-    assert "--mmproj: multimodal input (--mmproj) is not available in llamajit yet" in out.stderr
+    assert "--mmproj-url: this multimodal option (--mmproj itself works" in out.stderr
     assert "unrecognized" not in out.stderr
 
 

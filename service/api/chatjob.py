@@ -14,9 +14,11 @@ import asyncio
 import dataclasses
 from dataclasses import dataclass
 
+import msgspec
 from litestar import Request
 
 from service.api.errors import ApiError, bad_request
+from service.api.media import take_images
 from service.api.params import builder
 from service.api.protocol_openai import ChatRequest, chat_input
 from service.chat.plan import ChatPlan, build_plan
@@ -70,9 +72,16 @@ async def prepare_chat(request: Request, chat: ChatRequest, *, n_predict: int | 
                        allow_empty: bool = False) -> ChatJob:
     """The plan, the prompt and the task; the tool-call grammar, when the plan has one, replaces
     the request's own constraint, and the format's stop strings join the request's."""
+    st = request.app.state.server
+    messages, images = take_images(chat.messages, st.media)
+    if images:
+        chat = msgspec.structs.replace(chat, messages=messages)
     plan = await plan_chat(request, chat, allow_empty=allow_empty)
     b = builder(request)
-    prompt = plan.rendered.tokenize(b.tok)
+    if images:  # llama.cpp's mtmd layout: the whole prompt text, split at the markers (off the event loop)
+        prompt = await asyncio.to_thread(b.media_prompt, plan.rendered.prompt(b.tok), images)
+    else:
+        prompt = plan.rendered.tokenize(b.tok)
     params = b.task(chat, prompt, n_predict=n_predict, n_probs=n_probs, chat=True, constraint=plan.constraint,
                     extra_stops=plan.stops)
     budget = thinking_budget(request.app.state.server.args, chat, plan, b.tok)

@@ -15,6 +15,7 @@ from service.api.errors import not_supported, unavailable
 from service.api.protocol import AnyObject, decode
 from service.api.result_json import generation_settings
 from service.api.state import Status
+from service.vision.media import media_marker
 
 
 @get(["/health", "/v1/health"])
@@ -38,10 +39,12 @@ async def models(request: Request) -> Response:
                 "n_embd": f["n_embd"], "n_params": f["n_params"], "size": f["size"], "ftype": f.get("ftype")}
     entry = {"id": st.alias, "aliases": sorted(st.args.alias), "tags": sorted(st.args.tags), "object": "model",
              "created": int(st.started), "owned_by": "llamacpp",
-             "architecture": {"input_modalities": ["text"], "output_modalities": ["text"]}, "meta": meta}
+             "architecture": {"input_modalities": ["text", "image"] if st.media is not None else ["text"],
+                              "output_modalities": ["text"]}, "meta": meta}
     # the Ollama-style listing llama-server adds beside OpenAI's, with its placeholder fields
     ollama = {"name": st.alias, "model": st.alias, "modified_at": "", "size": "", "digest": "", "type": "model",
-              "description": "", "tags": [""], "capabilities": ["completion"], "parameters": "",
+              "description": "", "tags": [""], "parameters": "",
+              "capabilities": ["completion", "multimodal"] if st.media is not None else ["completion"],
               "details": {"parent_model": "", "format": "gguf", "family": "", "families": [""], "parameter_size": "",
                           "quantization_level": ""}}
     return Response({"object": "list", "data": [entry], "models": [ollama]})
@@ -85,7 +88,9 @@ async def props(request: Request) -> Response:
         "chat_template_caps": await _caps(st),
         "bos_token": text(tok.bos_id),
         "eos_token": text(tok.eos_id),
-        "modalities": {"vision": False, "audio": False},
+        # llama.cpp also says video when it has vision (through ffmpeg); llamajit takes no video input
+        "modalities": {"vision": st.media is not None, "video": False, "audio": False},
+        "media_marker": media_marker(),
         "build_info": st.build_info,
         "cors_proxy_enabled": st.args.ui_mcp_proxy,
         "is_sleeping": st.is_sleeping,

@@ -19,10 +19,12 @@ import msgspec
 from litestar import Request
 
 from service.api.errors import ApiError, bad_request
+from service.api.media import multimodal_data
 from service.api.protocol import SAMPLING_NAMES, Generation, PromptObject, convert, logit_bias_pairs
 from service.engine.task import TaskParams
 from service.sampling import SamplingParams, StructuredOutput, compile_structured, dry_breaker_sequences
 from service.sampling.bias import resolve_logit_bias
+from service.vision.media import MediaError
 
 _UINT32 = 0xFFFFFFFF
 
@@ -73,6 +75,8 @@ class ParamBuilder:
         if isinstance(prompt, dict):  # a prompt object inside an array
             prompt = convert(prompt, PromptObject, field)
         if isinstance(prompt, PromptObject):
+            if prompt.multimodal_data is not None:
+                return self.media_prompt(prompt.prompt_string, multimodal_data(prompt.multimodal_data, self.state.media))
             return self.tokenize(prompt.prompt_string, True)
         if isinstance(prompt, str):
             return self.tokenize(prompt, True)
@@ -89,6 +93,13 @@ class ParamBuilder:
             else:
                 raise bad_request(f"{field}: expected token ids or strings, got {part!r}")
         return out
+
+    def media_prompt(self, text: str, images: list[bytes]) -> list[int]:
+        """A prompt whose media markers take these images (service.vision.media.MediaPrompt)."""
+        try:
+            return self.state.media.prompt(text, images, add_bos=self.tok.add_bos)
+        except MediaError as e:
+            raise bad_request(str(e)) from None
 
     def prompts(self, prompt: Any, field: str = "prompt") -> list[list[int]]:
         """One or several prompts, as llama-server splits them."""
@@ -176,7 +187,12 @@ class ParamBuilder:
         if req.n_discard < 0:
             raise bad_request(f"n_discard: must be >= 0, got {req.n_discard}")
         stop = req.stops()
+        images = getattr(prompt, "images", ())
+        if images and len(images[0].embd) > min(a.batch_size, a.ubatch_size):
+            raise bad_request(f"an image takes {len(images[0].embd)} tokens, more than the batch size "
+                              f"({min(a.batch_size, a.ubatch_size)}): raise -b/-ub")
         return TaskParams(
+            images=images,
             lora=self.lora(req.lora),
             prompt=tuple(prompt), sampling=s, n_predict=n_predict, stop=stop + tuple(w for w in extra_stops if w not in stop),
             n_probs=n_probs, post_sampling_probs=req.post_sampling_probs,

@@ -136,9 +136,13 @@ def _message(m: Message, where: str) -> list[dict]:
             results.append({"role": "tool", "tool_call_id": b.tool_use_id, "content": text})
         elif isinstance(b, (ThinkingBlock, RedactedThinkingBlock)) and m.role == "assistant":
             thinking += b.thinking if isinstance(b, ThinkingBlock) else ""
-        elif isinstance(b, (ImageBlock, DocumentBlock)):
-            kind = "image" if isinstance(b, ImageBlock) else "document"
-            raise bad_request(f"{at}: {kind} input is not supported by this model")
+        elif isinstance(b, ImageBlock):  # as llama-server: an OpenAI image_url part (service.api.media reads it)
+            src = b.source or {}
+            url = (f"data:{src.get('media_type') or 'image/jpeg'};base64,{src.get('data') or ''}"
+                   if src.get("type") == "base64" else str(src.get("url") or ""))
+            texts.append({"type": "image_url", "image_url": {"url": url}})
+        elif isinstance(b, DocumentBlock):
+            raise bad_request(f"{at}: document input is not supported by this model")
         else:
             kind = b.__struct_config__.tag
             raise bad_request(f"{at}.type: unsupported content block {kind!r} in a {m.role} message")

@@ -50,6 +50,7 @@ class ServerState:
         self.in_flight = 0  # HTTP requests being answered (for the drain)
         self.build_info = ""
         self.rank_head = None  # service.model.rank.RankHead with --reranking
+        self.media = None  # service.vision.media.Media with --mmproj
         self._ready = threading.Event()
 
     @property
@@ -97,6 +98,7 @@ class ServerState:
                 if self.rank_head is None:
                     raise ModelError(f"{a.model}: --reranking needs a classification head (cls.weight or "
                                      "cls.output.weight); this model has none")
+            self.media = _media(a, model)
             engine = Engine(model, self.engine_config(model.n_ctx))
             if a.warmup:  # kernels compiled (or loaded from the cache) before /health says ok
                 engine.warmup()  # (--no-warmup: the first request pays for it instead)
@@ -122,7 +124,8 @@ class ServerState:
 
         a = self.args
         return EngineConfig(
-            n_slots=self.n_slots, n_predict_default=a.n_predict, ctx_shift=a.context_shift, cont_batching=a.cont_batching,
+            n_slots=self.n_slots, n_predict_default=a.n_predict, cont_batching=a.cont_batching,
+            ctx_shift=a.context_shift and self.media is None,  # llama-server: no context shift with multimodal
             similarity=a.slot_prompt_similarity, pool=n_ctx if a.kv_unified() else 0, cache_ram_mib=a.cache_ram,
             cache_idle_slots=a.cache_idle_slots, sleep_idle_seconds=a.sleep_idle_seconds, t_start=self.started,
             max_queue=a.max_queue,
@@ -155,6 +158,33 @@ class ServerState:
 
     def wait_loaded(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
+
+
+def _media(a: ServerArgs, model):
+    """The projector of --mmproj (None without one, or with --no-mmproj)."""
+    if not a.mmproj or not a.mmproj_auto:
+        return None
+    from service.model.config import ModelError
+    from service.vision.media import Media, MediaError
+    from service.vision.mmproj import MmprojError, load_mmproj
+
+    if model.placement.n_gpu > 0:
+        raise ModelError("--mmproj: image prompts run the text model on the CPU only here; add -ngl 0")
+    try:
+        vm = load_mmproj(a.mmproj, model.cfg.n_embd)
+        tok = model.tokenizer
+        media = Media(vm, lambda s: tok.tokenize(s, add_special=False, parse_special=True),
+                      tok.bos_id if tok.add_bos else None)
+    except (MmprojError, MediaError) as e:
+        raise ModelError(str(e)) from None
+    if a.warmup:  # the encoder's kernels compiled (or loaded from the cache) before /health says ok
+        import numpy as np
+
+        media.encoder.encode(np.zeros((3, vm.image_size, vm.image_size), np.float32))
+    if a.context_shift:
+        log.warning("ctx_shift is not supported by multimodal, it will be disabled")
+    log.info("loaded multimodal model", mmproj=a.mmproj, projector=vm.projector, image_tokens=vm.n_tokens)
+    return media
 
 
 def _template(a: ServerArgs, model):

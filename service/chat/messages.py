@@ -41,6 +41,9 @@ def _message(msg: Any, where: str, typed: bool) -> dict:
         out["content"] = None
     elif isinstance(content, str):
         out["content"] = [{"type": "text", "text": content}] if typed else content
+    elif isinstance(content, list) and any(isinstance(p, dict) and p.get("type") == "media_marker" for p in content):
+        text = _join_media(content, where)  # llama.cpp: one string with the images' markers
+        out["content"] = [{"type": "text", "text": text}] if typed else text
     elif isinstance(content, list):
         texts = [_text_part(p, f"{where}.content[{j}]") for j, p in enumerate(content)]
         out["content"] = ([{"type": "text", "text": t} for t in texts] if typed
@@ -48,6 +51,21 @@ def _message(msg: Any, where: str, typed: bool) -> dict:
     else:
         raise ValueError(f"{where}.content: expected a string, an array of text parts, or null")
     return out
+
+
+def _join_media(content: list, where: str) -> str:
+    """Text parts joined by newlines, none before or after a media marker (service.api.media put the
+    markers where the images were), as llama.cpp joins a message's parts."""
+    text, after_marker = "", False
+    for j, p in enumerate(content):
+        if isinstance(p, dict) and p.get("type") == "media_marker":
+            text += str(p.get("text", ""))
+            after_marker = True
+            continue
+        t = _text_part(p, f"{where}.content[{j}]")
+        text += ("\n" if text and not after_marker else "") + t
+        after_marker = False
+    return text
 
 
 def _text_part(part: Any, where: str) -> str:

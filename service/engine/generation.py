@@ -49,7 +49,7 @@ class Generation:
         self.truncated = False
         self.hidden_parts: list[np.ndarray] = []  # embedding tasks: (n_chunk, n_embd) per evaluated chunk
         self.budget = BudgetTracker(p.thinking_budget) if p.thinking_budget is not None else None
-        sampler.accept_many(p.prompt)
+        sampler.accept_many(t for t in p.prompt if t >= 0)  # image rows are not tokens
 
     def prompt_evaluated(self, n: int) -> None:
         """A forward pass evaluated n more of the prompt's tokens."""

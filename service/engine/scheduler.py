@@ -60,12 +60,15 @@ def build_batch(slots: list[Slot], budget: int, cont_batching: bool = True
     want: list[bool] = []
     hidden: list[bool] = []
     lora: list[tuple[float, ...]] = []  # each token's LoRA scales (its slot's task's)
+    mpos: list[int] = []  # each token's attention-mask position (an image row: its image's last)
+    images: list[tuple[int, np.ndarray]] = []  # (batch row, float32 (n, n_embd) rows) of image rows
     rows: list[tuple[Slot, int, bool]] = []
     for s in slots:
         if s.state is SlotState.GENERATING and len(toks) < budget:
             toks.append(s.cache_tokens[-1])
             seqs.append(s.id)
             pos.append(len(s.cache_tokens) - 1)
+            mpos.append(pos[-1])
             want.append(True)
             hidden.append(False)
             lora.append(s.gen.lora)
@@ -76,13 +79,23 @@ def build_batch(slots: list[Slot], budget: int, cont_batching: bool = True
         if not prompts or s.state is not SlotState.PROMPT or room <= 0:
             continue
         chunk = s.prompt_chunk(room)
+        if not chunk:  # an image that does not fit the room left: next batch
+            continue
         last = s.i_prompt + len(chunk) == len(s.gen.params.prompt)
         embd = s.gen.params.embd
         last = last and not embd
         p0 = s.i_prompt
+        row0 = len(toks)
         toks.extend(chunk)
         seqs.extend([s.id] * len(chunk))
         pos.extend(range(p0, p0 + len(chunk)))
+        mpos.extend(range(p0, p0 + len(chunk)))
+        for im in s.gen.params.images:  # image rows: no token; non-causal within the image
+            a, b = max(im.pos, p0), im.pos + len(im.embd)
+            if a < b <= p0 + len(chunk):
+                images.append((row0 + a - p0, im.embd[a - im.pos :]))
+                toks[row0 + a - p0 : row0 + b - p0] = [0] * (b - a)
+                mpos[row0 + a - p0 : row0 + b - p0] = [b - 1] * (b - a)
         want.extend([False] * (len(chunk) - 1) + [last])
         hidden.extend([embd] * len(chunk))
         lora.extend([s.gen.lora] * len(chunk))
@@ -92,4 +105,11 @@ def build_batch(slots: list[Slot], budget: int, cont_batching: bool = True
     batch = Batch(np.array(toks, np.int32), np.array(seqs, np.int32), np.array(pos, np.int32), np.array(want, bool),
                   np.array(hidden, bool) if any(hidden) else None,
                   np.array(lora, np.float32) if lora and lora[0] else None)
+    if images:
+        batch.embd = np.zeros((len(toks), images[0][1].shape[1]), np.float32)
+        batch.embd_mask = np.zeros(len(toks), bool)
+        for r, e in images:
+            batch.embd[r : r + len(e)] = e
+            batch.embd_mask[r : r + len(e)] = True
+        batch.attn_pos = np.array(mpos, np.int32)
     return batch, rows

@@ -77,8 +77,15 @@ class Slot:
     # -- prompt ---------------------------------------------------------------------------
 
     def prompt_chunk(self, budget: int) -> list[int]:
+        """The next prompt tokens, at most `budget`; an image's rows are never split between two batches
+        (they attend to each other): the chunk ends before an image that does not fit, or is empty."""
         p = self.gen.params.prompt
-        return list(p[self.i_prompt : self.i_prompt + budget])
+        end = min(self.i_prompt + budget, len(p))
+        for im in self.gen.params.images:
+            a, b = im.pos, im.pos + len(im.embd)
+            if a < end < b:
+                end = a if a > self.i_prompt else self.i_prompt
+        return list(p[self.i_prompt : end])
 
     def prompt_done(self, n: int) -> bool:
         """n more prompt tokens were evaluated; True when the prompt is complete."""

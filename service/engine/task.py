@@ -80,6 +80,9 @@ class TaskParams:
     return_progress: bool = False  # a stream also gets prompt-progress events
     thinking_budget: ThinkingBudget | None = None
     lora: tuple[float, ...] | None = None  # each LoRA adapter's scale for this task (None: the server-wide scales)
+    # multimodal prompts: service.vision.media.ImageChunk of each image (first prompt position, float32 rows
+    # (n, n_embd) used in place of token embeddings); the prompt holds placeholder ids < 0 at those positions
+    images: tuple = ()
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,9 @@ class Batch:
     want: np.ndarray  # bool (T,) return logits for this token
     hidden: np.ndarray | None = None  # bool (T,) keep this token's final-norm hidden state (embeddings)
     lora: np.ndarray | None = None  # float32 (T, J) each token's LoRA adapter scales (None: the server-wide ones)
+    embd: np.ndarray | None = None  # float32 (T, n_embd): rows used in place of the token embeddings where embd_mask
+    embd_mask: np.ndarray | None = None  # bool (T,) the rows that are image embeddings (their tokens are ignored)
+    attn_pos: np.ndarray | None = None  # int32 (T,) attention-mask positions (None: pos); image rows: their image's last
 
 
 @dataclass
@@ -110,7 +113,12 @@ class Forward:
         x[:] = dequantize(w.embd[b.tokens], w.embd_type)
         if c.embd_scale != 1.0:
             x *= np.float32(c.embd_scale)
+        if b.embd is not None:  # image rows go in unscaled (llama.cpp scales token embeddings only)
+            x[b.embd_mask] = b.embd[b.embd_mask]
+        if b.attn_pos is not None and self.offload is not None:
+            raise ValueError("image rows need every layer on the CPU (-ngl 0)")
         pos = np.ascontiguousarray(b.pos, np.int32)
+        mpos = pos if b.attn_pos is None else np.ascontiguousarray(b.attn_pos, np.int32)
         rope_cache(self.cos[0, :n], self.sin[0, :n], pos, c.rope_dims, c.rope_base, c.rope_scale, w.rope_freqs,
                    c.rope_ext_factor, c.rope_attn_factor, *c.rope_corr_dims)  # llama3 freqs, YaRN
         if c.sliding_window:  # sliding-window layers have their own RoPE base (gemma3)
@@ -125,7 +133,7 @@ class Forward:
             self.offload.layers(x, b.seq, pos, segs_arr, self.cos[:, :n], self.sin[:, :n])
         for li in range(self.place.n_gpu, c.n_layer):
             swa = int(c.swa_layers[li])
-            layer(bufs, kv.k[li], kv.v[li], self.scratch, self.cos[swa, :n], self.sin[swa, :n], pos, segs_arr,
+            layer(bufs, kv.k[li], kv.v[li], self.scratch, self.cos[swa, :n], self.sin[swa, :n], mpos, segs_arr,
                   self.layer_w[li], self.layer_cfg[li])
         for s0, s1 in segs:
             kv.length[int(b.seq[s0])] = int(b.pos[s1 - 1]) + 1

@@ -214,7 +214,7 @@ def layer(bufs, kc, vc, scratch, cos, sin, pos, segs, weights, config):
     rope_apply(k, cos, sin, cfg.rope_dims, cfg.neox)
     for s in range(segs.shape[0]):
         seq, s0, s1 = segs[s, 0], segs[s, 1], segs[s, 2]
-        p0 = np.int64(pos[s0])
+        p0 = np.int64(pos[s1 - 1]) - (s1 - 1 - s0)  # the run's last: pos are mask positions (image rows: the image's last)
         for t in range(s0, s1):
             p = p0 + t - s0
             for g in range(n_kv):

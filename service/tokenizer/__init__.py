@@ -94,6 +94,7 @@ class Tokenizer:
 
     def detokenize_bytes(self, ids: Iterable[int], skip_special: bool = False,
                          remove_special: bool = False) -> bytes:
+        ids = [t for t in ids if t >= 0]  # image rows of a multimodal prompt (placeholder ids < 0) have no text
         return detokenize_bytes(self.vocab, self.pieces, ids, not skip_special, remove_special)
 
     def detokenize(self, ids: Iterable[int], skip_special: bool = False,

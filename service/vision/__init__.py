@@ -1,0 +1,2 @@
+"""Multimodal input: the --mmproj projector (mmproj), image preprocessing (image), the vision encoder
+(encoder) and multimodal prompts (media)."""
