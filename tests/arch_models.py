@@ -21,6 +21,15 @@ CASES = {
     # Phi-4-mini's shape: grouped KV heads, partial rotary (3/4 of each head).
     "phi3-gqa": (Spec("phi3", n_embd=128, n_ff=96, n_head=4, n_head_kv=2, tied=False, eps=1e-5, n_vocab=N_VOCAB,
                       seed=22), {"phi3.rope.dimension_count": 24, "phi3.attention.sliding_window": 0}),
+    # Gemma 2: sliding window on even layers (pattern 2), attention and final soft-capping made
+    # small enough to bite, post-norms, GELU, embeddings times sqrt(n_embd), tied head.
+    "gemma2": (Spec("gemma2", n_layer=4, n_embd=64, n_ff=96, n_head=2, n_head_kv=1, head_dim=32, sliding_window=4,
+                    n_vocab=N_VOCAB, seed=31),
+               {"gemma2.attn_logit_softcapping": 2.0, "gemma2.final_logit_softcapping": 8.0}),
+    # Gemma 2 as converted without the optional keys: llama.cpp's defaults (caps 50 and 30,
+    # window 4096).
+    "gemma2-defaults": (Spec("gemma2", n_layer=2, n_embd=64, n_ff=96, n_head=4, n_head_kv=2, n_vocab=N_VOCAB,
+                             seed=32), {}),
 }
 
 

@@ -26,7 +26,7 @@ from gguf import GGMLQuantizationType as T
 
 from tests.oracles.quant_blocks import FLOATS, QUANTIZED, random_matrix
 
-ARCHS = ("llama", "gemma3", "qwen2", "qwen3", "phi3")
+ARCHS = ("llama", "gemma2", "gemma3", "qwen2", "qwen3", "phi3")
 # Tensor kinds (the name without "blk.N." and ".weight") that take a chosen matrix type.
 MATRICES = ("token_embd", "output", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 
@@ -114,7 +114,7 @@ def tensor_shapes(s: Spec) -> dict[str, tuple[tuple[int, ...], str]]:
             out[p + "attn_q_norm.weight"] = ((s.hd,), "norm")
             out[p + "attn_k_norm.weight"] = ((s.hd,), "norm")
         out[p + "attn_output.weight"] = ((e, nq), "attn_output")
-        if s.arch == "gemma3":
+        if s.arch in ("gemma2", "gemma3"):
             out[p + "post_attention_norm.weight"] = ((e,), "norm")
         out[p + "ffn_norm.weight"] = ((e,), "norm")
         if s.arch == "phi3":
@@ -123,7 +123,7 @@ def tensor_shapes(s: Spec) -> dict[str, tuple[tuple[int, ...], str]]:
             out[p + "ffn_gate.weight"] = ((s.n_ff, e), "ffn_gate")
             out[p + "ffn_up.weight"] = ((s.n_ff, e), "ffn_up")
         out[p + "ffn_down.weight"] = ((e, s.n_ff), "ffn_down")
-        if s.arch == "gemma3":
+        if s.arch in ("gemma2", "gemma3"):
             out[p + "post_ffw_norm.weight"] = ((e,), "norm")
     out["output_norm.weight"] = ((e,), "norm")
     if not s.tied:

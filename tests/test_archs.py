@@ -73,3 +73,22 @@ def test_phi3_breakages_fail(models):
         swapped = np.ascontiguousarray(np.concatenate([raw[cfg.n_ff:], raw[:cfg.n_ff]]))
         L.wgate_up = [pack(swapped.view(np.uint8), T.F32, 2 * cfg.n_ff, cfg.n_embd)]
     assert min(compare(cfg, sw, c, BOUND)[0] for c in cases) > 5 * BOUND
+
+
+@pytest.mark.parametrize("change", ["no window", "odd layers slide", "no attention cap", "no final cap"])
+def test_gemma2_breakages_fail(models, change):
+    """Each of gemma2's particulars, dropped or misread, misses the bound."""
+    f, cfg, w = models["gemma2"]
+    assert cfg.swa_layers == (True, False, True, False) and cfg.sliding_window == 4
+    assert (cfg.attn_softcap, cfg.final_softcap) == (2.0, 8.0)
+    bad = {"no window": dict(sliding_window=0, swa_layers=(False,) * 4),
+           "odd layers slide": dict(swa_layers=(False, True, False, True)),
+           "no attention cap": dict(attn_softcap=0.0), "no final cap": dict(final_softcap=0.0)}[change]
+    cases = FIXTURE["models"]["gemma2"]["cases"]
+    assert max(compare(dataclasses.replace(cfg, **bad), w, c, BOUND)[0] for c in cases) > 5 * BOUND
+
+
+def test_gemma2_defaults_are_llamacpps(models):
+    f, cfg, w = models["gemma2-defaults"]
+    assert (cfg.attn_softcap, cfg.final_softcap, cfg.sliding_window) == (50.0, 30.0, 4096)
+    assert cfg.swa_layers == (True, False) and cfg.rope_base_swa == cfg.rope_base == 10000.0

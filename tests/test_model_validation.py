@@ -50,6 +50,9 @@ CASES = {
                               "rope_factors_long.weight"),
     "phi3 separate ffn_gate": (Spec("phi3"), dict(extra={"blk.0.ffn_gate.weight": np.ones((96, 64))}), None,
                                ModelError, "blk.0.ffn_gate.weight"),
+    "gemma2 separate head": (Spec("gemma2", tied=False), {}, None, ModelError, "output.weight"),
+    "gemma2 swa pattern past the layers": (Spec("gemma2"), dict(meta={"gemma2.attention.sliding_window_pattern": 9}),
+                                           None, ModelError, "gemma2.attention.sliding_window_pattern"),
     "longrope scaling": (LLAMA, dict(meta={"llama.rope.scaling.type": "longrope"}), None, ModelError,
                          "llama.rope.scaling.type: unsupported rope scaling type 'longrope'"),
     "unknown rope scaling": (LLAMA, dict(meta={"llama.rope.scaling.type": "dynamic"}), None, ModelError,
@@ -123,7 +126,8 @@ def test_broken_file(tmp_path, monkeypatch, case):
 
 
 @pytest.mark.parametrize("spec", [LLAMA, Spec("qwen2", tied=False), Spec("qwen3", head_dim=32),
-                                  Spec("gemma3", n_layer=7, sliding_window=4), Spec("phi3")], ids=lambda s: s.arch)
+                                  Spec("gemma3", n_layer=7, sliding_window=4), Spec("phi3"),
+                                  Spec("gemma2", sliding_window=4)], ids=lambda s: s.arch)
 def test_intact_files_load(tmp_path, spec):
     """The files the cases above break load cleanly, with the metadata's values."""
     m = load(write_model(tmp_path / "ok.gguf", spec))
@@ -133,9 +137,10 @@ def test_intact_files_load(tmp_path, spec):
     assert len(w.layers) == spec.n_layer
     assert (w.layers[0].bqkv is not None) == (spec.arch == "qwen2")
     assert (w.layers[0].q_norm is not None) == (spec.arch in ("gemma3", "qwen3"))
-    assert (w.layers[0].post_ffn_norm is not None) == (spec.arch == "gemma3")
+    assert (w.layers[0].post_ffn_norm is not None) == (spec.arch in ("gemma2", "gemma3"))
     assert cfg.rope_neox == (spec.arch != "llama")
-    assert cfg.swa_layers == tuple(spec.sliding_window > 0 and i % 6 != 5 for i in range(spec.n_layer))
+    period = 2 if spec.arch == "gemma2" else 6  # llama.cpp's default sliding_window_pattern
+    assert cfg.swa_layers == tuple(spec.sliding_window > 0 and i % period != period - 1 for i in range(spec.n_layer))
 
 
 def test_one_error_for_many_problems(tmp_path):

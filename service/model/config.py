@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-ARCHITECTURES = ("llama", "gemma3", "qwen2", "qwen3", "phi3")
+ARCHITECTURES = ("llama", "gemma2", "gemma3", "qwen2", "qwen3", "phi3")
 MAX_LAYERS, MAX_HEADS, MAX_CTX, MAX_EMBD = 1024, 1024, 1 << 24, 1 << 17
 
 
@@ -130,23 +130,49 @@ def config_from_metadata(meta: dict[str, Any], path: str) -> ModelConfig:
     rope_base = _get(meta, path, f"{a}.rope.freq_base", float, default_base, lo=1e-3, hi=1e12)
     # Only gemma3 slides its window here; llama.cpp ignores the key for llama (Mistral v0.1) and
     # turns phi3's off ("Phi SWA is currently disabled"), and so do we.
-    window = _get(meta, path, f"{a}.attention.sliding_window", int, 0, lo=0, hi=MAX_CTX)
-    gemma = a == "gemma3"
+    # gemma2 without the key: llama.cpp's 4096.
+    window = _get(meta, path, f"{a}.attention.sliding_window", int, 4096 if a == "gemma2" else 0, lo=0, hi=MAX_CTX)
+    gemma = a in ("gemma2", "gemma3")
     factor, yarn = _rope_scaling(meta, path, a, n_ctx, rope_dims, rope_base, gemma and window > 0)
-    # gemma3: five sliding-window layers, then one global layer; local layers use base 10000.
-    swa = tuple(gemma and window > 0 and (i + 1) % 6 != 0 for i in range(n_layer))
+    swa = _swa_layers(meta, path, a, n_layer, window) if gemma else (False,) * n_layer
+    g3 = a == "gemma3"  # its local layers use base 10000, unscaled; gemma2's share the global RoPE
+    if a == "gemma2":
+        # llama.cpp's gemma2 always caps: attention scores at 50 and logits at 30 unless the file says
+        att_cap = _get(meta, path, f"{a}.attn_logit_softcapping", float, 50.0, lo=0.0, hi=1e6)
+        final_cap = _get(meta, path, f"{a}.final_logit_softcapping", float, 30.0, lo=1e-6, hi=1e6)
+        base_swa = _get(meta, path, f"{a}.rope.freq_base_swa", float, rope_base, lo=1e-3, hi=1e12)
+        # Gemma 2 27B (46 layers) scales queries by n_embd / n_head rather than the head width.
+        attn_scale = 1.0 / math.sqrt(n_embd // n_head if n_layer == 46 else head_dim)
+    else:
+        att_cap = _get(meta, path, f"{a}.attn_logit_softcapping", float, 0.0, lo=0.0, hi=1e6)
+        final_cap = _get(meta, path, f"{a}.final_logit_softcapping", float, 0.0, lo=0.0, hi=1e6)
+        base_swa = 10000.0 if g3 else rope_base
+        attn_scale = 1.0 / math.sqrt(head_dim)
     return ModelConfig(
         arch=a, n_layer=n_layer, n_embd=n_embd, n_ff=n_ff, n_head=n_head, n_head_kv=n_head_kv,
         head_dim=head_dim, n_vocab=n_vocab, n_ctx_train=n_ctx, norm_eps=eps, rope_dims=rope_dims,
         rope_neox=a != "llama", rope_base=rope_base, rope_scale=1.0 / factor,
-        rope_base_swa=10000.0 if gemma else rope_base, rope_scale_swa=1.0 if gemma else 1.0 / factor,
+        rope_base_swa=base_swa, rope_scale_swa=1.0 if g3 else 1.0 / factor,
         sliding_window=window if any(swa) else 0, swa_layers=swa,
-        attn_scale=1.0 / math.sqrt(head_dim), embd_scale=math.sqrt(n_embd) if gemma else 1.0,
+        attn_scale=attn_scale, embd_scale=math.sqrt(n_embd) if gemma else 1.0,
         gelu=gemma, qk_norm=a in ("gemma3", "qwen3"), post_norms=gemma, qkv_bias=a == "qwen2",
-        attn_softcap=_get(meta, path, f"{a}.attn_logit_softcapping", float, 0.0, lo=0.0, hi=1e6),
-        final_softcap=_get(meta, path, f"{a}.final_logit_softcapping", float, 0.0, lo=0.0, hi=1e6),
+        attn_softcap=att_cap, final_softcap=final_cap,
         **yarn,
     )
+
+
+def _swa_layers(meta: dict[str, Any], path: str, a: str, n_layer: int, window: int) -> tuple[bool, ...]:
+    """Which layers slide their window, as llama.cpp's set_swa_pattern: sliding_window_pattern n
+    (default 2 for gemma2, 6 for gemma3) makes layer i local when i % n < n - 1 (n = 0: all),
+    or the key is an array of per-layer flags."""
+    if window == 0:
+        return (False,) * n_layer
+    key = f"{a}.attention.sliding_window_pattern"
+    v = meta.get(key, 2 if a == "gemma2" else 6)
+    if isinstance(v, (list, np.ndarray)) and len(v) == n_layer:
+        return tuple(bool(x) for x in v)
+    n = _get(meta, path, key, int, 0, lo=0, hi=n_layer) if key in meta else v
+    return tuple(n == 0 or i % n < n - 1 for i in range(n_layer))
 
 
 # Read by llama.cpp for only a few architectures (grok, mistral3, deepseek2...), none of ours:

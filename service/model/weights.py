@@ -166,7 +166,7 @@ def _build(ld: _Loader) -> Weights:
     nq, nkv = cfg.n_head * hd, cfg.n_head_kv * hd
     embd, embd_type = ld.raw("token_embd.weight", e, cfg.n_vocab)
     ld.device = ld.gpu_output
-    if "output.weight" in f.tensors:
+    if "output.weight" in f.tensors and cfg.arch != "gemma2":  # gemma2's head is token_embd, always
         (output,) = ld.matrices(["output.weight"], e, [cfg.n_vocab])
     else:  # tied head
         (output,) = ld.matrices(["token_embd.weight"], e, [cfg.n_vocab])
