@@ -107,6 +107,10 @@ def config_from_metadata(meta: dict[str, Any], path: str) -> ModelConfig:
         raise ModelError(f"{path}: general.architecture: unknown model architecture: {arch!r} "
                          f"(supported: {', '.join(ARCHITECTURES)})")
     a = arch
+    n_expert = _get(meta, path, f"{a}.expert_count", int, 0, lo=0, hi=1 << 16)
+    if n_expert:  # Mixtral-style llama files: ffn_gate_inp and ffn_*_exps instead of one FFN
+        raise ModelError(f"{path}: {a}.expert_count: mixture-of-experts models ({n_expert} experts) "
+                         f"are not supported")
     n_layer = _get(meta, path, f"{a}.block_count", int, lo=1, hi=MAX_LAYERS)
     n_embd = _get(meta, path, f"{a}.embedding_length", int, lo=1, hi=MAX_EMBD)
     n_ff = _get(meta, path, f"{a}.feed_forward_length", int, lo=1, hi=16 * MAX_EMBD)
