@@ -20,7 +20,7 @@ from service.api.protocol_openai import ChatRequest, chat_input
 from service.chat import ChatTemplate
 from service.chat.plan import build_plan
 from service.chat.reasoning import ReasoningFormat
-from tests.chat_sweep import CONVERSATIONS, FIXTURE, TEMPLATES, normalise_dates, template_hash
+from tests.chat_sweep import CONVERSATIONS, FIXTURE, TOOLS, TEMPLATES, normalise_dates, template_hash
 from tests.real_models import tok
 from tests.served import module_server
 
@@ -86,7 +86,7 @@ _DIFFERENT = {
 # (template, conversation) -> the reason
 KNOWN: dict[tuple[str, str], str] = {(t, c): reason for (t, reason), convs in _DIFFERENT.items() for c in convs}
 
-HTTP_TEMPLATE = "Qwen-Qwen3-0.6B.jinja"
+HTTP_TEMPLATE = "Qwen3.5-4B.jinja"  # Qwen3-Coder XML calls, a thinking block
 
 
 @lru_cache(maxsize=1)
@@ -177,3 +177,21 @@ def test_readme_lists_the_differences():
     for name, reason in {(t, r) for t, r in _DIFFERENT}:
         assert f"`{name.removesuffix('.jinja')}`" in section and reason in section, name
     assert f"{980 - len(KNOWN)} of 980 cases are equal" in section
+
+
+def test_openai_client_gets_forced_xml_calls(served):
+    # the tiny model calls no tool by itself: tool_choice forces one, in the XML the template teaches
+    import openai
+
+    client = openai.OpenAI(base_url=served.url + "/v1", api_key="none", timeout=120)
+    kw = dict(model="m", messages=[{"role": "user", "content": "What is the weather in Paris?"}], tools=TOOLS,
+              tool_choice={"type": "function", "function": {"name": "get_weather"}}, max_tokens=48, temperature=0,
+              extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+    r = client.chat.completions.create(**kw)
+    call = r.choices[0].message.tool_calls[0]
+    assert r.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather" and call.id
+    assert isinstance(json.loads(call.function.arguments), dict)
+    deltas = [tc for chunk in client.chat.completions.create(**kw, stream=True) for ch in chunk.choices
+              for tc in ch.delta.tool_calls or []]
+    assert {tc.index for tc in deltas} == {0} and deltas[0].id and deltas[0].function.name == "get_weather"
+    assert json.loads("".join(tc.function.arguments or "" for tc in deltas)) == json.loads(call.function.arguments)

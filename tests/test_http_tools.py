@@ -1,7 +1,8 @@
 """Tool calling end to end on the real SmolLM2 model, through the official `openai` client.
 
-SmolLM2's template knows no tools, so the server uses the generic JSON format: the tools are
-described in the system message and the answer is forced into {"tool_call": ...} or
+SmolLM2's template knows no tools, so the server uses the generic JSON format: the template is
+given the tools as they are (it prints none of them, as llama-server's prompt shows), and the
+answer is forced into {"tool_call": ...} or
 {"response": ...} by the grammar; the client must get well-formed OpenAI tool calls whose
 arguments are JSON matching the function's schema.
 """

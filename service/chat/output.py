@@ -20,6 +20,7 @@ class OutputSpec:
     tags: ThinkTags = field(default_factory=ThinkTags)
     forced_open: bool = False  # the prompt opened the thinking block
     in_content: bool = False  # deepseek-legacy in a stream: thoughts stay inline in content
+    schemas: dict | None = None  # tool name -> parameters schema (formats that type arguments by it)
 
 
 class OutputStream:
@@ -54,7 +55,7 @@ def parse_output(spec: OutputSpec, text: str, partial: bool) -> ChatMsg:
     sp = split_reasoning(text, spec.tags, spec.reasoning, partial=partial, forced=spec.forced_open,
                          in_content=spec.in_content)
     try:
-        content, calls = parse_calls(spec.format, sp.rest, partial)
+        content, calls = parse_calls(spec.format, sp.rest, partial, spec.schemas)
     except ToolParseError:
         content, calls = sp.rest, []
     return ChatMsg(sp.content_head + content, sp.reasoning, calls)

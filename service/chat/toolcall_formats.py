@@ -24,6 +24,7 @@ import enum
 import json
 import re
 
+from . import toolcall_xml
 from .chatmsg import ToolCall
 from .partial_json import Node, NotJSON, canonical, parse_prefix, skip_ws
 from .reasoning import partial_suffix
@@ -35,6 +36,7 @@ class ToolFormat(enum.Enum):
     HERMES_2_PRO = "Hermes 2 Pro"
     LLAMA_3_X = "Llama 3.x"
     MISTRAL_NEMO = "Mistral Nemo"
+    QWEN3_CODER = "Qwen3 Coder"  # toolcall_xml.py
 
 
 class ToolParseError(ValueError):
@@ -44,6 +46,8 @@ class ToolParseError(ValueError):
 def detect(source: str, *, tools: bool, choice_none: bool, schema: bool) -> ToolFormat:
     """The format for a template source and a request (tools given, tool_choice "none", a JSON schema asked for)."""
     if "<tool_call>" in source and not schema:
+        if "<function=" in source and "<parameter=" in source and _GLUED not in source:
+            return ToolFormat.QWEN3_CODER
         return ToolFormat.HERMES_2_PRO
     if tools and schema:
         return ToolFormat.GENERIC
@@ -56,9 +60,18 @@ def detect(source: str, *, tools: bool, choice_none: bool, schema: bool) -> Tool
     return ToolFormat.GENERIC
 
 
-def parse_calls(fmt: ToolFormat, text: str, partial: bool) -> tuple[str, list[ToolCall]]:
+_GLUED = "'<tool_call><function=' ~ tool_call.name ~ '>'"  # a template that writes no newlines there (llama.cpp)
+
+
+def parse_calls(fmt: ToolFormat, text: str, partial: bool, schemas: dict | None = None) -> tuple[str, list[ToolCall]]:
     if fmt is ToolFormat.CONTENT_ONLY:
         return text, []
+    if fmt is ToolFormat.QWEN3_CODER:  # content kept as written (llama.cpp's fixtures)
+        try:
+            content, calls = toolcall_xml.parse(text, partial, schemas)
+        except toolcall_xml.XmlParseError as e:
+            raise ToolParseError(str(e)) from None
+        return (content.rstrip() if partial else content), calls
     parser = {ToolFormat.GENERIC: _generic, ToolFormat.HERMES_2_PRO: _hermes,
               ToolFormat.LLAMA_3_X: _llama3, ToolFormat.MISTRAL_NEMO: _nemo}[fmt]
     content, calls = parser(text, partial)
