@@ -1,6 +1,7 @@
-"""Model outputs parsed as llama.cpp's chat tests say (tests/fixtures/chat_parse_llamacpp.json: Qwen3-Coder
-XML calls, Qwen3.5 with thinking, Hermes 2 Pro, QwQ), through the template file's own plan: whole and
-streamed alike, never a half-parsed call as content; and the Qwen3-Coder grammar forcing a call."""
+"""service/chat/output.py: model outputs parsed as llama.cpp's chat tests say (tests/fixtures/
+chat_parse_llamacpp.json: Qwen3-Coder XML calls, Qwen3.5 with thinking, gpt-oss harmony channels,
+Hermes 2 Pro, QwQ), through the template file's own plan: whole and streamed alike, never a
+half-parsed call as content; and the grammars that force a call in what the model writes."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def _calls(msg) -> list:
 @pytest.mark.parametrize("case", DATA["cases"], ids=lambda c: f"{c['template']}:{c['output'][:40]!r}")
 def test_llama_cpp_outputs_parse(case):
     plan = plan_for(case)
-    assert plan.spec.format.value == (case["format"] if case["tools"] else ToolFormat.CONTENT_ONLY.value)
+    assert plan.spec.format.value == (case["format"] if case["tools"] or case["format"] == "GPT-OSS"
+                                      else ToolFormat.CONTENT_ONLY.value)
     want = case["expect"]
     msg = final_message(plan.spec, case["output"])
     assert (msg.content, msg.reasoning_content, _calls(msg)) == (want["content"], want["reasoning"], want["tool_calls"])
@@ -66,7 +68,8 @@ def test_llama_cpp_outputs_parse(case):
             entry["arguments"] += d.tool_args
             entry["id"] = entry["id"] or d.tool_id
     assert (content, reasoning) == (want["content"], want["reasoning"])
-    assert "<function=" not in content and "<tool_call>" not in content and "<parameter" not in content
+    for part in ("<function=", "<tool_call>", "<parameter", "to=functions", "<|message|>"):
+        assert part not in content or part in want["content"], part
     assert sorted(calls) == list(range(len(want["tool_calls"])))
     assert [[calls[i]["name"], json.loads(calls[i]["arguments"])] for i in sorted(calls)] == want["tool_calls"]
     assert [calls[i]["id"] for i in sorted(calls)] == [c.id for c in final.tool_calls] and all(
@@ -125,3 +128,17 @@ def test_grammar_takes_what_the_model_writes(smol, choice):
     assert not _accepts(tok, plan_for(case, gc, tok, choice).constraint, call.replace("=edit>", "=delete>"))
     free = _accepts(tok, plan_for(case, gc, tok, choice).constraint, "Sure, one moment.")
     assert free is (choice is ToolChoice.AUTO)  # a required call starts at the first token
+
+
+@pytest.mark.parametrize("choice", [ToolChoice.REQUIRED, ToolChoice.AUTO])
+def test_harmony_grammar_takes_what_gpt_oss_writes(smol, choice):
+    tok, gc = smol
+    case = next(c for c in DATA["cases"] if "to=functions.edit_bool" in c["output"])
+    plan = plan_for(case, gc, tok, choice)
+    assert plan.spec.format is ToolFormat.GPT_OSS and plan.constraint is not None
+    call = case["output"] + "<|call|>"
+    assert _accepts(tok, plan_for(case, gc, tok, choice).constraint, call)
+    assert not _accepts(tok, plan_for(case, gc, tok, choice).constraint, call.replace("edit_bool", "delete"))
+    assert not _accepts(tok, plan_for(case, gc, tok, choice).constraint, call.replace("false}", "\"no\"}"))
+    free = _accepts(tok, plan_for(case, gc, tok, choice).constraint, "<|channel|>final<|message|>Sure.")
+    assert free is (choice is ToolChoice.AUTO)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import harmony
 from .chatmsg import ChatMsg, Delta, StreamTracker
 from .reasoning import ReasoningFormat, ThinkTags, split_reasoning
 from .toolcall_formats import ToolFormat, ToolParseError, parse_calls
@@ -20,7 +21,7 @@ class OutputSpec:
     tags: ThinkTags = field(default_factory=ThinkTags)
     forced_open: bool = False  # the prompt opened the thinking block
     in_content: bool = False  # deepseek-legacy in a stream: thoughts stay inline in content
-    schemas: dict | None = None  # tool name -> parameters schema (formats that type arguments by it)
+    schemas: dict | None = None  # tool name -> parameters schema when calls are parsed (None: no tools)
 
 
 class OutputStream:
@@ -52,6 +53,9 @@ def final_message(spec: OutputSpec, text: str) -> ChatMsg:
 def parse_output(spec: OutputSpec, text: str, partial: bool) -> ChatMsg:
     """The message in `text`. A final parse of malformed tool calls keeps the text as content
     (llama-server does the same); a partial parse is what is certain so far."""
+    if spec.format is ToolFormat.GPT_OSS:
+        return harmony.parse(text, partial, reasoning=spec.reasoning is not ReasoningFormat.NONE,
+                             tools=spec.schemas is not None)
     sp = split_reasoning(text, spec.tags, spec.reasoning, partial=partial, forced=spec.forced_open,
                          in_content=spec.in_content)
     try:

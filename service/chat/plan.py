@@ -92,9 +92,10 @@ def build_plan(template: ChatTemplate, inp: ChatInput, *, tokenizer: Any, compil
         # thinking off where the template opened the block regardless: closed empty in the prompt, as
         # llama-server does; otherwise the template renders thinking off itself (llama-server adds nothing)
         rendered, opened = _appended(rendered, tags.close), False
-    parse_fmt = fmt if treq is not None and treq.active else ToolFormat.CONTENT_ONLY
+    active = treq is not None and treq.active
+    parse_fmt = fmt if active or fmt is ToolFormat.GPT_OSS else ToolFormat.CONTENT_ONLY
     spec = OutputSpec(parse_fmt, rf, tags, opened, in_content=stream and rf is ReasoningFormat.DEEPSEEK_LEGACY,
-                      schemas={f["name"]: f.get("parameters") or {} for f in treq.functions} if treq else None)
+                      schemas={f["name"]: f.get("parameters") or {} for f in treq.functions} if active else None)
     grammar = constraint = None
     if treq is not None and treq.active and compiler is not None:  # None: the prompt alone is wanted
         grammar = build_grammar(fmt, treq.functions, required=treq.choice is ToolChoice.REQUIRED,

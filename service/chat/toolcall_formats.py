@@ -37,6 +37,7 @@ class ToolFormat(enum.Enum):
     LLAMA_3_X = "Llama 3.x"
     MISTRAL_NEMO = "Mistral Nemo"
     QWEN3_CODER = "Qwen3 Coder"  # toolcall_xml.py
+    GPT_OSS = "GPT-OSS"  # harmony.py: channels, with or without tools
 
 
 class ToolParseError(ValueError):
@@ -45,6 +46,8 @@ class ToolParseError(ValueError):
 
 def detect(source: str, *, tools: bool, choice_none: bool, schema: bool) -> ToolFormat:
     """The format for a template source and a request (tools given, tool_choice "none", a JSON schema asked for)."""
+    if "<|channel|>" in source and not schema:
+        return ToolFormat.GPT_OSS
     if "<tool_call>" in source and not schema:
         if "<function=" in source and "<parameter=" in source and _GLUED not in source:
             return ToolFormat.QWEN3_CODER

@@ -12,6 +12,8 @@ llama.cpp's grammars (common/chat.cpp):
                    parallel); trigger `[TOOL_CALLS]`
     QWEN3_CODER    <tool_call> <function=f> <parameter=p> value </parameter> ... </function> </tool_call>
                    (toolcall_xml.py); trigger `<tool_call>`
+    GPT_OSS        <|channel|>commentary to=functions.f <|constrain|>json<|message|>{...}<|call|>, after
+                   thoughts in the analysis channel (harmony.py); trigger `to=functions.`
     GENERIC        always forced: {"tool_call": ...} (or {"tool_calls": [...]} when parallel, each
                    with an "id"), or {"response": text or the requested schema} unless a call is required
 """
@@ -22,7 +24,7 @@ from collections.abc import Callable
 
 from service.sampling.lazy import WS, LazyGrammar, Marker, json_rule
 
-from . import toolcall_xml
+from . import harmony, toolcall_xml
 from .toolcall_formats import ToolFormat
 
 Function = dict  # {"name": str, "description": str?, "parameters": JSON schema}
@@ -74,6 +76,8 @@ def build_grammar(fmt: ToolFormat, functions: list[Function], *, required: bool,
         g.rule("block", f"{WS} call {WS} {close.lark()} {WS}")
         g.rule("calls", f"block ({open_.lark()} block)*" if parallel else "block")
         return g.forced(f"{WS} {open_.lark()} calls", after) if required else g.lazy([open_], "calls")
+    if fmt is ToolFormat.GPT_OSS:
+        return harmony.grammar(g, functions, required=required, parallel=parallel, marker=marker)
     if fmt is ToolFormat.QWEN3_CODER:
         return toolcall_xml.grammar(g, functions, required=required, parallel=parallel, marker=marker, after=after)
     if fmt is ToolFormat.LLAMA_3_X:
