@@ -142,3 +142,19 @@ def test_harmony_grammar_takes_what_gpt_oss_writes(smol, choice):
     assert not _accepts(tok, plan_for(case, gc, tok, choice).constraint, call.replace("false}", "\"no\"}"))
     free = _accepts(tok, plan_for(case, gc, tok, choice).constraint, "<|channel|>final<|message|>Sure.")
     assert free is (choice is ToolChoice.AUTO)
+
+
+@pytest.mark.parametrize("template_name", ["llama-cpp-deepseek-r1.jinja", "deepseek-ai-DeepSeek-V3.1.jinja"])
+def test_deepseek_grammar_takes_what_the_model_writes(smol, template_name):
+    tok, gc = smol
+    case = next(c for c in DATA["cases"] if c["template"] == template_name and c["tools"])
+    case = {**case, "tools": ["get_time", "special_function"], "enable_thinking": False}
+    plan = plan_for(case, gc, tok, ToolChoice.REQUIRED)
+    assert plan.spec.format.value == case["format"] and plan.constraint is not None
+    call = case["output"].removeprefix("</think>")
+    assert _accepts(tok, plan_for(case, gc, tok, ToolChoice.REQUIRED).constraint, call)
+    other = "special_function" if "get_time" in call else "get_time"
+    named = call.replace("get_time" if other == "special_function" else "special_function", "nothing")
+    assert not _accepts(tok, plan_for(case, gc, tok, ToolChoice.REQUIRED).constraint, named)
+    assert not _accepts(tok, plan_for(case, gc, tok, ToolChoice.REQUIRED).constraint, "Hello")
+    assert _accepts(tok, plan_for(case, gc, tok, ToolChoice.AUTO).constraint, "Hello")

@@ -24,7 +24,7 @@ import enum
 import json
 import re
 
-from . import toolcall_xml
+from . import toolcall_deepseek, toolcall_xml
 from .chatmsg import ToolCall
 from .partial_json import Node, NotJSON, canonical, parse_prefix, skip_ws
 from .reasoning import partial_suffix
@@ -38,6 +38,8 @@ class ToolFormat(enum.Enum):
     MISTRAL_NEMO = "Mistral Nemo"
     QWEN3_CODER = "Qwen3 Coder"  # toolcall_xml.py
     GPT_OSS = "GPT-OSS"  # harmony.py: channels, with or without tools
+    DEEPSEEK_R1 = "DeepSeek R1"  # toolcall_deepseek.py
+    DEEPSEEK_V3_1 = "DeepSeek V3.1"
 
 
 class ToolParseError(ValueError):
@@ -48,6 +50,9 @@ def detect(source: str, *, tools: bool, choice_none: bool, schema: bool) -> Tool
     """The format for a template source and a request (tools given, tool_choice "none", a JSON schema asked for)."""
     if "<|channel|>" in source and not schema:
         return ToolFormat.GPT_OSS
+    if "<｜tool▁calls▁begin｜>" in source and not schema:
+        v31 = re.search(r"tool▁call▁begin｜>'\s*\+\s*tool\['function'\]\['name'\]", source)
+        return ToolFormat.DEEPSEEK_V3_1 if v31 else ToolFormat.DEEPSEEK_R1
     if "<tool_call>" in source and not schema:
         if "<function=" in source and "<parameter=" in source and _GLUED not in source:
             return ToolFormat.QWEN3_CODER
@@ -69,6 +74,12 @@ _GLUED = "'<tool_call><function=' ~ tool_call.name ~ '>'"  # a template that wri
 def parse_calls(fmt: ToolFormat, text: str, partial: bool, schemas: dict | None = None) -> tuple[str, list[ToolCall]]:
     if fmt is ToolFormat.CONTENT_ONLY:
         return text, []
+    if fmt in (ToolFormat.DEEPSEEK_R1, ToolFormat.DEEPSEEK_V3_1):
+        try:
+            content, calls = toolcall_deepseek.parse(text, partial)
+        except toolcall_deepseek.DeepSeekParseError as e:
+            raise ToolParseError(str(e)) from None
+        return (content.rstrip() if partial else content), calls
     if fmt is ToolFormat.QWEN3_CODER:  # content kept as written (llama.cpp's fixtures)
         try:
             content, calls = toolcall_xml.parse(text, partial, schemas)

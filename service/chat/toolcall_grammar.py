@@ -14,6 +14,9 @@ llama.cpp's grammars (common/chat.cpp):
                    (toolcall_xml.py); trigger `<tool_call>`
     GPT_OSS        <|channel|>commentary to=functions.f <|constrain|>json<|message|>{...}<|call|>, after
                    thoughts in the analysis channel (harmony.py); trigger `to=functions.`
+    DEEPSEEK_R1    <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f ```json {...}```<｜tool▁call▁end｜>
+    DEEPSEEK_V3_1  ... <｜tool▁call▁begin｜>f<｜tool▁sep｜>{...}<｜tool▁call▁end｜> (toolcall_deepseek.py); trigger
+                   `<｜tool▁calls▁begin｜>`
     GENERIC        always forced: {"tool_call": ...} (or {"tool_calls": [...]} when parallel, each
                    with an "id"), or {"response": text or the requested schema} unless a call is required
 """
@@ -24,7 +27,7 @@ from collections.abc import Callable
 
 from service.sampling.lazy import WS, LazyGrammar, Marker, json_rule
 
-from . import harmony, toolcall_xml
+from . import harmony, toolcall_deepseek, toolcall_xml
 from .toolcall_formats import ToolFormat
 
 Function = dict  # {"name": str, "description": str?, "parameters": JSON schema}
@@ -78,6 +81,9 @@ def build_grammar(fmt: ToolFormat, functions: list[Function], *, required: bool,
         return g.forced(f"{WS} {open_.lark()} calls", after) if required else g.lazy([open_], "calls")
     if fmt is ToolFormat.GPT_OSS:
         return harmony.grammar(g, functions, required=required, parallel=parallel, marker=marker)
+    if fmt in (ToolFormat.DEEPSEEK_R1, ToolFormat.DEEPSEEK_V3_1):
+        return toolcall_deepseek.grammar(g, functions, r1=fmt is ToolFormat.DEEPSEEK_R1, required=required,
+                                         parallel=parallel, marker=marker, after=after)
     if fmt is ToolFormat.QWEN3_CODER:
         return toolcall_xml.grammar(g, functions, required=required, parallel=parallel, marker=marker, after=after)
     if fmt is ToolFormat.LLAMA_3_X:
