@@ -1,11 +1,12 @@
 """Rendering the Helm chart (helm/llamajit) for the chart tests, the kubelet emulation and the
 Prometheus test: helm from `make tools` (.tools/bin), a matrix of values cases, and validators
 (kubernetes-validate --strict for Kubernetes objects, the CRD schemas in tests/data/crds for
-ServiceMonitor and ScaledObject, promtool for PromQL).
+ServiceMonitor, ScaledObject and InferencePool, promtool for PromQL).
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -20,6 +21,39 @@ CHART = ROOT / "helm" / "llamajit"
 TOOLS = ROOT / ".tools" / "bin"
 CRDS = Path(__file__).parent / "data" / "crds"
 NS = "llm"
+# The metric names the server exposes on /metrics (--metrics) that the chart's consumers read
+# (the endpoint picker's config, the autoscaling rules, the Grafana dashboard), with their
+# Prometheus types: the chart is checked against this list, the server against the same names
+# (service.api.metrics, service.api.metrics_fleet).
+SERVER_METRICS = {
+    "llamacpp:prompt_tokens_total": "counter",
+    "llamacpp:tokens_predicted_total": "counter",
+    "llamacpp:predicted_tokens_seconds": "gauge",
+    "llamacpp:requests_processing": "gauge",
+    "llamacpp:requests_deferred": "gauge",
+    "llamajit:num_requests_waiting": "gauge",
+    "llamajit:num_requests_running": "gauge",
+    "llamajit:kv_cache_usage_perc": "gauge",
+    "llamajit:lora_requests_info": "gauge",  # only with --lora adapters loaded
+    "llamajit:requests_rejected_total": "counter",
+    "llamajit:time_to_first_token_seconds": "histogram",
+    "llamajit:time_per_output_token_seconds": "histogram",
+    "llamajit:e2e_request_latency_seconds": "histogram",
+    "llamajit:request_queue_time_seconds": "histogram",
+}
+
+
+def series_names(metrics: dict[str, str] = SERVER_METRICS) -> set[str]:
+    """The series a scrape holds: a histogram's as _bucket, _sum and _count."""
+    return {n + suffix for n, t in metrics.items() for suffix in (("_bucket", "_sum", "_count") if t == "histogram" else ("",))}
+
+
+def metric_names(promql: str) -> set[str]:
+    """The metric names a PromQL expression (or an adapter template) reads: identifiers followed
+    by a label matcher or a range."""
+    return set(re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{", promql))
+
+
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schema set
 # kubernetes-validate ships.
 K8S_VERSIONS = ("1.28.0", kubernetes_validate.utils.latest_version())

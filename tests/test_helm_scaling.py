@@ -5,9 +5,14 @@ a real Prometheus in test_prometheus.py.
 
 from __future__ import annotations
 
+import re
+import subprocess
+
 import yaml
 
-from tests.helm_render import CASES, NS, kinds, one, promql_ok, render, server
+from tests.helm_render import (CASES, CHART, NS, helm, kinds, metric_names, one, promql_ok, render, series_names, server,
+                                tool, values_file)
+from tests.prometheus import adapter_query
 
 
 # -- autoscaling -----------------------------------------------------------------------------------
@@ -54,6 +59,68 @@ def test_keda_scaledobject(tmp_path):
     sel = f'namespace="{NS}",service="llamajit"'
     assert md["query"] == f"sum(llamacpp:requests_processing{{{sel}}}) + sum(llamacpp:requests_deferred{{{sel}}})"
     promql_ok(tmp_path, md["query"])
+
+
+QUEUE_TTFT = {"autoscaling": {"enabled": True, "metrics": ["queue", "ttft"], "targetQueuePerPod": 2,
+                              "targetTTFTSeconds": "1500m", "ttftWindow": "3m"}}
+
+
+def test_hpa_on_queue_and_ttft(tmp_path):
+    docs = render(tmp_path, QUEUE_TTFT)
+    hpa = one(docs, "HorizontalPodAutoscaler")["spec"]["metrics"]
+    assert [(m["pods"]["metric"]["name"], m["pods"]["target"]) for m in hpa] == [
+        ("llamajit_num_requests_waiting", {"type": "AverageValue", "averageValue": "2"}),
+        ("llamajit_time_to_first_token_p90_seconds", {"type": "AverageValue", "averageValue": "1500m"})]
+    rules = yaml.safe_load(one(docs, "ConfigMap")["data"]["config.yaml"])["rules"]
+    # each rule serves one HPA metric, from series the server exports
+    assert [r["name"]["as"] for r in rules] == [m["pods"]["metric"]["name"] for m in hpa]
+    for r in rules:
+        (series,) = metric_names(r["seriesQuery"])
+        assert series in series_names() and re.fullmatch(r["name"]["matches"], series)
+        assert metric_names(r["metricsQuery"]) <= series_names(), r["metricsQuery"]
+        promql_ok(tmp_path, adapter_query(r["metricsQuery"], NS, ["llamajit-a", "llamajit-b"]))
+    assert "[3m]" in rules[1]["metricsQuery"] and "histogram_quantile(0.9," in rules[1]["metricsQuery"]
+
+
+def test_ttft_rule_gives_each_pod_its_p90_and_an_idle_pod_zero(tmp_path):
+    """The adapter's TTFT query evaluated by promtool on two pods' series: the busy pod's first
+    tokens all came in 1-2 s (p90 by linear interpolation within that bucket: 1.9 s); the idle
+    one started no request in the window (its quantile is NaN, which the rule turns into 0, so
+    the HPA gets a number and an idle fleet scales down)."""
+    (_, rule) = yaml.safe_load(one(render(tmp_path, QUEUE_TTFT), "ConfigMap")["data"]["config.yaml"])["rules"]
+    query = adapter_query(rule["metricsQuery"], NS, ["busy", "idle"])
+    series = []
+    for pod, per_scrape in (("busy", 1), ("idle", 0)):
+        sel = f'namespace="{NS}",pod="{pod}"'
+        for le, n in (("1", 0), ("2", per_scrape), ("4", per_scrape), ("+Inf", per_scrape)):
+            series.append({"series": f'llamajit:time_to_first_token_seconds_bucket{{{sel},le="{le}"}}', "values": f"0+{n}x20"})
+        series.append({"series": f"llamajit:num_requests_running{{{sel}}}", "values": "0x20"})
+    tests = {"rule_files": [], "evaluation_interval": "15s", "tests": [{
+        "interval": "15s", "input_series": series,
+        "promql_expr_test": [{"expr": query, "eval_time": "4m",
+                              "exp_samples": [{"labels": '{pod="busy"}', "value": 1.9}, {"labels": '{pod="idle"}', "value": 0}]}]}]}
+    f = tmp_path / "ttft-test.yaml"
+    f.write_text(yaml.safe_dump(tests))
+    p = subprocess.run([tool("promtool"), "test", "rules", str(f)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_keda_triggers_follow_the_metrics(tmp_path):
+    docs = render(tmp_path, {"keda": {"enabled": True}, "autoscaling": {"metrics": ["inflight", "ttft"]}})
+    trig = one(docs, "ScaledObject")["spec"]["triggers"]
+    assert [(t["metricType"], t["metadata"]["threshold"]) for t in trig] == [("AverageValue", "3"), ("Value", "2")]
+    for t in trig:
+        assert metric_names(t["metadata"]["query"]) <= series_names()
+        promql_ok(tmp_path, t["metadata"]["query"])
+    assert "histogram_quantile(0.9, sum by (le)" in trig[1]["metadata"]["query"]
+    own = one(render(tmp_path, {"keda": {"enabled": True, "query": "sum(up)", "threshold": 7}}), "ScaledObject")
+    assert [(t["metadata"]["query"], t["metadata"]["threshold"]) for t in own["spec"]["triggers"]] == [("sum(up)", "7")]
+    p = helm("template", "x", str(CHART), "--values", str(values_file(tmp_path, {"keda": {"enabled": True, "query": "sum(up)"}})),
+             check=False)
+    assert p.returncode != 0 and "keda.query needs keda.threshold" in p.stderr
+    p = helm("template", "x", str(CHART), "--values", str(values_file(tmp_path, {"autoscaling": {"metrics": ["latency"]}})),
+             check=False)
+    assert p.returncode != 0 and "autoscaling/metrics/0" in p.stderr
 
 
 # -- monitoring and policies -----------------------------------------------------------------------
