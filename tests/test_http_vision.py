@@ -85,6 +85,14 @@ def test_openai_chat_matches_llama_cpp(server, case):
     _check_probs(top, case["top"])
 
 
+def test_v1_completions_takes_multimodal_data(server):
+    case = next(c for c in FIX["cases"] if c["route"] == "completion")
+    body = {"prompt": {"prompt_string": case["prompt"], "multimodal_data": [FIX["images"][case["images"][0]]]},
+            "max_tokens": 3, "temperature": 0}
+    r = server.client().post("/v1/completions", json=body).json()
+    assert r["usage"]["prompt_tokens"] == case["n_prompt"]
+
+
 def test_the_cache_reuses_an_image_only_when_it_is_the_same(server):
     c = server.client()
 
@@ -118,6 +126,15 @@ def test_marker_count_and_urls_are_400s(server):
     msgs = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}]
     r = c.post("/v1/chat/completions", json={"messages": msgs, "max_tokens": 1})
     assert r.status_code == 400 and "not downloaded" in r.json()["error"]["message"]
+
+
+def test_responses_input_image(server):
+    url = "data:image/png;base64," + FIX["images"]["png64"]
+    body = {"model": "m", "max_output_tokens": 2, "temperature": 0, "input": [{"role": "user", "content": [
+        {"type": "input_text", "text": "What is this?"}, {"type": "input_image", "image_url": url}]}]}
+    r = httpx.post(server.url + "/v1/responses", json=body, timeout=120)
+    assert r.status_code == 200, r.text
+    assert r.json()["usage"]["input_tokens"] > 16
 
 
 def test_anthropic_image_block(server):

@@ -63,7 +63,7 @@ def select_fields(result: dict, fields: list[str] | None) -> dict:
 @post(["/completion", "/completions"], status_code=200)
 async def completion(request: Request) -> Response:
     req = decode(await request.body(), CompletionRequest)
-    return await run_native(request, req, builder(request).prompts(req.prompt))
+    return await run_native(request, req, await builder(request).prompts_off_loop(req.prompt))
 
 
 @post("/infill", status_code=200)

@@ -61,7 +61,7 @@ async def completions(request: Request) -> Response:
     st = request.app.state.server
     tok = st.model.tokenizer
     b = builder(request)
-    prompts = b.prompts(req.prompt)
+    prompts = await b.prompts_off_loop(req.prompt)
     if len(prompts) != 1:
         raise bad_request("prompt: only one prompt per request is supported on /v1/completions")
     prompt, n = prompts[0], req.n_choices()

@@ -11,6 +11,7 @@ problem is an ApiError 400 naming the field.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 from typing import Any
@@ -111,6 +112,15 @@ class ParamBuilder:
             if len(prompt) > 1 or any(isinstance(p, (list, dict)) for p in prompt):
                 return [self.prompt_tokens(p, f"{field}[{i}]") for i, p in enumerate(prompt)]
         return [self.prompt_tokens(prompt, field)]
+
+    async def prompts_off_loop(self, prompt: Any, field: str = "prompt") -> list[list[int]]:
+        """prompts(), on a worker thread when it has images to encode, so the event loop serves on."""
+        items = prompt if isinstance(prompt, list) else [prompt]
+        if self.state.media is not None and any(
+                getattr(p, "multimodal_data", None) or (isinstance(p, dict) and p.get("multimodal_data"))
+                for p in items):
+            return await asyncio.to_thread(self.prompts, prompt, field)
+        return self.prompts(prompt, field)
 
     def check_context(self, tokens: list[int]) -> None:
         if not tokens:

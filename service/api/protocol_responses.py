@@ -23,6 +23,7 @@ class Part(Request):
     type: str | None = None
     text: str | None = None
     refusal: str | None = None
+    image_url: str | None = None  # input_image (a data: URI; service.api.media reads it)
 
 
 class Item(Request):
@@ -120,7 +121,11 @@ def _parts(content: str | list[Part] | None, where: str) -> str | list[dict]:
             out.append({"type": "text", "text": p.text})
         elif p.type == "refusal" and p.refusal is not None:
             out.append({"type": "text", "text": p.refusal})
-        elif p.type in ("input_image", "input_file", "input_audio"):
+        elif p.type == "input_image":  # as llama-server: an OpenAI chat image_url part
+            if p.image_url is None:
+                raise bad_request(f"{where}[{j}]: 'image_url' is required")
+            out.append({"type": "image_url", "image_url": {"url": p.image_url}})
+        elif p.type in ("input_file", "input_audio"):
             raise bad_request(f"{where}[{j}]: {p.type} is not supported by this model")
         else:
             raise bad_request(f"{where}[{j}].type: unsupported content part {p.type!r}")
