@@ -138,8 +138,9 @@ def env(container: dict) -> dict[str, dict]:
     return {e["name"]: e for e in container.get("env", [])}
 
 
-def crd_schema(name: str) -> dict:
-    """A CRD's openAPIV3Schema as JSON Schema, strict like `kubectl apply` (unknown fields fail)."""
+def crd_schema(name: str, version: str = "") -> dict:
+    """A CRD's openAPIV3Schema as JSON Schema, strict like `kubectl apply` (unknown fields fail).
+    The file holds the schema itself, or a whole CustomResourceDefinition (then `version`'s)."""
     def strict(node):
         if isinstance(node, dict):
             node = {k: strict(v) for k, v in node.items()}
@@ -148,19 +149,23 @@ def crd_schema(name: str) -> dict:
         elif isinstance(node, list):
             node = [strict(v) for v in node]
         return node
-    return strict(yaml.safe_load((CRDS / name).read_text()))
+    doc = yaml.safe_load((CRDS / name).read_text())
+    if doc.get("kind") == "CustomResourceDefinition":
+        (doc,) = [v["schema"]["openAPIV3Schema"] for v in doc["spec"]["versions"] if v["name"] == version]
+    return strict(doc)
 
 
 CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor.v1.yaml",
     ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject.v1alpha1.yaml",
+    ("inference.networking.k8s.io/v1", "InferencePool"): "inference.networking.k8s.io_inferencepools.yaml",
 }
 
 
 def validate(doc: dict) -> None:
     crd = CRD_SCHEMAS.get((doc["apiVersion"], doc["kind"]))
     if crd:
-        jsonschema.validate(doc, crd_schema(crd))
+        jsonschema.validate(doc, crd_schema(crd, doc["apiVersion"].rpartition("/")[2]))
         return
     for version in K8S_VERSIONS:
         try:

@@ -93,8 +93,8 @@ def test_overlay_equals_chart_with_its_values(overlay):
         validate(doc)
 
 
-def test_overlays_cover_cpu_gpu_and_router():
-    assert OVERLAYS == ["cpu", "gpu", "router"]
+def test_overlays_cover_cpu_gpu_router_and_inferencepool():
+    assert OVERLAYS == ["cpu", "gpu", "inferencepool", "router"]
     gpu = by_name(kustomize(ROOT / "k8s" / "overlays" / "gpu"))[("Deployment", "llamajit")]
     (c,) = [c for c in gpu["spec"]["template"]["spec"]["containers"] if c["name"] == "server"]
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "1" and c["args"][-2:] == ["--n-gpu-layers", "all"]
@@ -109,6 +109,15 @@ def test_overlays_cover_cpu_gpu_and_router():
     claim = next(v for v in pod["volumes"] if v["name"] == "model")["persistentVolumeClaim"]["claimName"]
     assert router[("PersistentVolumeClaim", claim)]["spec"]["resources"]["requests"]["storage"] == "20Gi"
     assert c["startupProbe"]["httpGet"]["path"] == "/health"
+
+    # inference pool: the pool selects the server pods (no key: the picker scrapes /metrics without one)
+    pool = by_name(kustomize(ROOT / "k8s" / "overlays" / "inferencepool"))
+    spec = pool[("InferencePool", "llamajit")]["spec"]
+    server = pool[("Deployment", "llamajit")]["spec"]["template"]
+    assert all(server["metadata"]["labels"][k] == v for k, v in spec["selector"]["matchLabels"].items())
+    assert server["metadata"]["labels"]["inference.networking.k8s.io/engine-type"] == "llamajit"
+    assert "LLAMA_API_KEY" not in {e["name"] for e in server["spec"]["containers"][0]["env"]}
+    assert ("Service", spec["endpointPickerRef"]["name"]) in pool and ("Deployment", "llamajit-epp") in pool
 
 
 # -- Dockerfile ----------------------------------------------------------------------------------------

@@ -129,6 +129,14 @@ app.kubernetes.io/component: server
 {{- if .Values.router.enabled }}
 {{- include "llamajit.validateRouter" . }}
 {{- end }}
+{{- if .Values.inferencePool.enabled }}
+{{- if .Values.apiKey.enabled }}
+{{- fail "inferencePool.enabled needs apiKey.enabled=false: the endpoint picker scrapes each pod's /metrics and cannot send a key (authenticate clients at the Gateway instead)" }}
+{{- end }}
+{{- if not .Values.metrics.enabled }}
+{{- fail "inferencePool.enabled needs metrics.enabled (the endpoint picker reads the llamajit: metrics on /metrics)" }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -137,6 +145,9 @@ or scales on the pod's llamacpp:* metrics can work; and the flags that name the 
 single-model server (-m, -hf, --alias) make llama-server start without the router.
 */}}
 {{- define "llamajit.validateRouter" -}}
+{{- if .Values.inferencePool.enabled }}
+{{- fail "inferencePool.enabled is not available in router mode (router.enabled): the endpoint picker reads /metrics, which a router serves per model only (/metrics?model=NAME)" }}
+{{- end }}
 {{- if or .Values.autoscaling.enabled .Values.keda.enabled }}
 {{- fail "autoscaling.enabled and keda.enabled are not available in router mode (router.enabled): they scale on the pod's llamacpp: metrics, which a router serves per model only (/metrics?model=NAME)" }}
 {{- end }}
@@ -192,6 +203,10 @@ single-model server (-m, -hf, --alias) make llama-server start without the route
 - {{ .Values.server.ctxSize | quote }}
 - --parallel
 - {{ .Values.server.parallel | quote }}
+{{- if .Values.server.maxQueue }}
+- --max-queue
+- {{ .Values.server.maxQueue | quote }}
+{{- end }}
 {{- if .Values.server.threads }}
 - --threads
 - {{ .Values.server.threads | quote }}
