@@ -30,6 +30,10 @@ CASES = {
     # window 4096).
     "gemma2-defaults": (Spec("gemma2", n_layer=2, n_embd=64, n_ff=96, n_head=4, n_head_kv=2, n_vocab=N_VOCAB,
                              seed=32), {}),
+    # Qwen3 (before: only against our own NumPy oracle): per-head Q/K RMSNorm, head_dim 32 apart
+    # from n_embd / n_head, NeoX RoPE at base 1e6.
+    "qwen3": (Spec("qwen3", n_embd=64, n_ff=96, n_head=4, n_head_kv=2, head_dim=32, tied=False, rope_base=1e6,
+                   n_vocab=N_VOCAB, seed=41), {}),
 }
 
 
