@@ -21,6 +21,7 @@ class OutputSpec:
     tags: ThinkTags = field(default_factory=ThinkTags)
     forced_open: bool = False  # the prompt opened the thinking block
     in_content: bool = False  # deepseek-legacy in a stream: thoughts stay inline in content
+    opened_text: str = ""  # the prompt's end from the opening tag on, when forced open ("<think>\n")
     schemas: dict | None = None  # tool name -> parameters schema when calls are parsed (None: no tools)
 
 
@@ -56,6 +57,8 @@ def parse_output(spec: OutputSpec, text: str, partial: bool) -> ChatMsg:
     if spec.format is ToolFormat.GPT_OSS:
         return harmony.parse(text, partial, reasoning=spec.reasoning is not ReasoningFormat.NONE,
                              tools=spec.schemas is not None)
+    if spec.reasoning is ReasoningFormat.NONE and spec.forced_open:
+        text = spec.opened_text + text  # thoughts stay in content with the tag the prompt opened (llama-server)
     sp = split_reasoning(text, spec.tags, spec.reasoning, partial=partial, forced=spec.forced_open,
                          in_content=spec.in_content)
     try:

@@ -94,7 +94,9 @@ def build_plan(template: ChatTemplate, inp: ChatInput, *, tokenizer: Any, compil
         rendered, opened = _appended(rendered, tags.close), False
     active = treq is not None and treq.active
     parse_fmt = fmt if active or fmt is ToolFormat.GPT_OSS else ToolFormat.CONTENT_ONLY
+    opened_text = rendered.text[rendered.text.rfind(tags.open):] if opened else ""
     spec = OutputSpec(parse_fmt, rf, tags, opened, in_content=stream and rf is ReasoningFormat.DEEPSEEK_LEGACY,
+                      opened_text=opened_text,
                       schemas={f["name"]: f.get("parameters") or {} for f in treq.functions} if active else None)
     grammar = constraint = None
     if treq is not None and treq.active and compiler is not None:  # None: the prompt alone is wanted
