@@ -71,6 +71,7 @@ class ResponsesRequest(Request):
     stop: str | list[str] | None = None
     parallel_tool_calls: bool | None = None
     reasoning_format: str | None = None
+    reasoning: dict[str, Any] | None = None  # {"effort": ...}: the chat request's reasoning_effort (llama-server)
     chat_template_kwargs: dict[str, Any] | None = None
     text: TextOptions | None = None
     previous_response_id: str | None = None
@@ -98,6 +99,7 @@ class ResponsesRequest(Request):
             tool_choice=tc, max_tokens=self.max_output_tokens, temperature=self.temperature, top_p=self.top_p,
             top_k=self.top_k, seed=self.seed, stream=self.stream, stop=self.stop,
             parallel_tool_calls=self.parallel_tool_calls, reasoning_format=self.reasoning_format,
+            reasoning_effort=(self.reasoning or {}).get("effort"),
             chat_template_kwargs=self.chat_template_kwargs, response_format=self._format(),
             timings_per_token=self.timings_per_token, return_progress=self.return_progress)
 
