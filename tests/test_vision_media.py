@@ -64,6 +64,17 @@ def test_image_urls_and_parts():
     assert files == [b"hi"] and out[0]["content"][1] == {"type": "media_marker", "text": M.media_marker()}
 
 
+def test_routes_that_drop_the_images_refuse_image_prompts(media):
+    from service.api.params import ParamBuilder
+
+    b = SimpleNamespace(n_ctx=512)
+    p = media.prompt(f"a{M.media_marker()}", [image("png64")])
+    ParamBuilder.check_context(b, p, media_ok=True)  # a task that carries the images
+    for tokens in (p, list(p)):  # /embeddings, /infill: the rows would be lost
+        with pytest.raises(ApiError, match="multimodal data is not supported on this route"):
+            ParamBuilder.check_context(b, tokens)
+
+
 def _prompting(prompt: list[int], images) -> Slot:
     s = Slot(0, 256)
     s.state = SlotState.PROMPT

@@ -122,9 +122,12 @@ class ParamBuilder:
             return await asyncio.to_thread(self.prompts, prompt, field)
         return self.prompts(prompt, field)
 
-    def check_context(self, tokens: list[int]) -> None:
+    def check_context(self, tokens: list[int], media_ok: bool = False) -> None:
+        """media_ok: the caller hands the prompt's images (MediaPrompt.images) to its task."""
         if not tokens:
             raise bad_request("the prompt is empty")
+        if min(tokens) < 0 and not (media_ok and getattr(tokens, "images", ())):
+            raise bad_request("multimodal data is not supported on this route (use /completion or the chat routes)")
         if len(tokens) >= self.n_ctx:
             raise ApiError(
                 400, f"request ({len(tokens)} tokens) exceeds the available context size ({self.n_ctx} tokens), "
@@ -171,7 +174,7 @@ class ParamBuilder:
         """The task for one prompt. n_predict and n_probs, when given, replace the request's own
         (the OpenAI routes read max_tokens and logprobs); a constraint, when given, replaces the
         one the request asks for (a chat's tool-call grammar)."""
-        self.check_context(prompt)
+        self.check_context(prompt, media_ok=True)
         s = self.sampling(req)
         if n_predict is None:
             n_predict = req.limit()
