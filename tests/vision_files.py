@@ -4,6 +4,7 @@ llama.cpp's fixtures were recorded with) and those fixtures."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import subprocess
 import sys
@@ -17,8 +18,13 @@ FIXTURE = ROOT / "tests" / "fixtures" / "vision_gemma3.json"
 EMBD = ROOT / "tests" / "fixtures" / "vision_gemma3_embd.npz"
 
 
+SHA256_640 = "77085142955c13ff401bddd81031d96e6de352f1c9c892a86e84f9948c803de7"  # the file the fixtures saw
+
+
 def tiny_mmproj(out: Path, width: int = 640) -> Path:
     subprocess.run([sys.executable, str(MAKE), str(out), str(width)], check=True, capture_output=True)
+    if width == 640:  # a changed generator would make llama.cpp's fixtures stale: rerun record_vision.py
+        assert hashlib.sha256(out.read_bytes()).hexdigest() == SHA256_640, f"{MAKE} changed"
     return out
 
 
