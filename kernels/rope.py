@@ -27,13 +27,24 @@ from numba import prange
 from ._jit import exact_kernel, kernel, parallel_kernel
 
 
-# Without fastmath: with it, LLVM reassociates the theta recurrence (theta * ts * ts becomes
-# theta * ts^2), and the angles drift from ggml's by up to 2e-4 rad at position 5000.
-@exact_kernel
 def rope_cache(cos, sin, positions, n_dims, freq_base, freq_scale, freq_factors=None, ext_factor=0.0,
                mscale=1.0, corr_lo=0.0, corr_hi=0.0):
     """cos, sin (n_tokens, n_dims//2) float32 = mscale' cos/sin(theta_i(pos)); freq_factors (n_dims//2,)
-    or None; ext_factor, corr_lo, corr_hi: YaRN's (0: off); mscale: the attention factor."""
+    or None; ext_factor, corr_lo, corr_hi: YaRN's (0: off); mscale: the attention factor.
+
+    A plain-Python front of rope_table, so no Numba signature carries an omitted argument: a
+    cached caller of a kernel with both omitted and explicit-None specializations of the same
+    argument crashed when loaded from the cache (seen with Numba 0.68: segfault in rope())."""
+    rope_table(cos, sin, positions, int(n_dims), float(freq_base), float(freq_scale), freq_factors,
+               float(ext_factor), float(mscale), float(corr_lo), float(corr_hi))
+
+
+# Without fastmath: with it, LLVM reassociates the theta recurrence (theta * ts * ts becomes
+# theta * ts^2), and the angles drift from ggml's by up to 2e-4 rad at position 5000.
+@exact_kernel
+def rope_table(cos, sin, positions, n_dims, freq_base, freq_scale, freq_factors, ext_factor, mscale, corr_lo,
+               corr_hi):
+    """rope_cache's kernel: every argument explicit (freq_factors None or an array)."""
     half = n_dims // 2
     theta_scale = np.float32(freq_base) ** (np.float32(-2.0) / np.float32(n_dims))
     fs = np.float32(freq_scale)
@@ -106,5 +117,5 @@ def rope(x, positions, n_dims, freq_base, freq_scale, neox):
     # One table per call, outside the hot loop (callers with many heads/layers use rope_cache).
     cos = np.empty((positions.shape[0], half), dtype=np.float32)
     sin = np.empty((positions.shape[0], half), dtype=np.float32)
-    rope_cache(cos, sin, positions, n_dims, freq_base, freq_scale)
+    rope_table(cos, sin, positions, n_dims, freq_base, freq_scale, None, 0.0, 1.0, 0.0, 0.0)
     rope_apply(x, cos, sin, n_dims, neox)
