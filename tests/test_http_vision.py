@@ -137,6 +137,18 @@ def test_responses_input_image(server):
     assert r.json()["usage"]["input_tokens"] > 16
 
 
+def test_apply_template_and_input_tokens_with_an_image(server):
+    case = next(c for c in FIX["cases"] if c["route"] == "chat")
+    url = "data:image/png;base64," + FIX["images"][case["images"][0]]
+    msgs = [{"role": "user", "content": [{"type": "text", "text": case["prompt"]},
+                                         {"type": "image_url", "image_url": {"url": url}}]}]
+    c = server.client()
+    prompt = c.post("/apply-template", json={"messages": msgs}).json()["prompt"]
+    assert prompt == f"<|im_start|>user\n{case['prompt']}{FIX['marker']}<|im_end|>\n<|im_start|>assistant\n"  # llama-server's
+    n = c.post("/v1/chat/completions/input_tokens", json={"messages": msgs}).json()["input_tokens"]
+    assert n == case["n_prompt"]
+
+
 def test_anthropic_image_block(server):
     body = {"model": "m", "max_tokens": 2, "temperature": 0, "messages": [{"role": "user", "content": [
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": FIX["images"]["png64"]}},

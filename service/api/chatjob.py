@@ -72,22 +72,31 @@ async def prepare_chat(request: Request, chat: ChatRequest, *, n_predict: int | 
                        allow_empty: bool = False) -> ChatJob:
     """The plan, the prompt and the task; the tool-call grammar, when the plan has one, replaces
     the request's own constraint, and the format's stop strings join the request's."""
-    st = request.app.state.server
-    messages, images = take_images(chat.messages, st.media)
-    if images:
-        chat = msgspec.structs.replace(chat, messages=messages)
+    chat, images = chat_images(request, chat)
     plan = await plan_chat(request, chat, allow_empty=allow_empty)
     b = builder(request)
-    if images:  # llama.cpp's mtmd layout: the whole prompt text, split at the markers (off the event loop)
-        prompt = await asyncio.to_thread(b.media_prompt, plan.rendered.prompt(b.tok), images)
-    else:
-        prompt = plan.rendered.tokenize(b.tok)
+    prompt = await chat_prompt(request, plan, images)
     params = b.task(chat, prompt, n_predict=n_predict, n_probs=n_probs, chat=True, constraint=plan.constraint,
                     extra_stops=plan.stops)
     budget = thinking_budget(request.app.state.server.args, chat, plan, b.tok)
     if budget is not None:
         params = dataclasses.replace(params, thinking_budget=budget)
     return ChatJob(plan, prompt, params)
+
+
+def chat_images(request: Request, chat: ChatRequest) -> tuple[ChatRequest, list[bytes]]:
+    """The request with each image part replaced by the media marker, and the images' bytes in order."""
+    messages, images = take_images(chat.messages, request.app.state.server.media)
+    return (msgspec.structs.replace(chat, messages=messages) if images else chat), images
+
+
+async def chat_prompt(request: Request, plan: ChatPlan, images: list[bytes]) -> list[int]:
+    """The plan's prompt ids; with images, llama.cpp's mtmd layout: the whole prompt text split at the
+    markers, the images encoded off the event loop."""
+    b = builder(request)
+    if images:
+        return await asyncio.to_thread(b.media_prompt, plan.rendered.prompt(b.tok), images)
+    return plan.rendered.tokenize(b.tok)
 
 
 def thinking_budget(args, chat: ChatRequest, plan: ChatPlan, tok) -> ThinkingBudget | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from litestar import Request, Response, post
 
-from service.api.chatjob import plan_chat
+from service.api.chatjob import chat_images, chat_prompt, plan_chat
 from service.api.errors import bad_request
 from service.api.protocol import DetokenizeRequest, TokenizeRequest, decode
 from service.api.protocol_openai import ChatRequest
@@ -44,14 +44,15 @@ async def detokenize(request: Request) -> Response:
 @post("/apply-template", status_code=200)
 async def apply_template(request: Request) -> Response:
     """The prompt `messages` render to, tools and their rewrites included."""
-    req = decode(await request.body(), ChatRequest)
+    req, _ = chat_images(request, decode(await request.body(), ChatRequest))  # images: the media marker
     plan = await plan_chat(request, req, compile_grammar=False)
     return Response({"prompt": plan.rendered.prompt(request.app.state.server.model.tokenizer)})
 
 
 async def _input_tokens(request: Request, chat: ChatRequest) -> Response:
+    chat, images = chat_images(request, chat)
     plan = await plan_chat(request, chat, compile_grammar=False)
-    n = len(plan.rendered.tokenize(request.app.state.server.model.tokenizer))
+    n = len(await chat_prompt(request, plan, images))
     return Response({"input_tokens": n, "object": "response.input_tokens"})
 
 
