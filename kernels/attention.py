@@ -43,8 +43,9 @@ _LANES = 16  # queries per tile: one float32 vector of 512 bits
 
 
 def scratch_cols(n_ctx, head_dim):
-    """Scratch columns per lane: a tile's scores (16 per key), its q and out, and 176 more."""
-    return _LANES * (n_ctx + 2 * head_dim + 11)
+    """Scratch columns per lane: a tile's scores (16 per key), its q and out, 176 more, and two
+    buffers of 16 dequantized rows at the end (kernels.attention_kv)."""
+    return _LANES * (n_ctx + 4 * head_dim + 11)
 
 
 def new_scratch(n_ctx, head_dim, n_lanes=0):
@@ -82,12 +83,10 @@ def _scores(s, qv, kh, scale):
 
 
 @kernel
-def _weighted_sum(o, p, vh):
-    """o (head_dim,) = sum_j p[j] * vh[j] for vh (n, head_dim); 8 keys per pass over o."""
+def _weighted_add(o, p, vh):
+    """o (head_dim,) += sum_j p[j] * vh[j] for vh (n, head_dim); 8 keys per pass over o."""
     n = vh.shape[0]
     dim = o.shape[0]
-    for d in range(dim):
-        o[d] = _ZERO
     j = 0
     # Eight keys per load/store of o: an axpy per key would be bound by the o round trip.
     while j + 8 <= n:
@@ -139,7 +138,9 @@ def attend_one(o, qv, kh, vh, scale, softcap, s):
     _scores(s, qv, kh, np.float32(scale))
     p = s[:n]
     total = _softmax_span(p, 0, n, softcap)
-    _weighted_sum(o, p, vh)
+    for d in range(o.shape[0]):
+        o[d] = _ZERO
+    _weighted_add(o, p, vh)
     inv = _ONE / total  # total >= 1: the max score contributes exp(0)
     for d in range(o.shape[0]):
         o[d] *= inv
@@ -149,8 +150,8 @@ def attend_one(o, qv, kh, vh, scale, softcap, s):
 
 
 @kernel
-def _tile_scores(S, T, qt, kh, n, dim, n_used):
-    """S[l n + j] = sum_d qt[16 d + l] kh[j, d] for j < n, l < n_used; kh C-contiguous; T (128,) scratch."""
+def _tile_scores(S, T, qt, kh, n, ld, j0, dim, n_used):
+    """S[l ld + j0 + j] = sum_d qt[16 d + l] kh[j, d] for j < n, l < n_used; kh C-contiguous; T (128,) scratch."""
     j = 0
     while j < n:
         a0, a1, a2, a3 = zeros_f32(), zeros_f32(), zeros_f32(), zeros_f32()
@@ -182,25 +183,37 @@ def _tile_scores(S, T, qt, kh, n, dim, n_used):
         store_f32x16(T, 0, a0, 16)
         # Transpose to lane-major, so that the softmax runs along contiguous rows.
         for l in range(n_used):
-            row = S[l * n + j:l * n + j + nb]
+            row = S[l * ld + j0 + j:l * ld + j0 + j + nb]
             for i in range(nb):
                 row[i] = T[i * 16 + l]
         j += nb
 
 
 @kernel
-def _tile_pv(O, S, vh, n, dim, n_used):
-    """O[l dim + d] = sum_j S[l n + j] * vh[j, d] for lanes l < n_used (rounded up to 4); dim % 64 == 0."""
+def _tile_pv(O, S, vh, n, ld, j0, dim, n_used, add):
+    """O[l dim + d] (+)= sum_j S[l ld + j0 + j] * vh[j, d], j < n, for lanes l < n_used (rounded up to 4);
+    dim % 64 == 0; add: accumulate onto O rather than overwrite it."""
     for r in range(0, n_used, 4):  # 4 lanes x 64 dims = 16 vector accumulators per pass
-        p0 = r * n
-        p1 = p0 + n
-        p2 = p1 + n
-        p3 = p2 + n
+        p0 = r * ld + j0
+        p1 = p0 + ld
+        p2 = p1 + ld
+        p3 = p2 + ld
         for c in range(0, dim, 64):
-            a00, a01, a02, a03 = zeros_f32(), zeros_f32(), zeros_f32(), zeros_f32()
-            a10, a11, a12, a13 = zeros_f32(), zeros_f32(), zeros_f32(), zeros_f32()
-            a20, a21, a22, a23 = zeros_f32(), zeros_f32(), zeros_f32(), zeros_f32()
-            a30, a31, a32, a33 = zeros_f32(), zeros_f32(), zeros_f32(), zeros_f32()
+            o = r * dim + c
+            if add:
+                a00, a01 = load_f32x16(O, o), load_f32x16(O, o + 16)
+                a02, a03 = load_f32x16(O, o + 32), load_f32x16(O, o + 48)
+                a10, a11 = load_f32x16(O, o + dim), load_f32x16(O, o + dim + 16)
+                a12, a13 = load_f32x16(O, o + dim + 32), load_f32x16(O, o + dim + 48)
+                a20, a21 = load_f32x16(O, o + 2 * dim), load_f32x16(O, o + 2 * dim + 16)
+                a22, a23 = load_f32x16(O, o + 2 * dim + 32), load_f32x16(O, o + 2 * dim + 48)
+                a30, a31 = load_f32x16(O, o + 3 * dim), load_f32x16(O, o + 3 * dim + 16)
+                a32, a33 = load_f32x16(O, o + 3 * dim + 32), load_f32x16(O, o + 3 * dim + 48)
+            else:
+                a00, a01, a02, a03 = zeros_f32(), zeros_f32(), zeros_f32(), zeros_f32()
+                a10, a11, a12, a13 = zeros_f32(), zeros_f32(), zeros_f32(), zeros_f32()
+                a20, a21, a22, a23 = zeros_f32(), zeros_f32(), zeros_f32(), zeros_f32()
+                a30, a31, a32, a33 = zeros_f32(), zeros_f32(), zeros_f32(), zeros_f32()
             for j in range(n):
                 vb = j * dim + c
                 v0, v1 = load_f32x16(vh, vb), load_f32x16(vh, vb + 16)
@@ -214,7 +227,6 @@ def _tile_pv(O, S, vh, n, dim, n_used):
                 a22, a23 = fma_bcast(a22, v2, S, p2 + j), fma_bcast(a23, v3, S, p2 + j)
                 a30, a31 = fma_bcast(a30, v0, S, p3 + j), fma_bcast(a31, v1, S, p3 + j)
                 a32, a33 = fma_bcast(a32, v2, S, p3 + j), fma_bcast(a33, v3, S, p3 + j)
-            o = r * dim + c
             store_f32x16(O, o, a00, 16)
             store_f32x16(O, o + 16, a01, 16)
             store_f32x16(O, o + 32, a02, 16)
@@ -268,13 +280,13 @@ def attend_tile(out, q, kh, vh, q_pos, t0, nt, g, n_rep, kv_len, scale, window, 
             out[t0 + l // n_rep, g * n_rep + l % n_rep, :] = _ZERO
         return
     n = jhi - jlo
-    _tile_scores(S, T, qt, kh[jlo:jhi], n, dim, n_used)
+    _tile_scores(S, T, qt, kh[jlo:jhi], n, n, 0, dim, n_used)
     for l in range(n_used):  # a lane that sees nothing may lie outside [jlo, jhi): clamp
         a = min(max(np.int64(span[2 * l]) - jlo, 0), n)
         b = min(max(np.int64(span[2 * l + 1]) - jlo, 0), n)
         tot[l] = _softmax_span(S[l * n:(l + 1) * n], a, b, softcap)
     S[n_used * n:n_pad * n] = _ZERO
-    _tile_pv(O, S, vh[jlo:jhi], n, dim, n_used)
+    _tile_pv(O, S, vh[jlo:jhi], n, n, 0, dim, n_used, False)
     for l in range(n_used):
         inv = _ONE / tot[l] if tot[l] > 0 else _ZERO
         ol = out[t0 + l // n_rep, g * n_rep + l % n_rep]
