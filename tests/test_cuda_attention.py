@@ -121,3 +121,43 @@ def test_batch_decode_over_several_sequences(window, softcap):
     gpu.attention_batch(d_out, dev(q), dev(k), dev(v), dev(seq), dev(q_pos), 0.35, window, softcap,
                         gpu.new_scratch(3, n_head, n_ctx))
     np.testing.assert_allclose(host(d_out), want, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- cache types
+
+
+def _typed_dev(rows, t):
+    """Device rows of cache type t from host storage rows, and their float16 view (kernels.cuda.kv)."""
+    from kernels import kv_types as kt
+
+    d = dev(rows.view(np.float16) if t == kt.F16 else rows)
+    return d, (d.view(np.float16) if kt.is_quantized(t) else None)
+
+
+@pytest.mark.parametrize("tk,tv", [("q8_0", "q8_0"), ("f16", "q4_1"), ("bf16", "iq4_nl"), ("q5_0", "f32")])
+def test_typed_caches_match_the_cpu(tk, tv):
+    """Decode, prefill and batched decode over caches of the cache types = kernels.attention_kv."""
+    from kernels import kv_types as kt
+    from kernels.attention_kv import attention_kv
+    from kernels.kv_dequant import cache_ref
+    from kernels.kv_quant import quantize_rows
+
+    tk, tv = kt.type_id(tk), kt.type_id(tv)
+    n_tokens, n_head, n_kv, hd, n_ctx, p0 = 3, 4, 2, 32, 12, 6
+    q, k, v, q_pos = _case(n_tokens, n_head, n_kv, hd, n_ctx, p0)
+    ks, vs = quantize_rows(k, tk), quantize_rows(v, tv)
+    want = np.empty_like(q)
+    attention_kv(want, q, cache_ref(tk, ks), cache_ref(tv, vs), q_pos, p0 + n_tokens, 0.3, 4, 0.0,
+                 cpu.new_scratch(n_ctx, hd, 2))
+    (dk, dkh), (dv, dvh) = _typed_dev(ks, tk), _typed_dev(vs, tv)
+    for prefill in (False, True):
+        d_out = dev(np.full_like(q, np.nan))
+        gpu.attention(d_out, dev(q), dk, dv, dev(q_pos), p0 + n_tokens, 0.3, 4, 0.0,
+                      gpu.new_scratch(n_tokens, n_head, n_ctx), prefill=prefill, types=(tk, tv), halves=(dkh, dvh))
+        np.testing.assert_allclose(host(d_out), want, rtol=1e-5, atol=1e-6)
+    # the last token as a batched decode of a 2-sequence cache whose sequence 1 is this one
+    (bk, bkh), (bv, bvh) = _typed_dev(np.stack([ks, ks]), tk), _typed_dev(np.stack([vs, vs]), tv)
+    d_out = dev(np.full_like(q[-1:], np.nan))
+    gpu.attention_batch(d_out, dev(q[-1:]), bk, bv, dev(np.array([1], np.int32)), dev(q_pos[-1:]), 0.3, 4, 0.0,
+                        gpu.new_scratch(1, n_head, n_ctx), types=(tk, tv), halves=(bkh, bvh))
+    np.testing.assert_allclose(host(d_out), want[-1:], rtol=1e-5, atol=1e-6)

@@ -1,9 +1,10 @@
-"""Causal GQA attention over a float32 KV cache on the device: twin of kernels.attention.
+"""Causal GQA attention over a KV cache on the device: twin of kernels.attention (f32 caches)
+and kernels.attention_kv (every cache type).
 
-Layout (device arrays, float32, C-contiguous):
-  q, out       (n_tokens, n_head, head_dim)
-  k_cache      (n_kv_head, n_ctx, head_dim)   one sequence's cache: slot j holds position j
-  v_cache      (n_kv_head, n_ctx, head_dim)
+Layout (device arrays, C-contiguous):
+  q, out       float32 (n_tokens, n_head, head_dim)
+  k_cache      (n_kv_head, n_ctx, width)   one sequence's cache: row j holds position j, stored
+  v_cache      (n_kv_head, n_ctx, width)   as its cache type (kernels.cuda.kv; float32 for f32)
   q_pos        int32 (n_tokens,)
   scratch      (n_tokens_max, n_head, n_ctx)  decode scores, owned by the caller: new_scratch()
 
@@ -11,7 +12,9 @@ Masking, GQA, soft-cap and scale are the CPU twin's: query t sees key j (0 <= j 
 j <= q_pos[t] and (window <= 0 or q_pos[t] - j < window); head h reads kv head
 h // (n_head // n_kv_head); score = cap(q . k * scale); a query that sees no key gets zeros.
 
-Two kernels, same results to float32 rounding:
+Keys and values are read element by element through kernels.cuda.kv.kv_at, which dequantizes
+on the fly (types and the float16 views of quantized rows are keyword arguments: f32 when
+left out). Two kernels, same results to float32 rounding:
 - attention_decode: a block per (token, head). Scores go to global scratch, a block max and a
   block sum normalise them, then threads over head_dim (split into key groups when head_dim is
   smaller than the block) sum p @ V with coalesced V reads. Right for one or a few tokens.
@@ -28,7 +31,9 @@ import numpy as np
 from numba import cuda
 
 from kernels._jit import cuda_device, cuda_kernel
+from kernels import kv_types as kt
 from kernels.cuda import launch
+from kernels.cuda.kv import kv_at
 from kernels.cuda.launch import ATTN_SMEM as _SMEM
 from kernels.cuda.launch import MAX_HEAD_DIM, ROW_THREADS  # decode keeps q in shared memory
 from kernels.cuda.reduce import block_max, block_sum
@@ -66,11 +71,12 @@ def _span(pos, kv_len, window):
 
 
 @cuda_kernel
-def attention_decode(out, q, k_all, v_all, seq, q_pos, kv_len, scale, window, softcap, scratch):
+def attention_decode(out, q, k_all, v_all, k_half, v_half, tk, tv, seq, q_pos, kv_len, scale, window, softcap,
+                     scratch):
     """out[t, h] (head_dim,) for block t * n_head + h over sequence seq[t]'s cache; scratch[t, h] holds its scores.
 
-    k_all, v_all (n_seq, n_kv, n_ctx, head_dim): every sequence's cache, so one launch serves
-    a decode batch of many sequences.
+    k_all, v_all (n_seq, n_kv, n_ctx, width): every sequence's cache, so one launch serves
+    a decode batch of many sequences; types tk, tv, with their float16 views k_half, v_half.
     """
     red = cuda.shared.array(ROW_THREADS, np.float32)
     qs = cuda.shared.array(MAX_HEAD_DIM, np.float32)  # the query, read by every thread
@@ -86,13 +92,15 @@ def attention_decode(out, q, k_all, v_all, seq, q_pos, kv_len, scale, window, so
         qs[d] = q[t, h, d]
     cuda.syncthreads()
     s_row = scratch[t, h]  # (n_ctx,)
-    kh = k_all[seq[t], g]  # (n_ctx, hd)
+    kh = k_all[seq[t], g]  # (n_ctx, width)
     vh = v_all[seq[t], g]
+    khh = k_half[seq[t], g]
+    vhh = v_half[seq[t], g]
     m = _NEG
     for j in range(lo + tid, hi, nt):  # a key per thread: dots over head_dim
         acc = _ZERO
         for d in range(hd):
-            acc += qs[d] * kh[j, d]
+            acc += qs[d] * kv_at(kh, khh, j, d, tk)
         s = _cap(acc * scale, softcap)
         s_row[j] = s
         m = max(m, s)
@@ -109,7 +117,7 @@ def attention_decode(out, q, k_all, v_all, seq, q_pos, kv_len, scale, window, so
         for d in range(tid, hd, nt):
             acc = _ZERO
             for j in range(lo, hi):
-                acc += s_row[j] * vh[j, d]
+                acc += s_row[j] * kv_at(vh, vhh, j, d, tv)
             out[t, h, d] = acc * inv
     else:  # head_dim < block: ngrp key groups per dim, then a sum over groups in shared memory
         d = tid % hd
@@ -117,7 +125,7 @@ def attention_decode(out, q, k_all, v_all, seq, q_pos, kv_len, scale, window, so
         acc = _ZERO
         if grp < ngrp:
             for j in range(lo + grp, hi, ngrp):
-                acc += s_row[j] * vh[j, d]
+                acc += s_row[j] * kv_at(vh, vhh, j, d, tv)
         red[tid] = acc
         cuda.syncthreads()
         if tid < hd:
@@ -127,7 +135,8 @@ def attention_decode(out, q, k_all, v_all, seq, q_pos, kv_len, scale, window, so
 
 
 @cuda_kernel
-def attention_prefill(out, q, k_cache, v_cache, q_pos, kv_len, scale, window, softcap, bq, bk):
+def attention_prefill(out, q, k_cache, v_cache, k_half, v_half, tk, tv, q_pos, kv_len, scale, window, softcap, bq,
+                      bk):
     """out for a tile of bq consecutive (token, GQA head) lanes of one kv head; K/V in bk-key tiles."""
     sm = cuda.shared.array(_SMEM, np.float32)
     n_tokens, n_head, hd = q.shape
@@ -171,8 +180,8 @@ def attention_prefill(out, q, k_cache, v_cache, q_pos, kv_len, scale, window, so
         for i in range(tid, nk * hd, nt):  # stage K and V: consecutive threads, consecutive floats
             jj = i // hd
             d = i - jj * hd
-            sm[KS + jj * ks + d] = k_cache[g, j0 + jj, d]
-            sm[VS + i] = v_cache[g, j0 + jj, d]
+            sm[KS + jj * ks + d] = kv_at(k_cache[g], k_half[g], j0 + jj, d, tk)
+            sm[VS + i] = kv_at(v_cache[g], v_half[g], j0 + jj, d, tv)
         cuda.syncthreads()
         for i in range(tid, nl * nk, nt):  # scores of (lane, key) pairs
             l = i // nk
@@ -223,14 +232,17 @@ def new_scratch(max_tokens: int, n_head: int, n_ctx: int):
     return cuda.device_array((max_tokens, n_head, n_ctx), np.float32)
 
 
-def attention(out, q, k_cache, v_cache, q_pos, kv_len, scale, window, softcap, scratch, prefill=None) -> None:
+def attention(out, q, k_cache, v_cache, q_pos, kv_len, scale, window, softcap, scratch, prefill=None,
+              types=(kt.F32, kt.F32), halves=(None, None)) -> None:
     """out (n_tokens, n_head, head_dim) = causal GQA attention of q over the cache's first kv_len keys.
 
     Device arrays, the CPU twin's arguments. prefill=None picks the kernel by n_tokens
     (launch.ATTN_PREFILL_MIN_TOKENS); True/False forces one (tests run both on the same inputs).
-    scratch is read only by the decode kernel.
+    scratch is read only by the decode kernel. types: the caches' types (kernels.kv_types);
+    halves: float16 views of quantized caches (kernels.cuda.kv), None for the others.
     """
     n_tokens, n_head, hd = q.shape
+    kind = _kinds(k_cache, v_cache, types, halves)
     n_kv, n_ctx = k_cache.shape[0], k_cache.shape[1]
     if n_head % n_kv != 0 or kv_len > n_ctx or hd > MAX_HEAD_DIM:
         raise ValueError("attention: n_head % n_kv_head != 0, kv_len > n_ctx, or head_dim > 256")
@@ -243,30 +255,38 @@ def attention(out, q, k_cache, v_cache, q_pos, kv_len, scale, window, softcap, s
         bq, bk = launch.prefill_tiles(hd)
         n_tiles = (n_tokens * (n_head // n_kv) + bq - 1) // bq
         grid, block = launch.rows(n_kv * n_tiles)
-        attention_prefill[grid, block](out, q, k_cache, v_cache, q_pos, *args, bq, bk)
+        attention_prefill[grid, block](out, q, k_cache, v_cache, *kind, q_pos, *args, bq, bk)
     else:
-        one = (1, *tuple(k_cache.shape))  # this sequence's cache as a batch of one
-        _decode(out, q, k_cache.reshape(*one), v_cache.reshape(*one), _no_seq(n_tokens), q_pos, args, scratch)
+        one = lambda a: a.reshape(1, *tuple(a.shape))  # noqa: E731 (this sequence's cache as a batch of one)
+        kind = (one(kind[0]), one(kind[1]), kind[2], kind[3])
+        _decode(out, q, one(k_cache), one(v_cache), kind, _no_seq(n_tokens), q_pos, args, scratch)
 
 
-def attention_batch(out, q, k_all, v_all, seq, q_pos, scale, window, softcap, scratch) -> None:
+def attention_batch(out, q, k_all, v_all, seq, q_pos, scale, window, softcap, scratch, types=(kt.F32, kt.F32),
+                    halves=(None, None)) -> None:
     """Decode attention for tokens of different sequences in one launch: token t attends over
-    k_all[seq[t]] (n_seq, n_kv, n_ctx, head_dim) up to its own position q_pos[t] (its key
-    already stored). Device arrays; seq, q_pos int32 (n_tokens,)."""
+    k_all[seq[t]] (n_seq, n_kv, n_ctx, width) up to its own position q_pos[t] (its key
+    already stored). Device arrays; seq, q_pos int32 (n_tokens,); types, halves as attention's."""
     n_tokens, n_head, hd = q.shape
     if n_head % k_all.shape[1] != 0 or hd > MAX_HEAD_DIM:
         raise ValueError("attention_batch: n_head % n_kv_head != 0, or head_dim > MAX_HEAD_DIM")
     if n_tokens:
         args = (int(k_all.shape[2]), np.float32(scale), int(window), np.float32(softcap))
-        _decode(out, q, k_all, v_all, seq, q_pos, args, scratch)
+        _decode(out, q, k_all, v_all, _kinds(k_all, v_all, types, halves), seq, q_pos, args, scratch)
 
 
-def _decode(out, q, k_all, v_all, seq, q_pos, args, scratch) -> None:
+def _kinds(k_cache, v_cache, types, halves) -> tuple:
+    """(k_half, v_half, tk, tv) kernel arguments: a cache stands in for its own absent view."""
+    return (k_cache if halves[0] is None else halves[0], v_cache if halves[1] is None else halves[1],
+            int(types[0]), int(types[1]))
+
+
+def _decode(out, q, k_all, v_all, kind, seq, q_pos, args, scratch) -> None:
     n_tokens, n_head = q.shape[0], q.shape[1]
     if scratch.shape[0] < n_tokens or scratch.shape[1] < n_head or scratch.shape[2] < args[0]:
         raise ValueError("attention: scratch smaller than (n_tokens, n_head, kv_len)")
     grid, block = launch.rows(n_tokens * n_head)
-    attention_decode[grid, block](out, q, k_all, v_all, seq, q_pos, *args, scratch)
+    attention_decode[grid, block](out, q, k_all, v_all, *kind, seq, q_pos, *args, scratch)
 
 
 _SEQ0 = [None]  # device int32 zeros: the sequence index of every token of a one-sequence call

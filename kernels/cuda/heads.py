@@ -6,7 +6,9 @@ One block per (token, head slot): slots 0 .. n_head-1 are query heads, written t
 n_head .. n_head+n_kv-1 are kv heads, whose rotated key and plain value go straight to
 their sequence's cache at the token's position. Why fused: decode on a GPU is bound by
 launch count long before bandwidth for models this small; this replaces 7 + 2 x sequences
-launches per layer with one.
+launches per layer with one. The cache store writes every cache type (kernels.cuda.kv): float
+types element by element, block types a 32-value block per thread once the head is in shared
+memory. An exact kernel, so that the block quantizers round as the CPU's do.
 """
 
 import math
@@ -14,17 +16,26 @@ import math
 import numpy as np
 from numba import cuda
 
-from kernels._jit import cuda_kernel
+from kernels import kv_types as kt
+from kernels.hadamard import rot_sizes
+from kernels._jit import cuda_exact_kernel
 from kernels.cuda import launch
 from kernels.cuda.launch import MAX_HEAD_DIM, ROW_THREADS
+from kernels.cuda.hadamard import fwht_shared, scale_of
+from kernels.cuda.kv import is_block, put_block, put_elem
 from kernels.cuda.reduce import block_sum
 
 
-@cuda_kernel
-def _heads(q, k_cache, v_cache, qkv, seq, pos, cos, sin, q_norm, k_norm, eps, n_dims, neox, n_kv, hd):
-    """q (T, n_head, hd) and the caches (n_seq, n_kv, n_ctx, hd) at (seq[t], pos[t]) from qkv (T, (n_head + 2 n_kv) hd)."""
+@cuda_exact_kernel
+def _heads(q, k_cache, v_cache, k_half, v_half, tk, tv, rot_k, rot_v, scale_k, scale_v, qkv, seq, pos, cos, sin,
+           q_norm, k_norm, eps, n_dims, neox, n_kv, hd):
+    """q (T, n_head, hd) and the caches (n_seq, n_kv, n_ctx, width) of types tk, tv at (seq[t], pos[t]) from
+    qkv (T, (n_head + 2 n_kv) hd); rot_k, rot_v: kernels.hadamard's rotations (0: none), scale_k, scale_v
+    their 1 / sqrt(n)."""
     buf = cuda.shared.array(ROW_THREADS, np.float32)
     v = cuda.shared.array(MAX_HEAD_DIM, np.float32)  # the head, normed, before rotation
+    xk = cuda.shared.array(MAX_HEAD_DIM, np.float32)  # a kv slot's rotated key and its value, for block types
+    xv = cuda.shared.array(MAX_HEAD_DIM, np.float32)
     n_head = q.shape[1]
     slots = n_head + n_kv
     t, s = cuda.blockIdx.x // slots, cuda.blockIdx.x % slots
@@ -58,21 +69,48 @@ def _heads(q, k_cache, v_cache, qkv, seq, pos, cos, sin, q_norm, k_norm, eps, n_
         else:
             r = v[d]
         if is_q:
-            q[t, s, d] = r
+            if rot_k > 0:
+                xk[d] = r
+            else:
+                q[t, s, d] = r
         else:
-            k_cache[sq, g, p, d] = r
-            v_cache[sq, g, p, d] = qkv[t, (n_head + n_kv + g) * hd + d]
+            val = qkv[t, (n_head + n_kv + g) * hd + d]
+            xk[d] = r
+            xv[d] = val
+            if not is_block(tk):
+                put_elem(k_cache[sq, g], p, d, r, tk)
+            if not is_block(tv):
+                put_elem(v_cache[sq, g], p, d, val, tv)
+    if rot_k > 0:  # every branch below is taken by the whole block
+        fwht_shared(xk, hd, rot_k, scale_k)
+        if is_q:
+            for d in range(tid, hd, nt):
+                q[t, s, d] = xk[d]
+    if not is_q and rot_v > 0:
+        fwht_shared(xv, hd, rot_v, scale_v)
+    if not is_q and (is_block(tk) or is_block(tv)):
+        cuda.syncthreads()
+        for b in range(tid, hd // 32, nt):
+            if is_block(tk):
+                put_block(k_cache[sq, g], k_half[sq, g], p, xk, b, tk)
+            if is_block(tv):
+                put_block(v_cache[sq, g], v_half[sq, g], p, xv, b, tv)
 
 
 def heads(q, k_cache, v_cache, qkv, seq, pos, cos, sin, q_norm, k_norm, eps: float, n_dims: int,
-          neox: bool) -> None:
+          neox: bool, types: tuple[int, int] = (kt.F32, kt.F32), halves: tuple = (None, None)) -> None:
     """Split qkv (T, (n_head + 2 n_kv) head_dim) into q (T, n_head, head_dim) and the caches
-    (n_seq, n_kv, n_ctx, head_dim) at each token's (seq, pos); Q/K norms when their weights
-    have entries, then RoPE over the first n_dims of each head. Device arrays."""
+    (n_seq, n_kv, n_ctx, width) of cache types `types` at each token's (seq, pos); Q/K norms when
+    their weights have entries, then RoPE over the first n_dims of each head. Device arrays;
+    halves: the float16 views of quantized caches (kernels.cuda.kv), None for the others."""
     n_tok, n_head, hd = q.shape
     n_kv = k_cache.shape[1]
     if hd > MAX_HEAD_DIM or qkv.shape[1] != (n_head + 2 * n_kv) * hd:
         raise ValueError("heads: head_dim above MAX_HEAD_DIM or qkv width disagrees with the heads")
+    kh = k_cache if halves[0] is None else halves[0]
+    vh = v_cache if halves[1] is None else halves[1]
+    rot_k, rot_v = rot_sizes(int(types[0]), int(types[1]), hd)
     grid, block = launch.rows(n_tok * (n_head + n_kv))
-    _heads[grid, block](q, k_cache, v_cache, qkv, seq, pos, cos, sin, q_norm, k_norm, np.float32(eps), n_dims,
-                        neox, n_kv, hd)
+    _heads[grid, block](q, k_cache, v_cache, kh, vh, int(types[0]), int(types[1]), rot_k, rot_v,
+                        scale_of(max(rot_k, 1)), scale_of(max(rot_v, 1)), qkv, seq, pos, cos, sin, q_norm, k_norm,
+                        np.float32(eps), n_dims, neox, n_kv, hd)
