@@ -135,6 +135,37 @@ def test_placement_rules(monkeypatch):
         assert p.n_gpu == 0 and "libNVVM cannot be found" in p.warning and "llamajit[cuda]" in p.warning
 
 
+def test_typed_cache_on_the_device(tmp_path):
+    """A q8_0 / q4_1 cache with the layer on the device: the same logits as the CPU with those cache
+    types (up to a block code that rounds the other way), and the device rows move through
+    read, write and a context shift (kernels.cuda.kv, service.model.kvcache). head_dim 64: keys
+    and values are rotated (kernels.cuda.hadamard)."""
+    from kernels import kv_types as kt
+    from kernels.kv_quant import dequantize_rows
+
+    f = write_model(tmp_path / "t.gguf", Spec("llama", n_layer=1, n_embd=64, n_ff=32, n_head=1, n_head_kv=1,
+                                               n_vocab=40, eps=1e-5, seed=3))
+    types = ("q8_0", "q4_1")
+    cpu = Model(f, n_ctx=32, n_seq=2, max_batch=16, cache_types=types)
+    gpu = Model(f, n_ctx=32, n_seq=2, max_batch=16, n_gpu_layers="1", cache_types=types)
+    assert gpu.cache.k[0].dtype == np.uint8 and gpu.cache.k_half[0].dtype == np.float16
+    assert (gpu.cache.rot_k, gpu.cache.rot_v) == (64, 64)
+    for got, want in zip(steps(gpu), steps(cpu)):
+        assert rel(got, want) < 1e-2
+    n = len(PROMPT) + 1
+    k, v = gpu.cache.read(0, n)
+    kc, vc = cpu.cache.read(0, n)
+    assert k.dtype == kc.dtype == np.uint8 and k.shape == kc.shape
+    np.testing.assert_allclose(dequantize_rows(k, kt.Q8_0), dequantize_rows(kc, kt.Q8_0), atol=0.05)
+    gpu.cache.write(1, k, v)
+    np.testing.assert_array_equal(gpu.cache.read(1, n)[0], k)
+    for m in (cpu, gpu):
+        m.cache.shift(0, 1, 2)
+    got = gpu.forward(batch([6], [0], [n - 2])).logits.host()
+    want = cpu.forward(batch([6], [0], [n - 2])).logits.host()
+    assert rel(got, want) < 1e-2
+
+
 # The offloaded layers take the CPU's RoPE tables (YaRN and llama3 factors included) and read
 # fused QKV / gate-up matrices generically: phi3 and a YaRN llama against the CPU. (gemma2 adds only
 # soft-caps, which test_cuda_attention and test_cuda_activation cover, to gemma3's path: measured to

@@ -118,12 +118,13 @@ def test_restore_refuses_out_of_vocabulary_tokens(server):
         _fill(c, 0)
         c.post("/slots/0?action=save", json={"filename": "vocab.bin"})
         with np.load(d / "vocab.bin") as z:
-            tokens, k, v = z["tokens"].copy(), z["k"], z["v"]
+            parts = {k: z[k] for k in z.files}  # tokens, keys, values and the cache types
+        tokens = parts["tokens"].copy()
         n_vocab = c.get("/v1/models").json()["data"][0]["meta"]["n_vocab"]
         for bad, name in ((n_vocab, "past_vocab.bin"), (-1, "negative.bin")):
             tokens[3] = bad
             with open(d / name, "wb") as f:
-                np.savez(f, tokens=tokens, k=k, v=v)
+                np.savez(f, **{**parts, "tokens": tokens})
             assert "vocabulary" in _refused(c, 1, name)
 
 

@@ -29,8 +29,7 @@ class CacheKeeper:
         self.model = model
         self.slots = slots
         self.pool = pool  # tokens all slots share; 0: each slot has its own n_ctx
-        c = model.cfg
-        self.bytes_per_token = 2 * c.n_layer * c.n_head_kv * c.head_dim * 4  # float32 keys and values
+        self.bytes_per_token = model.cache.bytes_per_token  # keys and values in their -ctk / -ctv types
         total = pool or model.n_ctx * len(slots)  # the server's whole context: the cache's token limit
         self.ram = PromptCache(cache_ram_mib, total) if cache_ram_mib != 0 else None
         self.idle_slots = cache_idle_slots

@@ -81,6 +81,7 @@ class Forward:
         ad = self.adapters
         self.lora_s = np.zeros((t, ad.n), np.float32)
         self.lora_ax = np.zeros((t, max(ad.rank, 1)), np.float32)
+        self.codes = np.zeros(32, np.int32)
         n_gpu = self.place.n_gpu
         # layer()'s LayerWeights and LayerConfig of each CPU layer, as plain tuples (kernels.records)
         self.layer_w = [None] * n_gpu + [plain(layer_weights(c, L, ad.layers[li]))
@@ -128,13 +129,15 @@ class Forward:
         if self.adapters.n:
             lora_s[:] = b.lora if b.lora is not None else self.adapters.scales()
         bufs = plain(LayerBuffers(x, self.h[:n], self.qkv[:n], self.q[:n], self.k[:n], self.att[:n], self.gu[:n],
-                                  self.ff[:n], self.act_e, self.act_q, self.act_f, lora_s, self.lora_ax[:n]))
+                                  self.ff[:n], self.act_e, self.act_q, self.act_f, lora_s, self.lora_ax[:n],
+                                  self.codes))
         if self.offload is not None:
             self.offload.layers(x, b.seq, pos, segs_arr, self.cos[:, :n], self.sin[:, :n])
         for li in range(self.place.n_gpu, c.n_layer):
             swa = int(c.swa_layers[li])
-            layer(bufs, kv.k[li], kv.v[li], self.scratch, self.cos[swa, :n], self.sin[swa, :n], mpos, segs_arr,
-                  self.layer_w[li], self.layer_cfg[li])
+            kc, vc = kv.refs[li]
+            layer(bufs, kc, vc, self.scratch, self.cos[swa, :n], self.sin[swa, :n], mpos, segs_arr, self.layer_w[li],
+                  self.layer_cfg[li])
         for s0, s1 in segs:
             kv.length[int(b.seq[s0])] = int(b.pos[s1 - 1]) + 1
         rows = np.flatnonzero(b.want)

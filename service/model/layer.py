@@ -25,7 +25,9 @@ import numpy as np
 
 from kernels._jit import kernel
 from kernels.activation import geglu, swiglu
-from kernels.attention import attention
+from kernels.attention_kv import attention_kv, seq_cache
+from kernels.hadamard import fwht_rows, rot_sizes
+from kernels.kv_quant import store_row
 from kernels.lora import lora_add
 from kernels.matmul import Activations, PackedMatrix
 from kernels.norm import rms_norm
@@ -80,6 +82,7 @@ class LayerBuffers(NamedTuple):
     act_f: QuantActs  # of ff (width n_ff)
     lora_s: np.ndarray  # (T, J) each token's scale per LoRA adapter (J = 0: none loaded)
     lora_ax: np.ndarray  # (T, r) kernels.lora's scratch
+    codes: np.ndarray  # int32 (32,) the KV cache quantizers' scratch (kernels.kv_quant)
 
 
 class LayerWeights(NamedTuple):
@@ -177,7 +180,8 @@ def layer(bufs, kc, vc, scratch, cos, sin, pos, segs, weights, config):
     """x (T, n_embd) += attention(x) then += ffn(x), for one layer; the KV cache gets the batch's keys.
 
     bufs, weights, config: LayerBuffers, LayerWeights, LayerConfig as plain tuples (see module doc);
-    kc, vc (n_seq, n_kv, n_ctx, head_dim) this layer's cache; scratch: attention's;
+    kc, vc: this layer's keys and values, (type, f, h, b) tuples of (n_seq, n_kv, n_ctx, width) arrays
+    (service.model.kvcache.KVCache.refs); scratch: attention's;
     cos, sin (T, rope_dims // 2); pos int32 (T,); segs int64 (n_seg, 3): (sequence, first token,
     end token) of each sequence's run.
     """
@@ -212,16 +216,25 @@ def layer(bufs, kc, vc, scratch, cos, sin, pos, segs, weights, config):
         rms_norm(k2, k2, w.k_norm, eps)
     rope_apply(q, cos, sin, cfg.rope_dims, cfg.neox)
     rope_apply(k, cos, sin, cfg.rope_dims, cfg.neox)
+    rot_k, rot_v = rot_sizes(kc[0], vc[0], hd)  # llama.cpp's rotation for block-type caches (kernels.hadamard)
+    if rot_k > 0:
+        fwht_rows(q.reshape(n * n_head, hd), rot_k)
+        fwht_rows(k.reshape(n * n_kv, hd), rot_k)
+    if rot_v > 0:
+        for g in range(n_kv):  # the values, in place in qkv: (n, hd) rows of stride nq + 2 nkv
+            fwht_rows(qkv[:, nq + nkv + g * hd : nq + nkv + (g + 1) * hd], rot_v)
     for s in range(segs.shape[0]):
         seq, s0, s1 = segs[s, 0], segs[s, 1], segs[s, 2]
         p0 = np.int64(pos[s1 - 1]) - (s1 - 1 - s0)  # the run's last: pos are mask positions (image rows: the image's last)
         for t in range(s0, s1):
             p = p0 + t - s0
             for g in range(n_kv):
-                kc[seq, g, p] = k[t, g]
-                vc[seq, g, p] = qkv[t, nq + nkv + g * hd : nq + nkv + (g + 1) * hd]
-        attention(att[s0:s1], q[s0:s1], kc[seq], vc[seq], pos[s0:s1], p0 + s1 - s0, cfg.attn_scale, cfg.window,
-                  cfg.softcap, scratch)
+                store_row(kc, seq, g, p, k[t, g], b.codes)
+                store_row(vc, seq, g, p, qkv[t, nq + nkv + g * hd : nq + nkv + (g + 1) * hd], b.codes)
+        attention_kv(att[s0:s1], q[s0:s1], seq_cache(kc, seq), seq_cache(vc, seq), pos[s0:s1], p0 + s1 - s0,
+                     cfg.attn_scale, cfg.window, cfg.softcap, scratch)
+    if rot_v > 0:
+        fwht_rows(att.reshape(n * n_head, hd), rot_v)
     a2 = att.reshape(n, nq)
     _quantize(b.act_q, a2)
     _mm(h, b.act_q, a2, w.wo)

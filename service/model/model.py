@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from service.gguf_reader import read_gguf
+from service.model import kvcache
 from service.model.config import ModelConfig, ModelError, config_from_metadata
 from service.model.forward import Batch, Forward
 from service.model.kvcache import KVCache
@@ -33,7 +34,8 @@ VOCAB_TYPES = {"spm": 1, "bpe": 2}  # llama_vocab_type numbers, as /v1/models re
 
 class Model:
     def __init__(self, path: str | Path, n_ctx: int = 0, n_seq: int = 1, max_batch: int = 512,
-                 n_gpu_layers: str = "0", device: str | None = None, lora: tuple[tuple[str, float], ...] = ()):
+                 n_gpu_layers: str = "0", device: str | None = None, lora: tuple[tuple[str, float], ...] = (),
+                 cache_types: tuple[str, str] | None = None):
         t0 = time.perf_counter()
         self.path = Path(path)
         prefetched = take(path, n_gpu_layers, device)  # weights service.cli's prefetch() is packing
@@ -59,7 +61,13 @@ class Model:
             self.weights = load_weights(self.file, self.cfg, n_gpu=p.n_gpu, gpu_output=p.output_on_gpu)
         self.n_ctx = n_ctx if n_ctx > 0 else self.cfg.n_ctx_train
         self.n_seq = n_seq
-        self.cache = KVCache(self.cfg, self.n_ctx, n_seq, n_gpu=p.n_gpu)
+        # -ctk / -ctv (None: service.model.kvcache.DEFAULT_TYPES); a block type that does not
+        # divide head_dim fails here with llama.cpp's message
+        self.cache_types = tuple(cache_types or kvcache.DEFAULT_TYPES)
+        try:
+            self.cache = KVCache(self.cfg, self.n_ctx, n_seq, n_gpu=p.n_gpu, types=self.cache_types)
+        except ValueError as e:
+            raise ModelError(str(e)) from None
         self.max_batch = max_batch
         if lora and (p.n_gpu or p.output_on_gpu):
             raise ModelError("LoRA adapters run on the CPU layers only: start with -ngl 0 to use --lora")

@@ -18,6 +18,7 @@ import numpy as np
 from kernels.cuda import activation as act
 from kernels.cuda import launch
 from kernels.cuda.attention import attention, attention_batch, new_scratch
+from kernels.cuda.hadamard import hadamard
 from kernels.cuda.heads import heads
 from kernels.cuda.norm import residual, rms_norm
 from kernels.cuda.qmatmul import matmul
@@ -122,19 +123,24 @@ class Offload:
         if vec["bqkv"] is not None:
             act.add_bias(qkv, vec["bqkv"])
         q3 = self.q[:n].reshape(n, n_head, hd)
-        kc, vc = self.cache.k[li], self.cache.v[li]  # (n_seq, n_kv, n_ctx, hd)
+        cache = self.cache
+        kc, vc = cache.k[li], cache.v[li]  # (n_seq, n_kv, n_ctx, width), of the cache types
+        kh, vh = cache.k_half[li], cache.v_half[li]  # their float16 views (quantized types)
+        types = (cache.type_k, cache.type_v)
         heads(q3, kc, vc, qkv, self.seq[:n], self.pos[:n], self.cos[swa, :n], self.sin[swa, :n],
-              self._v(vec["q_norm"]), self._v(vec["k_norm"]), c.norm_eps, c.rope_dims, c.rope_neox)
+              self._v(vec["q_norm"]), self._v(vec["k_norm"]), c.norm_eps, c.rope_dims, c.rope_neox, types, (kh, vh))
         att3 = self.att[:n].reshape(n, n_head, hd)
         window = c.sliding_window if swa else 0
         for seq, s0, s1, single in runs:
             if single:  # consecutive one-token segments (decode): one launch for all their sequences
                 attention_batch(att3[s0:s1], q3[s0:s1], kc, vc, self.seq[s0:s1], self.pos[s0:s1], c.attn_scale,
-                                window, c.attn_softcap, self.scratch)
+                                window, c.attn_softcap, self.scratch, types, (kh, vh))
             else:
-                p0 = int(self.cache.length[seq])  # lengths are updated after the forward
+                p0 = int(cache.length[seq])  # lengths are updated after the forward
                 attention(att3[s0:s1], q3[s0:s1], kc[seq], vc[seq], self.pos[s0:s1], p0 + s1 - s0, c.attn_scale,
-                          window, c.attn_softcap, self.scratch)
+                          window, c.attn_softcap, self.scratch, types=types, halves=(kh[seq], vh[seq]))
+        if cache.rot_v:  # values were stored rotated (kernels.hadamard): turn the output back
+            hadamard(self.att[:n].reshape(n * n_head, hd), cache.rot_v)
         matmul(h, self.att[:n], L.wo)
         residual(h, x, h, self._v(vec["post_attn_norm"]), vec["ffn_norm"], c.norm_eps)
         gu, col = self.gu[:n], 0
