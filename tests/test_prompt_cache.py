@@ -56,3 +56,13 @@ def test_trim_keeps_the_token_limit():
     c.save(list(range(10, 16)), 6, kv(6))
     c.trim()
     assert [e.tokens[0] for e in c.entries] == [10]
+
+
+def test_take_among_entries_of_the_same_prompt_under_other_adapters():
+    """Same tokens, other LoRA scales: both are kept, and taking the second never compares the
+    first's arrays (Entry equality is identity)."""
+    c = PromptCache(-1, 0)
+    assert c.save([1, 2, 3, 4], 4, kv(4), lora=(1.0,))
+    assert c.save([1, 2, 3, 4], 4, kv(4), lora=(0.5,))
+    e = c.take([], [1, 2, 3, 4, 5], lora=(0.5,))
+    assert e is not None and e.lora == (0.5,) and [x.lora for x in c.entries] == [(1.0,)]
