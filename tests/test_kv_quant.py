@@ -26,6 +26,8 @@ def _rows(seed=0, n=24, dim=96):
     x[2, 40] = 1e6  # a block whose scale overflows float16 to inf
     x[3, 64:] = 7.25  # a constant block (max == min)
     x[4, 1] = -np.abs(x[4]).max() * 1.5  # the largest magnitude negative
+    x[5, :32] = 0.25  # scale 1 (largest |x| 127): halves and a value just below one (C roundf's edge)
+    x[5, :6] = [127.0, 0.49999997, 2.5, -2.5, -0.5, 1.5]
     return x.astype(np.float32) + np.float32(0.0)  # -0.0 -> 0.0
 
 
