@@ -10,8 +10,8 @@ names, variables and value checks are llama.cpp's (common/arg.cpp). Defaults liv
 - UNBUILT: a feature llamajit does not have yet (`why` names it); using the flag exits 2 saying
   so. A value that asks for the feature to be off (`off`, e.g. --no-mmproj) is accepted as INERT.
 
-The rows are in service/args_table_main.py and args_table_server.py (WORKS), args_table_inert.py
-and args_table_unbuilt.py; the converters in service/args_conv.py.
+The rows are in service/args_table_main.py, args_table_cache.py and args_table_server.py (WORKS),
+args_table_inert.py and args_table_unbuilt.py; the converters in service/args_conv.py.
 """
 
 from __future__ import annotations
@@ -129,12 +129,13 @@ def __getattr__(name: str) -> Any:
     so importing them here at load time would be circular."""
     if name not in ("FLAGS", "BY_NAME"):
         raise AttributeError(name)
+    from service.args_table_cache import CACHE_FLAGS
     from service.args_table_inert import INERT_FLAGS
     from service.args_table_main import MAIN_FLAGS
     from service.args_table_server import SERVER_FLAGS
     from service.args_table_unbuilt import UNBUILT_FLAGS
 
-    flags = MAIN_FLAGS + SERVER_FLAGS + INERT_FLAGS + UNBUILT_FLAGS
+    flags = MAIN_FLAGS + CACHE_FLAGS + SERVER_FLAGS + INERT_FLAGS + UNBUILT_FLAGS
     globals()["FLAGS"] = flags
     globals()["BY_NAME"] = {n: f for f in flags for n in (*f.names, *f.neg)}
     return globals()[name]

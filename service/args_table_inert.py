@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from service.args_conv import (
-    KV_CACHE_TYPES, choice, cpu_mask, cpu_range, csv_keys, existing_dir, file_text, float_in, float_list, int_in,
+    choice, cpu_mask, cpu_range, csv_keys, existing_dir, file_text, float_in, float_list, int_in,
     int_list, numa, on_off, one, text, tri_state,
 )
 from service.args_spec import NOT_YET, Effect, Flag, append, optional, switch, toggle, value
@@ -75,10 +75,6 @@ _ROWS: tuple[tuple[Flag, str], ...] = (
             "offloading"), _KV_GPU),
     (toggle("repack", "--repack", "-nr --no-repack", "LLAMA_ARG_REPACK", "weight repacking"), _REPACK),
     (switch("no_host", "--no-host", "LLAMA_ARG_NO_HOST", "bypass the host buffer"), _NO_HOST),
-    (value("cache_type_k", "-ctk --cache-type-k", "LLAMA_ARG_CACHE_TYPE_K", "KV cache type for K: "
-           + ", ".join(KV_CACHE_TYPES), choice(*KV_CACHE_TYPES), "TYPE"), NOT_YET),
-    (value("cache_type_v", "-ctv --cache-type-v", "LLAMA_ARG_CACHE_TYPE_V", "KV cache type for V: "
-           + ", ".join(KV_CACHE_TYPES), choice(*KV_CACHE_TYPES), "TYPE"), NOT_YET),
     (value("defrag_thold", "-dt --defrag-thold", "LLAMA_ARG_DEFRAG_THOLD", "KV cache defragmentation threshold "
            "(deprecated)", text), _DEFRAG),
     (value("rpc", "--rpc", "LLAMA_ARG_RPC", "RPC servers, comma-separated host:port", text, "SERVERS"), _RPC),

@@ -36,6 +36,7 @@ from service.args import parse_args
 # gave them, and then how long uvicorn waits for connections before cancelling them. Together
 # they bound the exit at --drain-timeout + about 1 s.
 CLOSE_GRACE_S = 0.5
+_FLOAT_CACHE_TYPES = ("f32", "f16", "bf16")  # the -ctv types that do not need flash attention
 
 
 def configure_logging(level: int) -> None:
@@ -127,14 +128,22 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.isfile(args.model):
         print(f"llama-server: error: model file not found: {args.model}", file=sys.stderr)
         return 1
+    if args.cache_type_v not in _FLOAT_CACHE_TYPES and args.flash_attn == "off":  # llama.cpp's rule
+        print("llama-server: error: quantized V cache requires flash_attn to be enabled", file=sys.stderr)
+        return 1
     if args.threads > 0:  # Numba's pool, sized for the larger of -t (decode) and -tb (prompts)
         os.environ.setdefault("NUMBA_NUM_THREADS", str(max(args.threads, args.threads_batch or 0)))
+    from service.model import kvcache  # (imports Numba: after NUMBA_NUM_THREADS)
+
+    kvcache.set_default_types(args.cache_type_k, args.cache_type_v)  # the Model the server loads takes these
     from service.model.prefetch import prefetch  # the model loads while the HTTP stack starts (see there)
     prefetch(args.model, args.n_gpu_layers, args.device)
     configure_logging(args.log_level())
     log = structlog.get_logger("llamajit.server")
     for flag, reason in args.no_effect:  # accepted for llama-server compatibility, but nothing changes
         log.warning("flag has no effect in llamajit", flag=flag, reason=reason)
+    if args.cache_type_v not in _FLOAT_CACHE_TYPES and args.flash_attn == "auto":
+        log.info("enabling flash_attn since it is required for quantized V cache")  # llama.cpp's line
     from service import transport
     from service.api.app import create_app
 
