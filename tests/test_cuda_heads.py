@@ -91,16 +91,3 @@ def test_heads_store_every_cache_type(tk, tv, hd):
         for i in range(n_tok):
             want[seq[i], :, pos[i]] = quantize_rows(x[i], t)
         np.testing.assert_array_equal(got, want)
-
-
-def test_hadamard_rows_match_the_cpu():
-    from kernels.cuda.hadamard import hadamard
-    from kernels.hadamard import fwht_rows
-
-    x = RNG.standard_normal((3, 256)).astype(np.float32)
-    for n in (64, 128, 256):
-        want = x.copy()
-        fwht_rows(want, n)
-        d = dev(x)
-        hadamard(d, n)
-        np.testing.assert_allclose(host(d), want, rtol=1e-6, atol=1e-6)
