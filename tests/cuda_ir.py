@@ -55,7 +55,11 @@ def A(dtype, ndim):
 
 _MATMUL = (C(u4, 2), C(f4, 2), C(f4, 2), C(f4, 2), i8, i8, i8, i8)  # a DeviceMatrix's fields
 _BLOCKS = (C(f4, 1), C(u1, 1), C(f2, 1), i8)  # dequant block kernels: out, src, src as f16, n
-_ATT = (C(f4, 3), C(f4, 3), C(f4, 3), C(f4, 3), C(i4, 1), i8, f4, i8, f4)  # out, q, k, v, q_pos .. softcap
+# KV caches as the layers pass them (4d: every sequence; 3d: one sequence's), with the views that the
+# kernels read block types through: f32 and f16 caches are their own view, block types are bytes
+# with a float16 view (kernels.cuda.kv)
+_CACHES = [(C(f4, 4), C(f4, 4)), (C(f2, 4), C(f2, 4)), (C(u1, 4), C(f2, 4))]
+_CACHES_3 = [(C(t, 3), C(h, 3)) for t, h in ((f4, f4), (f2, f2), (u1, f2))]
 
 # (module, kernel, argument types as its host wrapper passes them[, F64]). Python ints type as
 # int64, bools as boolean, np.float32(x) as float32, float(x) as float64; a layout appears once
@@ -64,8 +68,10 @@ F64 = "float64 by design"
 KERNELS = [
     ("kernels.cuda.norm", "_rms_norm", (C(f4, 2), C(f4, 2), C(f4, 1), f4)),
     ("kernels.cuda.norm", "_residual", (C(f4, 2), C(f4, 2), C(f4, 2), C(f4, 1), C(f4, 1), f4)),
-    ("kernels.cuda.heads", "_heads", (C(f4, 3), C(f4, 4), C(f4, 4), C(f4, 2), C(i4, 1), C(i4, 1), C(f4, 2),
-                                      C(f4, 2), C(f4, 1), C(f4, 1), f4, i8, b1, i8, i8)),
+    *[("kernels.cuda.heads", "_heads", (C(f4, 3), cache, cache, half, half, i8, i8, i8, i8, f4, f4, C(f4, 2),
+                                        C(i4, 1), C(i4, 1), C(f4, 2), C(f4, 2), C(f4, 1), C(f4, 1), f4, i8, b1, i8, i8))
+      for cache, half in _CACHES],
+    ("kernels.cuda.hadamard", "_rows", (C(f4, 2), i8, f4)),
     ("kernels.cuda.activation", "_glu", (C(f4, 2), A(f4, 2), A(f4, 2), b1)),
     ("kernels.cuda.activation", "_glu", (C(f4, 2), C(f4, 2), C(f4, 2), b1)),
     ("kernels.cuda.activation", "_add_bias", (C(f4, 2), C(f4, 1))),
@@ -80,9 +86,12 @@ KERNELS = [
     ("kernels.cuda.dequant", "_bf16", (C(u4, 1), C(u2, 1), i8)),
     *[("kernels.cuda.dequant", k, _BLOCKS) for k in ("_q4_0", "_q4_1", "_q5_0", "_q5_1", "_q8_0", "_iq4_nl")],
     *[("kernels.cuda.dequant_k", k, _BLOCKS) for k in ("q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_xs")],
-    ("kernels.cuda.attention", "attention_decode",
-     (C(f4, 3), C(f4, 3), C(f4, 4), C(f4, 4), C(i4, 1), C(i4, 1), i8, f4, i8, f4, C(f4, 3))),
-    ("kernels.cuda.attention", "attention_prefill", (*_ATT, i8, i8)),
+    *[("kernels.cuda.attention", "attention_decode", (C(f4, 3), C(f4, 3), cache, cache, half, half, i8, i8,
+                                                       C(i4, 1), C(i4, 1), i8, f4, i8, f4, C(f4, 3)))
+      for cache, half in _CACHES],
+    *[("kernels.cuda.attention", "attention_prefill", (C(f4, 3), C(f4, 3), cache, cache, half, half, i8,
+                                                        i8, C(i4, 1), i8, f4, i8, f4, i8, i8))
+      for cache, half in _CACHES_3],
     ("kernels.cuda.sampling", "_softmax_parts", (C(f4, 2), C(f4, 1), i8)),
     ("kernels.cuda.sampling", "_softmax_norm", (C(f4, 1), C(f4, 1), C(f4, 2), C(f4, 1), i8, i8)),
     ("kernels.cuda.sampling", "_top_p", (C(i4, 1), C(f4, 1), C(f4, 1), i8, f8, i8), F64),  # CPU sums in f64

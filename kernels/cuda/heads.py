@@ -20,6 +20,7 @@ from kernels import kv_types as kt
 from kernels.hadamard import rot_sizes
 from kernels._jit import cuda_exact_kernel
 from kernels.cuda import launch
+from kernels.cuda.exact import mul
 from kernels.cuda.launch import MAX_HEAD_DIM, ROW_THREADS
 from kernels.cuda.hadamard import fwht_shared, scale_of
 from kernels.cuda.kv import is_block, put_block, put_elem
@@ -47,7 +48,7 @@ def _heads(q, k_cache, v_cache, k_half, v_half, tk, tv, rot_k, rot_v, scale_k, s
     if w.shape[0] > 0:
         ss = np.float32(0.0)
         for d in range(tid, hd, nt):
-            ss += qkv[t, base + d] * qkv[t, base + d]
+            ss += mul(qkv[t, base + d], qkv[t, base + d])  # exact kernel: no FMA (the CPU rounds each product)
         ss = block_sum(buf, ss)
         scale = np.float32(1.0) / math.sqrt(ss / np.float32(hd) + eps)
     for d in range(tid, hd, nt):
@@ -65,7 +66,7 @@ def _heads(q, k_cache, v_cache, k_half, v_half, tk, tv, rot_k, rot_v, scale_k, s
                 i = d // 2
                 a, b = 2 * i, 2 * i + 1
             c, sn = cos[t, i], sin[t, i]
-            r = v[a] * c - v[b] * sn if d == a else v[a] * sn + v[b] * c
+            r = mul(v[a], c) - mul(v[b], sn) if d == a else mul(v[a], sn) + mul(v[b], c)
         else:
             r = v[d]
         if is_q:
