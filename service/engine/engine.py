@@ -67,6 +67,7 @@ class Engine:
         self._inbox: queue.SimpleQueue[Task | Callable | None] = queue.SimpleQueue()
         self._waiting: collections.deque[Task] = collections.deque()
         self._n_deferred = 0
+        self._kv_asleep = 0.0  # kv_usage() as the server fell asleep
         self.admission = Admission(config.n_slots, config.max_queue, self.stats.refused)
         self._deferred_calls: list[tuple[int, Callable[[], None]]] = []  # (slot, fn): see call()
         self._ws = SamplerWorkspace(model.cfg.n_vocab)
@@ -161,6 +162,8 @@ class Engine:
     def kv_usage(self) -> float:
         """The share of the server's KV cells that hold a token (llamajit:kv_cache_usage_perc, 0..1):
         every slot's cached tokens, idle slots' reusable prompts included, over the whole -c."""
+        if self.power.sleeping:  # a scrape while asleep repeats the last one before (llama-server's contract)
+            return self._kv_asleep
         total = self.config.pool or self.n_ctx * len(self.slots)
         return min(1.0, sum(len(s.cache_tokens) for s in self.slots) / total) if total else 0.0
 
@@ -213,6 +216,7 @@ class Engine:
     def _sleep(self) -> None:
         """Unload the model until a request needs it (power.doze); then serve what woke it."""
         self.stats.freeze()
+        self._kv_asleep = self.kv_usage()
         self.memory.forget()
         self._ws = None
         woken_by = doze(self.power, self.model, self._inbox, self._stop)
