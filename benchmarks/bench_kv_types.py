@@ -3,7 +3,8 @@
 Per model and cache type, one server at -c 4096 -np 1 (llamajit, and llama.cpp's llama-server
 beside it with --peer): a prompt that fills most of the context, then N greedy tokens;
 reported: RSS after it (VmRSS) and the peak (VmHWM), MiB, and the decode rate at that context
-(the server's own timings.predicted_per_second). Then, in-process, the logits of every step
+(the server's own timings.predicted_per_second, and tokens per CPU-second of the server process
+over the decode request, which a busy machine disturbs less). Then, in-process, the logits of every step
 of a teacher-forced sequence (the same tokens fed to every type) against f32: the largest
 |difference| and how often the argmax agrees.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -41,6 +43,13 @@ def _status(pid: int) -> dict[str, float]:
     return out
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, all threads (a measure that a busy machine disturbs
+    less than the wall clock)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def serve(cmd: list[str], port: int) -> subprocess.Popen:
     p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 900
@@ -56,20 +65,25 @@ def serve(cmd: list[str], port: int) -> subprocess.Popen:
     raise TimeoutError(cmd[0])
 
 
-def one_server(model: Path, t: str, peer: Path | None, n_predict: int, fill: int) -> dict:
+def one_server(model: Path, t: str, peer: Path | None, n_predict: int, fill: int, threads: int) -> dict:
     port = free_port()
     head = [str(peer)] if peer else [sys.executable, "-m", "service.cli"]
-    cmd = [*head, "-m", str(model), "--port", str(port), "-c", str(CTX), "-np", "1", "-ctk", t, "-ctv", t, "-t", "2"]
+    cmd = [*head, "-m", str(model), "--port", str(port), "-c", str(CTX), "-np", "1", "-ctk", t, "-ctv", t, "-t",
+           str(threads)]
     p = serve(cmd, port)
     try:
         url = f"http://127.0.0.1:{port}"
         toks = httpx.post(url + "/tokenize", json={"content": TEXT * 200}).json()["tokens"][:fill]
-        body = {"prompt": toks, "n_predict": n_predict, "temperature": 0, "ignore_eos": True, "cache_prompt": False}
-        r = httpx.post(url + "/completion", json=body, timeout=3600).json()
+        body = {"prompt": toks, "n_predict": 1, "temperature": 0, "ignore_eos": True, "cache_prompt": True}
+        first = httpx.post(url + "/completion", json=body, timeout=3600).json()  # fills the cache
+        cpu0 = _cpu_seconds(p.pid)
+        r = httpx.post(url + "/completion", json={**body, "n_predict": n_predict}, timeout=3600).json()
+        cpu = _cpu_seconds(p.pid) - cpu0  # the prompt came from the cache: this is decode
         mem = _status(p.pid)
         return {"rss_mib": round(mem["VmRSS"]), "peak_mib": round(mem["VmHWM"]),
                 "decode_tps": round(r["timings"]["predicted_per_second"], 1),
-                "prefill_tps": round(r["timings"]["prompt_per_second"], 1), "n_prompt": len(toks)}
+                "decode_per_cpu_s": round(r["timings"]["predicted_n"] / cpu, 1),
+                "prefill_tps": round(first["timings"]["prompt_per_second"], 1), "n_prompt": len(toks)}
     finally:
         p.terminate()
         p.wait(30)
@@ -105,6 +119,7 @@ def main() -> int:
     ap.add_argument("--peer", type=Path, default=None, help="llama.cpp's llama-server, measured beside")
     ap.add_argument("--tokens", type=int, default=32, help="decode tokens after the prompt")
     ap.add_argument("--fill", type=int, default=3900, help="prompt tokens (of the 4096 context)")
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-drift", action="store_true")
     a = ap.parse_args()
     types = a.types.split(",")
@@ -115,7 +130,7 @@ def main() -> int:
             for who, peer in (("llamajit", None), ("llama.cpp", a.peer)):
                 if who == "llama.cpp" and peer is None:
                     continue
-                row = one_server(model, t, peer, a.tokens, a.fill)
+                row = one_server(model, t, peer, a.tokens, a.fill, a.threads)
                 results[f"{name} {t} {who}"] = row
                 print(name, t, who, json.dumps(row), flush=True)
         if not a.skip_drift:

@@ -2,8 +2,11 @@
 
 Attention (kernels.attention_kv) reads keys and values a chunk of rows at a time into a small
 per-lane buffer (CHUNK rows, at most 16 x head_dim floats, in L1) and runs the float32 dot
-products and weighted sums on it: the cache itself is never copied whole. Fast math: the
-values may differ from the exact dequantization (kernels.dequant) by an FMA's rounding.
+products and weighted sums on it: the cache itself is never copied whole. f32 rows are copied
+too: contiguous rows let the callers' loops vectorize, which made decode attention faster than
+reading the cache in place (measured: 0.86 against 0.99 ms at head_dim 64, 0.82 against 1.61 ms
+at 256, 4096 keys, one thread). Fast math: the values may differ from the exact
+dequantization (kernels.dequant) by an FMA's rounding.
 
 A cache c is the tuple (type, f, h, b) of service.model.kvcache.KVCache.refs: f float32,
 h uint16 (f16 or bf16 bits), b uint8 (ggml blocks), each (n_kv, n_ctx, width) for one
@@ -98,32 +101,30 @@ def _q5(out, row, nb, t):
 
 @kernel
 def kv_rows(buf, c, g, j0, j1, dim):
-    """float32 (j1 - j0, dim): rows [j0, j1) of kv head g of cache c; a view of the cache for F32,
-    else dequantized into buf (>= CHUNK * dim floats, j1 - j0 <= CHUNK)."""
+    """float32 (j1 - j0, dim), C-contiguous: rows [j0, j1) of kv head g of cache c, read into buf
+    (>= CHUNK * dim floats, j1 - j0 <= CHUNK). Rows are taken by integer index (c[.][g, j]), which
+    Numba types as contiguous, so that every loop here and in the callers vectorizes."""
     t = c[0]
-    if t == kt.F32:
-        return c[1][g, j0:j1]
     n = j1 - j0
     out = buf[: n * dim].reshape(n, dim)
-    if t == kt.F16 or t == kt.BF16:
-        h = c[2][g, j0:j1]
-        for i in range(n):
-            hi = h[i]
-            oi = out[i]
-            if t == kt.F16:
-                for d in range(dim):
-                    oi[d] = half_to_f32(hi[d])
-            else:
-                for d in range(dim):
-                    oi[d] = np.uint32(np.uint32(hi[d]) << np.uint32(16)).view(np.float32)
-        return out
-    b = c[3][g, j0:j1]
-    nb = dim // kt.BLOCK
     for i in range(n):
-        if t == kt.Q8_0:
-            _q8_0(out[i], b[i], nb)
+        oi = out[i]
+        if t == kt.F32:
+            fi = c[1][g, j0 + i]
+            for d in range(dim):
+                oi[d] = fi[d]
+        elif t == kt.F16:
+            hi = c[2][g, j0 + i]
+            for d in range(dim):
+                oi[d] = half_to_f32(hi[d])
+        elif t == kt.BF16:
+            hi = c[2][g, j0 + i]
+            for d in range(dim):
+                oi[d] = np.uint32(np.uint32(hi[d]) << np.uint32(16)).view(np.float32)
+        elif t == kt.Q8_0:
+            _q8_0(oi, c[3][g, j0 + i], dim // kt.BLOCK)
         elif t == kt.Q5_0 or t == kt.Q5_1:
-            _q5(out[i], b[i], nb, t)
+            _q5(oi, c[3][g, j0 + i], dim // kt.BLOCK, t)
         else:
-            _q4(out[i], b[i], nb, t)
+            _q4(oi, c[3][g, j0 + i], dim // kt.BLOCK, t)
     return out

@@ -12,7 +12,8 @@ compiled layer serves every type). Layers offloaded to the GPU (the first n_gpu)
 cache in device memory, same layout (f16 as float16 there, quantized rows with a float16 view
 of their bytes in `k_half` / `v_half` for the block scales); `read`/`write` move a sequence's
 stored rows to and from the host (slot save/restore, the RAM prompt cache), in the cache's
-types: `convert` changes the type of such rows.
+types: `convert` changes the type of such rows. Block-type rows hold their values turned by
+llama.cpp's Walsh-Hadamard rotation when head_dim % 64 == 0 (kernels.hadamard; rot_k, rot_v).
 """
 
 from __future__ import annotations
