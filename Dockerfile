@@ -65,29 +65,18 @@ ENV PATH=/opt/venv/bin:$PATH \
     LLAMA_ARG_HOST=0.0.0.0 \
     LLAMA_ARG_PORT=8080
 
-# Precompile: load the default model and generate a few tokens for two sequences at once, one
-# with the default sampler chain and one greedily ignoring EOS, which compiles the load-time
-# packing, prefill, batched decode and sampler kernels for the pinned CPU target. The greedy
-# sampler (temperature 0) is what the server's start-up warmup also runs (without it every
-# pod's first start compiled a kernel); ignore_eos (a logit bias) is what the load tests send.
-# The model is bind-mounted from its stage, not copied into a layer.
+# Precompile (service/precompile.py): load the default model and generate a few tokens for two
+# sequences at once, one with the default sampler chain and one greedily ignoring EOS, which
+# compiles the load-time packing, prefill, batched decode and sampler kernels for the pinned CPU
+# target. The greedy sampler (temperature 0) is what the server's start-up warmup also runs
+# (without it every pod's first start compiled a kernel); ignore_eos (a logit bias) is what the
+# load tests send. The model is bind-mounted from its stage, not copied into a layer.
 ARG PRECOMPILE=1
 RUN --mount=type=bind,from=models,source=/models,target=/tmp/models <<'EOF'
 set -eu
 mkdir -p "${NUMBA_CACHE_DIR}"
 if [ "${PRECOMPILE}" = "1" ]; then
-  python - <<'PY'
-from service.model.generate import generate
-from service.model.model import Model
-from service.sampling import Sampler, SamplingParams
-
-m = Model("/tmp/models/SmolLM2-135M-Instruct.Q4_1.gguf", n_ctx=256, n_seq=2, max_batch=64)
-ids = m.tokenizer.tokenize("Hello, how are you?")
-samplers = [Sampler(p, m.cfg.n_vocab, eog_ids=m.tokenizer.eog_ids, n_ctx=m.n_ctx)
-            for p in (SamplingParams(), SamplingParams(temperature=0.0, n_probs=2, ignore_eos=True))]
-steps = sum(len(s) for s in generate(m, [ids, ids[:3]], n_predict=4, samplers=samplers))
-print(f"precompiled the kernels ({steps} tokens sampled)")
-PY
+  python -m service.precompile /tmp/models/SmolLM2-135M-Instruct.Q4_1.gguf
 fi
 # Owned by the server's user: it adds the kernels it compiles later (other weight types).
 chown -R 10001:10001 "${NUMBA_CACHE_DIR}"

@@ -10,3 +10,22 @@ import os
 
 if "NUMBA_ENABLE_CUDASIM" not in os.environ and not os.path.exists("/dev/nvidia0"):
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+
+def pytest_sessionstart(session):
+    """Compile the serving kernels in a subprocess before any test does (service/precompile.py),
+    so that this process and every server it starts load the same machine code from Numba's
+    cache: tests that compare a server's numbers with an in-process forward pass need that (a
+    kernel compiled in-process rounds differently from its cached object code). Skipped when the
+    default model is absent (then those tests skip too) and in pytest-xdist workers."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    model = Path(__file__).resolve().parent.parent / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not model.exists() or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    r = subprocess.run([sys.executable, "-m", "service.precompile", str(model)], capture_output=True, text=True,
+                       timeout=1200)
+    if r.returncode != 0:
+        raise RuntimeError(f"service.precompile failed:\n{r.stdout}\n{r.stderr}")

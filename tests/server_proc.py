@@ -15,6 +15,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+# The KV cache types a server runs without -ctk / -ctv (llama-server's default); an in-process
+# Model whose numbers are compared with a server's takes these (its own default is f32).
+SERVER_CACHE_TYPES = ("f16", "f16")
 GEMMA3 = ROOT / "models" / "gemma-3-270m-q4_k_m.gguf"
 
 

@@ -3,8 +3,11 @@
 (the mean over the tokens, the first token, the last one, or every token for none):
 
 - exact: the final-norm hidden states of the same prompt from our own forward pass, run in this
-  process (service.model.Model, one batch): the server must give these bits pooled and
-  normalized, so the bound is float64 rounding (measured: 0.0, identical);
+  process (service.model.Model, one batch, with the server's default f16 KV cache): the server
+  must give these bits pooled and normalized, so the bound is float64 rounding (measured: 0.0,
+  identical). Both processes must run the same machine code: tests/conftest.py compiles the
+  kernels in a subprocess first, so that both load them from Numba's cache (a kernel compiled
+  afresh in a process rounds differently from its cached object code, see tests/test_parity.py);
 - independent: tests/oracles/model.py's float64 NumPy forward pass of the same file (its own
   reading of the weights, int8 activations as llama.cpp's quantized products take them).
   Measured relative error of a token's vector, worst over the inputs below: 0.084 (0.020 for
@@ -24,7 +27,7 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-from tests.server_proc import SMOLLM2, ServerProcess
+from tests.server_proc import SERVER_CACHE_TYPES, SMOLLM2, ServerProcess
 
 EXACT_TOL = 1e-6  # against our own forward pass: rounding of float64 sums only
 ORACLE_TOL = 0.13  # against the independent float64 oracle: 1.5x the measured 0.084
@@ -47,7 +50,7 @@ def own_hidden(tokens: tuple[int, ...]) -> np.ndarray:
 def _own_model():
     from service.model.model import Model
 
-    return Model(SMOLLM2, n_ctx=512, n_seq=1, max_batch=512)
+    return Model(SMOLLM2, n_ctx=512, n_seq=1, max_batch=512, cache_types=SERVER_CACHE_TYPES)
 
 
 @lru_cache(maxsize=None)

@@ -12,8 +12,11 @@ import pytest
 from tests.server_proc import ServerProcess
 from tests.synthetic import Spec, write_model
 
+# "Answer in one word." makes the answer clear-cut: llama.cpp's greedy reply is "The capital of
+# France is Paris." with every step up to "Paris" at least 0.82 ahead of the runner-up (without it
+# the first token is a 0.13 near-tie, "The" against "La", that rounding alone can flip).
 MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
-            {"role": "user", "content": "What is the capital of France?"}]
+            {"role": "user", "content": "What is the capital of France? Answer in one word."}]
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,14 @@ import pytest
 
 from service.model.forward import Batch
 from service.model.model import Model
-from tests.server_proc import SMOLLM2, ServerProcess
+from tests.server_proc import SERVER_CACHE_TYPES, SMOLLM2, ServerProcess
 from tests.synthetic import Spec, write_model
 
 DOCS = ["abc", "hello", "xyz", "aaa"]
 
 
 def oracle_score(path, tokens, w, b, dense, dense_b):
-    m = Model(path, n_ctx=128, n_seq=1, max_batch=64)
+    m = Model(path, n_ctx=128, n_seq=1, max_batch=64, cache_types=SERVER_CACHE_TYPES)
     n = len(tokens)
     out = m.forward(Batch(np.array(tokens, np.int32), np.zeros(n, np.int32), np.arange(n, dtype=np.int32),
                           np.zeros(n, bool), np.ones(n, bool)))

@@ -11,18 +11,24 @@ For every reference prompt:
   llama.cpp puts within the model's TIE of each other; and no token outside its top 10 comes
   in above the lowest of them by more than TIE.
 
-Bounds, measured on this machine (2-core x86, Dec 2026; int8 activations, float32 KV cache),
-worst over all prompts and all 24 steps, each set at 1.5x its measured figure:
-- SmolLM2: largest |difference| 0.690 (prompt 10, step 17) -> 1.05; offset removed 0.423 -> 0.65;
-  step-0 swaps of llama.cpp's order only between logits it puts at most 0.285 apart -> TIE 0.45.
-- Gemma 3: largest |difference| 1.925 (prompt 3, step 8) -> 2.9; offset removed 1.339 -> 2.0;
-  step-0 swaps only between logits at most 0.714 apart -> TIE 1.1.
+Bounds, measured on this machine (2-core x86, Dec 2026; int8 activations, f16 KV cache as
+llama.cpp's default, which recorded the references), worst over all prompts and all 24 steps and
+over both forms of our compiled code (see below), each set at 1.5x its measured figure:
+- SmolLM2: largest |difference| 0.777 (kernels compiled in the process; 0.745 loaded from
+  Numba's cache) -> 1.17; offset removed 0.639 (cached; 0.420 compiled) -> 0.96; step-0 swaps of
+  llama.cpp's order only between logits it puts at most 0.285 apart -> TIE 0.45.
+- Gemma 3: largest |difference| 1.910 (cached; 1.885 compiled) -> 2.9; offset removed 0.918
+  (compiled; 0.741 cached) -> 1.4; step-0 swaps only between logits at most 0.714 apart -> TIE 1.1.
 Every step where our argmax differs from llama.cpp's is a near-tie in llama.cpp (gap at most
 0.24 on SmolLM2, 0.15 on Gemma 3); clear steps (gap >= NEAR_TIE = 0.5) all agree.
-Gemma 3's residual stream reaches 1e5, so float32 rounding order alone moves its logits (the
-same source compiled afresh or loaded from Numba's cache moved one step-0 logit by 0.2), and
-llama.cpp's own arithmetic (8-bit activations, per-256 blocks for K-quants, float16 KV) differs
-from ours by that much: its bound is wider.
+Two forms of the same code: a kernel compiled in this process and the same kernel loaded from
+Numba's cache (written by another process) round differently (fastmath sums, FMA contraction
+across inlined calls): measured, SmolLM2's hidden state after layer 0 differs by 7e-6 of 24,
+and int8 activation rounding flips amplify that over 30 layers to up to 0.59 in a logit. Which
+form a test gets depends on which process compiled first, so the bounds cover both. The float32
+KV cache (our in-process default) measured 1.133 compiled and 0.690 cached on SmolLM2.
+Gemma 3's residual stream reaches 1e5, and llama.cpp's own arithmetic (8-bit activations,
+per-256 blocks for K-quants) differs from ours by that much more: its bound is wider.
 
 What makes it fail: a tokenizer that splits differently; any kernel, cache or position error
 that moves a logit by more than the bound at any of the 24 steps (an error in the KV cache
@@ -53,13 +59,13 @@ class Bound:
     tie: float  # step 0: llama.cpp's top-10 order may swap only between logits this close
 
 
-BOUNDS = {"smollm2": Bound(logit=1.05, spread=0.65, tie=0.45),  # measured 0.690, 0.423, 0.285
-          "gemma3": Bound(logit=2.9, spread=2.0, tie=1.1)}  # measured 1.925, 1.339, 0.714
+BOUNDS = {"smollm2": Bound(logit=1.17, spread=0.96, tie=0.45),  # measured 0.777, 0.639, 0.285
+          "gemma3": Bound(logit=2.9, spread=1.4, tie=1.1)}  # measured 1.910, 0.918, 0.714
 
 
 @lru_cache(maxsize=None)
 def model(name: str) -> Model:
-    return Model(ROOT / "models" / MODELS[name], n_ctx=256, n_seq=1, max_batch=64)
+    return Model(ROOT / "models" / MODELS[name], n_ctx=256, n_seq=1, max_batch=64, cache_types=("f16", "f16"))
 
 
 def cases():
