@@ -53,7 +53,13 @@ def test_sleep_frees_the_model_and_a_generation_wakes_it(server):
 @pytest.mark.parametrize("method,path,body", [("POST", "/tokenize", {"content": "Hello"}),
                                               ("GET", "/slots", None),
                                               ("POST", "/apply-template", {"messages": [{"role": "user",
-                                                                                         "content": "Hi"}]})])
+                                                                                         "content": "Hi"}]}),
+                                              # token counting wakes it too (llama.cpp's test_sleep)
+                                              ("POST", "/chat/completions/input_tokens",
+                                               {"messages": [{"role": "user", "content": "Hello world"}]}),
+                                              ("POST", "/v1/responses/input_tokens", {"input": "Hello world"}),
+                                              ("POST", "/v1/messages/count_tokens",
+                                               {"messages": [{"role": "user", "content": "Hello world"}]})])
 def test_requests_that_need_the_model_wake_it(server, method, path, body):
     with server.client() as c:
         wait_asleep(c)
