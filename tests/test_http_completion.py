@@ -205,8 +205,15 @@ def test_disconnect_cancels_and_frees_the_slot(endless):
                         seen += line.startswith("data: ")
                         if seen == 3:
                             break
-                    busy = c.get("/slots").json()[sid]
-                    assert busy["is_processing"] and busy["next_token"][0]["n_decoded"] >= 3
+                    # /slots is read from the HTTP thread: allow it a moment to show the slot's count
+                    deadline = time.monotonic() + 5
+                    while True:
+                        slots = c.get("/slots").json()
+                        busy = slots[sid]
+                        if busy["is_processing"] and busy["next_token"][0]["n_decoded"] >= 3:
+                            break
+                        assert time.monotonic() < deadline, slots
+                        time.sleep(0.05)
             else:  # a raw socket: closed once the slot is seen generating
                 body = json.dumps({**endless_req, "id_slot": sid}).encode()
                 with socket.create_connection(("127.0.0.1", endless.port)) as sock:

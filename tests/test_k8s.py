@@ -155,10 +155,11 @@ def test_dockerfile_agrees_with_chart_and_dockerignore():
         assert not any(heavy == a or heavy.startswith(a + "/") for a in allowed)
 
 
-def _precompile_source() -> str:
-    m = re.search(r"python - <<'PY'\n(.*?)\nPY\n", DOCKERFILE, re.S)
+def _precompile_command() -> list[str]:
+    """The Dockerfile's precompile step (python -m service.precompile MODEL), on the local model."""
+    m = re.search(r"^\s*python -m service\.precompile (\S+)$", DOCKERFILE, re.M)
     assert m, "precompile step not found in the Dockerfile"
-    return m.group(1).replace("/tmp/models/", f"{MODEL.parent}/")
+    return [sys.executable, "-m", "service.precompile", m.group(1).replace("/tmp/models/", f"{MODEL.parent}/")]
 
 
 def _cache_state(d: Path) -> dict[str, int]:
@@ -172,14 +173,14 @@ def test_precompiled_cache_is_reused_after_copying(tmp_path):
     the server's own start (its warmup) on that copy."""
     cpu = re.search(r"^ARG NUMBA_CPU_NAME=(\S+)$", DOCKERFILE, re.M).group(1)
     feats = re.search(r'^ARG NUMBA_CPU_FEATURES="(.*)"$', DOCKERFILE, re.M).group(1)
-    src = _precompile_source()
+    cmd = _precompile_command()
 
     def image_env(cache: Path) -> dict[str, str]:
         return os.environ | {"NUMBA_CACHE_DIR": str(cache), "NUMBA_CPU_NAME": cpu, "NUMBA_CPU_FEATURES": feats,
                              "NUMBA_SLP_VECTORIZE": "1", "NUMBA_DEBUG_CACHE": "1"}
 
     def run(cache: Path) -> str:
-        p = subprocess.run([sys.executable, "-c", src], cwd=ROOT, env=image_env(cache), capture_output=True, text=True,
+        p = subprocess.run(cmd, cwd=ROOT, env=image_env(cache), capture_output=True, text=True,
                            timeout=1100)
         assert p.returncode == 0 and "precompiled the kernels" in p.stdout, p.stdout[-3000:] + p.stderr
         return p.stdout
