@@ -20,11 +20,12 @@ from tests.server_proc import ROOT, ServerProcess
 from tests.synthetic import Spec, write_model
 
 SPEC = Spec("llama", n_layer=2, n_embd=32, n_ff=64, n_head=2, n_head_kv=1, n_vocab=72, eps=1e-5, seed=9)
-BODY = {"prompt": "abc", "n_predict": 4, "temperature": 0, "return_tokens": True}
+# Few tokens: every simulated step costs seconds (the simulator runs each CUDA thread in Python).
+BODY = {"prompt": "abc", "n_predict": 3, "temperature": 0, "return_tokens": True}
 # Sampled with a seed: on the GPU the chain starts from the device's top 40 (Sampler.top_k_first);
 # with n_probs it needs the whole row. Both must draw what the CPU server draws.
-SAMPLED = [{"prompt": "xyz", "n_predict": 4, "temperature": 0.9, "seed": 5, "return_tokens": True},
-           {"prompt": "xyz", "n_predict": 3, "temperature": 0.9, "seed": 6, "n_probs": 2, "return_tokens": True}]
+SAMPLED = [{"prompt": "xyz", "n_predict": 2, "temperature": 0.9, "seed": 5, "return_tokens": True},
+           {"prompt": "xyz", "n_predict": 2, "temperature": 0.9, "seed": 6, "n_probs": 2, "return_tokens": True}]
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +67,8 @@ def test_offloaded_server_matches_the_cpu_server(model):
     assert "simulator" in where["device"] and where["requested"] == "all"
     assert '"n_gpu_layers": 2' in out and '"output_on_gpu": true' in out  # the load log line
     assert got["tokens"] == want["tokens"] and got["content"] == want["content"]
-    assert len(got["tokens"]) == 4
-    assert got_sampled == want_sampled and [len(t) for t in got_sampled] == [4, 3]
+    assert len(got["tokens"]) == BODY["n_predict"]
+    assert got_sampled == want_sampled and [len(t) for t in got_sampled] == [2, 2]
 
 
 @pytest.mark.skipif(launch.has_gpu(), reason="this machine has a CUDA device")
@@ -81,7 +82,7 @@ def test_no_device_warns_and_runs_on_the_cpu(model):
     assert where["n_gpu_layers"] == 0 and where["layers"] == ["CPU", "CPU"] and where["requested"] == "5"
     warned = [json.loads(ln) for ln in out.splitlines() if "no CUDA device" in ln]
     assert len(warned) == 1 and warned[0]["level"] == "warning" and warned[0]["n_gpu_layers"] == "5"
-    assert len(body["tokens"]) == 4
+    assert len(body["tokens"]) == BODY["n_predict"]
 
 
 def test_dev_none_keeps_everything_on_the_cpu(model):
@@ -91,7 +92,7 @@ def test_dev_none_keeps_everything_on_the_cpu(model):
     finally:
         s.stop()
     assert where["n_gpu_layers"] == 0 and where["output"] == "CPU" and where["device"] is None
-    assert len(body["tokens"]) == 4
+    assert len(body["tokens"]) == BODY["n_predict"]
 
 
 def test_unknown_device_fails_the_load(model):
