@@ -10,7 +10,8 @@ names, variables and value checks are llama.cpp's (common/arg.cpp). Defaults liv
 - UNBUILT: a feature llamajit does not have yet (`why` names it); using the flag exits 2 saying
   so. A value that asks for the feature to be off (`off`, e.g. --no-mmproj) is accepted as INERT.
 
-The rows are in service/args_table_main.py, args_table_cache.py and args_table_server.py (WORKS),
+The rows are in service/args_table_main.py, args_table_cache.py, args_table_server.py and
+args_table_spec.py (WORKS, a few INERT),
 args_table_inert.py and args_table_unbuilt.py; the converters in service/args_conv.py.
 """
 
@@ -133,9 +134,10 @@ def __getattr__(name: str) -> Any:
     from service.args_table_inert import INERT_FLAGS
     from service.args_table_main import MAIN_FLAGS
     from service.args_table_server import SERVER_FLAGS
+    from service.args_table_spec import SPEC_FLAGS
     from service.args_table_unbuilt import UNBUILT_FLAGS
 
-    flags = MAIN_FLAGS + CACHE_FLAGS + SERVER_FLAGS + INERT_FLAGS + UNBUILT_FLAGS
+    flags = MAIN_FLAGS + CACHE_FLAGS + SERVER_FLAGS + SPEC_FLAGS + INERT_FLAGS + UNBUILT_FLAGS
     globals()["FLAGS"] = flags
     globals()["BY_NAME"] = {n: f for f in flags for n in (*f.names, *f.neg)}
     return globals()[name]

@@ -2,7 +2,7 @@
 
 Using one exits 2 naming the feature (service.args), rather than starting a server that
 silently lacks it. A spelling or value that asks for the feature to be off (--no-mmproj,
---spec-type none, a negative --adaptive-target) asks for what llamajit already does: it is
+--no-spec-draft-backend-sampling, a negative --adaptive-target) asks for what llamajit already does: it is
 accepted and logged like an INERT flag (`off`, `off_why`).
 """
 
@@ -16,7 +16,7 @@ from service.args_spec import Effect, Flag, Kind, switch, toggle, value
 
 _MM = "this multimodal option (--mmproj itself works: a local gemma3 projector)"
 _CV = "control vectors (--control-vector)"
-_SPEC = "speculative decoding (--spec-*)"
+_SPEC = "this speculative decoding option (only --spec-type ngram-simple and its sizes work)"
 _MCP = "MCP servers (--mcp-servers-*)"
 _ROPE = "RoPE/YaRN scaling overrides (--rope-*, --yarn-*)"
 _PLACE = "per-tensor placement (-ot, --cpu-moe, --n-cpu-moe, --n-cpu-ffn)"
@@ -24,10 +24,7 @@ _REMOVED = "speculative decoding (llama-server removed this flag as well: use {}
 _INT = int_in()
 _FLOAT = float_in()
 
-_NO_SPEC = "llamajit does no speculative decoding"
-
-_SPEC_TYPES = ("none", "draft-simple", "draft-eagle3", "draft-mtp", "draft-dflash", "draft-dspark", "ngram-simple",
-              "ngram-map-k", "ngram-map-k4v", "ngram-mod", "ngram-cache")
+_NO_SPEC = "llamajit drafts with no draft model, so there is no draft sampling to move"
 
 
 def _pairs(sep: str, what: str) -> Callable[[str], str]:
@@ -41,25 +38,12 @@ def _pairs(sep: str, what: str) -> Callable[[str], str]:
     return conv
 
 
-def _spec_types(s: str) -> tuple[str, ...]:
-    """--spec-type: comma-separated speculative decoding types (llama.cpp reads any 'none' as none)."""
-    names = tuple(x for x in s.split(",") if x)
-    for n in names:
-        if n not in _SPEC_TYPES:
-            raise ValueError(f"unknown speculative type {n!r} (choose from {', '.join(_SPEC_TYPES)})")
-    return ("none",) if "none" in names else names
-
-
 def _is_negative(v: Any) -> bool:
     return v < 0
 
 
 def _is_false(v: object) -> bool:
     return v is False
-
-
-def _is_none_type(v: tuple[str, ...]) -> bool:
-    return v == ("none",)
 
 
 def _unbuilt(row: Flag, why: str, off=None, off_why: str = "") -> Flag:
@@ -155,17 +139,12 @@ _ROWS: tuple[Flag, ...] = (
         "the CPU", "LLAMA_ARG_SPEC_DRAFT_CPU_MOE"),
     _spec("spec_draft_n_cpu_moe", "--spec-draft-n-cpu-moe --spec-draft-ncmoe -ncmoed --n-cpu-moe-draft",
           "LLAMA_ARG_SPEC_DRAFT_N_CPU_MOE", "draft MoE layers kept on the CPU"),
-    _spec("spec_draft_n_max", "--spec-draft-n-max", "LLAMA_ARG_SPEC_DRAFT_N_MAX", "tokens to draft (default: 3)"),
-    _spec("spec_draft_n_min", "--spec-draft-n-min", "LLAMA_ARG_SPEC_DRAFT_N_MIN", "fewest draft tokens to use "
-          "(default: 0)"),
     _spec("spec_synth_len", "--spec-synth-len", "LLAMA_ARG_SPEC_SYNTH_LEN", "synthetic acceptance length "
           "(benchmarking)", _FLOAT, "L"),
     _spec("spec_synth_rates", "--spec-synth-rates", "LLAMA_ARG_SPEC_SYNTH_RATES", "synthetic acceptance rates "
           "(benchmarking)", text, "P0,P1,..."),
     _spec("spec_draft_p_split", "--spec-draft-p-split --draft-p-split", "LLAMA_ARG_SPEC_DRAFT_P_SPLIT", "split "
           "probability (default: 0.10)", _FLOAT, "P"),
-    _spec("spec_draft_p_min", "--spec-draft-p-min --draft-p-min", "LLAMA_ARG_SPEC_DRAFT_P_MIN", "minimum draft "
-          "probability (default: 0.00)", _FLOAT, "P"),
     _unbuilt(toggle("spec_draft_backend_sampling", "--spec-draft-backend-sampling", "--no-spec-draft-backend-sampling",
                     "LLAMA_ARG_SPEC_DRAFT_BACKEND_SAMPLING", "draft sampling on the backend (default: enabled)"),
              _SPEC, _is_false, _NO_SPEC),
@@ -175,11 +154,8 @@ _ROWS: tuple[Flag, ...] = (
           "LLAMA_ARG_N_GPU_LAYERS_DRAFT", "draft layers in VRAM (default: auto)", text),
     _spec("spec_draft_model", "--spec-draft-model -md --model-draft", "LLAMA_ARG_SPEC_DRAFT_MODEL", "draft model "
           "(default: unused)", text, "FNAME"),
-    _unbuilt(value("spec_type", "--spec-type", "LLAMA_ARG_SPEC_TYPE", "speculative decoding types, comma-separated "
-                   "(default: none)", _spec_types, "none,draft-simple,..."), _SPEC, _is_none_type, _NO_SPEC),
     *(_spec(f"spec_ngram_{k}".replace("-", "_"), f"--spec-ngram-{k}", "", f"ngram drafting: {k} (default: {d})")
-      for k, d in (("mod-n-min", 48), ("mod-n-max", 64), ("mod-n-match", 24), ("simple-size-n", 12),
-                   ("simple-size-m", 48), ("simple-min-hits", 1), ("map-k-size-n", 12), ("map-k-size-m", 48),
+      for k, d in (("mod-n-min", 48), ("mod-n-max", 64), ("mod-n-match", 24), ("map-k-size-n", 12), ("map-k-size-m", 48),
                    ("map-k-min-hits", 1), ("map-k4v-size-n", 12), ("map-k4v-size-m", 48), ("map-k4v-min-hits", 1))),
     _removed("draft_max", "--draft --draft-n --draft-max", "LLAMA_ARG_DRAFT_MAX",
              "--spec-draft-n-max or --spec-ngram-mod-n-max"),

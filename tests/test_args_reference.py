@@ -45,7 +45,7 @@ ROWS = help_rows()
 SPELLINGS = [n for names, _ in ROWS for n in names]
 VARIABLES = sorted(set(re.findall(r"\(env: ([A-Z0-9_]+)\)", HELP.read_text())))
 # A spelling or value that asks for a missing feature to be off is accepted.
-OFF = {"--no-spec-draft-backend-sampling", "--spec-type"}  # (--spec-type with the sample "none")
+OFF = {"--no-spec-draft-backend-sampling"}
 EXITS_0 = {"-h", "--help", "--usage", "--version", "--completion-bash"}
 
 
@@ -131,7 +131,7 @@ def test_every_variable_is_known_and_parses_or_names_the_feature(files, capsys):
     for var in VARIABLES:
         row = by_env[var]
         value = "1" if not hint_of[row.names[0]] else sample(row.names[0], hint_of[row.names[0]], files)[0]
-        if row.effect is Effect.UNBUILT and var != "LLAMA_ARG_SPEC_TYPE":  # (its sample is "none": off)
+        if row.effect is Effect.UNBUILT:
             with pytest.raises(SystemExit) as e:
                 parse_args([], {var: value})
             err = capsys.readouterr().err
@@ -147,7 +147,7 @@ def test_one_variable_of_each_kind_through_the_environment():
                         "LLAMA_ARG_NO_MMPROJ_AUTO": "1", "LLAMA_ARG_SPEC_TYPE": "none"})
     assert (a.ctx_size, a.metrics, a.jinja, a.slots, a.api_keys, a.flash_attn) == (96, True, False, False, ("a", "b"),
                                                                                  "off")
-    assert {s for s, _ in a.no_effect} == {"LLAMA_ARG_FLASH_ATTN", "LLAMA_ARG_SPEC_TYPE"}
+    assert {s for s, _ in a.no_effect} == {"LLAMA_ARG_FLASH_ATTN"} and a.spec_type == ("none",)
     assert a.mmproj_auto is False  # LLAMA_ARG_NO_MMPROJ_AUTO works: no projector
 
 
@@ -179,22 +179,41 @@ def test_unbuilt_feature_exits_2_naming_it(capsys):
     err = exits_2(capsys, ["--control-vector", "a.gguf"])
     assert "--control-vector: control vectors (--control-vector) is not available in llamajit yet" in err
     err = exits_2(capsys, ["-md", "d.gguf"])
-    assert "-md: speculative decoding (--spec-*) is not available in llamajit yet" in err
+    assert "-md: this speculative decoding option (only --spec-type ngram-simple and its sizes work) is not " \
+           "available in llamajit yet" in err
     err = exits_2(capsys, ["--draft", "8"])  # llama-server removed it; the message says what replaced it
     assert "use --spec-draft-n-max or --spec-ngram-mod-n-max" in err
     err = exits_2(capsys, ["--control-vector-layer-range", "1", "4"])
     assert "control vectors" in err
     err = exits_2(capsys, [], {"LLAMA_ARG_MCP_SERVERS_JSON": "{}"})
     assert "LLAMA_ARG_MCP_SERVERS_JSON: " in err and "is not available in llamajit yet" in err
-    err = exits_2(capsys, ["--spec-type", "ngram-mod"])
-    assert "--spec-type: speculative decoding" in err
+    err = exits_2(capsys, ["--spec-type", "ngram-simple,ngram-mod"])  # a type not built, beside one that is
+    assert "--spec-type: speculative decoding type ngram-mod is not available in llamajit yet" in err
+    err = exits_2(capsys, [], {"LLAMA_ARG_SPEC_TYPE": "draft-simple"})
+    assert "LLAMA_ARG_SPEC_TYPE='draft-simple': speculative decoding type draft-simple is not available" in err
     err = exits_2(capsys, ["--spec-type", "warp"])  # a bad value is a bad value, feature or not
     assert "unknown speculative type 'warp'" in err
 
 
 def test_asking_for_a_missing_feature_off_is_accepted():
-    a = parse_args(["--spec-type", "ngram-mod,none", "--adaptive-target", "-1"], {})
-    assert [s for s, _ in a.no_effect] == ["--spec-type", "--adaptive-target"]
+    a = parse_args(["--no-spec-draft-backend-sampling", "--adaptive-target", "-1"], {})
+    assert [s for s, _ in a.no_effect] == ["--no-spec-draft-backend-sampling", "--adaptive-target"]
+
+
+def test_spec_flags_work_and_those_ngram_simple_ignores_say_so(capsys):
+    a = parse_args(["--spec-type", "ngram-simple", "--spec-ngram-simple-size-n", "4",
+                    "--spec-ngram-simple-size-m", "16"], {})
+    assert (a.spec_type, a.spec_ngram_simple_size_n, a.spec_ngram_simple_size_m, a.no_effect) == (
+        ("ngram-simple",), 4, 16, ())
+    assert parse_args(["--spec-type", "ngram-mod,none"], {}).spec_type == ("none",)  # any none: none (llama.cpp)
+    a = parse_args(["--spec-draft-n-max", "16", "--spec-ngram-simple-min-hits", "2"],
+                   {"LLAMA_ARG_SPEC_DRAFT_P_MIN": "0.5"})
+    assert (a.spec_draft_n_max, a.spec_ngram_simple_min_hits, a.spec_draft_p_min) == (16, 2, 0.5)
+    assert [s for s, _ in a.no_effect] == ["--spec-draft-n-max", "--spec-ngram-simple-min-hits",
+                                           "LLAMA_ARG_SPEC_DRAFT_P_MIN"]
+    for argv in (["--spec-ngram-simple-size-n", "0"], ["--spec-ngram-simple-size-m", "1025"],
+                 ["--spec-ngram-simple-min-hits", "0"], ["--spec-draft-n-max", "-1"]):  # llama.cpp's ranges
+        assert f"argument {argv[0]}: invalid value" in exits_2(capsys, argv), argv
 
 
 def test_mmproj_flags_work():

@@ -53,8 +53,9 @@ async def models(request: Request) -> Response:
 def _default_settings(st) -> dict:
     m = st.loaded_model
     s = st.args.sampling_defaults(n_vocab=m.cfg.n_vocab, n_ctx=m.n_ctx)  # as requests start from
-    return {"id": 0, "id_task": -1, "n_ctx": m.n_ctx, "speculative": False, "is_processing": False,
-            "params": generation_settings(None, s, m.n_ctx, st.alias), "prompt": "",
+    spec = st.engine.config.spec
+    return {"id": 0, "id_task": -1, "n_ctx": m.n_ctx, "speculative": spec.on, "is_processing": False,
+            "params": generation_settings(None, s, m.n_ctx, st.alias, spec_types=spec.name), "prompt": "",
             "next_token": {"has_next_token": True, "has_new_line": False, "n_remain": -1, "n_decoded": 0,
                            "stopping_word": ""}}
 
@@ -116,7 +117,7 @@ def slot_json(st, s) -> dict:
     """One slot as llama-server's /slots reports it (read from the HTTP thread: a snapshot that
     may be one step old). A slot that never had a task shows only what it is; one that had shows
     its last task's id and parameters, with the counts of the task in progress (zero when idle)."""
-    d = {"id": s.id, "n_ctx": s.n_ctx, "speculative": False, "is_processing": s.busy}
+    d = {"id": s.id, "n_ctx": s.n_ctx, "speculative": st.engine.config.spec.on, "is_processing": s.busy}
     task, g = s.last_task, s.gen
     if task is None:
         return d

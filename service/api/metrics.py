@@ -36,10 +36,12 @@ def render(m: Metrics, n_processing: int, n_deferred: int) -> str:
         ("n_decode_total", "Total number of llama_decode() calls, excluding speculative decoding and multimodal "
                            "decoding", m.n_decode),
         ("n_tokens_max", "Largest observed sequence length (prompt + generation)", m.n_tokens_max),
-        # llamajit does no speculative decoding: these stay 0, present because dashboards expect them
-        ("spec_decode_num_draft_tokens_total", "Speculative: Total draft tokens generated", 0),
-        ("spec_decode_num_accepted_tokens_total", "Speculative: Total draft tokens accepted by the target model", 0),
-        ("spec_decode_num_drafts_total", "Speculative: Total speculative decoding verification steps", 0),
+        # speculative decoding (--spec-type): 0 when it is off, as llama-server's
+        ("spec_decode_num_draft_tokens_total", "Speculative: Total draft tokens generated", m.n_draft_tokens),
+        ("spec_decode_num_accepted_tokens_total", "Speculative: Total draft tokens accepted by the target model",
+         m.n_draft_accepted),
+        ("spec_decode_num_drafts_total", "Speculative: Total speculative decoding verification steps",
+         m.n_draft_steps),
     ]
     gauges = [
         ("prompt_tokens_seconds", "Average prompt throughput in tokens/s", m.prompt_bucket.per_second()),
@@ -52,6 +54,10 @@ def render(m: Metrics, n_processing: int, n_deferred: int) -> str:
     for kind, items in (("counter", counters), ("gauge", gauges)):
         for name, doc, value in items:
             out.append(f"# HELP llamacpp:{name} {doc}\n# TYPE llamacpp:{name} {kind}\nllamacpp:{name} {value}\n")
+    if m.accepted_per_pos:  # a labeled counter, once a speculative generation has ended (llama-server's rule)
+        name = "llamacpp:spec_decode_num_accepted_tokens_per_pos_total"
+        out.append(f"# HELP {name} Accepted tokens per draft position\n# TYPE {name} counter\n")
+        out.extend(f'{name}{{position="{i}"}} {n}\n' for i, n in enumerate(m.accepted_per_pos))
     return "".join(out)
 
 

@@ -200,6 +200,11 @@ class ParamBuilder:
         if req.n_discard < 0:
             raise bad_request(f"n_discard: must be >= 0, got {req.n_discard}")
         stop = req.stops()
+        for name, v in (("n_max", req.spec_n_max), ("n_min", req.spec_n_min)):
+            if v is not None and v < 0:
+                raise bad_request(f"speculative.{name}: must be >= 0, got {v}")
+        if req.spec_p_min is not None and not 0 <= req.spec_p_min <= 1:
+            raise bad_request(f"speculative.p_min: must be in [0, 1], got {req.spec_p_min}")
         images = getattr(prompt, "images", ())
         if images and len(images[0].embd) > min(a.batch_size, a.ubatch_size):
             raise bad_request(f"an image takes {len(images[0].embd)} tokens, more than the batch size "
@@ -216,6 +221,8 @@ class ParamBuilder:
             constraint=constraint if constraint is not None else self.constraint(
                 req.structured(chat) or self.default_structured),
             dry_breakers=self.dry_breakers(s.dry_sequence_breakers) if s.dry_multiplier > 0 else (),
+            spec_types=",".join(a.spec_type), spec_n_max=-1 if req.spec_n_max is None else req.spec_n_max,
+            spec_n_min=req.spec_n_min or 0,
         )
 
     def lora(self, entries) -> tuple[float, ...] | None:

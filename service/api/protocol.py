@@ -168,6 +168,11 @@ class Generation(SamplingFields):
     return_progress: bool | None = False  # a stream reports prompt_progress while the prompt is read
     backend_sampling: bool | None = False  # llama-server samples on the GPU with it; here sampling is the same
     lora: list[LoraScale] | None = None  # adapter scales for this request; adapters not listed get 0
+    # speculative decoding (--spec-type): the most and fewest tokens drafted per step (n_max 0: none for this
+    # request); p_min is a draft model's, checked only. llama-server of this version reads none of the three.
+    spec_n_max: Int | None = msgspec.field(default=None, name="speculative.n_max")
+    spec_n_min: Int | None = msgspec.field(default=None, name="speculative.n_min")
+    spec_p_min: float | None = msgspec.field(default=None, name="speculative.p_min")
 
     def limit(self) -> int | None:
         """The token limit: n_predict, else max_completion_tokens, else max_tokens (llama-server

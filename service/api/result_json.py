@@ -34,6 +34,7 @@ def timings_json(t: Timings) -> dict:
         "predicted_ms": t.predicted_ms,
         "predicted_per_token_ms": t.predicted_ms / steps if steps else 0.0,
         "predicted_per_second": 1e3 / t.predicted_ms * steps if t.predicted_ms > 0 else 0.0,
+        **({"draft_n": t.draft_n, "draft_n_accepted": t.draft_n_accepted} if t.draft_n > 0 else {}),
     }
 
 
@@ -45,7 +46,7 @@ def finish_reason(ev: Final, has_calls: bool = False) -> str:
 
 
 def generation_settings(p: TaskParams | None, s: SamplingParams, n_ctx: int, model: str,
-                        eog_ids: tuple[int, ...] = ()) -> dict:
+                        eog_ids: tuple[int, ...] = (), spec_types: str = "none") -> dict:
     """llama-server's generation_settings (its task_params JSON). ignore_eos shows as a -inf
     (null) bias on every end-of-generation token, as llama-server adds them."""
     n_predict = p.n_predict if p else -1
@@ -95,7 +96,7 @@ def generation_settings(p: TaskParams | None, s: SamplingParams, n_ctx: int, mod
         "reasoning_in_content": False,
         "generation_prompt": "",
         "samplers": list(s.samplers),
-        "speculative.types": "none",
+        "speculative.types": p.spec_types if p else spec_types,
         "timings_per_token": p.timings_per_token if p else False,
         "post_sampling_probs": p.post_sampling_probs if p else False,
         "backend_sampling": False,

@@ -120,15 +120,19 @@ class ServerState:
 
     def engine_config(self, n_ctx: int):
         """The flags the engine loop obeys; n_ctx: one slot's context (with unified KV, the pool)."""
+        from service.engine.speculative import SpecConfig
         from service.engine.task import EngineConfig
 
         a = self.args
+        spec = SpecConfig(a.spec_type, a.spec_ngram_simple_size_n, a.spec_ngram_simple_size_m)
+        if spec.on:
+            log.info("speculative decoding", types=spec.name, size_n=spec.size_n, size_m=spec.size_m)
         return EngineConfig(
             n_slots=self.n_slots, n_predict_default=a.n_predict, cont_batching=a.cont_batching,
             ctx_shift=a.context_shift and self.media is None,  # llama-server: no context shift with multimodal
             similarity=a.slot_prompt_similarity, pool=n_ctx if a.kv_unified() else 0, cache_ram_mib=a.cache_ram,
             cache_idle_slots=a.cache_idle_slots, sleep_idle_seconds=a.sleep_idle_seconds, t_start=self.started,
-            max_queue=a.max_queue,
+            max_queue=a.max_queue, spec=spec,
             **self._threads())
 
     def _threads(self) -> dict:

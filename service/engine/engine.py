@@ -1,9 +1,11 @@
 """The engine: one thread that owns the model and runs the serving loop.
 
     loop: take new tasks -> admit waiting tasks into free slots -> shift full contexts -> build
-          one batch from the decode tokens of generating slots and prompt chunks of the others
-          -> forward -> sample each slot that produced logits -> emit events -> release finished
-          slots; idle for --sleep-idle-seconds: unload the model until a request needs it
+          one batch from the decode tokens of generating slots (each with its n-gram draft under
+          --spec-type ngram-simple: speculative.py) and prompt chunks of the others -> forward ->
+          sample each slot that produced logits (a drafted one, position by position while the
+          draft holds) -> emit events -> release finished slots; idle for --sleep-idle-seconds:
+          unload the model until a request needs it
 
 HTTP handlers talk to it only through `submit()` / `call()` / `Task.cancel()` / `power.want()`
 (thread-safe) and read counters; no model code ever runs on the event loop.
@@ -36,6 +38,7 @@ from service.engine.memory import CacheKeeper
 from service.engine.power import PowerState, doze
 from service.engine.scheduler import build_batch, pick_slot
 from service.engine.slot import Slot, SlotState
+from service.engine.speculative import draft_for, verify
 from service.engine.stats import Stats
 from service.engine.task import Embedding, EngineConfig, ErrorKind, Failure, StopType, Task
 from service.model.logits import Logits
@@ -308,7 +311,9 @@ class Engine:
             log.error(EXCEEDED, n_busy=self.n_busy)
             self._fail_busy(EXCEEDED, clear=True)
             return
-        plan = build_batch(self.slots, room, self.config.cont_batching)
+        spec = self.config.spec
+        drafter = functools.partial(draft_for, cfg=spec) if spec.on else None  # drafts ride with decode tokens
+        plan = build_batch(self.slots, room, self.config.cont_batching, drafter)
         if plan is None:
             return
         batch, rows = plan
@@ -336,8 +341,8 @@ class Engine:
                 if g.params.stream and g.params.return_progress and not g.task.cancelled:
                     g.task.sink(g.progress(slot.i_prompt))
             ri = -1
-            if wants:
-                ri, r = r, r + 1
+            if wants:  # a drafted slot has a row per fed token: [last sampled, draft...]
+                ri, r = r, r + 1 + len(slot.draft)
             if g.task.cancelled:
                 continue
             if was_prompt and g.params.n_predict == 0:
@@ -347,18 +352,31 @@ class Engine:
             if ri < 0:
                 continue
             try:
-                self._next_token(slot, out.logits, ri)
+                if slot.draft:
+                    verify(slot, slot.draft, out.logits, ri, self.model.cache, spec.size_m, self._take, self._emit)
+                else:
+                    self._next_token(slot, out.logits, ri)
             except Exception as e:  # this task's sampling or text failed: it ends alone, the others go on
                 log.exception("task failed in an engine step", slot=slot.id)
                 self._finish(slot, Failure(ErrorKind.INTERNAL, f"engine error: {type(e).__name__}: {e}"))
 
     def _next_token(self, slot: Slot, logits: Logits, ri: int) -> None:
         """Sample the slot's next token from logits row ri, take it, and emit or finish."""
+        self._take(slot, logits, ri)
+        self._emit(slot)
+
+    def _take(self, slot: Slot, logits: Logits, ri: int) -> int:
+        """Sample the slot's next token from logits row ri and record it; returns it."""
         g = slot.gen
         forced = g.budget.forced() if g.budget is not None else None  # a spent thinking budget
         tok, row = (forced, None) if forced is not None else self._sample(g.sampler, logits, ri)
         g.sampler.accept(tok)
         slot.on_token(tok, row, self._shift, forced=forced is not None)
+        return tok
+
+    def _emit(self, slot: Slot) -> None:
+        """Finish the slot's task if its last token stopped it, else stream what is new."""
+        g = slot.gen
         if g.stopped:
             self._finish(slot)
         elif g.params.stream:
@@ -402,9 +420,12 @@ class Engine:
         g = slot.gen
         if g is not None and g.generated:  # counted however the task ended, as llama-server does
             self.stats.generated(len(g.generated), g.timings().predicted_ms / 1e3)
+            self.stats.drafted(g.drafts)
         if g is not None:
             self.stats.finished(*g.latencies(time.perf_counter()))
             self.admission.gone(g.task)
-        # keep exactly the tokens whose KV is in the cache (the last sampled one is not)
+        # keep exactly the tokens whose KV is in the cache (the last sampled one is not), and no KV row past
+        # them (a drafted step's rows, when its task was cancelled before they were checked)
         slot.cache_tokens = slot.cache_tokens[: int(self.model.cache.length[slot.id])]
+        self.model.cache.keep(slot.id, len(slot.cache_tokens))
         slot.release()

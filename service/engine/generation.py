@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from service.engine.budget import BudgetTracker
+from service.engine.speculative import DraftStats
 from service.engine.stops import find_stop, held_back
 from service.engine.task import Final, Partial, Progress, StopType, Task, Timings, TokenInfo
 from service.sampling import Sampler
@@ -49,6 +50,7 @@ class Generation:
         self.truncated = False
         self.hidden_parts: list[np.ndarray] = []  # embedding tasks: (n_chunk, n_embd) per evaluated chunk
         self.budget = BudgetTracker(p.thinking_budget) if p.thinking_budget is not None else None
+        self.drafts = DraftStats()  # speculative decoding's counters (speculative.py)
         sampler.accept_many(t for t in p.prompt if t >= 0)  # image rows are not tokens
 
     def prompt_evaluated(self, n: int) -> None:
@@ -66,7 +68,9 @@ class Generation:
         gen_ms = 0.0
         if self.generated:  # at least 1 us: the first token can land in the pass that ended the prompt
             gen_ms = max(1e-3, (self.t_gen_last - self.t_prompt_last) * 1e3)
-        return Timings(self.n_cached, self.n_evaluated, prompt_ms, len(self.generated), gen_ms)
+        d = self.drafts
+        return Timings(self.n_cached, self.n_evaluated, prompt_ms, len(self.generated), gen_ms, d.n_drafted,
+                       d.n_accepted)
 
     def latencies(self, now: float) -> tuple[float, float | None, float | None, float]:
         """(queue, time to first token, time per output token, end to end) in seconds, leaving

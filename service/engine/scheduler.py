@@ -4,10 +4,14 @@ Continuous batching (-cb, the default): every generating slot contributes its on
 to each batch (decode first, so streams never stall behind a long prompt), and the remaining
 room is filled with prompt chunks of the slots still reading their prompts, in slot order.
 Without it (-nocb), as llama-server, prompts are only evaluated in a batch that holds no decode
-token: a new prompt waits until every generation in progress has ended.
+token: a new prompt waits until every generation in progress has ended. Under speculative
+decoding a decode token brings its slot's draft (Slot.draft) right after it, within the room
+the batch leaves once every generating slot has its own token.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -50,29 +54,41 @@ def pick_slot(slots: list[Slot], task: Task, similarity: float) -> tuple[Slot | 
     return min(reversed(idle), key=lambda s: s.last_used), True
 
 
-def build_batch(slots: list[Slot], budget: int, cont_batching: bool = True
+def build_batch(slots: list[Slot], budget: int, cont_batching: bool = True,
+                drafter: Callable[[Slot, int], list[int]] | None = None
                 ) -> tuple[Batch, list[tuple[Slot, int, bool]]] | None:
     """One forward batch of at most `budget` tokens and, per participating slot in batch order:
-    (slot, n_tokens, wants_logits)."""
+    (slot, n_tokens, wants_logits). drafter(slot, room): a generating slot's draft of at most
+    room tokens (None: no speculation); a drafted slot wants logits at each of its tokens."""
     toks: list[int] = []
     seqs: list[int] = []
     pos: list[int] = []
     want: list[bool] = []
     hidden: list[bool] = []
+    alone: list[bool] = []  # a drafted slot's tokens attend one at a time (Batch.alone)
     lora: list[tuple[float, ...]] = []  # each token's LoRA scales (its slot's task's)
     mpos: list[int] = []  # each token's attention-mask position (an image row: its image's last)
     images: list[tuple[int, np.ndarray]] = []  # (batch row, float32 (n, n_embd) rows) of image rows
     rows: list[tuple[Slot, int, bool]] = []
     for s in slots:
-        if s.state is SlotState.GENERATING and len(toks) < budget:
-            toks.append(s.cache_tokens[-1])
-            seqs.append(s.id)
-            pos.append(len(s.cache_tokens) - 1)
-            mpos.append(pos[-1])
-            want.append(True)
-            hidden.append(False)
-            lora.append(s.gen.lora)
-            rows.append((s, 1, True))
+        s.draft = []
+    decoding = [s for s in slots if s.state is SlotState.GENERATING]
+    for i, s in enumerate(decoding):
+        if len(toks) >= budget:
+            break
+        if drafter is not None:  # room: what is left once this slot and the ones after it have their token
+            s.draft = drafter(s, budget - len(toks) - (len(decoding) - i))
+        fed = [s.cache_tokens[-1], *s.draft]
+        p0 = len(s.cache_tokens) - 1
+        toks.extend(fed)
+        seqs.extend([s.id] * len(fed))
+        pos.extend(range(p0, p0 + len(fed)))
+        mpos.extend(range(p0, p0 + len(fed)))
+        want.extend([True] * len(fed))
+        hidden.extend([False] * len(fed))
+        alone.extend([bool(s.draft)] * len(fed))
+        lora.extend([s.gen.lora] * len(fed))
+        rows.append((s, len(fed), True))
     prompts = cont_batching or not toks
     for s in slots:
         room = budget - len(toks)
@@ -98,6 +114,7 @@ def build_batch(slots: list[Slot], budget: int, cont_batching: bool = True
                 mpos[row0 + a - p0 : row0 + b - p0] = [b - 1] * (b - a)
         want.extend([False] * (len(chunk) - 1) + [last])
         hidden.extend([embd] * len(chunk))
+        alone.extend([False] * len(chunk))
         lora.extend([s.gen.lora] * len(chunk))
         rows.append((s, len(chunk), last))
     if not toks:
@@ -105,6 +122,8 @@ def build_batch(slots: list[Slot], budget: int, cont_batching: bool = True
     batch = Batch(np.array(toks, np.int32), np.array(seqs, np.int32), np.array(pos, np.int32), np.array(want, bool),
                   np.array(hidden, bool) if any(hidden) else None,
                   np.array(lora, np.float32) if lora and lora[0] else None)
+    if any(alone):
+        batch.alone = np.array(alone, bool)
     if images:
         batch.embd = np.zeros((len(toks), images[0][1].shape[1]), np.float32)
         batch.embd_mask = np.zeros(len(toks), bool)

@@ -48,6 +48,7 @@ class Slot:
         self.lora: tuple[float, ...] = ()  # the LoRA scales cache_tokens were evaluated with
         self.last_used = -1.0  # time.monotonic() of the last release (-1: never used)
         self.i_prompt = 0  # next prompt token to evaluate
+        self.draft: list[int] = []  # the n-gram draft fed after the last sampled token in this step's batch
         self.gen: Generation | None = None
         self.last_task: Task | None = None  # the task that held the slot last (None: never used)
 

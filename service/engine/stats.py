@@ -7,7 +7,9 @@ As in llama-server:
   token comes from the last prompt pass's logits, so it costs no step of its own) and the time
   from the end of the prompt to the last token;
 - the two throughput gauges are steps per second over a bucket that every /metrics scrape
-  reads and empties.
+  reads and empties;
+- speculative decoding's drafted and accepted tokens, verification steps and accepted tokens
+  per draft position are added when the slot is released, with its generation.
 
 While the server sleeps (service.engine.power) scrapes read a copy frozen on entering sleep:
 each one empties that copy's bucket, and a wake then empties the live bucket too, so that the
@@ -53,6 +55,10 @@ class Metrics:
     n_busy_slots: int = 0
     latency: Latency = field(default_factory=Latency)  # the llamajit: histograms (latency.py)
     rejected: int = 0  # requests refused because the queue was full (--max-queue)
+    n_draft_tokens: int = 0  # speculative decoding: tokens drafted
+    n_draft_accepted: int = 0  # ... accepted
+    n_draft_steps: int = 0  # ... verification steps
+    accepted_per_pos: list[int] = field(default_factory=list)  # accepted tokens per draft position
 
     @property
     def busy_slots_per_decode(self) -> float:
@@ -91,6 +97,20 @@ class Stats:
         with self._lock:
             self._m.predict.add(n, n - 1, seconds)
             self._m.predict_bucket.add(n, n - 1, seconds)
+
+    def drafted(self, d) -> None:
+        """A released slot's speculative counters (speculative.DraftStats)."""
+        if not d.n_steps and not d.n_drafted:
+            return
+        with self._lock:
+            m = self._m
+            m.n_draft_tokens += d.n_drafted
+            m.n_draft_accepted += d.n_accepted
+            m.n_draft_steps += d.n_steps
+            if len(m.accepted_per_pos) < len(d.per_pos):
+                m.accepted_per_pos += [0] * (len(d.per_pos) - len(m.accepted_per_pos))
+            for i, n in enumerate(d.per_pos):
+                m.accepted_per_pos[i] += n
 
     def finished(self, queue_s: float, ttft_s: float | None, tpot_s: float | None, e2e_s: float) -> None:
         """A task left its slot: its latencies (service.engine.latency says what each one is)."""

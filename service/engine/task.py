@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.engine.speculative import SpecConfig
 from service.sampling import SamplingParams, TokenProbs
 
 
@@ -45,6 +46,7 @@ class EngineConfig:
     threads_batch: int = 0  # -tb: Numba threads for larger batches (prompts); 0: as for decode
     t_start: float | None = None  # process start (Unix seconds) for /metrics
     max_queue: int = 0  # --max-queue: tasks that may wait beyond the slots (0: no bound)
+    spec: SpecConfig = field(default_factory=SpecConfig)  # --spec-type and its sizes (default: none)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,9 @@ class TaskParams:
     # multimodal prompts: service.vision.media.ImageChunk of each image (first prompt position, float32 rows
     # (n, n_embd) used in place of token embeddings); the prompt holds placeholder ids < 0 at those positions
     images: tuple = ()
+    spec_types: str = "none"  # the server's --spec-type, as the task's settings show it
+    spec_n_max: int = -1  # request speculative.n_max: the most tokens drafted per step (-1: no cap; 0: none)
+    spec_n_min: int = 0  # request speculative.n_min: a shorter draft is not used
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,8 @@ class Timings:
     prompt_ms: float
     predicted_n: int
     predicted_ms: float
+    draft_n: int = 0  # speculative decoding: tokens drafted
+    draft_n_accepted: int = 0  # ... and accepted
 
 
 @dataclass(frozen=True)

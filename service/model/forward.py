@@ -41,6 +41,10 @@ class Batch:
     embd: np.ndarray | None = None  # float32 (T, n_embd): rows used in place of the token embeddings where embd_mask
     embd_mask: np.ndarray | None = None  # bool (T,) the rows that are image embeddings (their tokens are ignored)
     attn_pos: np.ndarray | None = None  # int32 (T,) attention-mask positions (None: pos); image rows: their image's last
+    # bool (T,): on the CPU, these tokens attend one query at a time, as a one-token decode step does (a sequence's
+    # run is all or none): speculative verification then rounds as plain decoding, where several queries of a run
+    # would share attention tiles that round differently (kernels.attention)
+    alone: np.ndarray | None = None
 
 
 @dataclass
@@ -124,7 +128,13 @@ class Forward:
                    c.rope_ext_factor, c.rope_attn_factor, *c.rope_corr_dims)  # llama3 freqs, YaRN
         if c.sliding_window:  # sliding-window layers have their own RoPE base (gemma3)
             rope_cache(self.cos[1, :n], self.sin[1, :n], pos, c.rope_dims, c.rope_base_swa, c.rope_scale_swa)
-        segs_arr = np.array([(int(b.seq[s0]), s0, s1) for s0, s1 in segs], np.int64)
+        segs_arr = np.array([(int(b.seq[s0]), s0, s1) for s0, s1 in segs], np.int64)  # (n_seg, 3) seq, first, end
+        cpu_segs = segs_arr
+        if b.alone is not None and b.alone.any():  # a one-token segment per such token: (n_seg', 3), same order
+            split: list[tuple[int, int, int]] = []
+            for q, s0, s1 in segs_arr.tolist():
+                split.extend([(q, t, t + 1) for t in range(s0, s1)] if b.alone[s0] else [(q, s0, s1)])
+            cpu_segs = np.array(split, np.int64)
         lora_s = self.lora_s[:n]
         if self.adapters.n:
             lora_s[:] = b.lora if b.lora is not None else self.adapters.scales()
@@ -136,7 +146,7 @@ class Forward:
         for li in range(self.place.n_gpu, c.n_layer):
             swa = int(c.swa_layers[li])
             kc, vc = kv.refs[li]
-            layer(bufs, kc, vc, self.scratch, self.cos[swa, :n], self.sin[swa, :n], mpos, segs_arr, self.layer_w[li],
+            layer(bufs, kc, vc, self.scratch, self.cos[swa, :n], self.sin[swa, :n], mpos, cpu_segs, self.layer_w[li],
                   self.layer_cfg[li])
         for s0, s1 in segs:
             kv.length[int(b.seq[s0])] = int(b.pos[s1 - 1]) + 1
