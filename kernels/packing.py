@@ -65,6 +65,14 @@ _EMPTY_U8 = np.zeros(0, np.uint8)
 _EMPTY_F16 = np.zeros(0, np.uint16)
 
 
+# Rows packed at a time. Every packed array is group-major (all of group 0, then group 1, ...), so
+# a large matrix is packed a chunk of groups at a time into slices of its final arrays: the
+# temporaries (the codes, their zero-padded and transposed copies, about 3x the chunk's size)
+# stay small. Packing Gemma 3's 262,144-row output head whole cost 440 MB of transient memory
+# at load (measured: peak RSS 1,288 MiB against 870 after).
+CHUNK_ROWS = 8192
+
+
 def pack(data: np.ndarray, qtype, n: int, k: int) -> PackedMatrix:
     """GGUF tensor data of a (n, k) matrix -> PackedMatrix.
 
@@ -75,10 +83,34 @@ def pack(data: np.ndarray, qtype, n: int, k: int) -> PackedMatrix:
     bsz, tsz = GGML_QUANT_SIZES[qtype]
     if k % bsz or (qtype not in FLOAT_TYPES and k % 32):
         raise ValueError(f"{qtype.name}: row length {k} is not a multiple of the block size {max(bsz, 32)}")
-    src = np.ascontiguousarray(data)
     row_bytes = k // bsz * tsz
-    if src.nbytes != n * row_bytes:
-        raise ValueError(f"{qtype.name}: {src.nbytes} bytes given for a ({n}, {k}) matrix, want {n * row_bytes}")
+    if data.nbytes != n * row_bytes:
+        raise ValueError(f"{qtype.name}: {data.nbytes} bytes given for a ({n}, {k}) matrix, want {n * row_bytes}")
+    if n <= CHUNK_ROWS:
+        return _pack(np.ascontiguousarray(data), qtype, n, k)
+    rows = np.ascontiguousarray(data).view(np.uint8).reshape(n, row_bytes)
+    first = _pack(rows[:CHUNK_ROWS], qtype, CHUNK_ROWS, k)
+    g, g0 = -(-n // ROWS), CHUNK_ROWS // ROWS
+    out = {}
+    for name in ("qs", "d", "m", "w"):  # the whole matrix's arrays, each of g equal group slices
+        a = getattr(first, name)
+        per = a.size // g0
+        out[name] = np.empty(per * g, a.dtype)
+        out[name][: a.size] = a
+    for r0 in range(CHUNK_ROWS, n, CHUNK_ROWS):
+        r1 = min(n, r0 + CHUNK_ROWS)
+        part = _pack(rows[r0:r1], qtype, r1 - r0, k)
+        for name, a in out.items():
+            per = a.size // g
+            a[r0 // ROWS * per : r0 // ROWS * per + getattr(part, name).size] = getattr(part, name)
+    return PackedMatrix(qtype, n, k, first.width, first.bs, first.sym, out["qs"], out["d"], out["m"], out["w"],
+                        n * row_bytes)
+
+
+def _pack(src: np.ndarray, qtype: T, n: int, k: int) -> PackedMatrix:
+    """pack() of one chunk of rows (contiguous)."""
+    bsz, tsz = GGML_QUANT_SIZES[qtype]
+    row_bytes = k // bsz * tsz
     g = -(-n // ROWS)
     if qtype in FLOAT_TYPES:
         vals = src.view(np.uint8).view(FLOAT_TYPES[qtype]).reshape(n, k)

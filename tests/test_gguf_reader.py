@@ -136,3 +136,25 @@ def test_an_unused_file_is_not_kept(tmp_path):
     ref = weakref.ref(read_gguf(p))
     gc.collect()
     assert ref() is None
+
+
+def _rss_file_kib() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssFile"))
+
+
+@pytest.mark.skipif(not hasattr(__import__("mmap"), "MADV_DONTNEED"), reason="no madvise here")
+def test_release_drops_a_tensors_pages_and_keeps_its_view():
+    """release(name): the tensor's file pages leave the process's RSS (the packed copy replaced
+    them), and the view handed out before still reads the same bytes (faulted back in)."""
+    from tests.server_proc import SMOLLM2
+
+    f = read_gguf(SMOLLM2)
+    name = "token_embd.weight"  # 49152 x 576 Q4_1: 27 MiB
+    view = f.data(name)
+    digest = int(view.astype(np.uint64).sum())  # touches every page
+    touched = _rss_file_kib()
+    f.release(name)
+    released = _rss_file_kib()
+    assert touched - released > 0.9 * f.tensors[name].nbytes / 1024, (touched, released)
+    assert int(view.astype(np.uint64).sum()) == digest

@@ -102,3 +102,25 @@ def test_bad_input_is_a_value_error():
     big[0, 4:8] = 63
     with pytest.raises(ValueError, match="float16 range"), np.errstate(over="ignore"):
         pack(big, T.Q4_K, 1, 256)
+
+
+@pytest.mark.parametrize("qtype", [T.Q4_0, T.Q5_1, T.Q6_K, T.Q8_0, T.F16, T.F32], ids=lambda t: t.name)
+def test_a_matrix_packed_in_chunks_equals_it_packed_whole(qtype, monkeypatch):
+    """Matrices taller than CHUNK_ROWS are packed a chunk of row groups at a time into their final
+    arrays (to bound load-time memory): the result is the whole-matrix packing, array for array,
+    with the last chunk's padding rows where they belong."""
+    from kernels import packing
+
+    n, k = 101, 256  # chunks of 32 rows: 3 full ones and a padded 5-row tail
+    data = random_matrix(qtype, n, k, np.random.default_rng(int(qtype)))
+    if qtype not in FLOATS:
+        data = coarse_scales(data, qtype)
+    whole = pack(data, qtype, n, k)
+    monkeypatch.setattr(packing, "CHUNK_ROWS", 32)
+    chunked = pack(data, qtype, n, k)
+    for name in ("qs", "d", "m", "w"):
+        a, b = getattr(whole, name), getattr(chunked, name)
+        assert a.dtype == b.dtype and a.shape == b.shape, name
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    assert (chunked.width, chunked.bs, chunked.sym, chunked.src_nbytes) == (whole.width, whole.bs, whole.sym,
+                                                                          whole.src_nbytes)

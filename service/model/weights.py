@@ -113,10 +113,14 @@ class _Loader:
             if device:
                 from kernels.cuda.packing import host_form
 
-                return _ForDevice(host_form(rows, qt, n, k), qt, n, k)
-            return pack(rows, qt, n, k)
+                out = _ForDevice(host_form(rows, qt, n, k), qt, n, k)
+            else:
+                out = pack(rows, qt, n, k)
         except ValueError as e:
             raise self.fail(",".join(names), str(e)) from None
+        for name in names:  # packed copies replace the file's pages (token_embd's rows fault back per lookup)
+            self.f.release(name)
+        return out
 
 
 def load_weights(f: GGUFFile, cfg: ModelConfig, n_gpu: int = 0, gpu_output: bool = False) -> Weights:
