@@ -22,6 +22,7 @@ Padding rows (n up to a multiple of 16) are zeros.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,11 +74,13 @@ _EMPTY_F16 = np.zeros(0, np.uint16)
 CHUNK_ROWS = 8192
 
 
-def pack(data: np.ndarray, qtype, n: int, k: int) -> PackedMatrix:
+def pack(data: np.ndarray, qtype, n: int, k: int, consumed: Callable[[int, int], None] | None = None) -> PackedMatrix:
     """GGUF tensor data of a (n, k) matrix -> PackedMatrix.
 
     data: for quantized types uint8 (n, row_bytes) (or flat); for float types the values
     (n, k) as float32 / float16 / uint16 (bf16) or the raw uint8 bytes.
+    consumed(r0, r1), when given, is called once rows [r0, r1) of data are no longer read (after
+    each chunk of a large matrix): the loader lets the file's pages go there.
     """
     qtype = T(qtype)
     bsz, tsz = GGML_QUANT_SIZES[qtype]
@@ -90,6 +93,8 @@ def pack(data: np.ndarray, qtype, n: int, k: int) -> PackedMatrix:
         return _pack(np.ascontiguousarray(data), qtype, n, k)
     rows = np.ascontiguousarray(data).view(np.uint8).reshape(n, row_bytes)
     first = _pack(rows[:CHUNK_ROWS], qtype, CHUNK_ROWS, k)
+    if consumed is not None:
+        consumed(0, CHUNK_ROWS)
     g, g0 = -(-n // ROWS), CHUNK_ROWS // ROWS
     out = {}
     for name in ("qs", "d", "m", "w"):  # the whole matrix's arrays, each of g equal group slices
@@ -103,6 +108,8 @@ def pack(data: np.ndarray, qtype, n: int, k: int) -> PackedMatrix:
         for name, a in out.items():
             per = a.size // g
             a[r0 // ROWS * per : r0 // ROWS * per + getattr(part, name).size] = getattr(part, name)
+        if consumed is not None:
+            consumed(r0, r1)
     return PackedMatrix(qtype, n, k, first.width, first.bs, first.sym, out["qs"], out["d"], out["m"], out["w"],
                         n * row_bytes)
 

@@ -200,18 +200,20 @@ class GGUFFile:
             return raw.view(np.float16).reshape(*rows, t.shape[0])
         return raw.reshape(*rows, t.shape[0] // block * type_size)
 
-    def release(self, name: str) -> None:
-        """Take a tensor's pages out of this process's resident memory once a packed copy replaced
-        them (MADV_DONTNEED on the read-only map): the views stay valid, and a later read faults
-        its pages back in from the page cache. Without it every packed tensor counted twice in
-        RSS, as file pages and as the packed copy (measured on Gemma 3: 235 MiB of the file)."""
+    def release(self, name: str, first: int = 0, end: int | None = None) -> None:
+        """Take a tensor's pages (bytes [first, end) of it: all by default) out of this process's
+        resident memory once a packed copy replaced them (MADV_DONTNEED on the read-only map): the
+        views stay valid, and a later read faults its pages back in from the page cache. Without
+        it every packed tensor counted twice in RSS, as file pages and as the packed copy
+        (measured on Gemma 3: 235 MiB of the file)."""
         t = self.tensors[name]
-        start = t.offset - t.offset % mmap.PAGESIZE
+        lo, hi = t.offset + first, t.offset + (t.nbytes if end is None else end)
+        lo -= lo % mmap.PAGESIZE
         advice = getattr(mmap, "MADV_DONTNEED", None)
-        if advice is None:  # not Linux / not POSIX: nothing to do
+        if advice is None or hi <= lo:  # not Linux / not POSIX: nothing to do
             return
         try:
-            self._map.madvise(advice, start, t.offset + t.nbytes - start)
+            self._map.madvise(advice, lo, hi - lo)
         except (OSError, ValueError):  # a closed map or a refusing kernel: the pages merely stay
             pass
 

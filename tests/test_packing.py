@@ -117,7 +117,9 @@ def test_a_matrix_packed_in_chunks_equals_it_packed_whole(qtype, monkeypatch):
         data = coarse_scales(data, qtype)
     whole = pack(data, qtype, n, k)
     monkeypatch.setattr(packing, "CHUNK_ROWS", 32)
-    chunked = pack(data, qtype, n, k)
+    calls = []  # consumed(r0, r1): each chunk's rows, once packed (the loader releases their pages)
+    chunked = pack(data, qtype, n, k, consumed=lambda r0, r1: calls.append((r0, r1)))
+    assert calls == [(0, 32), (32, 64), (64, 96), (96, 101)]
     for name in ("qs", "d", "m", "w"):
         a, b = getattr(whole, name), getattr(chunked, name)
         assert a.dtype == b.dtype and a.shape == b.shape, name

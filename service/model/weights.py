@@ -114,8 +114,10 @@ class _Loader:
                 from kernels.cuda.packing import host_form
 
                 out = _ForDevice(host_form(rows, qt, n, k), qt, n, k)
-            else:
-                out = pack(rows, qt, n, k)
+            else:  # a single tensor's rows are the file's: let each packed chunk's pages go at once
+                rb = rows.shape[-1] if rows.ndim == 2 else 0
+                done = (lambda r0, r1: self.f.release(names[0], r0 * rb, r1 * rb)) if len(parts) == 1 and rb else None
+                out = pack(rows, qt, n, k, consumed=done)
         except ValueError as e:
             raise self.fail(",".join(names), str(e)) from None
         for name in names:  # packed copies replace the file's pages (token_embd's rows fault back per lookup)
