@@ -8,7 +8,7 @@ PORT   ?= 8080
 # Numba compiles each kernel once and caches it next to the sources (__pycache__).
 export NUMBA_SLP_VECTORIZE ?= 1
 
-.PHONY: install models tools serve test soak bench bench-model bench-gpu loadtest bench-table clean
+.PHONY: install models tools serve test soak bench bench-model bench-memory bench-gpu loadtest bench-table clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ bench: install models
 
 bench-model: install models
 	$(PY) benchmarks/bench_model.py
+
+# Peak RSS at defaults after one request, llamajit and llama.cpp's llama-server (built by
+# ../shared/tools/build-llama-server) in the same run.
+bench-memory: install models
+	$(PY) benchmarks/bench_memory.py
 
 # -ngl all against the CPU and the card's memory bandwidth (needs a CUDA device and the cuda extra).
 bench-gpu: install models
