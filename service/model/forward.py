@@ -24,7 +24,7 @@ from kernels.rope import rope_cache
 from service.model.config import ModelConfig
 from service.model.kvcache import KVCache
 from service.model.layer import LayerBuffers, layer, layer_config, layer_weights, quant_acts
-from service.model.logits import HostLogits, Logits
+from service.model.logits import HostLogits, LazyHostLogits, Logits
 from service.model.lora import Adapters, no_adapters
 from service.model.placement import Placement
 from service.model.weights import Weights
@@ -154,6 +154,10 @@ class Forward:
         hrows = np.flatnonzero(b.hidden) if b.hidden is not None else rows[:0]
         if self.place.output_on_gpu:
             return ForwardOut(*self.offload.head(rows, hrows))
+        if b.alone is not None and b.alone.any():  # drafted runs: the head runs for the rows verification reads
+            normed, ls = self._normed(x, rows), np.ascontiguousarray(lora_s[rows])
+            logits = LazyHostLogits(lambda r0, r1: self._head(normed[r0:r1], ls[r0:r1]), len(rows), c.n_vocab)
+            return ForwardOut(logits, self._normed(x, hrows))
         return ForwardOut(HostLogits(self._logits(x, rows, lora_s[rows])), self._normed(x, hrows))
 
     def _normed(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -166,15 +170,18 @@ class Forward:
     def _logits(self, x: np.ndarray, rows: np.ndarray, lora_s: np.ndarray) -> np.ndarray:
         """(len(rows), n_vocab) logits of x's rows: the output head on their final-norm states
         (plus the LoRA updates of the head, lora_s (len(rows), J) their scales)."""
-        c = self.cfg
         if len(rows) == 0:
-            return np.zeros((0, c.n_vocab), np.float32)
-        logits = np.empty((len(rows), c.n_vocab), np.float32)
-        normed = self._normed(x, rows)
+            return np.zeros((0, self.cfg.n_vocab), np.float32)
+        return self._head(self._normed(x, rows), lora_s)
+
+    def _head(self, normed: np.ndarray, lora_s: np.ndarray) -> np.ndarray:
+        """(R, n_vocab) logits of R final-norm states normed (R, n_embd); lora_s (R, J) their LoRA scales."""
+        c = self.cfg
+        logits = np.empty((len(normed), c.n_vocab), np.float32)
         matmul(logits, normed, self.w.output)
         if self.adapters.out is not None:
             lora_add(logits, normed, *self.adapters.out, np.ascontiguousarray(lora_s),
-                     np.zeros((len(rows), max(self.adapters.rank, 1)), np.float32))
+                     np.zeros((len(normed), max(self.adapters.rank, 1)), np.float32))
         if c.final_softcap > 0:
             logits = np.tanh(logits / c.final_softcap) * c.final_softcap
         return logits

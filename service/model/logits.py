@@ -56,3 +56,30 @@ class HostLogits:
 
     def top_k(self, i: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("host logits serve no top_k (max_k = 0): read row()")
+
+
+class LazyHostLogits(HostLogits):
+    """Host logits whose rows are computed when first asked for, CHUNK rows at a time: speculative
+    verification reads a drafted run's rows in order and stops at the first rejected draft token, so
+    the output head (a fifth of a SmolLM2 token's work) runs only for the rows it reads.
+    head(r0, r1) returns the (r1 - r0, n_vocab) logits of rows r0 .. r1 - 1."""
+
+    CHUNK = 8
+
+    def __init__(self, head, n: int, n_vocab: int):
+        super().__init__(np.empty((n, n_vocab), np.float32))
+        self.head = head
+        self.done = np.zeros((n + self.CHUNK - 1) // self.CHUNK, bool)  # which chunks hold their logits
+
+    def row(self, i: int) -> np.ndarray:
+        c = i // self.CHUNK
+        if not self.done[c]:
+            r0, r1 = c * self.CHUNK, min((c + 1) * self.CHUNK, self.shape[0])
+            self.a[r0:r1] = self.head(r0, r1)
+            self.done[c] = True
+        return self.a[i]
+
+    def host(self) -> np.ndarray:
+        for c in range(len(self.done)):
+            self.row(c * self.CHUNK)
+        return self.a
