@@ -130,10 +130,13 @@ class Forward:
             rope_cache(self.cos[1, :n], self.sin[1, :n], pos, c.rope_dims, c.rope_base_swa, c.rope_scale_swa)
         segs_arr = np.array([(int(b.seq[s0]), s0, s1) for s0, s1 in segs], np.int64)  # (n_seg, 3) seq, first, end
         cpu_segs = segs_arr
-        if b.alone is not None and b.alone.any():  # a one-token segment per such token: (n_seg', 3), same order
+        if b.alone is not None and b.alone.any():  # such runs cut into short segments: (n_seg', 3), same order
+            # kernels.attention tiles a segment's queries (all but its last) only when n_rep * (its length - 1)
+            # reaches 8: shorter segments take the one-query path throughout, in fewer launches than one per token
+            step = 1 + 7 // max(1, c.n_head // c.n_head_kv)
             split: list[tuple[int, int, int]] = []
             for q, s0, s1 in segs_arr.tolist():
-                split.extend([(q, t, t + 1) for t in range(s0, s1)] if b.alone[s0] else [(q, s0, s1)])
+                split.extend([(q, t, min(t + step, s1)) for t in range(s0, s1, step)] if b.alone[s0] else [(q, s0, s1)])
             cpu_segs = np.array(split, np.int64)
         lora_s = self.lora_s[:n]
         if self.adapters.n:
