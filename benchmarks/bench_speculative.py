@@ -2,8 +2,8 @@
 and llama.cpp's own llama-server in the same run.
 
 A repetitive task: the model is asked to rewrite a Python snippet given in its prompt "exactly as
-it is", so that its output copies its prompt (SmolLM2 does, then explains the code in prose). Per server (llamajit, then llama-server), one process without
-speculation and one with `--spec-type ngram-simple` (default sizes: n 12, m 48), each at
+it is", so that its output copies its prompt (SmolLM2 does, then explains the code in prose).
+Per server (llamajit, then llama-server), one process without speculation and one with `--spec-type ngram-simple` (default sizes: n 12, m 48), each at
 -c 4096 -np 1 -t THREADS; R greedy requests each (the prompt cache off); reported: decode tokens/s
 (timings.predicted_n / predicted_ms, the best of R), the tokens drafted and accepted (timings.draft_n,
 draft_n_accepted), and the ratios with/without speculation and llamajit/llama-server.
