@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -26,6 +24,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.serving import start_server, status_mib  # noqa: E402
 from tests.server_proc import GEMMA3, SMOLLM2, free_port  # noqa: E402
 
 PEER = Path.home() / ".cache" / "llamacpp-peer" / "build" / "bin" / "llama-server"
@@ -35,14 +34,6 @@ TEXT = ("The history of the Roman empire spans many centuries, from the founding
         "Constantinople. ")
 
 
-def _status(pid: int) -> dict[str, float]:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(("VmRSS:", "VmHWM:")):
-            out[line.split(":")[0]] = int(line.split()[1]) / 1024
-    return out
-
-
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process, all threads (a measure that a busy machine disturbs
     less than the wall clock)."""
@@ -50,27 +41,12 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def serve(cmd: list[str], port: int) -> subprocess.Popen:
-    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return p
-        except httpx.TransportError:
-            pass
-        if p.poll() is not None:
-            raise RuntimeError(f"{cmd} exited {p.returncode}")
-        time.sleep(0.5)
-    raise TimeoutError(cmd[0])
-
-
 def one_server(model: Path, t: str, peer: Path | None, n_predict: int, fill: int, threads: int) -> dict:
     port = free_port()
     head = [str(peer)] if peer else [sys.executable, "-m", "service.cli"]
     cmd = [*head, "-m", str(model), "--port", str(port), "-c", str(CTX), "-np", "1", "-ctk", t, "-ctv", t, "-t",
            str(threads)]
-    p = serve(cmd, port)
+    p = start_server(cmd, port, timeout=900)
     try:
         url = f"http://127.0.0.1:{port}"
         toks = httpx.post(url + "/tokenize", json={"content": TEXT * 200}).json()["tokens"][:fill]
@@ -79,7 +55,7 @@ def one_server(model: Path, t: str, peer: Path | None, n_predict: int, fill: int
         cpu0 = _cpu_seconds(p.pid)
         r = httpx.post(url + "/completion", json={**body, "n_predict": n_predict}, timeout=3600).json()
         cpu = _cpu_seconds(p.pid) - cpu0  # the prompt came from the cache: this is decode
-        mem = _status(p.pid)
+        mem = status_mib(p.pid)
         return {"rss_mib": round(mem["VmRSS"]), "peak_mib": round(mem["VmHWM"]),
                 "decode_tps": round(r["timings"]["predicted_per_second"], 1),
                 "decode_per_cpu_s": round(r["timings"]["predicted_n"] / cpu, 1),

@@ -28,21 +28,12 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.serving import start_server, status_mib  # noqa: E402
 from tests.server_proc import GEMMA3, SMOLLM2, free_port  # noqa: E402
 
 PEER = Path.home() / ".cache" / "llamacpp-peer" / "build" / "bin" / "llama-server"
 MODELS = {"smollm2": SMOLLM2, "gemma3": GEMMA3}
 OURS = ROOT / ".venv" / "bin" / "llama-server"
-
-
-def status_mib(pid: int) -> dict[str, float]:
-    """VmHWM, VmRSS, RssAnon, RssFile of a process, MiB."""
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
-            out[key] = int(value.split()[0]) / 1024
-    return out
 
 
 def children_rss_mib(pid: int) -> float:
@@ -53,20 +44,9 @@ def children_rss_mib(pid: int) -> float:
 def measure(exe: Path, model: Path) -> dict[str, float]:
     """Start exe on model, serve one completion, and read its memory."""
     port = free_port()
-    p = subprocess.Popen([str(exe), "-m", str(model), "--port", str(port), "-t", "2"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = start_server([str(exe), "-m", str(model), "--port", str(port), "-t", "2"], port)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 600
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if p.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{exe} did not start on {model}")
-            time.sleep(0.1)
         r = httpx.post(f"{url}/completion", json={"prompt": "Tell me a story", "n_predict": 64, "temperature": 0},
                        timeout=300)
         r.raise_for_status()

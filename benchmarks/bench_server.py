@@ -26,27 +26,13 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.serving import start_server  # noqa: E402
 from tests.server_proc import free_port  # noqa: E402
 
 PEER = Path.home() / ".cache" / "llamacpp-peer" / "build" / "bin" / "llama-server"
 PROMPTS = ["The history of the Roman empire", "A recipe for bread starts with", "In quantum mechanics, the",
            "The best way to learn a language", "Once upon a time in a small village", "def quicksort(xs):",
            "The weather tomorrow will be", "Dear hiring manager, I am writing"]
-
-
-def start(cmd: list[str], port: int) -> subprocess.Popen:
-    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return p
-        except httpx.TransportError:
-            pass
-        if p.poll() is not None:
-            raise RuntimeError(f"{cmd[0]} exited {p.returncode}")
-        time.sleep(0.2)
-    raise TimeoutError(cmd[0])
 
 
 async def one(client: httpx.AsyncClient, prompt: str, n: int) -> tuple[float, int, float]:
@@ -117,7 +103,7 @@ def main() -> None:
     results: dict[str, dict[int, dict]] = {}
     for name, cmd in servers.items():
         port = free_port()
-        p = start([*cmd, "--port", str(port)], port)
+        p = start_server([*cmd, "--port", str(port)], port, timeout=300)
         try:
             results[name] = {c: asyncio.run(load(f"http://127.0.0.1:{port}", c, a.tokens, a.rounds)) for c in (1, 4, 8)}
         finally:

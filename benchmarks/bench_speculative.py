@@ -32,15 +32,14 @@ To be re-taken on an idle machine.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.serving import start_server  # noqa: E402
 from tests.server_proc import SMOLLM2, free_port  # noqa: E402
 
 PEER = Path.home() / ".cache" / "llamacpp-peer" / "build" / "bin" / "llama-server"
@@ -65,25 +64,10 @@ PROMPT = ("<|im_start|>user\nRewrite this code exactly as it is:\n\n```python\n"
           + "```<|im_end|>\n<|im_start|>assistant\n")
 
 
-def serve(cmd: list[str], port: int) -> subprocess.Popen:
-    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return p
-        except httpx.TransportError:
-            pass
-        if p.poll() is not None:
-            raise RuntimeError(f"{cmd} exited {p.returncode}")
-        time.sleep(0.3)
-    raise TimeoutError(cmd[0])
-
-
 def measure(head: list[str], spec: bool, n_predict: int, repeat: int, threads: int) -> dict:
     port = free_port()
     cmd = [*head, "-m", str(SMOLLM2), "--port", str(port), "-c", "4096", "-np", "1", "-t", str(threads)]
-    p = serve(cmd + (["--spec-type", "ngram-simple"] if spec else []), port)
+    p = start_server(cmd + (["--spec-type", "ngram-simple"] if spec else []), port)
     try:
         body = {"prompt": PROMPT, "n_predict": n_predict, "temperature": 0, "cache_prompt": False}
         best: dict = {}
