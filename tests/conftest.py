@@ -27,5 +27,5 @@ def pytest_sessionstart(session):
         return
     r = subprocess.run([sys.executable, "-m", "service.precompile", str(model)], capture_output=True, text=True,
                        timeout=1200)
-    if r.returncode != 0:
-        raise RuntimeError(f"service.precompile failed:\n{r.stdout}\n{r.stderr}")
+    if r.returncode != 0:  # the model does not load: the tests that load it fail and say why, one by one
+        sys.stderr.write(f"conftest: service.precompile failed (exit {r.returncode}):\n{r.stderr[-2000:]}\n")
