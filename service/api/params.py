@@ -31,6 +31,10 @@ _UINT32 = 0xFFFFFFFF
 
 
 def builder(request: Request) -> ParamBuilder:
+    """The app's ParamBuilder. Every handler that builds from a request needs the model, so this
+    wakes a sleeping server (ServerState.model), as llama-server does for them (token counting
+    included); the builder itself keeps the tokenizer, which stays loaded while asleep."""
+    request.app.state.server.model  # noqa: B018 (the property's side effect: power.want())
     b = request.app.state.get("params")
     if b is None:
         b = request.app.state.params = ParamBuilder(request.app.state.server)

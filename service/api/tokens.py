@@ -50,9 +50,6 @@ async def apply_template(request: Request) -> Response:
 
 
 async def _input_tokens(request: Request, chat: ChatRequest) -> Response:
-    # Counting wakes a sleeping server, as in llama-server (whose tokenizer goes with the model);
-    # ours stays loaded, so the count is answered at once while the engine reloads.
-    request.app.state.server.model  # noqa: B018 (the property's side effect: power.want())
     chat, images = chat_images(request, chat)
     plan = await plan_chat(request, chat, compile_grammar=False)
     n = len(await chat_prompt(request, plan, images))
