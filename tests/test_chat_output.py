@@ -53,6 +53,8 @@ def test_llama_cpp_outputs_parse(case):
     msg = final_message(plan.spec, case["output"])
     assert (msg.content, msg.reasoning_content, _calls(msg)) == (want["content"], want["reasoning"], want["tool_calls"])
     assert all(c.id for c in msg.tool_calls)
+    if "ids" in want:  # the ids the model wrote (Kimi K2's functions.<name>:<n>) are the calls' ids
+        assert [c.id for c in msg.tool_calls] == want["ids"]
     # streamed a few characters at a time: the deltas add up to the same message, calls get their
     # index in order and an id, and no content delta carries any part of a call
     stream, content, reasoning, calls = OutputStream(plan.spec), "", "", {}

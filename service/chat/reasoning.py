@@ -40,6 +40,7 @@ def reasoning_format(name: object, field: str = "reasoning_format") -> Reasoning
 class ThinkTags:
     open: str = "<think>"
     close: str = "</think>"
+    ends: tuple[str, ...] = ()  # markers that also end the block, left in place for the call parser
 
 
 # Model families whose templates write other tags (recognised by those tags in the template).
@@ -47,6 +48,9 @@ _FAMILY_TAGS = [
     ("[THINK]", ThinkTags("[THINK]", "[/THINK]")),  # Magistral
     ("<|START_THINKING|>", ThinkTags("<|START_THINKING|>", "<|END_THINKING|>")),  # Command R7B
     ("<seed:think>", ThinkTags("<seed:think>", "</seed:think>")),  # Seed-OSS
+    # Kimi K2 may call a tool straight from its thoughts without closing them (llama.cpp's parser
+    # ends the block at the calls' markers too)
+    ("<|tool_calls_section_begin|>", ThinkTags(ends=("<|tool_calls_section_begin|>", "<|tool_call_begin|>"))),
 ]
 
 
@@ -90,11 +94,15 @@ def split_reasoning(text: str, tags: ThinkTags, fmt: ReasoningFormat, *, partial
         body_start = len(tags.open)
     else:
         body_start = 0
-    end = text.find(tags.close, body_start)
+    end, skip = text.find(tags.close, body_start), len(tags.close)
+    for mark in tags.ends:
+        at = text.find(mark, body_start)
+        if at >= 0 and (end < 0 or at < end):
+            end, skip = at, 0
     if end >= 0:
-        thoughts, rest, closed = text[body_start:end], text[end + len(tags.close):].lstrip(), True
+        thoughts, rest, closed = text[body_start:end], text[end + skip:].lstrip(), True
     else:
-        cut = partial_suffix(text, tags.close) if partial else len(text)
+        cut = min(partial_suffix(text, w) for w in (tags.close, *tags.ends)) if partial else len(text)
         thoughts, rest, closed = text[body_start:cut], "", not partial
     thoughts = thoughts.strip()
     if not thoughts:

@@ -12,6 +12,9 @@ The format follows from the chat template in force, in llama.cpp's order (common
     LLAMA_3_X      the template has an `ipython` role: {"name": "f", "parameters": {...}}
     MISTRAL_NEMO   the template mentions `[TOOL_CALLS]`: [TOOL_CALLS][{"name", "arguments", "id"}]
 
+and the formats with a module of their own (toolcall_families.py: Qwen3-Coder XML, DeepSeek,
+Kimi K2, ...), recognised before the `<tool_call>` check; gpt-oss's harmony is output.py's.
+
 parse_calls(fmt, text, partial) returns (content, calls). A final parse (partial=False) raises
 ToolParseError on malformed output (the caller then keeps the text as content, as llama-server
 does); a partial parse never raises: it returns what is certain and holds back a tail that may
@@ -24,7 +27,7 @@ import enum
 import json
 import re
 
-from . import toolcall_deepseek, toolcall_xml
+from . import toolcall_families
 from .chatmsg import ToolCall
 from .partial_json import Node, NotJSON, canonical, parse_prefix, skip_ws
 from .reasoning import partial_suffix
@@ -40,6 +43,7 @@ class ToolFormat(enum.Enum):
     GPT_OSS = "GPT-OSS"  # harmony.py: channels, with or without tools
     DEEPSEEK_R1 = "DeepSeek R1"  # toolcall_deepseek.py
     DEEPSEEK_V3_1 = "DeepSeek V3.1"
+    KIMI_K2 = "Kimi K2"  # toolcall_kimi.py; the formats with a module of their own: toolcall_families.py
 
 
 class ToolParseError(ValueError):
@@ -50,12 +54,10 @@ def detect(source: str, *, tools: bool, choice_none: bool, schema: bool) -> Tool
     """The format for a template source and a request (tools given, tool_choice "none", a JSON schema asked for)."""
     if "<|channel|>" in source and not schema:
         return ToolFormat.GPT_OSS
-    if "<｜tool▁calls▁begin｜>" in source and not schema:
-        v31 = re.search(r"tool▁call▁begin｜>'\s*\+\s*tool\['function'\]\['name'\]", source)
-        return ToolFormat.DEEPSEEK_V3_1 if v31 else ToolFormat.DEEPSEEK_R1
+    own = toolcall_families.recognise(source)
+    if own is not None and not schema:
+        return ToolFormat(own)
     if "<tool_call>" in source and not schema:
-        if "<function=" in source and "<parameter=" in source and _GLUED not in source:
-            return ToolFormat.QWEN3_CODER
         return ToolFormat.HERMES_2_PRO
     if tools and schema:
         return ToolFormat.GENERIC
@@ -68,22 +70,14 @@ def detect(source: str, *, tools: bool, choice_none: bool, schema: bool) -> Tool
     return ToolFormat.GENERIC
 
 
-_GLUED = "'<tool_call><function=' ~ tool_call.name ~ '>'"  # a template that writes no newlines there (llama.cpp)
-
-
 def parse_calls(fmt: ToolFormat, text: str, partial: bool, schemas: dict | None = None) -> tuple[str, list[ToolCall]]:
     if fmt is ToolFormat.CONTENT_ONLY:
         return text, []
-    if fmt in (ToolFormat.DEEPSEEK_R1, ToolFormat.DEEPSEEK_V3_1):
+    own = toolcall_families.family(fmt.value)
+    if own is not None:  # content kept as written (llama.cpp's fixtures)
         try:
-            content, calls = toolcall_deepseek.parse(text, partial)
-        except toolcall_deepseek.DeepSeekParseError as e:
-            raise ToolParseError(str(e)) from None
-        return (content.rstrip() if partial else content), calls
-    if fmt is ToolFormat.QWEN3_CODER:  # content kept as written (llama.cpp's fixtures)
-        try:
-            content, calls = toolcall_xml.parse(text, partial, schemas)
-        except toolcall_xml.XmlParseError as e:
+            content, calls = own.parse(text, partial, schemas or {})
+        except own.error as e:
             raise ToolParseError(str(e)) from None
         return (content.rstrip() if partial else content), calls
     parser = {ToolFormat.GENERIC: _generic, ToolFormat.HERMES_2_PRO: _hermes,

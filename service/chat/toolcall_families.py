@@ -1,0 +1,64 @@
+"""The tool-call formats that have a module of their own: how each is recognised in a chat
+template, and which module reads the calls out of the model's output.
+
+Recognition follows llama.cpp (common/chat.cpp): its dedicated templates are looked for first, in
+its order, then the markers its automatic parser would find in these families' templates. The
+first family whose markers the template source has wins (GLM's templates also mention
+`<tool_call>`, so GLM comes before the Qwen3-Coder and Hermes checks in toolcall_formats.py).
+
+Every module here returns the content before the calls as the model wrote it (llama.cpp's
+fixtures keep it so); while streaming, trailing whitespace waits for what follows it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import toolcall_deepseek, toolcall_kimi, toolcall_xml
+from .chatmsg import ToolCall
+
+Parse = Callable[[str, bool, dict], tuple[str, list[ToolCall]]]
+
+
+@dataclass(frozen=True)
+class Family:
+    value: str  # the ToolFormat's value
+    recognise: Callable[[str], bool]
+    parse: Parse
+    error: type[ValueError]
+
+
+def _has(*needles: str) -> Callable[[str], bool]:
+    return lambda source: all(n in source for n in needles)
+
+
+_V31 = re.compile(r"tool▁call▁begin｜>'\s*\+\s*tool\['function'\]\['name'\]")
+_GLUED = "'<tool_call><function=' ~ tool_call.name ~ '>'"  # a template that writes no newlines there (llama.cpp)
+
+
+def _deepseek(v31: bool) -> Callable[[str], bool]:
+    return lambda s: "<｜tool▁calls▁begin｜>" in s and bool(_V31.search(s)) == v31
+
+
+FAMILIES = [
+    Family("Kimi K2", _has("<|tool_calls_section_begin|>", "<|tool_call_begin|>"),
+           lambda text, partial, schemas: toolcall_kimi.parse(text, partial), toolcall_kimi.KimiParseError),
+    Family("DeepSeek V3.1", _deepseek(True),
+           lambda text, partial, schemas: toolcall_deepseek.parse(text, partial), toolcall_deepseek.DeepSeekParseError),
+    Family("DeepSeek R1", _deepseek(False),
+           lambda text, partial, schemas: toolcall_deepseek.parse(text, partial), toolcall_deepseek.DeepSeekParseError),
+    Family("Qwen3 Coder", lambda s: _has("<tool_call>", "<function=", "<parameter=")(s) and _GLUED not in s,
+           toolcall_xml.parse, toolcall_xml.XmlParseError),
+]
+_BY_VALUE = {f.value: f for f in FAMILIES}
+
+
+def recognise(source: str) -> str | None:
+    """The value of the family whose markers the template has, or None."""
+    return next((f.value for f in FAMILIES if f.recognise(source)), None)
+
+
+def family(value: str) -> Family | None:
+    return _BY_VALUE.get(value)
