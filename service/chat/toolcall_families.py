@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import toolcall_deepseek, toolcall_kimi, toolcall_xml
+from . import toolcall_deepseek, toolcall_glm, toolcall_kimi, toolcall_xml
 from .chatmsg import ToolCall
 
 Parse = Callable[[str, bool, dict], tuple[str, list[ToolCall]]]
@@ -49,6 +49,9 @@ FAMILIES = [
            lambda text, partial, schemas: toolcall_deepseek.parse(text, partial), toolcall_deepseek.DeepSeekParseError),
     Family("DeepSeek R1", _deepseek(False),
            lambda text, partial, schemas: toolcall_deepseek.parse(text, partial), toolcall_deepseek.DeepSeekParseError),
+    # Ling 3 writes the same pairs inside its own <role> sections (not read here)
+    Family("GLM 4.5", lambda s: _has("<tool_call>", "<arg_key>", "<arg_value>")(s) and "<role>ASSISTANT</role>" not in s,
+           toolcall_glm.parse, toolcall_glm.GlmParseError),
     Family("Qwen3 Coder", lambda s: _has("<tool_call>", "<function=", "<parameter=")(s) and _GLUED not in s,
            toolcall_xml.parse, toolcall_xml.XmlParseError),
 ]

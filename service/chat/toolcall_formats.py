@@ -44,6 +44,7 @@ class ToolFormat(enum.Enum):
     DEEPSEEK_R1 = "DeepSeek R1"  # toolcall_deepseek.py
     DEEPSEEK_V3_1 = "DeepSeek V3.1"
     KIMI_K2 = "Kimi K2"  # toolcall_kimi.py; the formats with a module of their own: toolcall_families.py
+    GLM_4_5 = "GLM 4.5"  # toolcall_glm.py (GLM 4.5, 4.6, 4.7)
 
 
 class ToolParseError(ValueError):

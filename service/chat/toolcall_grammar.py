@@ -19,6 +19,8 @@ llama.cpp's grammars (common/chat.cpp):
                    `<｜tool▁calls▁begin｜>`
     KIMI_K2        <|tool_calls_section_begin|>? <|tool_call_begin|>functions.f:N<|tool_call_argument_begin|>{...}
                    <|tool_call_end|> ... (toolcall_kimi.py); trigger `<|tool_call_begin|>`
+    GLM_4_5        <tool_call>f <arg_key>k</arg_key> <arg_value>v</arg_value> ... </tool_call> (toolcall_glm.py);
+                   trigger `<tool_call>`
     GENERIC        always forced: {"tool_call": ...} (or {"tool_calls": [...]} when parallel, each
                    with an "id"), or {"response": text or the requested schema} unless a call is required
 """
@@ -29,7 +31,7 @@ from collections.abc import Callable
 
 from service.sampling.lazy import WS, LazyGrammar, Marker, json_rule
 
-from . import harmony, toolcall_deepseek, toolcall_kimi, toolcall_xml
+from . import harmony, toolcall_deepseek, toolcall_glm, toolcall_kimi, toolcall_xml
 from .toolcall_formats import ToolFormat
 
 Function = dict  # {"name": str, "description": str?, "parameters": JSON schema}
@@ -86,6 +88,8 @@ def build_grammar(fmt: ToolFormat, functions: list[Function], *, required: bool,
     if fmt in (ToolFormat.DEEPSEEK_R1, ToolFormat.DEEPSEEK_V3_1):
         return toolcall_deepseek.grammar(g, functions, r1=fmt is ToolFormat.DEEPSEEK_R1, required=required,
                                          parallel=parallel, marker=marker, after=after)
+    if fmt is ToolFormat.GLM_4_5:
+        return toolcall_glm.grammar(g, functions, required=required, parallel=parallel, marker=marker, after=after)
     if fmt is ToolFormat.KIMI_K2:
         return toolcall_kimi.grammar(g, functions, required=required, parallel=parallel, marker=marker, after=after)
     if fmt is ToolFormat.QWEN3_CODER:

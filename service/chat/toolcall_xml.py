@@ -101,7 +101,7 @@ def _call(text: str, i: int, schema_of: Callable, partial: bool) -> tuple[ToolCa
             raw = text[gt + 1:end]
             raw = raw[1:] if raw.startswith("\n") else raw
             raw = raw[:-1] if raw.endswith("\n") else raw
-            args.append(f"{dumps(key)}:{dumps(_value(raw, props.get(key)))}")
+            args.append(f"{dumps(key)}:{dumps(typed_value(raw, props.get(key)))}")
             pos = end + len(_END_PARAM)
         elif text.startswith("</function>", pos):
             pos = _skip_ws(text, pos + len("</function>"))
@@ -115,7 +115,7 @@ def _call(text: str, i: int, schema_of: Callable, partial: bool) -> tuple[ToolCa
     return ToolCall(name, "{" + ",".join(args)), len(text), False
 
 
-def _types(schema: dict | None) -> list[str]:
+def schema_types(schema: dict | None) -> list[str]:
     if not isinstance(schema, dict):
         return []
     t = schema.get("type")
@@ -129,8 +129,9 @@ def _types(schema: dict | None) -> list[str]:
     return []
 
 
-def _value(raw: str, schema: dict | None):
-    types = _types(schema)
+def typed_value(raw: str, schema: dict | None):
+    """A parameter's text as the JSON value its schema asks for (see the module's docstring)."""
+    types = schema_types(schema)
     if "string" in types:
         if raw == "null" and "null" in types:
             return None
@@ -154,7 +155,7 @@ def grammar(g: LazyGrammar, functions: list[dict], *, required: bool, parallel: 
         props = (fn.get("parameters") or {}).get("properties") or {}
         params = []
         for j, (key, schema) in enumerate(props.items()):
-            value = "xml_text" if "string" in _types(schema) else f"{json_rule(schema)} {_lit(_NL + _END_PARAM)}"
+            value = "xml_text" if "string" in schema_types(schema) else f"{json_rule(schema)} {_lit(_NL + _END_PARAM)}"
             params.append(g.rule(f"p_{k}_{j}", f"{_lit(f'{_PARAM}{key}>' + _NL)} {value} {_lit(_NL)}"))
         body = f"({' | '.join(params)})*" if params else ""
         head = _lit(f"<function={fn['name']}>" + "\n")
