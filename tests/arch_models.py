@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gguf import GGMLQuantizationType as T
+
 from tests.synthetic import Spec, write_model
 
 N_VOCAB = 72
@@ -34,6 +36,21 @@ CASES = {
     # from n_embd / n_head, NeoX RoPE at base 1e6.
     "qwen3": (Spec("qwen3", n_embd=64, n_ff=96, n_head=4, n_head_kv=2, head_dim=32, tied=False, rope_base=1e6,
                    n_vocab=N_VOCAB, seed=41), {}),
+    # Mixtures of experts: 4 experts, 2 per token. qwen3moe: qwen3's attention, softmax routing with
+    # the two weights renormalised to sum 1, experts 64 wide (expert_feed_forward_length).
+    "qwen3moe": (Spec("qwen3moe", n_embd=64, n_ff=96, n_head=4, n_head_kv=2, head_dim=32, tied=False, rope_base=1e6,
+                      n_expert=4, n_expert_used=2, n_ff_exp=64, n_vocab=N_VOCAB, seed=51), {}),
+    # The same with quantized experts (each expert's slice of the 3-D tensor packed on its own).
+    "qwen3moe-quant": (Spec("qwen3moe", n_embd=64, n_ff=96, n_head=4, n_head_kv=2, head_dim=32, tied=False,
+                            rope_base=1e6, n_expert=4, n_expert_used=2, n_ff_exp=64, n_vocab=N_VOCAB, seed=52,
+                            types=dict(ffn_gate=T.Q8_0, ffn_up=T.Q4_0, ffn_down=T.Q5_0)), {}),
+    # qwen2moe: qwen2's Q/K/V biases, weights not renormalised, a shared expert 96 wide behind a
+    # sigmoid gate (ffn_gate_inp_shexp, stored (n_embd, 1) as the converter writes it).
+    "qwen2moe": (Spec("qwen2moe", n_embd=64, n_ff=96, n_head=4, n_head_kv=2, tied=False, rope_base=1e6, n_expert=4,
+                      n_expert_used=2, n_ff_exp=64, n_ff_shexp=96, n_vocab=N_VOCAB, seed=53), {}),
+    # Mixtral-style llama: expert_count on a llama file, experts n_ff wide, normal (not NeoX) RoPE.
+    "mixtral": (Spec("llama", n_embd=64, n_ff=64, n_head=4, n_head_kv=2, tied=False, eps=1e-5, n_expert=4,
+                     n_expert_used=2, n_vocab=N_VOCAB, seed=54), {}),
 }
 
 

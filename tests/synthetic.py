@@ -26,7 +26,7 @@ from gguf import GGMLQuantizationType as T
 
 from tests.oracles.quant_blocks import FLOATS, QUANTIZED, random_matrix
 
-ARCHS = ("llama", "gemma2", "gemma3", "qwen2", "qwen3", "phi3")
+ARCHS = ("llama", "gemma2", "gemma3", "qwen2", "qwen3", "phi3", "qwen2moe", "qwen3moe")
 # Tensor kinds (the name without "blk.N." and ".weight") that take a chosen matrix type.
 MATRICES = ("token_embd", "output", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 
@@ -48,6 +48,13 @@ class Spec:
     tied: bool = True  # no output.weight: the head is token_embd
     types: dict[str, T] = field(default_factory=dict)  # MATRICES kind -> type; default F32
     seed: int = 0
+    # Mixture of experts (n_expert > 0): ffn_gate_inp and ffn_{gate,up,down}_exps replace the FFN;
+    # n_ff_exp 0: no expert_feed_forward_length key (llama's experts are n_ff wide); n_ff_shexp > 0:
+    # qwen2moe's shared expert and its key.
+    n_expert: int = 0
+    n_expert_used: int = 0
+    n_ff_exp: int = 0
+    n_ff_shexp: int = 0
 
     @property
     def hd(self) -> int:
@@ -93,6 +100,12 @@ def metadata(s: Spec) -> dict[str, Any]:
         m[f"{a}.rope.freq_base"] = s.rope_base
     if s.sliding_window:
         m[f"{a}.attention.sliding_window"] = s.sliding_window
+    if s.n_expert:
+        m[f"{a}.expert_count"], m[f"{a}.expert_used_count"] = s.n_expert, s.n_expert_used
+    if s.n_ff_exp:
+        m[f"{a}.expert_feed_forward_length"] = s.n_ff_exp
+    if s.n_ff_shexp:
+        m[f"{a}.expert_shared_feed_forward_length"] = s.n_ff_shexp
     m.update(tokenizer_metadata(s.n_vocab))
     return m
 
@@ -108,26 +121,43 @@ def tensor_shapes(s: Spec) -> dict[str, tuple[tuple[int, ...], str]]:
             out[p + "attn_qkv.weight"] = ((nq + 2 * nkv, e), "attn_q")
         for kind, n in (("attn_q", nq), ("attn_k", nkv), ("attn_v", nkv)) if s.arch != "phi3" else ():
             out[f"{p}{kind}.weight"] = ((n, e), kind)
-            if s.arch == "qwen2":
+            if s.arch in ("qwen2", "qwen2moe"):
                 out[f"{p}{kind}.bias"] = ((n,), "bias")
-        if s.arch in ("gemma3", "qwen3"):
+        if s.arch in ("gemma3", "qwen3", "qwen3moe"):
             out[p + "attn_q_norm.weight"] = ((s.hd,), "norm")
             out[p + "attn_k_norm.weight"] = ((s.hd,), "norm")
         out[p + "attn_output.weight"] = ((e, nq), "attn_output")
         if s.arch in ("gemma2", "gemma3"):
             out[p + "post_attention_norm.weight"] = ((e,), "norm")
         out[p + "ffn_norm.weight"] = ((e,), "norm")
-        if s.arch == "phi3":
+        if s.n_expert:
+            out.update(_expert_shapes(s, p))
+        elif s.arch == "phi3":
             out[p + "ffn_up.weight"] = ((2 * s.n_ff, e), "ffn_up")
         else:
             out[p + "ffn_gate.weight"] = ((s.n_ff, e), "ffn_gate")
             out[p + "ffn_up.weight"] = ((s.n_ff, e), "ffn_up")
-        out[p + "ffn_down.weight"] = ((e, s.n_ff), "ffn_down")
+        if not s.n_expert:
+            out[p + "ffn_down.weight"] = ((e, s.n_ff), "ffn_down")
         if s.arch in ("gemma2", "gemma3"):
             out[p + "post_ffw_norm.weight"] = ((e,), "norm")
     out["output_norm.weight"] = ((e,), "norm")
     if not s.tied:
         out["output.weight"] = ((s.n_vocab, e), "output")
+    return out
+
+
+def _expert_shapes(s: Spec, p: str) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Layer p's MoE tensors: the router, the experts as 3-D (n_expert, n, k) tensors, the shared expert."""
+    e, ne, f = s.n_embd, s.n_expert, s.n_ff_exp or s.n_ff
+    out = {p + "ffn_gate_inp.weight": ((ne, e), "ffn_gate_inp"),
+           p + "ffn_gate_exps.weight": ((ne, f, e), "ffn_gate"), p + "ffn_up_exps.weight": ((ne, f, e), "ffn_up"),
+           p + "ffn_down_exps.weight": ((ne, e, f), "ffn_down")}
+    if s.n_ff_shexp:
+        fs = s.n_ff_shexp
+        out.update({p + "ffn_gate_inp_shexp.weight": ((1, e), "ffn_gate_inp"),  # the converter's (n_embd, 1)
+                    p + "ffn_gate_shexp.weight": ((fs, e), "ffn_gate"), p + "ffn_up_shexp.weight": ((fs, e), "ffn_up"),
+                    p + "ffn_down_shexp.weight": ((e, fs), "ffn_down")})
     return out
 
 
@@ -142,6 +172,9 @@ def _tensor(rng: np.random.Generator, shape: tuple[int, ...], kind: str, qtype: 
         vals = 1.0 + 0.1 * rng.standard_normal(shape)
     elif kind == "bias":
         vals = 0.5 * rng.standard_normal(shape)
+    elif len(shape) == 3:  # stacked experts: one (n, k) matrix each
+        ne, n, k = shape
+        return _tensor(rng, (ne * n, k), kind, qtype).reshape(ne, n, -1)
     else:
         n, k = shape
         scale = 1.0 if kind == "token_embd" else 1.0 / np.sqrt(k)

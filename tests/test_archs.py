@@ -4,8 +4,11 @@ them (tests/fixtures/archs_llamacpp.json, from tests/fixtures/record_archs.py).
 
 Bound: |our logprob - llama.cpp's| <= 4e-3 on each top-10 token of every step, as in
 tests/test_rope_scaling.py (F32 weights; llama-server's F16 flash attention and cache are most
-of the difference, see there): measured max 1.3e-3 to 3.0e-3 over phi3, gemma2 and qwen3 (printed). Greedy tokens
-agree up to the first near-tie.
+of the difference, see there): measured max 1.3e-3 to 3.0e-3 over phi3, gemma2 and qwen3 (printed), 1.3e-3 to
+2.3e-3 over qwen3moe, qwen2moe and mixtral. Greedy tokens agree up to the first near-tie (all 24 of every case).
+qwen3moe-quant (Q8_0/Q4_0/Q5_0 experts): 4e-2. Both sides round the experts' inputs to int8 per 32 values, but
+not identically; the same types in a dense qwen3 FFN differ from llama.cpp by 1.5e-2 to 2.7e-2 (measured, not
+kept), the MoE case by 2.0e-2 to 2.2e-2. tests/test_moe.py checks the experts with that rounding to 3e-7.
 Each architecture's particular reading is also broken on purpose below, to show the test fails.
 """
 
@@ -29,6 +32,7 @@ from tests.llamacpp_parity import compare
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "archs_llamacpp.json").read_text())
 BOUND = 4e-3
+BOUNDS = {"qwen3moe-quant": 4e-2}  # quantized experts (see above); every other case: BOUND
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +53,11 @@ def models(tmp_path_factory):
 def test_matches_llamacpp(models, name):
     f, cfg, w = models[name]
     worst = []
+    bound = BOUNDS.get(name, BOUND)
     for case in FIXTURE["models"][name]["cases"]:
-        err, agree = compare(cfg, w, case, BOUND)
+        err, agree = compare(cfg, w, case, bound)
         worst.append(err)
-        assert err <= BOUND, (name, case["prompt"], err)
+        assert err <= bound, (name, case["prompt"], err)
         assert agree == len(case["tokens"]), (name, case["prompt"], agree)
     print(name, "max |logprob diff|:", max(worst))
 
@@ -93,3 +98,13 @@ def test_gemma2_defaults_are_llamacpps(models):
     f, cfg, w = models["gemma2-defaults"]
     assert (cfg.attn_softcap, cfg.final_softcap, cfg.sliding_window) == (50.0, 30.0, 4096)
     assert cfg.swa_layers == (True, False) and cfg.rope_base_swa == cfg.rope_base == 10000.0
+
+
+@pytest.mark.parametrize("name,change", [("qwen3moe", dict(expert_norm=False)), ("qwen2moe", dict(expert_norm=True)),
+                                         ("mixtral", dict(n_expert_used=1)), ("mixtral", dict(rope_neox=True))])
+def test_moe_breakages_fail(models, name, change):
+    """Each MoE particular misread (renormalising the chosen weights or not, how many experts a token
+    takes, Mixtral's normal RoPE) misses the bound."""
+    f, cfg, w = models[name]
+    cases = FIXTURE["models"][name]["cases"]
+    assert min(compare(dataclasses.replace(cfg, **change), w, c, BOUND)[0] for c in cases) > 5 * BOUND

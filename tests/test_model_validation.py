@@ -53,9 +53,13 @@ CASES = {
     "gemma2 separate head": (Spec("gemma2", tied=False), {}, None, ModelError, "output.weight"),
     "gemma2 swa pattern past the layers": (Spec("gemma2"), dict(meta={"gemma2.attention.sliding_window_pattern": 9}),
                                            None, ModelError, "gemma2.attention.sliding_window_pattern"),
-    "mixtral-style experts": (LLAMA, dict(meta={"llama.expert_count": 8, "llama.expert_used_count": 2}), None,
-                              ModelError, "llama.expert_count: mixture-of-experts"),
-    "qwen3moe": (LLAMA, dict(arch_name="qwen3moe"), None, ModelError, "unknown model architecture: 'qwen3moe'"),
+    # expert_count makes a llama file Mixtral-style: its dense FFN tensors are then unknown to the loader
+    "mixtral-style experts without them": (LLAMA, dict(meta={"llama.expert_count": 8, "llama.expert_used_count": 2}),
+                                           None, ModelError, "blk.0.ffn_gate_inp.weight: tensor missing"),
+    "qwen3moe without expert_count": (Spec("qwen3moe"), {}, None, ModelError, "qwen3moe.expert_count: missing"),
+    "qwen2moe without its shared expert": (
+        Spec("qwen2moe", tied=False, n_expert=4, n_expert_used=2, n_ff_exp=64),
+        {}, None, ModelError, "blk.0.ffn_gate_inp_shexp.weight: tensor missing"),
     "longrope scaling": (LLAMA, dict(meta={"llama.rope.scaling.type": "longrope"}), None, ModelError,
                          "llama.rope.scaling.type: unsupported rope scaling type 'longrope'"),
     "unknown rope scaling": (LLAMA, dict(meta={"llama.rope.scaling.type": "dynamic"}), None, ModelError,

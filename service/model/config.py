@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-ARCHITECTURES = ("llama", "gemma2", "gemma3", "qwen2", "qwen3", "phi3")
+ARCHITECTURES = ("llama", "gemma2", "gemma3", "qwen2", "qwen3", "phi3", "qwen2moe", "qwen3moe")
+MAX_EXPERTS = 1024  # llama.cpp's LLAMA_MAX_EXPERTS
 MAX_LAYERS, MAX_HEADS, MAX_CTX, MAX_EMBD = 1024, 1024, 1 << 24, 1 << 17
 
 
@@ -54,6 +55,14 @@ class ModelConfig:
     rope_ext_factor: float = 0.0
     rope_attn_factor: float = 1.0
     rope_corr_dims: tuple[float, float] = (0.0, 0.0)
+    # Mixture of experts (qwen2moe, qwen3moe, Mixtral-style llama): every layer's FFN is n_expert
+    # FFNs of width n_ff_exp, n_expert_used of them per token (softmax router, top-k), plus a
+    # shared expert of width n_ff_shexp behind a sigmoid gate (qwen2moe; 0: none).
+    n_expert: int = 0
+    n_expert_used: int = 0
+    n_ff_exp: int = 0
+    n_ff_shexp: int = 0
+    expert_norm: bool = False  # the top-k weights renormalised to sum 1 (qwen3moe, llama; not qwen2moe)
 
     @property
     def n_embd_kv(self) -> int:
@@ -107,10 +116,6 @@ def config_from_metadata(meta: dict[str, Any], path: str) -> ModelConfig:
         raise ModelError(f"{path}: general.architecture: unknown model architecture: {arch!r} "
                          f"(supported: {', '.join(ARCHITECTURES)})")
     a = arch
-    n_expert = _get(meta, path, f"{a}.expert_count", int, 0, lo=0, hi=1 << 16)
-    if n_expert:  # Mixtral-style llama files: ffn_gate_inp and ffn_*_exps instead of one FFN
-        raise ModelError(f"{path}: {a}.expert_count: mixture-of-experts models ({n_expert} experts) "
-                         f"are not supported")
     n_layer = _get(meta, path, f"{a}.block_count", int, lo=1, hi=MAX_LAYERS)
     n_embd = _get(meta, path, f"{a}.embedding_length", int, lo=1, hi=MAX_EMBD)
     n_ff = _get(meta, path, f"{a}.feed_forward_length", int, lo=1, hi=16 * MAX_EMBD)
@@ -159,10 +164,55 @@ def config_from_metadata(meta: dict[str, Any], path: str) -> ModelConfig:
         rope_base_swa=base_swa, rope_scale_swa=1.0 if g3 else 1.0 / factor,
         sliding_window=window if any(swa) else 0, swa_layers=swa,
         attn_scale=attn_scale, embd_scale=math.sqrt(n_embd) if gemma else 1.0,
-        gelu=gemma, qk_norm=a in ("gemma3", "qwen3"), post_norms=gemma, qkv_bias=a == "qwen2",
+        gelu=gemma, qk_norm=a in ("gemma3", "qwen3", "qwen3moe"), post_norms=gemma, qkv_bias=a in ("qwen2", "qwen2moe"),
         attn_softcap=att_cap, final_softcap=final_cap,
-        **yarn,
+        **yarn, **_experts(meta, path, a, n_ff),
     )
+
+
+# Keys that llama.cpp ignores for these architectures (it hard-codes softmax gating, no scale,
+# and renormalisation for qwen3moe and llama only): a file that sets another value would run
+# differently from what its author meant, or from llama.cpp: refused. Gating: 1 softmax, 2 sigmoid,
+# 4 sqrt-softplus (gguf's ExpertGatingFuncType).
+_GATING = {1: "softmax", 2: "sigmoid", 4: "sqrtsoftplus"}
+
+
+def _experts(meta: dict[str, Any], path: str, a: str, n_ff: int) -> dict[str, Any]:
+    """The mixture-of-experts fields, as llama.cpp reads them for qwen2moe, qwen3moe and llama."""
+    moe = a in ("qwen2moe", "qwen3moe")
+    n_expert = _get(meta, path, f"{a}.expert_count", int, 0 if not moe else None, lo=0, hi=MAX_EXPERTS)
+    if not n_expert:
+        return {}
+    if a not in ("llama", "qwen2moe", "qwen3moe"):
+        raise ModelError(f"{path}: {a}.expert_count: mixture-of-experts {a} models ({n_expert} experts) "
+                         f"are not supported (qwen2moe, qwen3moe and Mixtral-style llama are)")
+    n_used = _get(meta, path, f"{a}.expert_used_count", int, lo=1, hi=n_expert)
+    groups = _get(meta, path, f"{a}.expert_group_count", int, 0, lo=0, hi=MAX_EXPERTS)
+    if groups > 1:  # DeepSeek-V3's group-limited routing, which llama.cpp applies to any arch
+        raise ModelError(f"{path}: {a}.expert_group_count: grouped expert routing ({groups} groups) "
+                         f"is not supported")
+    func = meta.get(f"{a}.expert_gating_func", 1)
+    if func != 1:
+        name = _GATING.get(func, "unknown") if isinstance(func, int) else "unknown"
+        raise ModelError(f"{path}: {a}.expert_gating_func: {func!r} ({name}) is not supported "
+                         f"(llama.cpp routes {a} with softmax, 1)")
+    scale = _get(meta, path, f"{a}.expert_weights_scale", float, 0.0, lo=-1e6, hi=1e6)
+    if scale not in (0.0, 1.0):
+        raise ModelError(f"{path}: {a}.expert_weights_scale: {scale} is not supported (llama.cpp ignores it "
+                         f"for {a} and does not scale)")
+    norm = a != "qwen2moe"
+    key = f"{a}.expert_weights_norm"
+    if key in meta and bool(meta[key]) != norm:
+        raise ModelError(f"{path}: {key}: {meta[key]!r} is not supported (llama.cpp ignores it for {a} "
+                         f"and uses {str(norm).lower()})")
+    # Expert widths: llama's are n_ff; qwen's their own key, else n_ff / n_used (llama.cpp's default).
+    n_ff_exp = n_ff if a == "llama" else _get(meta, path, f"{a}.expert_feed_forward_length", int,
+                                               max(1, n_ff // n_used), lo=1, hi=16 * MAX_EMBD)
+    n_ff_shexp = 0
+    if a == "qwen2moe":
+        n_ff_shexp = _get(meta, path, f"{a}.expert_shared_feed_forward_length", int, n_ff, lo=1, hi=16 * MAX_EMBD)
+    return dict(n_expert=n_expert, n_expert_used=n_used, n_ff_exp=n_ff_exp, n_ff_shexp=n_ff_shexp,
+                expert_norm=norm)
 
 
 def _swa_layers(meta: dict[str, Any], path: str, a: str, n_layer: int, window: int) -> tuple[bool, ...]:

@@ -26,6 +26,7 @@ from service.model.kvcache import KVCache
 from service.model.layer import LayerBuffers, layer, layer_config, layer_weights, quant_acts
 from service.model.logits import HostLogits, LazyHostLogits, Logits
 from service.model.lora import Adapters, no_adapters
+from service.model.moe import MoE, moe_ffn
 from service.model.placement import Placement
 from service.model.weights import Weights
 
@@ -77,11 +78,13 @@ class Forward:
         self.q = np.zeros((t, c.n_head, c.head_dim), np.float32)
         self.k = np.zeros((t, c.n_head_kv, c.head_dim), np.float32)
         self.att = np.zeros((t, c.n_head, c.head_dim), np.float32)
-        self.gu = np.zeros((t, 2 * c.n_ff), np.float32)
-        self.ff = np.zeros((t, c.n_ff), np.float32)
+        n_ff = 0 if c.n_expert else c.n_ff  # MoE layers skip layer()'s FFN: self.moe has their buffers
+        self.gu = np.zeros((t, 2 * n_ff), np.float32)
+        self.ff = np.zeros((t, n_ff), np.float32)
         self.act_e = quant_acts(t, c.n_embd)
         self.act_q = quant_acts(t, nq)
-        self.act_f = quant_acts(t, c.n_ff)
+        self.act_f = quant_acts(t, n_ff)
+        self.moe = MoE(c, w.layers, t) if c.n_expert else None
         ad = self.adapters
         self.lora_s = np.zeros((t, ad.n), np.float32)
         self.lora_ax = np.zeros((t, max(ad.rank, 1)), np.float32)
@@ -144,6 +147,7 @@ class Forward:
         bufs = plain(LayerBuffers(x, self.h[:n], self.qkv[:n], self.q[:n], self.k[:n], self.att[:n], self.gu[:n],
                                   self.ff[:n], self.act_e, self.act_q, self.act_f, lora_s, self.lora_ax[:n],
                                   self.codes))
+        moe_bufs = self.moe.buffers(x, self.h[:n]) if self.moe is not None else None
         if self.offload is not None:
             self.offload.layers(x, b.seq, pos, segs_arr, self.cos[:, :n], self.sin[:, :n])
         for li in range(self.place.n_gpu, c.n_layer):
@@ -151,6 +155,8 @@ class Forward:
             kc, vc = kv.refs[li]
             layer(bufs, kc, vc, self.scratch, self.cos[swa, :n], self.sin[swa, :n], mpos, cpu_segs, self.layer_w[li],
                   self.layer_cfg[li])
+            if moe_bufs is not None:
+                moe_ffn(moe_bufs, self.moe.weights[li], self.moe.config)
         for s0, s1 in segs:
             kv.length[int(b.seq[s0])] = int(b.pos[s1 - 1]) + 1
         rows = np.flatnonzero(b.want)

@@ -109,6 +109,7 @@ class LayerConfig(NamedTuple):
     window: int  # sliding window of this layer; 0: global attention
     softcap: float  # attention logit soft-cap; 0: none
     gelu: bool  # GELU-tanh gate rather than SiLU
+    ffn: bool  # run the dense FFN block; False: a MoE layer, whose FFN service.model.moe runs next
 
 
 def mat_ref(m: PackedMatrix | None, k: int = 0) -> MatRef:
@@ -142,7 +143,7 @@ def layer_config(c: ModelConfig, li: int) -> LayerConfig:
     """Layer li's scalars; fixed Python types, so every layer shares one compiled signature."""
     window = c.sliding_window if c.swa_layers[li] else 0
     return LayerConfig(float(c.norm_eps), int(c.rope_dims), bool(c.rope_neox), float(c.attn_scale), int(window),
-                       float(c.attn_softcap), bool(c.gelu))
+                       float(c.attn_softcap), bool(c.gelu), not c.n_expert)
 
 
 @kernel
@@ -242,6 +243,8 @@ def layer(bufs, kc, vc, scratch, cos, sin, pos, segs, weights, config):
     if w.post_attn_norm.shape[0] > 0:
         rms_norm(h, h, w.post_attn_norm, eps)
     x += h
+    if not cfg.ffn:
+        return
     # feed-forward block
     rms_norm(h, x, w.ffn_norm, eps)
     _quantize(b.act_e, h)

@@ -84,6 +84,9 @@ def load_adapter(path: str, c: ModelConfig, scale: float = 1.0, has_output: bool
         elif len(parts) == 4 and parts[0] == "blk" and parts[1].isdigit() and parts[2] in TARGETS \
                 and parts[3] == "weight":
             n, k = shapes[parts[2]]
+            if c.n_expert and parts[2].startswith("ffn_"):  # a MoE layer has experts, no dense FFN
+                raise ModelError(f"{path}: LoRA tensor '{base}' does not exist in base model (hint: maybe "
+                                 "wrong base model?)")
             if not 0 <= int(parts[1]) < c.n_layer:
                 raise ModelError(f"{path}: '{base}': the model has {c.n_layer} layers")
         else:

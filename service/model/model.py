@@ -17,7 +17,7 @@ from service.model.config import ModelConfig, ModelError, config_from_metadata
 from service.model.forward import Batch, Forward
 from service.model.kvcache import KVCache
 from service.model.lora import Adapters, load_adapter
-from service.model.placement import place
+from service.model.placement import Placement, place
 from service.model.prefetch import take, wait
 from service.model.weights import load_weights
 from service.tokenizer import Tokenizer
@@ -54,6 +54,9 @@ class Model:
         except ValueError as e:
             raise ModelError(str(e)) from None
         p = self.placement
+        if self.cfg.n_expert and p.on_gpu and p.requested == "auto":  # refused below for an explicit -ngl
+            p = self.placement = Placement(p.requested, p.n_layer, 0, False, "", warning=(
+                "mixture-of-experts layers have no CUDA kernels yet: every layer runs on the CPU"))
         ready = wait(prefetched)
         if ready and ready.file is self.file and ready.weights is not None and not p.n_gpu and not p.output_on_gpu:
             self.weights = ready.weights

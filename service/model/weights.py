@@ -19,6 +19,7 @@ from kernels.matmul import PackedMatrix, pack
 from kernels.packing import FLOAT_TYPES
 from service.gguf_reader import GGUFFile
 from service.model.config import ModelConfig, ModelError
+from service.model.experts import MoELayer, load_moe
 
 _NORM_TYPES = (T.F32,)
 # The rerank head, read by service.model.rank when /rerank asks for it (as llama.cpp's rank
@@ -39,9 +40,10 @@ class Layer:
     wo: PackedMatrix
     post_attn_norm: np.ndarray | None
     ffn_norm: np.ndarray
-    wgate_up: list[PackedMatrix]  # fused [gate; up], or gate, up
-    wdown: PackedMatrix
+    wgate_up: list[PackedMatrix]  # fused [gate; up], or gate, up; empty in a MoE layer
+    wdown: PackedMatrix | None  # None in a MoE layer
     post_ffn_norm: np.ndarray | None
+    moe: MoELayer | None = None  # the experts that replace the FFN (service.model.moe runs them)
 
 
 @dataclass
@@ -62,6 +64,7 @@ class _Loader:
         self.n_gpu, self.gpu_output = n_gpu, gpu_output  # offloaded layers 0..n_gpu-1, and the head
         self.device = False  # the matrices being read now go to the GPU
         self.used: set[str] = set()  # every tensor name looked up
+        self.expert_tensors: list[str] = []  # 3-D tensors read by experts(): released once stacked
 
     def fail(self, name: str, problem: str) -> ModelError:
         return ModelError(f"{self.f.path}: {name}: {problem}")
@@ -85,12 +88,31 @@ class _Loader:
         return self.f.data(name)
 
     def raw(self, name: str, k: int, n: int) -> tuple[np.ndarray, T]:
-        t = self.info(name, (k, n))
+        t = self._typed(name, (k, n))
+        return self.f.data(name).reshape(n, -1), t.qtype
+
+    def _typed(self, name: str, shape: tuple[int, ...]):
+        t = self.info(name, shape)
         if t.qtype not in _MATRIX_TYPES:
             raise self.fail(name, f"type {t.qtype.name} is not supported for a matrix")
-        if t.qtype not in FLOAT_TYPES and k % 32:
-            raise self.fail(name, f"row length {k} is not a multiple of 32")
-        return self.f.data(name).reshape(n, -1), t.qtype
+        if t.qtype not in FLOAT_TYPES and shape[0] % 32:
+            raise self.fail(name, f"row length {shape[0]} is not a multiple of 32")
+        return t
+
+    def experts(self, name: str, k: int, n: int, n_expert: int) -> list:
+        """Futures of the n_expert packed (n, k) matrices of a 3-D tensor of GGUF shape (k, n, n_expert)."""
+        t = self._typed(name, (k, n, n_expert))
+        if self.check_only:
+            return [None] * n_expert
+        self.expert_tensors.append(name)
+        rows = self.f.data(name).view(np.uint8).reshape(n_expert, n, -1)  # (n_expert, n, row bytes)
+        return [self.pool.submit(self._pack_expert, name, rows[x], t.qtype, n, k) for x in range(n_expert)]
+
+    def _pack_expert(self, name, rows, qt, n, k):
+        try:
+            return pack(rows, qt, n, k)
+        except ValueError as e:
+            raise self.fail(name, str(e)) from None
 
     def matrices(self, names: list[str], k: int, ns: list[int]) -> list[PackedMatrix]:
         """Pack one fused matrix when all types agree, else one per name."""
@@ -132,6 +154,9 @@ def load_weights(f: GGUFFile, cfg: ModelConfig, n_gpu: int = 0, gpu_output: bool
     Packing runs on a small thread pool: it is NumPy work that releases the GIL, and it is
     most of the load time (Gemma 3 270M: 2.5 s on one thread). Matrices of offloaded layers
     (and of the head with gpu_output) are prepared in the pool and uploaded on this thread."""
+    if cfg.n_expert and (n_gpu or gpu_output):
+        raise ModelError(f"{f.path}: mixture-of-experts layers have no CUDA kernels yet: they run on the CPU "
+                         f"only (start with -ngl 0)")
     check = _Loader(f, cfg, check_only=True)
     _build(check)
     unused = [n for n in f.tensors if n not in check.used and n not in RANK_HEAD]
@@ -147,6 +172,9 @@ def load_weights(f: GGUFFile, cfg: ModelConfig, n_gpu: int = 0, gpu_output: bool
         for L in w.layers:
             L.wqkv, L.wgate_up = [_done(m) for m in L.wqkv], [_done(m) for m in L.wgate_up]
             L.wo, L.wdown = _done(L.wo), _done(L.wdown)
+            L.moe = L.moe and L.moe.resolved(_done)
+    for name in ld.expert_tensors:  # stacked copies replace the file's pages
+        f.release(name)
     return w
 
 
@@ -172,7 +200,8 @@ def _build(ld: _Loader) -> Weights:
     nq, nkv = cfg.n_head * hd, cfg.n_head_kv * hd
     embd, embd_type = ld.raw("token_embd.weight", e, cfg.n_vocab)
     ld.device = ld.gpu_output
-    if "output.weight" in f.tensors and cfg.arch != "gemma2":  # gemma2's head is token_embd, always
+    # gemma2's head is token_embd, always; qwen2moe's is its own, always (llama.cpp requires it)
+    if ("output.weight" in f.tensors or cfg.arch == "qwen2moe") and cfg.arch != "gemma2":
         (output,) = ld.matrices(["output.weight"], e, [cfg.n_vocab])
     else:  # tied head
         (output,) = ld.matrices(["token_embd.weight"], e, [cfg.n_vocab])
@@ -184,10 +213,15 @@ def _build(ld: _Loader) -> Weights:
             wqkv = ld.matrices([p + "attn_qkv.weight"], e, [nq + 2 * nkv])
         else:
             wqkv = ld.matrices([p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"], e, [nq, nkv, nkv])
-        if cfg.arch == "phi3":  # ffn_up holds [gate; up], as llama.cpp's SwiGLU splits it
+        moe, wdown = None, None
+        if cfg.n_expert:
+            moe, wgate_up = load_moe(ld, p, cfg), []
+        elif cfg.arch == "phi3":  # ffn_up holds [gate; up], as llama.cpp's SwiGLU splits it
             wgate_up = ld.matrices([p + "ffn_up.weight"], e, [2 * cfg.n_ff])
         else:
             wgate_up = ld.matrices([p + "ffn_gate.weight", p + "ffn_up.weight"], e, [cfg.n_ff, cfg.n_ff])
+        if not cfg.n_expert:
+            wdown = ld.matrices([p + "ffn_down.weight"], cfg.n_ff, [e])[0]
         bias = None
         if cfg.qkv_bias:
             bias = np.concatenate([ld.vector(p + "attn_q.bias", nq), ld.vector(p + "attn_k.bias", nkv),
@@ -202,8 +236,9 @@ def _build(ld: _Loader) -> Weights:
             post_attn_norm=ld.vector(p + "post_attention_norm.weight", e) if cfg.post_norms else None,
             ffn_norm=ld.vector(p + "ffn_norm.weight", e),
             wgate_up=wgate_up,
-            wdown=ld.matrices([p + "ffn_down.weight"], cfg.n_ff, [e])[0],
+            wdown=wdown,
             post_ffn_norm=ld.vector(p + "post_ffw_norm.weight", e) if cfg.post_norms else None,
+            moe=moe,
         ))
     # llama3 RoPE scaling: one table of per-pair divisors, which llama.cpp reads for llama only
     # (other architectures refuse it as an unused tensor).
