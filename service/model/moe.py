@@ -185,10 +185,12 @@ def moe_ffn(bufs, weights, config):
         swiglu(ff, gu[:, :nf], gu[:, nf:])
         _quantize(b.act_f, ff)
         _emm(ye, b.act_f, ff, w.down, e)
-        for i in range(m):
+        for i in range(m):  # explicit loops: an array expression would allocate a temporary per row
             s = b.slots[s0 + i]
             t = s // k
-            acc[t] += wts[t, s - t * k] * ye[i]
+            we = wts[t, s - t * k]
+            for j in range(ye.shape[1]):
+                acc[t, j] += we * ye[i, j]
     if w.sdown.n > 0:  # the shared expert, on every token, scaled by its sigmoid gate
         nfs = b.sff.shape[1]
         g0 = w.sgu[0].n
@@ -202,5 +204,7 @@ def moe_ffn(bufs, weights, config):
             g = np.float32(0.0)
             for i in range(h.shape[1]):
                 g += h[t, i] * w.sgate[i]
-            acc[t] += np.float32(1.0) / (np.float32(1.0) + np.exp(-g)) * ys[t]
+            g = np.float32(1.0) / (np.float32(1.0) + np.exp(-g))
+            for j in range(ys.shape[1]):
+                acc[t, j] += g * ys[t, j]
     x += acc
