@@ -3,7 +3,8 @@
 dequantize(data, qtype) has the signature and the result of gguf.quants.dequantize: the last
 axis of data holds the bytes of a row, any leading shape is kept, and the result is float32 of
 shape (*leading, elements_per_row). Block and type sizes come from gguf.GGML_QUANT_SIZES.
-The kernels live in dequant_legacy (float and 32-weight formats) and dequant_k (super-blocks).
+The kernels live in dequant_legacy (float and 32-weight formats), dequant_k (super-blocks) and
+dequant_iq (grid, ternary and MXFP4 formats; their tables in iq_grids).
 """
 
 from typing import Callable
@@ -11,8 +12,10 @@ from typing import Callable
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
+from kernels import dequant_iq as _iq
 from kernels import dequant_k as _k
 from kernels import dequant_legacy as _legacy
+from kernels import iq_grids as _g
 
 Q = GGMLQuantizationType
 
@@ -62,6 +65,16 @@ _KERNELS: dict[GGMLQuantizationType, Callable[[np.ndarray, np.ndarray], None]] =
     Q.Q5_K: _bind(_k.dequant_q5_k, 32),
     Q.Q6_K: _bind(_k.dequant_q6_k, 16),
     Q.IQ4_XS: _bind(_k.dequant_iq4_xs, _LEVELS, 16),
+    Q.IQ1_S: _bind(_iq.dequant_iq1_s, _g.IQ1_GRID, _g.IQ1_DELTA),
+    Q.IQ1_M: _bind(_iq.dequant_iq1_m, _g.IQ1_GRID, _g.IQ1_DELTA),
+    Q.IQ2_XXS: _bind(_iq.dequant_iq2_xxs, _g.IQ2_XXS_GRID, _g.KSIGNS),
+    Q.IQ2_XS: _bind(_iq.dequant_iq2_xs, _g.IQ2_XS_GRID, _g.KSIGNS),
+    Q.IQ2_S: _bind(_iq.dequant_iq2_s, _g.IQ2_S_GRID),
+    Q.IQ3_XXS: _bind(_iq.dequant_iq3_xxs, _g.IQ3_XXS_GRID, _g.KSIGNS),
+    Q.IQ3_S: _bind(_iq.dequant_iq3_s, _g.IQ3_S_GRID),
+    Q.TQ1_0: _bind(_iq.dequant_tq1_0),
+    Q.TQ2_0: _bind(_iq.dequant_tq2_0),
+    Q.MXFP4: _bind(_iq.dequant_mxfp4, _g.E8M0_HALF, _g.E2M1_DOUBLED),
 }
 
 

@@ -4,7 +4,8 @@ Every supported quantized type is rewritten as unsigned integers with a scale an
 offset per sub-block of `bs` weights:  w = scale * q + offset.
 Signed codes are shifted into unsigned ones (Q8_0: q + 128, offset -128 * d), so the
 matmul kernels need a single u8 x s8 integer dot product for every type. The result
-feeds `kernels.packing`, which interleaves rows for the SIMD kernels.
+feeds `kernels.packing`, which interleaves rows for the SIMD kernels. The IQ1/IQ2/IQ3, TQ and
+MXFP4 formats are written in this form by `kernels.unpack_iq` (see there for what it costs).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import NamedTuple
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 
+from kernels.unpack_iq import IQ_TYPES, affine_parts
+
 # IQ4_NL / IQ4_XS code book (non-linear 4-bit values).
 IQ4_VALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], np.int16)
 
@@ -22,7 +25,7 @@ class Affine(NamedTuple):
     q: np.ndarray  # uint8 (n_rows, k): unsigned codes
     scale: np.ndarray  # float32 (n_rows, k // bs)
     offset: np.ndarray  # float32 (n_rows, k // bs)
-    bs: int  # weights per scale: 32, or 16 for Q2_K/Q3_K/Q6_K
+    bs: int  # weights per scale: 32, or 16 for Q2_K/Q3_K/Q6_K/IQ2_XS/IQ2_S/IQ1_M
     bits: int  # codes fit this many bits (4 -> nibble-packed layout, else bytes)
     sym: float  # c when offset == c * scale for every sub-block (symmetric types), else 0
 
@@ -129,6 +132,11 @@ def to_affine(data: np.ndarray, qtype: T) -> Affine:
         d, dmin = _f16(b[:, 80:82]), _f16(b[:, 82:84])
         q = (qs.reshape(nb, 2, 1, 32) >> np.array([0, 2, 4, 6], np.uint8).reshape(1, 1, 4, 1)) & 3
         return _rows(q.reshape(nb, 256), d * (s & 0x0F), -(dmin * (s >> 4)), n, 16, 2)
+    if qtype in IQ_TYPES:  # grid, ternary and MXFP4 formats: kernels.unpack_iq
+        q, scale, bs, bits, sym = affine_parts(b, qtype)
+        if q.min() < 0 or q.max() >= 1 << bits:
+            raise AssertionError(f"{qtype.name}: codes outside {bits} bits")
+        return _rows(q, scale, np.float32(sym) * scale, n, bs, bits, sym)
     raise ValueError(f"no integer form for GGML type {qtype.name}")
 
 

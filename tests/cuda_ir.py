@@ -86,6 +86,10 @@ KERNELS = [
     ("kernels.cuda.dequant", "_bf16", (C(u4, 1), C(u2, 1), i8)),
     *[("kernels.cuda.dequant", k, _BLOCKS) for k in ("_q4_0", "_q4_1", "_q5_0", "_q5_1", "_q8_0", "_iq4_nl")],
     *[("kernels.cuda.dequant_k", k, _BLOCKS) for k in ("q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_xs")],
+    *[("kernels.cuda.dequant_iq", k, _BLOCKS)
+      for k in ("iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s", "iq1_s", "iq1_m", "tq1_0", "tq2_0")],
+    ("kernels.cuda.dequant_iq", "iq1_m_scales", (C(u2, 1), C(u1, 1), i8)),
+    ("kernels.cuda.dequant_iq", "mxfp4", (C(f4, 1), C(u1, 1), i8)),
     *[("kernels.cuda.attention", "attention_decode", (C(f4, 3), C(f4, 3), cache, cache, half, half, i8, i8,
                                                        C(i4, 1), C(i4, 1), i8, f4, i8, f4, C(f4, 3)))
       for cache, half in _CACHES],

@@ -17,7 +17,7 @@ from numba import cuda
 from kernels import dequant as cpu
 from kernels.cuda.dequant import dequantize, dequantize_device, supported_types
 from tests.oracles.cuda import assert_device_bits as assert_same_bits
-from tests.oracles.quant_blocks import ALL_TYPES, BLOCK_TYPES, EXTREME_F16, make_data, reference, row_bytes
+from tests.oracles.quant_blocks import ALL_TYPES, BLOCK_TYPES, EXTREME_F16, IQ_TYPES, make_data, reference, row_bytes
 from tests.oracles.quant_blocks import set_f16_fields
 
 
@@ -26,7 +26,7 @@ def assert_bit_exact(data: np.ndarray, qtype: Q) -> None:
 
 
 def test_same_types_as_the_cpu_side():
-    assert set(supported_types()) == set(cpu.supported_types()) == set(ALL_TYPES)
+    assert set(supported_types()) == set(cpu.supported_types()) == set(ALL_TYPES + IQ_TYPES)
 
 
 # (leading shape, blocks per row): odd row counts, one and several blocks per row, 1-3 axes.
@@ -154,7 +154,7 @@ def test_device_entry_rejects_mismatched_arrays():
     with pytest.raises(ValueError, match="not a multiple"):
         dequantize_device(out, cuda.to_device(np.ascontiguousarray(data[:, :17])), Q.Q4_0)
     with pytest.raises(ValueError, match="not supported"):
-        dequantize_device(out, d_src, Q.IQ2_XXS)
+        dequantize_device(out, d_src, Q.NVFP4)
 
 
 # The CPU side's ValueErrors (bad type, bad row length, 0-d input) are checked for both

@@ -2,7 +2,8 @@
 
 Mirrors kernels.dequant (same types, same results, same ValueErrors). This module holds the
 entry points, the element formats (F32, F16, BF16) and the 32-weight formats (Q4_0, Q4_1,
-Q5_0, Q5_1, Q8_0, IQ4_NL); kernels.cuda.dequant_k holds the 256-weight super-block formats.
+Q5_0, Q5_1, Q8_0, IQ4_NL); kernels.cuda.dequant_k holds the 256-weight super-block formats,
+kernels.cuda.dequant_iq the grid (IQ1/IQ2/IQ3), ternary (TQ) and MXFP4 formats.
 
 Kernel design: one thread per output weight, in a grid-stride loop over the flat output.
 Consecutive threads write consecutive floats (coalesced stores, the bulk of the traffic), and
@@ -27,6 +28,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from numba import cuda
 
 from kernels._jit import cuda_exact_device, cuda_exact_kernel
+from kernels.cuda import dequant_iq as _iq
 from kernels.cuda import dequant_k as _k
 from kernels.cuda import launch
 from kernels.cuda.exact import mul
@@ -187,6 +189,7 @@ _RUNNERS: dict[GGMLQuantizationType, Callable] = {
     Q.Q5_K: _blocks(_k.q5_k),
     Q.Q6_K: _blocks(_k.q6_k),
     Q.IQ4_XS: _blocks(_k.iq4_xs),
+    **_iq.RUNNERS,  # IQ1_S .. IQ3_S, TQ1_0, TQ2_0, MXFP4
 }
 
 

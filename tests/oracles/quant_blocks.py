@@ -17,7 +17,7 @@ F16_FIELDS = {
     T.Q4_0: (0,), T.Q4_1: (0, 2), T.Q5_0: (0,), T.Q5_1: (0, 2), T.Q8_0: (0,), T.IQ4_NL: (0,),
     T.Q2_K: (80, 82), T.Q3_K: (108,), T.Q4_K: (0, 2), T.Q5_K: (0, 2), T.Q6_K: (208,), T.IQ4_XS: (0,),
 }
-GGUF_QUANTIZES = (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0)  # types gguf.quants.quantize can produce
+GGUF_QUANTIZES = (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.TQ1_0, T.TQ2_0, T.MXFP4)  # gguf.quants.quantize makes these
 QUANTIZED = (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, T.IQ4_NL, T.IQ4_XS)
 FLOATS = (T.F32, T.F16, T.BF16)
 # make_data's types that gguf (or a NumPy cast) produces from floats; the others get random bytes.
@@ -26,6 +26,16 @@ BLOCK_TYPES = tuple(F16_FIELDS)
 ALL_TYPES = (T.F32, T.F16, T.BF16, *BLOCK_TYPES)
 LEGACY_TYPES = (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.IQ4_NL)  # 32-weight blocks
 K_TYPES = (T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, T.IQ4_XS)  # 256-weight super-blocks
+# The grid, ternary and MXFP4 formats (kernels.dequant_iq). Kept out of the lists above, whose
+# tests run every type many times over (the CUDA simulator's above all): tests/test_*_iq.py
+# cover them with fewer, smaller cases. gguf cannot quantize the IQ ones: random sane blocks.
+IQ_TYPES = (T.IQ1_S, T.IQ1_M, T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ3_XXS, T.IQ3_S, T.TQ1_0, T.TQ2_0, T.MXFP4)
+# Their float16 scale fields. IQ1_M splits its d over the top nibbles of four uint16 (bytes
+# 48..55); MXFP4 has an exponent byte instead (a half h there means byte = float32 exponent of h).
+IQ_F16_FIELDS = {
+    T.IQ1_S: (0,), T.IQ2_XXS: (0,), T.IQ2_XS: (0,), T.IQ2_S: (0,), T.IQ3_XXS: (0,), T.IQ3_S: (0,),
+    T.TQ1_0: (52,), T.TQ2_0: (64,),
+}
 
 EXTREME_F16 = {
     "max": 0x7BFF,  # 65504, the largest finite half
@@ -62,7 +72,10 @@ def random_matrix(qtype: T, n: int, k: int, rng: np.random.Generator, scale: flo
     if qtype in GGUF_QUANTIZES:
         return quantize(vals, qtype)
     blocks = rng.integers(0, 256, (n * (k // bsz), tsz), dtype=np.uint8)
-    for off in F16_FIELDS[qtype]:
+    if qtype in IQ_TYPES:  # one scale field each (IQ1_M's split, MXFP4's exponent byte)
+        d = (rng.uniform(0.5, 2.0, blocks.shape[0]) * 1e-2 * scale).astype(np.float16)
+        set_f16_fields(blocks, qtype, d.view(np.uint8).reshape(-1, 2))
+    for off in F16_FIELDS.get(qtype, ()):
         d = (rng.uniform(0.5, 2.0, blocks.shape[0]) * 1e-2 * scale).astype(np.float16)
         blocks[:, off : off + 2] = d.view(np.uint8).reshape(-1, 2)
     return blocks.reshape(n, -1)
@@ -75,7 +88,9 @@ def coarse_scales(data: np.ndarray, qtype: T) -> np.ndarray:
     so a kernel that stores them as halves (kernels.packing) holds gguf's values unrounded.
     """
     blocks = data.reshape(-1, GGML_QUANT_SIZES[qtype][1])
-    for off in F16_FIELDS[qtype]:
+    if qtype == T.IQ1_M:
+        set_f16_fields(blocks, qtype, (_iq1m_halves(blocks) & np.uint16(0xFF00)).view(np.uint8).reshape(-1, 2))
+    for off in _fields(qtype):  # MXFP4 scales are powers of two already
         half = np.ascontiguousarray(blocks[:, off : off + 2]).view(np.uint16)
         blocks[:, off : off + 2] = (half & np.uint16(0xFF00)).view(np.uint8)
     return data
@@ -88,10 +103,30 @@ def f16_scales(rng: np.random.Generator, n: int) -> np.ndarray:
     return (mag * sign).astype(np.float16).view(np.uint8).reshape(n, 2)
 
 
+def _fields(qtype: T) -> tuple[int, ...]:
+    return F16_FIELDS.get(qtype) or IQ_F16_FIELDS.get(qtype, ())
+
+
+def _iq1m_halves(blocks: np.ndarray) -> np.ndarray:
+    """IQ1_M's d of each block (n_blocks,) as float16 bits: bits 12..15 of its four uint16."""
+    sc = np.ascontiguousarray(blocks[:, 48:56]).view("<u2").astype(np.uint16)
+    return ((sc >> np.uint16(12)) << np.array([0, 4, 8, 12], np.uint16)).sum(axis=1).astype(np.uint16)
+
+
 def set_f16_fields(data: np.ndarray, qtype: T, values: np.ndarray) -> None:
-    """Write uint8 pairs values (n_blocks, 2), or one pair for all, into every f16 field."""
+    """Write uint8 pairs values (n_blocks, 2), or one pair for all, into every f16 field
+    (IQ1_M: its split d; MXFP4: the exponent byte of the half's float32 value, see IQ_F16_FIELDS)."""
     blocks = data.reshape(-1, GGML_QUANT_SIZES[qtype][1])
-    for off in F16_FIELDS[qtype]:
+    halves = np.broadcast_to(np.ascontiguousarray(values).reshape(-1, 2), (blocks.shape[0], 2))
+    h = np.ascontiguousarray(halves).view("<u2").reshape(-1).astype(np.uint16)
+    if qtype == T.IQ1_M:
+        sc = np.ascontiguousarray(blocks[:, 48:56]).view("<u2").astype(np.uint16)
+        nib = (h[:, None] >> np.array([0, 4, 8, 12], np.uint16)) & np.uint16(15)
+        blocks[:, 48:56] = ((sc & np.uint16(0x0FFF)) | (nib << np.uint16(12))).astype("<u2").view(np.uint8)
+    elif qtype == T.MXFP4:
+        f = np.abs(h.view(np.float16).astype(np.float32))
+        blocks[:, 0] = ((f.view(np.uint32) >> np.uint32(23)) & np.uint32(255)).astype(np.uint8)
+    for off in _fields(qtype):
         blocks[:, off : off + 2] = values
 
 
