@@ -67,3 +67,12 @@ def test_grammar_forces_tagged_calls():
     assert not accepts(F, [EDIT], call + call, required=True)
     assert accepts(F, [EDIT], call + call, required=True, parallel=True)
     assert accepts(F, [EDIT], "Let me edit it. " + call)  # lazy: free text first
+
+
+def test_grammar_keeps_enum_values_and_closed_objects():
+    pick = {"name": "pick", "parameters": {"type": "object", "properties": {
+        "unit": {"enum": ["C", "F"]}, "opts": {"type": "object", "properties": {"a": {"type": "integer"}}}}}}
+    assert accepts(F, [pick], "<tool_call>pick" + _pair("unit", "F") + _pair("opts", '{"a": 1}') + "</tool_call>",
+                   required=True)
+    assert not accepts(F, [pick], "<tool_call>pick" + _pair("unit", "Kelvin") + "</tool_call>", required=True)
+    assert not accepts(F, [pick], "<tool_call>pick" + _pair("opts", '{"b": 1}') + "</tool_call>", required=True)

@@ -113,13 +113,25 @@ def grammar(g: LazyGrammar, functions: list[dict], *, required: bool, parallel: 
         props = (fn.get("parameters") or {}).get("properties") or {}
         pairs = []
         for j, (key, schema) in enumerate(props.items()):
-            value = "glm_text" if "string" in schema_types(schema) else f"{json_rule(schema)} {_lit(END_VALUE)}"
+            value = _value_rule(schema)
             pairs.append(g.rule(f"glm_{k}_{j}", f"{WS} {_lit(KEY + key + END_KEY)} {WS} {_lit(VALUE)} {value}"))
         body = f"({' | '.join(pairs)})*" if pairs else ""
         alts.append(g.rule(f"glm_{k}", f"{_lit(fn['name'])} {body} {WS} {close.lark()}"))
-    g.rule("block", f"{WS} ({' | '.join(alts)}) {WS}")
-    g.rule("calls", f"block ({open_.lark()} block)*" if parallel else "block")
+    g.rule("block", f"{WS} ({' | '.join(alts)})")  # ends at the closing tag: then only the end of generation
+    g.rule("calls", f"block ({WS} {open_.lark()} block)*" if parallel else "block")
     return g.forced(f"{WS} {open_.lark()} calls", after) if required else g.lazy([open_], "calls")
+
+
+def _value_rule(schema: dict) -> str:
+    """A value and its closing tag: the listed strings of an enum, any text for a string, else JSON."""
+    choices = schema.get("enum") if isinstance(schema, dict) else None
+    if isinstance(schema, dict) and "const" in schema:
+        choices = [schema["const"]]
+    if isinstance(choices, list) and choices and all(isinstance(c, str) for c in choices):
+        return f"({' | '.join(_lit(c) for c in choices)}) {_lit(END_VALUE)}"
+    if "string" in schema_types(schema):
+        return "glm_text"
+    return f"{json_rule(schema)} {_lit(END_VALUE)}"
 
 
 def _lit(text: str) -> str:

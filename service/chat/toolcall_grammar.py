@@ -88,10 +88,10 @@ def build_grammar(fmt: ToolFormat, functions: list[Function], *, required: bool,
     if fmt in (ToolFormat.DEEPSEEK_R1, ToolFormat.DEEPSEEK_V3_1):
         return toolcall_deepseek.grammar(g, functions, r1=fmt is ToolFormat.DEEPSEEK_R1, required=required,
                                          parallel=parallel, marker=marker, after=after)
-    if fmt is ToolFormat.GLM_4_5:
-        return toolcall_glm.grammar(g, functions, required=required, parallel=parallel, marker=marker, after=after)
-    if fmt is ToolFormat.KIMI_K2:
-        return toolcall_kimi.grammar(g, functions, required=required, parallel=parallel, marker=marker, after=after)
+    if fmt in (ToolFormat.GLM_4_5, ToolFormat.KIMI_K2):
+        module = toolcall_glm if fmt is ToolFormat.GLM_4_5 else toolcall_kimi
+        shut = [dict(f, parameters=closed(f.get("parameters") or {})) for f in functions]
+        return module.grammar(g, shut, required=required, parallel=parallel, marker=marker, after=after)
     if fmt is ToolFormat.QWEN3_CODER:
         return toolcall_xml.grammar(g, functions, required=required, parallel=parallel, marker=marker, after=after)
     if fmt is ToolFormat.LLAMA_3_X:

@@ -115,11 +115,13 @@ def grammar(g: LazyGrammar, functions: list[dict], *, required: bool, parallel: 
     alts = []
     for k, fn in enumerate(functions):
         head = json.dumps(f"functions.{fn['name']}:", ensure_ascii=False)
-        body = f"{head} /[0-9]+/ {args.lark()} {json_rule(fn.get('parameters') or {})} {end.lark()}"
+        body = f"{head} /[0-9]{{1,3}}/ {args.lark()} {json_rule(fn.get('parameters') or {})} {end.lark()}"
         alts.append(g.rule(f"kimi_{k}", body))
     one = f"({' | '.join(alts)})"
     more = f"({WS} {call.lark()} {one})*" if parallel else ""
-    g.rule("calls", f"{one} {more} {WS} {section_end.lark()}? {WS}")
+    # nothing after the last call but the section's end: the constraint then leaves only the end of
+    # generation, where trailing whitespace would let a small model write newlines until max_tokens
+    g.rule("calls", f"{one} {more} ({WS} {section_end.lark()})?")
     if required:
         return g.forced(f"{WS} {section.lark()}? {WS} {call.lark()} calls", after)
     return g.lazy([call], "calls")
