@@ -12,10 +12,18 @@ Integer layout (every quantized type, through `kernels.unpack`):
       plane of 64 or 128 bytes after the nibbles (`width` 5, 6): with one bit, byte
       (r, t) of the plane has bit c for chunk c's low nibble and bit 4 + c for its high
       nibble; with two bits, plane 0 holds bits 2c..2c+1 for the low nibbles and plane 1
-      for the high ones. So every type reads no more code bits than its GGUF form.
+      for the high ones. So the legacy and K types read no more code bits than their GGUF
+      form; the grid, ternary and MXFP4 types read more (IQ2_* bytes for 2.06-2.5 bits: see
+      kernels.unpack_iq, which states each one's cost).
   d, m float16 bits as uint16 (G, k // bs, 16)  scale and offset per row and bs-weight sub-block
-      (bs = 32, or 16 for Q2_K/Q3_K/Q6_K): w = d * q + m. Half precision halves the
-      scale traffic; it rounds K-quant sub-scales (d * sc) by at most 2^-11 relative.
+      (bs = 32, or 16 for Q2_K/Q3_K/Q6_K/IQ2_XS/IQ2_S/IQ1_M): w = d * q + m. Half precision
+      halves the scale traffic; it rounds sub-scales (d * sc, and the IQ types' d * (2 ls + 1)
+      / 8 and the like) by at most 2^-11 relative. Every IQ, TQ and MXFP4 type is symmetric
+      (no m), so that is its only rounding: |dw| <= 2^-11 |w| per weight, inside the 0.025
+      ||w|| ||x|| bound of tests/oracles/matmul.py (0.0223 of it is the int8 activations).
+      MXFP4's power-of-two scales are exact halves from 2^-24 to 2^15 (exponent bytes 104 to
+      143); a larger one is refused (outside float16 range), a smaller one (weights under
+      3.6e-7) rounds to zero.
 Float layout (F32, F16, BF16): w (G, k, 16) with the file's own bits (see FLOAT_TYPES).
 Padding rows (n up to a multiple of 16) are zeros.
 """

@@ -6,11 +6,12 @@ Shapes are small: the simulator runs each thread as a Python thread.
 
 import numpy as np
 import pytest
+from gguf import GGML_QUANT_SIZES
 from gguf import GGMLQuantizationType as T
 from gguf import quants
 
 from kernels.cuda.packing import KIND_BYTE, KIND_FLOAT, KIND_NIBBLE, host_form, upload
-from tests.oracles.quant_blocks import random_matrix
+from tests.oracles.quant_blocks import IQ_TYPES, random_matrix
 
 RNG = np.random.default_rng(7)
 # One type per code layout and scale size: nibbles (4-bit, 2-bit K), bytes (5, 6, 8-bit), floats.
@@ -22,10 +23,10 @@ def _weights(qt, n, k, rng=RNG):
     return raw, quants.dequantize(raw, qt).reshape(n, k)
 
 
-@pytest.mark.parametrize("qt", TYPES, ids=lambda t: t.name)
+@pytest.mark.parametrize("qt", TYPES + list(IQ_TYPES), ids=lambda t: t.name)
 def test_host_form_is_the_dequantized_matrix(qt):
     """Every layout decodes to gguf's values (affine rounding aside)."""
-    k = 256 if qt in (T.Q2_K, T.Q4_K, T.Q6_K) else 64
+    k = max(64, GGML_QUANT_SIZES[qt][0])
     raw, wd = _weights(qt, 3, k)
     kind, bs, codes, scale, offset, w = host_form(raw, qt, 3, k)
     if kind == KIND_FLOAT:

@@ -13,8 +13,9 @@ from gguf import GGMLQuantizationType as T
 
 from kernels.packing import FLOAT_TYPES, ROWS, pack
 from kernels.unpack import to_affine
-from tests.oracles.quant_blocks import FLOATS, QUANTIZED, coarse_scales, random_matrix, reference
+from tests.oracles.quant_blocks import FLOATS, IQ_TYPES, QUANTIZED, coarse_scales, random_matrix, reference
 from tests.test_unpack import LAYOUT, assert_same_values
+from tests.test_unpack_iq import IQ_LAYOUT
 
 
 def _halves(bits: np.ndarray, n_pad: int) -> np.ndarray:
@@ -52,13 +53,13 @@ def unpacked(w):
 
 
 @pytest.mark.parametrize("n", [1, 16, 37])
-@pytest.mark.parametrize("qtype", QUANTIZED, ids=lambda t: t.name)
+@pytest.mark.parametrize("qtype", QUANTIZED + IQ_TYPES, ids=lambda t: t.name)
 def test_packed_weights_read_back_as_gguf_values(qtype, n):
     k = 512
     data = coarse_scales(random_matrix(qtype, n, k, np.random.default_rng(int(qtype) + n)), qtype)
     w = pack(data, qtype, n, k)
-    bits, bs, sym = LAYOUT[qtype]
-    assert (w.width, w.bs, w.sym) == ({2: 4, 3: 4}.get(bits, bits), bs, sym) and not w.is_float
+    bits, bs, sym = {**LAYOUT, **IQ_LAYOUT}[qtype]
+    assert (w.width, w.bs, w.sym) == ({2: 4, 3: 4, 7: 8}.get(bits, bits), bs, sym) and not w.is_float
     q, d, m = unpacked(w)
     got = (np.repeat(d, bs, axis=1) * q + np.repeat(m, bs, axis=1)).astype(np.float32)
     assert_same_values(got[:n], reference(data, qtype).reshape(n, k))
@@ -67,7 +68,8 @@ def test_packed_weights_read_back_as_gguf_values(qtype, n):
     assert w.nbytes == w.qs.nbytes + w.d.nbytes + w.m.nbytes
 
 
-@pytest.mark.parametrize("qtype", [T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, T.IQ4_XS], ids=lambda t: t.name)
+@pytest.mark.parametrize("qtype", [T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, T.IQ4_XS, T.IQ2_XS, T.IQ3_XXS,
+                                   T.IQ1_M], ids=lambda t: t.name)
 def test_sub_block_scales_round_to_the_nearest_half(qtype):
     """Realistic scales: d * sc has more bits than a half holds; the layout keeps the nearest."""
     data = random_matrix(qtype, 20, 256, np.random.default_rng(int(qtype)))
@@ -102,6 +104,12 @@ def test_bad_input_is_a_value_error():
     big[0, 4:8] = 63
     with pytest.raises(ValueError, match="float16 range"), np.errstate(over="ignore"):
         pack(big, T.Q4_K, 1, 256)
+    mx = random_matrix(T.MXFP4, 1, 64, rng)
+    mx[0, 17] = 144  # MXFP4 block scale 2^16: beyond a half, refused rather than made inf
+    with pytest.raises(ValueError, match="float16 range"), np.errstate(over="ignore"):
+        pack(mx, T.MXFP4, 1, 64)
+    mx[0, 17] = 143  # 2^15: the largest that packs
+    assert pack(mx, T.MXFP4, 1, 64).width == 5
 
 
 @pytest.mark.parametrize("qtype", [T.Q4_0, T.Q5_1, T.Q6_K, T.Q8_0, T.F16, T.F32], ids=lambda t: t.name)

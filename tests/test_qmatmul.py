@@ -19,7 +19,7 @@ from kernels.packing import pack
 from kernels.qmatmul import fmatmul, qmatmul, quantize_activations, quantize_activations_parallel
 from kernels.unpack import to_affine
 from tests.oracles.matmul import dequantized
-from tests.oracles.quant_blocks import FLOATS, QUANTIZED, coarse_scales, random_matrix
+from tests.oracles.quant_blocks import FLOATS, IQ_TYPES, QUANTIZED, coarse_scales, random_matrix
 
 U = 2.0**-24  # float32 unit roundoff
 N, K = 37, 512  # two full 16-row groups and a ragged one; 16 blocks of 32
@@ -64,7 +64,7 @@ def _qmatmul(data, qtype, xq, dx, sx, widen):
 
 
 @pytest.mark.parametrize("n_tok", [1, 4, 6, 9])
-@pytest.mark.parametrize("qtype", QUANTIZED, ids=lambda t: t.name)
+@pytest.mark.parametrize("qtype", QUANTIZED + IQ_TYPES, ids=lambda t: t.name)
 def test_qmatmul_matches_dequantize_then_matmul(qtype, n_tok):
     rng = np.random.default_rng(int(qtype) * 10 + n_tok)
     data = coarse_scales(random_matrix(qtype, N, K, rng), qtype)
