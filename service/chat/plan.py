@@ -30,6 +30,7 @@ from .output import OutputSpec
 from .reasoning import ReasoningFormat, forced_open, tags_for
 from .rendered import Rendered
 from .template import ChatTemplate
+from .toolcall_families import framed
 from .toolcall_formats import ToolFormat, detect
 from .toolcall_grammar import build_grammar
 from .tools import ToolChoice, ToolRequest
@@ -93,7 +94,7 @@ def build_plan(template: ChatTemplate, inp: ChatInput, *, tokenizer: Any, compil
         # llama-server does; otherwise the template renders thinking off itself (llama-server adds nothing)
         rendered, opened = _appended(rendered, tags.close), False
     active = treq is not None and treq.active
-    parse_fmt = fmt if active or fmt is ToolFormat.GPT_OSS else ToolFormat.CONTENT_ONLY
+    parse_fmt = fmt if active or fmt is ToolFormat.GPT_OSS or framed(fmt.value) else ToolFormat.CONTENT_ONLY
     opened_text = rendered.text[rendered.text.rfind(tags.open):] if opened else ""
     spec = OutputSpec(parse_fmt, rf, tags, opened, in_content=stream and rf is ReasoningFormat.DEEPSEEK_LEGACY,
                       opened_text=opened_text,

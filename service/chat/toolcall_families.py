@@ -16,10 +16,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import toolcall_deepseek, toolcall_glm, toolcall_kimi, toolcall_xml
+from . import toolcall_deepseek, toolcall_functionary, toolcall_glm, toolcall_kimi, toolcall_xml
 from .chatmsg import ToolCall
 
-Parse = Callable[[str, bool, dict], tuple[str, list[ToolCall]]]
+Parse = Callable[[str, bool, dict | None], tuple[str, list[ToolCall]]]  # schemas: None without tools
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class Family:
     recognise: Callable[[str], bool]
     parse: Parse
     error: type[ValueError]
+    framed: bool = False  # every answer is written in the format, tools or not: always parsed
 
 
 def _has(*needles: str) -> Callable[[str], bool]:
@@ -43,6 +44,9 @@ def _deepseek(v31: bool) -> Callable[[str], bool]:
 
 
 FAMILIES = [
+    Family("Functionary v3.2", _has(">>>all", ">>>${recipient}"),
+           lambda text, partial, schemas: toolcall_functionary.parse_v32(text, partial, schemas is not None),
+           toolcall_functionary.FunctionaryParseError, framed=True),
     Family("Kimi K2", _has("<|tool_calls_section_begin|>", "<|tool_call_begin|>"),
            lambda text, partial, schemas: toolcall_kimi.parse(text, partial), toolcall_kimi.KimiParseError),
     Family("DeepSeek V3.1", _deepseek(True),
@@ -51,7 +55,10 @@ FAMILIES = [
            lambda text, partial, schemas: toolcall_deepseek.parse(text, partial), toolcall_deepseek.DeepSeekParseError),
     # Ling 3 writes the same pairs inside its own <role> sections (not read here)
     Family("GLM 4.5", lambda s: _has("<tool_call>", "<arg_key>", "<arg_value>")(s) and "<role>ASSISTANT</role>" not in s,
-           toolcall_glm.parse, toolcall_glm.GlmParseError),
+           lambda text, partial, schemas: toolcall_glm.parse(text, partial, schemas or {}), toolcall_glm.GlmParseError),
+    Family("Functionary v3.1", _has("<function=", "<|start_header_id|>ipython<|end_header_id|>"),
+           lambda text, partial, schemas: toolcall_functionary.parse_v31(text, partial),
+           toolcall_functionary.FunctionaryParseError),
     Family("Qwen3 Coder", lambda s: _has("<tool_call>", "<function=", "<parameter=")(s) and _GLUED not in s,
            toolcall_xml.parse, toolcall_xml.XmlParseError),
 ]
@@ -65,3 +72,9 @@ def recognise(source: str) -> str | None:
 
 def family(value: str) -> Family | None:
     return _BY_VALUE.get(value)
+
+
+def framed(value: str) -> bool:
+    """Whether answers in this format are read as such even without tools."""
+    f = _BY_VALUE.get(value)
+    return f is not None and f.framed

@@ -45,6 +45,8 @@ class ToolFormat(enum.Enum):
     DEEPSEEK_V3_1 = "DeepSeek V3.1"
     KIMI_K2 = "Kimi K2"  # toolcall_kimi.py; the formats with a module of their own: toolcall_families.py
     GLM_4_5 = "GLM 4.5"  # toolcall_glm.py (GLM 4.5, 4.6, 4.7)
+    FUNCTIONARY_V3_1 = "Functionary v3.1"  # toolcall_functionary.py
+    FUNCTIONARY_V3_2 = "Functionary v3.2"
 
 
 class ToolParseError(ValueError):
@@ -77,7 +79,7 @@ def parse_calls(fmt: ToolFormat, text: str, partial: bool, schemas: dict | None 
     own = toolcall_families.family(fmt.value)
     if own is not None:  # content kept as written (llama.cpp's fixtures)
         try:
-            content, calls = own.parse(text, partial, schemas or {})
+            content, calls = own.parse(text, partial, schemas)
         except own.error as e:
             raise ToolParseError(str(e)) from None
         return (content.rstrip() if partial else content), calls

@@ -21,6 +21,8 @@ llama.cpp's grammars (common/chat.cpp):
                    <|tool_call_end|> ... (toolcall_kimi.py); trigger `<|tool_call_begin|>`
     GLM_4_5        <tool_call>f <arg_key>k</arg_key> <arg_value>v</arg_value> ... </tool_call> (toolcall_glm.py);
                    trigger `<tool_call>`
+    FUNCTIONARY_V3_1  <function=f>{...}</function> (toolcall_functionary.py); trigger `<function=`
+    FUNCTIONARY_V3_2  f\n{...} after the prompt's `>>>`, more after `>>>`; trigger `>>>`
     GENERIC        always forced: {"tool_call": ...} (or {"tool_calls": [...]} when parallel, each
                    with an "id"), or {"response": text or the requested schema} unless a call is required
 """
@@ -31,7 +33,7 @@ from collections.abc import Callable
 
 from service.sampling.lazy import WS, LazyGrammar, Marker, json_rule
 
-from . import harmony, toolcall_deepseek, toolcall_glm, toolcall_kimi, toolcall_xml
+from . import harmony, toolcall_deepseek, toolcall_functionary, toolcall_glm, toolcall_kimi, toolcall_xml
 from .toolcall_formats import ToolFormat
 
 Function = dict  # {"name": str, "description": str?, "parameters": JSON schema}
@@ -88,10 +90,13 @@ def build_grammar(fmt: ToolFormat, functions: list[Function], *, required: bool,
     if fmt in (ToolFormat.DEEPSEEK_R1, ToolFormat.DEEPSEEK_V3_1):
         return toolcall_deepseek.grammar(g, functions, r1=fmt is ToolFormat.DEEPSEEK_R1, required=required,
                                          parallel=parallel, marker=marker, after=after)
+    shut = [dict(f, parameters=closed(f.get("parameters") or {})) for f in functions]
     if fmt in (ToolFormat.GLM_4_5, ToolFormat.KIMI_K2):
         module = toolcall_glm if fmt is ToolFormat.GLM_4_5 else toolcall_kimi
-        shut = [dict(f, parameters=closed(f.get("parameters") or {})) for f in functions]
         return module.grammar(g, shut, required=required, parallel=parallel, marker=marker, after=after)
+    if fmt in (ToolFormat.FUNCTIONARY_V3_1, ToolFormat.FUNCTIONARY_V3_2):
+        return toolcall_functionary.grammar(g, shut, v32=fmt is ToolFormat.FUNCTIONARY_V3_2, required=required,
+                                            parallel=parallel, marker=marker, after=after)
     if fmt is ToolFormat.QWEN3_CODER:
         return toolcall_xml.grammar(g, functions, required=required, parallel=parallel, marker=marker, after=after)
     if fmt is ToolFormat.LLAMA_3_X:

@@ -54,9 +54,7 @@ def parse(text: str, partial: bool) -> tuple[str, list[ToolCall]]:
             return content, calls
     pos = _ws(text, _skip(text, pos, SECTION_END))
     if pos < len(text):
-        if partial and (SECTION_END.startswith(text[pos:]) or CALL.startswith(text[pos:])):
-            return content, calls  # a marker still coming
-        if partial:
+        if partial:  # a marker may still be coming
             return content, calls
         raise KimiParseError("text after the tool calls" if calls else "expected a tool call")
     if not calls and not partial:
