@@ -47,6 +47,7 @@ class ToolFormat(enum.Enum):
     GLM_4_5 = "GLM 4.5"  # toolcall_glm.py (GLM 4.5, 4.6, 4.7)
     FUNCTIONARY_V3_1 = "Functionary v3.1"  # toolcall_functionary.py
     FUNCTIONARY_V3_2 = "Functionary v3.2"
+    COMMAND_R7B = "Command R7B"  # toolcall_command_r7b.py
 
 
 class ToolParseError(ValueError):
