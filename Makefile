@@ -8,7 +8,7 @@ PORT   ?= 8080
 # Numba compiles each kernel once and caches it next to the sources (__pycache__).
 export NUMBA_SLP_VECTORIZE ?= 1
 
-.PHONY: install models tools serve test soak bench bench-model bench-memory bench-gpu loadtest bench-table clean
+.PHONY: install models tools serve test soak bench bench-model bench-memory bench-prefix bench-gpu loadtest bench-table clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ bench-model: install models
 # ../shared/tools/build-llama-server) in the same run.
 bench-memory: install models
 	$(PY) benchmarks/bench_memory.py
+
+# Four conversations alternating on -np 2: time to first token of a returning turn with the
+# prompt cache and without it, and the hit rate, llamajit and llama-server in the same run.
+bench-prefix: install models
+	$(PY) benchmarks/bench_prefix.py
 
 # -ngl all against the CPU and the card's memory bandwidth (needs a CUDA device and the cuda extra).
 bench-gpu: install models
