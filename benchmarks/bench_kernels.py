@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
+from gguf import GGML_QUANT_SIZES  # noqa: E402
 from gguf import GGMLQuantizationType as T  # noqa: E402
 from gguf.quants import dequantize  # noqa: E402
 
@@ -35,7 +36,8 @@ from tests.oracles.quant_blocks import random_matrix  # noqa: E402
 
 SHAPES = [(576, 1536), (1536, 576), (640, 2048), (49152, 576), (262144, 640)]
 TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K,
-         T.IQ4_NL, T.IQ4_XS, T.F16, T.BF16, T.F32]
+         T.IQ4_NL, T.IQ4_XS, T.IQ1_S, T.IQ1_M, T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ3_XXS, T.IQ3_S,
+         T.TQ1_0, T.TQ2_0, T.MXFP4, T.F16, T.BF16, T.F32]
 TARGETS = {T.Q4_0, T.Q4_1, T.Q8_0, T.Q4_K, T.Q5_0, T.Q6_K}
 PREFILL_TOKENS = 512
 STREAM_BYTES = 256 << 20
@@ -115,8 +117,8 @@ def run(types, shapes, quick: bool) -> None:
     print("-" * len(hdr))
     for qt in types:
         for n, k in shapes:
-            if k % 256 and qt.name.endswith("_K") or (qt == T.IQ4_XS and k % 256):
-                continue  # K-quants need rows that are whole 256-weight super-blocks
+            if k % GGML_QUANT_SIZES[qt][0]:
+                continue  # super-block types need rows that are whole 256-weight blocks
             data = random_matrix(qt, n, k, rng, scale=0.05)
             w = pack(data, qt, n, k)
             x1 = rng.standard_normal((1, k)).astype(np.float32)
