@@ -48,6 +48,7 @@ class ToolFormat(enum.Enum):
     FUNCTIONARY_V3_1 = "Functionary v3.1"  # toolcall_functionary.py
     FUNCTIONARY_V3_2 = "Functionary v3.2"
     COMMAND_R7B = "Command R7B"  # toolcall_command_r7b.py
+    GRANITE = "Granite"  # toolcall_granite.py (3.x; 4.x writes Hermes 2 Pro's calls)
 
 
 class ToolParseError(ValueError):
