@@ -16,7 +16,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import toolcall_command_r7b, toolcall_deepseek, toolcall_functionary, toolcall_glm, toolcall_granite, toolcall_kimi, toolcall_xml
+from . import (toolcall_command_r7b, toolcall_deepseek, toolcall_functionary, toolcall_glm, toolcall_granite,
+               toolcall_kimi, toolcall_minimax, toolcall_xml)
 from .chatmsg import ToolCall
 
 Parse = Callable[[str, bool, dict | None], tuple[str, list[ToolCall]]]  # schemas: None without tools
@@ -58,6 +59,9 @@ FAMILIES = [
            toolcall_command_r7b.CommandR7BParseError, framed=True),
     Family("Granite", _has("<|tool_call|>", "<|start_of_role|>"),
            lambda text, partial, schemas: toolcall_granite.parse(text, partial), toolcall_granite.GraniteParseError),
+    Family("MiniMax M2", _has("<minimax:tool_call>"),
+           lambda text, partial, schemas: toolcall_minimax.parse(text, partial, schemas or {}),
+           toolcall_minimax.MiniMaxParseError),
     # Ling 3 writes the same pairs inside its own <role> sections (not read here)
     Family("GLM 4.5", lambda s: _has("<tool_call>", "<arg_key>", "<arg_value>")(s) and "<role>ASSISTANT</role>" not in s,
            lambda text, partial, schemas: toolcall_glm.parse(text, partial, schemas or {}), toolcall_glm.GlmParseError),

@@ -49,6 +49,7 @@ class ToolFormat(enum.Enum):
     FUNCTIONARY_V3_2 = "Functionary v3.2"
     COMMAND_R7B = "Command R7B"  # toolcall_command_r7b.py
     GRANITE = "Granite"  # toolcall_granite.py (3.x; 4.x writes Hermes 2 Pro's calls)
+    MINIMAX_M2 = "MiniMax M2"  # toolcall_minimax.py
 
 
 class ToolParseError(ValueError):

@@ -1,0 +1,68 @@
+"""service/chat/toolcall_minimax.py: MiniMax M2's invokes beyond llama.cpp's fixtures (several per
+block, values by schema, streaming, malformed output) and the grammar that forces them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from service.chat.output import OutputSpec, OutputStream, final_message
+from service.chat.toolcall_formats import ToolFormat, detect
+from tests.chat_vocab import accepts
+
+F = ToolFormat.MINIMAX_M2
+WEATHER = {"name": "get_weather", "parameters": {"type": "object", "properties": {
+    "city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city"]}}
+PING = {"name": "ping", "parameters": {"type": "object", "properties": {}}}
+TOOLS = {"get_weather": WEATHER["parameters"], "ping": PING["parameters"]}
+
+
+def _invoke(name: str, **params: str) -> str:
+    return f'<invoke name="{name}">\n' + "".join(f'<parameter name="{k}">{v}</parameter>\n' for k, v in params.items()) + "</invoke>\n"
+
+
+def _block(*invokes: str) -> str:
+    return "<minimax:tool_call>\n" + "".join(invokes) + "</minimax:tool_call>"
+
+
+def test_detected_from_the_namespaced_tag():
+    assert detect("{%- set t = '<minimax:tool_call>' -%}", tools=True, choice_none=False, schema=False) is F
+
+
+def test_several_invokes_typed_by_the_schema():
+    msg = final_message(OutputSpec(F, schemas=TOOLS), "On it.\n" + _block(_invoke("get_weather", city="42", days="3"),
+                                                                         _invoke("ping")))
+    assert msg.content == "On it.\n" and [(c.name, json.loads(c.arguments)) for c in msg.tool_calls] == [
+        ("get_weather", {"city": "42", "days": 3}), ("ping", {})]
+
+
+def test_streamed_parameter_by_parameter():
+    out = OutputStream(OutputSpec(F, schemas=TOOLS))
+    assert out.feed("<minimax:tool_call>\n<invoke name=\"get_wea") == []
+    deltas = out.feed('ther">\n<parameter name="city">Os')
+    assert [(d.tool_index, d.tool_name, d.tool_args) for d in deltas] == [(0, "get_weather", "{")]
+    assert [d.tool_args for d in out.feed("lo</parameter>")] == ['"city":"Oslo"']
+    msg, _ = out.finish(out.text + "\n</invoke>\n</minimax:tool_call>")
+    assert msg.tool_calls[0].arguments == '{"city":"Oslo"}' and msg.content == ""
+
+
+@pytest.mark.parametrize("text", [
+    "<minimax:tool_call>\n" + _invoke("ping"),  # no closing tag
+    _block(_invoke("ping")) + " and more",
+    '<minimax:tool_call>\n<invoke name="ping">\n<parameter name="a">1\n</invoke>\n</minimax:tool_call>',
+])
+def test_malformed_calls_are_content(text):
+    msg = final_message(OutputSpec(F, schemas=TOOLS), text)
+    assert (msg.content, msg.tool_calls) == (text, [])
+
+
+def test_grammar_forces_a_block_of_invokes():
+    one = _block(_invoke("get_weather", city="a <b> c", days="3"))
+    assert accepts(F, [WEATHER, PING], one, required=True)
+    assert not accepts(F, [WEATHER, PING], "Hello", required=True)
+    assert not accepts(F, [WEATHER, PING], _block(_invoke("get_weather", days="three")), required=True)
+    two = _block(_invoke("ping"), _invoke("ping"))
+    assert not accepts(F, [WEATHER, PING], two, required=True)
+    assert accepts(F, [WEATHER, PING], two, required=True, parallel=True)
+    assert accepts(F, [WEATHER, PING], "Let me check. " + one)
