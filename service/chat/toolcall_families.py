@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import (toolcall_command_r7b, toolcall_deepseek, toolcall_functionary, toolcall_glm, toolcall_granite,
-               toolcall_kimi, toolcall_minimax, toolcall_xml)
+               toolcall_kimi, toolcall_lfm2, toolcall_minimax, toolcall_xml)
 from .chatmsg import ToolCall
 
 Parse = Callable[[str, bool, dict | None], tuple[str, list[ToolCall]]]  # schemas: None without tools
@@ -59,6 +59,10 @@ FAMILIES = [
            toolcall_command_r7b.CommandR7BParseError, framed=True),
     Family("Granite", _has("<|tool_call|>", "<|start_of_role|>"),
            lambda text, partial, schemas: toolcall_granite.parse(text, partial), toolcall_granite.GraniteParseError),
+    # LFM2 lists the tools between markers, LFM2.5 in plain text
+    Family("LFM2", lambda s: _has("<|tool_list_start|>", "<|tool_list_end|>")(s) or (
+        "List of tools: [" in s and "<|tool_list_start|>" not in s),
+           lambda text, partial, schemas: toolcall_lfm2.parse(text, partial), toolcall_lfm2.Lfm2ParseError),
     Family("MiniMax M2", _has("<minimax:tool_call>"),
            lambda text, partial, schemas: toolcall_minimax.parse(text, partial, schemas or {}),
            toolcall_minimax.MiniMaxParseError),

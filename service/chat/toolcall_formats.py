@@ -50,6 +50,7 @@ class ToolFormat(enum.Enum):
     COMMAND_R7B = "Command R7B"  # toolcall_command_r7b.py
     GRANITE = "Granite"  # toolcall_granite.py (3.x; 4.x writes Hermes 2 Pro's calls)
     MINIMAX_M2 = "MiniMax M2"  # toolcall_minimax.py
+    LFM2 = "LFM2"  # toolcall_lfm2.py (LFM2, LFM2.5)
 
 
 class ToolParseError(ValueError):
