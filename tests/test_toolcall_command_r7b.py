@@ -9,7 +9,13 @@ import pytest
 
 from service.chat.output import OutputSpec, OutputStream, final_message
 from service.chat.reasoning import ThinkTags
-from service.chat.toolcall_command_r7b import ACTION, END_ACTION, END_THINK, THINK, parse
+from service.chat.toolcall_command_r7b import (
+    ACTION,
+    END_ACTION,
+    END_THINK,
+    THINK,
+    parse,
+)
 from service.chat.toolcall_formats import ToolFormat, detect
 from tests.chat_vocab import accepts
 

@@ -16,8 +16,17 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import (toolcall_command_r7b, toolcall_deepseek, toolcall_functionary, toolcall_glm, toolcall_granite,
-               toolcall_kimi, toolcall_lfm2, toolcall_minimax, toolcall_xml)
+from . import (
+    toolcall_command_r7b,
+    toolcall_deepseek,
+    toolcall_functionary,
+    toolcall_glm,
+    toolcall_granite,
+    toolcall_kimi,
+    toolcall_lfm2,
+    toolcall_minimax,
+    toolcall_xml,
+)
 from .chatmsg import ToolCall
 
 Parse = Callable[[str, bool, dict | None], tuple[str, list[ToolCall]]]  # schemas: None without tools

@@ -24,13 +24,13 @@ still turn into a call.
 from __future__ import annotations
 
 import enum
-import json
 import re
 
 from . import toolcall_families
 from .chatmsg import ToolCall
-from .partial_json import Node, NotJSON, canonical, parse_prefix, skip_ws
+from .partial_json import Node, canonical, skip_ws
 from .reasoning import partial_suffix
+from .toolcall_json import ToolParseError, call_of, generic, json_at, nemo
 
 
 class ToolFormat(enum.Enum):
@@ -51,10 +51,6 @@ class ToolFormat(enum.Enum):
     GRANITE = "Granite"  # toolcall_granite.py (3.x; 4.x writes Hermes 2 Pro's calls)
     MINIMAX_M2 = "MiniMax M2"  # toolcall_minimax.py
     LFM2 = "LFM2"  # toolcall_lfm2.py (LFM2, LFM2.5)
-
-
-class ToolParseError(ValueError):
-    pass
 
 
 def detect(source: str, *, tools: bool, choice_none: bool, schema: bool) -> ToolFormat:
@@ -87,8 +83,8 @@ def parse_calls(fmt: ToolFormat, text: str, partial: bool, schemas: dict | None 
         except own.error as e:
             raise ToolParseError(str(e)) from None
         return (content.rstrip() if partial else content), calls
-    parser = {ToolFormat.GENERIC: _generic, ToolFormat.HERMES_2_PRO: _hermes,
-              ToolFormat.LLAMA_3_X: _llama3, ToolFormat.MISTRAL_NEMO: _nemo}[fmt]
+    parser = {ToolFormat.GENERIC: generic, ToolFormat.HERMES_2_PRO: _hermes,
+              ToolFormat.LLAMA_3_X: _llama3, ToolFormat.MISTRAL_NEMO: nemo}[fmt]
     content, calls = parser(text, partial)
     # With calls the content is stripped (llama-server); while streaming, trailing whitespace
     # waits for what follows it, so that what was sent stays a prefix of the final content.
@@ -106,31 +102,6 @@ def _maybe_call(tail: str, heads: tuple[str, ...] = _CALL_HEADS) -> bool:
     """Whether text that ends the output may still grow into the start of a call."""
     squeezed = re.sub(r"\s+", "", tail)
     return any(h.startswith(squeezed) for h in heads)
-
-
-def _call(node: Node, args_key: str = "arguments") -> ToolCall | None:
-    """The call an object (maybe unfinished) describes, once its name is complete; None before."""
-    name = node.get("name")
-    if name is None or name.kind != "str" or not name.complete or not name.value:
-        return None
-    args = node.get(args_key) or node.get("arguments")
-    if args is None:
-        arguments = "{}" if node.complete else ""
-    elif args.kind == "str":  # arguments given as a JSON string: its text is the arguments
-        arguments = args.value
-    else:
-        arguments = canonical(args)
-    ident = node.get("id")
-    return ToolCall(name.value, arguments, ident.value if ident and ident.kind == "str" and ident.complete else "")
-
-
-def _json_at(text: str, i: int, partial: bool) -> Node | None:
-    try:
-        return parse_prefix(text, i, final=not partial)
-    except NotJSON as e:
-        if partial:
-            return None
-        raise ToolParseError(f"malformed tool call JSON: {e}") from None
 
 
 def _hold(text: str, start: int, words: tuple[str, ...]) -> int:
@@ -172,7 +143,7 @@ def _hermes(text: str, partial: bool) -> tuple[str, list[ToolCall]]:
             return "".join(content), calls
         content.append(text[pos:m.start()])
         named = m.group("fn1") or m.group("fn2")
-        node = _json_at(text, m.end(), partial)
+        node = json_at(text, m.end(), partial)
         if node is None or not node.complete:  # unfinished (or broken, while streaming): the call so far
             if not partial:
                 raise ToolParseError("unfinished tool call")
@@ -197,7 +168,7 @@ def _hermes(text: str, partial: bool) -> tuple[str, list[ToolCall]]:
 def _json_call(node: Node, named: str | None) -> ToolCall | None:
     if named:  # <function=name>{arguments}
         return ToolCall(named, canonical(node) if node.kind == "obj" else "")
-    return _call(node)
+    return call_of(node)
 
 
 def _expect(text: str, i: int, closes: list[str], partial: bool) -> tuple[int, bool]:
@@ -253,12 +224,12 @@ def _llama3(text: str, partial: bool) -> tuple[str, list[ToolCall]]:
         return text, []
     content, calls, i = text[:m.start()], [], m.start()
     while i < len(text):
-        node = _json_at(text, i, partial)
+        node = json_at(text, i, partial)
         if node is None or node.kind != "obj":
             if partial:
                 break
             raise ToolParseError("malformed Llama 3.x tool call")
-        call = _call(node, "parameters")
+        call = call_of(node, "parameters")
         if call is not None:
             calls.append(call)
         if not node.complete:
@@ -277,63 +248,3 @@ def _llama3(text: str, partial: bool) -> tuple[str, list[ToolCall]]:
                 break
             raise ToolParseError("extra text after the tool calls")
     return content, calls
-
-
-# -- Mistral Nemo --------------------------------------------------------------------------------
-
-_NEMO = "[TOOL_CALLS]"
-
-
-def _nemo(text: str, partial: bool) -> tuple[str, list[ToolCall]]:
-    at = text.find(_NEMO)
-    if at >= 0:
-        content, start = text[:at], at + len(_NEMO)
-    elif text.lstrip().startswith("[{"):
-        # The prefix is a control token in Mistral's vocabulary and does not always survive
-        # detokenization; an output that is a bare array of calls is read the same way.
-        content, start = "", 0
-    else:
-        return (text[:partial_suffix(text, _NEMO)] if partial else text), []
-    node = _json_at(text, start, partial)
-    if node is None:
-        return content, []
-    if node.kind != "arr":
-        if partial:
-            return content, []
-        raise ToolParseError("[TOOL_CALLS] must be followed by an array of calls")
-    calls = [c for c in (_call(n) for n in node.items if n.kind == "obj") if c is not None]
-    if not partial and (not node.complete or text[node.end:].strip()):
-        raise ToolParseError("malformed [TOOL_CALLS] array")
-    return content, calls
-
-
-# -- Generic JSON ---------------------------------------------------------------------------------
-
-def _generic(text: str, partial: bool) -> tuple[str, list[ToolCall]]:
-    node = _json_at(text, 0, partial)
-    if node is None:
-        if not partial and text.strip():
-            raise ToolParseError("expected a JSON object")
-        return "", []
-    if node.kind != "obj":
-        if partial:
-            return "", []
-        raise ToolParseError("expected a JSON object")
-    if not partial and (not node.complete or text[node.end:].strip()):
-        raise ToolParseError("malformed JSON response")
-    many, one, resp = node.get("tool_calls"), node.get("tool_call"), node.get("response")
-    if many is not None and many.kind == "arr":
-        return "", [c for c in (_call(n) for n in many.items if n.kind == "obj") if c is not None]
-    if one is not None and one.kind == "obj":
-        call = _call(one)
-        return "", [call] if call is not None else []
-    if resp is not None:
-        if resp.kind == "str":
-            return resp.value, []
-        if resp.complete:
-            return json.dumps(resp.python(), indent=2, ensure_ascii=False), []
-        return "", []
-    if not partial:
-        raise ToolParseError('expected "tool_call", "tool_calls" or "response"')
-    return "", []
-

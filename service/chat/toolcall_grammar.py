@@ -39,8 +39,18 @@ from collections.abc import Callable
 
 from service.sampling.lazy import WS, LazyGrammar, Marker, json_rule
 
-from . import (harmony, toolcall_command_r7b, toolcall_deepseek, toolcall_functionary, toolcall_glm, toolcall_granite,
-               toolcall_kimi, toolcall_lfm2, toolcall_minimax, toolcall_xml)
+from . import (
+    harmony,
+    toolcall_command_r7b,
+    toolcall_deepseek,
+    toolcall_functionary,
+    toolcall_glm,
+    toolcall_granite,
+    toolcall_kimi,
+    toolcall_lfm2,
+    toolcall_minimax,
+    toolcall_xml,
+)
 from .toolcall_formats import ToolFormat
 
 Function = dict  # {"name": str, "description": str?, "parameters": JSON schema}
