@@ -13,7 +13,7 @@ Integer layout (every quantized type, through `kernels.unpack`):
       (r, t) of the plane has bit c for chunk c's low nibble and bit 4 + c for its high
       nibble; with two bits, plane 0 holds bits 2c..2c+1 for the low nibbles and plane 1
       for the high ones. So the legacy and K types read no more code bits than their GGUF
-      form; the grid, ternary and MXFP4 types read more (IQ2_* bytes for 2.06-2.5 bits: see
+      form; the grid, ternary and MXFP4 types read more (IQ2_* bytes for 2.06-2.56 bits: see
       kernels.unpack_iq, which states each one's cost).
   d, m float16 bits as uint16 (G, k // bs, 16)  scale and offset per row and bs-weight sub-block
       (bs = 32, or 16 for Q2_K/Q3_K/Q6_K/IQ2_XS/IQ2_S/IQ1_M): w = d * q + m. Half precision

@@ -19,7 +19,7 @@ The scales are gguf's own float32 sub-block scales, times a power of two where s
 
 Honest cost: these formats spend 1.6-4.25 bits per weight in GGUF; the packed layout reads
 more. IQ2_* codes need 7 bits (the code book is not uniform), so they travel as bytes (width
-8): 8.5-9 bits per weight against 2.06-2.5. IQ3_XXS reads 6.5 bits (3.06 in GGUF), IQ3_S,
+8): 8.5-9 bits per weight against 2.06-2.56. IQ3_XXS reads 6.5 bits (3.06 in GGUF), IQ3_S,
 IQ1_* and MXFP4 5.5-6 (3.44, 1.56-1.75, 4.25), TQ* nibbles 4.5 (1.69, 2.06). The gain is one
 integer matmul loop for every type; a per-type grid-lookup kernel would read fewer bytes.
 """

@@ -4,7 +4,7 @@ Every quantized type becomes the affine form of kernels.unpack (w = scale * q + 
 sub-block of bs weights), laid out row-major in 32-bit words so the lanes of a warp read
 consecutive words of one row (one coalesced 128-byte load per warp):
   codes  uint32 (n, k // 8) when codes fit 4 bits: nibble m of word i (bits 4m..4m+3) is
-         weight 8i + m; uint32 (n, k // 4) otherwise (5, 6 and 8-bit codes): byte m of
+         weight 8i + m; uint32 (n, k // 4) otherwise (5 to 8-bit codes): byte m of
          word i is weight 4i + m. A word never straddles a sub-block (bs is 16 or 32).
   scale, offset  float32 (n, k // bs).
 Float types (F32, F16, BF16) are widened to float32 w (n, k): exact, and one kernel path.
