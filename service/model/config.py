@@ -63,6 +63,7 @@ class ModelConfig:
     n_ff_exp: int = 0
     n_ff_shexp: int = 0
     expert_norm: bool = False  # the top-k weights renormalised to sum 1 (qwen3moe, llama; not qwen2moe)
+    causal: bool = True  # False: an encoder (service.model.encoder), no KV cache, no logits
 
     @property
     def n_embd_kv(self) -> int:
@@ -112,9 +113,13 @@ def _check_vocab(meta: dict[str, Any], path: str, vocab_key: str, n_vocab: int) 
 
 def config_from_metadata(meta: dict[str, Any], path: str) -> ModelConfig:
     arch = meta.get("general.architecture")
+    from service.model.encoder import ENCODERS, encoder_config  # encoders read their own keys
+
+    if arch in ENCODERS:
+        return encoder_config(meta, path)
     if arch not in ARCHITECTURES:  # llama.cpp: "unknown model architecture: 'x'"
         raise ModelError(f"{path}: general.architecture: unknown model architecture: {arch!r} "
-                         f"(supported: {', '.join(ARCHITECTURES)})")
+                         f"(supported: {', '.join(ARCHITECTURES + ENCODERS)})")
     a = arch
     n_layer = _get(meta, path, f"{a}.block_count", int, lo=1, hi=MAX_LAYERS)
     n_embd = _get(meta, path, f"{a}.embedding_length", int, lo=1, hi=MAX_EMBD)

@@ -32,7 +32,7 @@ FTYPE_NAMES = {
     30: "IQ4_XS - 4.25 bpw", 31: "IQ1_M - 1.75 bpw", 32: "BF16", 36: "TQ1_0 - 1.69 bpw ternary",
     37: "TQ2_0 - 2.06 bpw ternary", 38: "MXFP4 MoE",
 }
-VOCAB_TYPES = {"spm": 1, "bpe": 2}  # llama_vocab_type numbers, as /v1/models reports them
+VOCAB_TYPES = {"spm": 1, "bpe": 2, "wpm": 3}  # llama_vocab_type numbers, as /v1/models reports them
 
 
 class Model:
@@ -61,6 +61,9 @@ class Model:
             p = self.placement = Placement(p.requested, p.n_layer, 0, False, "", warning=(
                 "mixture-of-experts layers have no CUDA kernels yet: every layer runs on the CPU"))
         ready = wait(prefetched)
+        if not self.cfg.causal:  # an encoder (service.model.encoder): its own weights and forward
+            self._encoder(n_ctx, n_seq, max_batch, lora, t0)
+            return
         if ready and ready.file is self.file and ready.weights is not None and not p.n_gpu and not p.output_on_gpu:
             self.weights = ready.weights
         else:
@@ -80,6 +83,24 @@ class Model:
         has_output = "output.weight" in self.file.tensors
         self.adapters = Adapters([load_adapter(f, self.cfg, scale, has_output) for f, scale in lora], self.cfg)
         self.forward = Forward(self.cfg, self.weights, self.cache, max_batch, p, self.adapters)
+        self.load_seconds = time.perf_counter() - t0
+
+    def _encoder(self, n_ctx: int, n_seq: int, max_batch: int, lora, t0: float) -> None:
+        from service.model.encoder import Encoder, load_encoder
+
+        if self.placement.on_gpu and self.placement.requested != "auto":
+            raise ModelError(f"{self.path}: {self.cfg.arch} runs on the CPU only (start with -ngl 0)")
+        if lora:
+            raise ModelError(f"{self.path}: LoRA adapters are not supported for {self.cfg.arch}")
+        self.placement = Placement(self.placement.requested, self.cfg.n_layer, 0, False, "")
+        self.weights = load_encoder(self.file, self.cfg)
+        # positions past the trained ones have no embedding: the context stops there
+        self.n_ctx = min(n_ctx, self.cfg.n_ctx_train) if n_ctx > 0 else self.cfg.n_ctx_train
+        self.n_seq, self.max_batch, self.cache_types = n_seq, max_batch, tuple(kvcache.DEFAULT_TYPES)
+        # the engine's per-sequence bookkeeping (lengths); the encoder reads and writes no keys or values
+        self.cache = KVCache(self.cfg, self.n_ctx, n_seq, types=self.cache_types)
+        self.adapters = Adapters([], self.cfg)
+        self.forward = Encoder(self.cfg, self.weights, self.cache, max_batch)
         self.load_seconds = time.perf_counter() - t0
 
     # -- facts the server reports -----------------------------------------------------

@@ -4,8 +4,8 @@
     ids = tok.tokenize("Hello", add_special=True, parse_special=False)
     text = tok.detokenize(ids)
 
-Supports `tokenizer.ggml.model` 'gpt2' (byte-level BPE, see bpe.py for the pre-tokenizers) and
-'llama' (SentencePiece BPE with byte fallback, see spm.py).
+Supports `tokenizer.ggml.model` 'gpt2' (byte-level BPE, see bpe.py for the pre-tokenizers),
+'llama' (SentencePiece BPE with byte fallback, see spm.py) and 'bert' (WordPiece, wordpiece.py).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from .bpe import BPEEncoder
 from .detok import Pieces, StreamDecoder, detokenize_bytes
 from .special import SpecialSplitter
 from .spm import SPACE, SPMEncoder
+from .wordpiece import WordPieceEncoder
 from .vocab import (ATTR_BYTE, ATTR_CONTROL, ATTR_NORMAL, ATTR_UNKNOWN, ATTR_UNUSED,
                     ATTR_USER_DEFINED, Vocab)
 
@@ -48,6 +49,8 @@ class Tokenizer:
         if vocab.vocab_type == "bpe":
             self._bpe = BPEEncoder(vocab.tokens, vocab.token_to_id, vocab.merges,
                                    vocab.pre_type, vocab.ignore_merges)
+        elif vocab.vocab_type == "wpm":
+            self._wpm = WordPieceEncoder(vocab.token_to_id, ids["unk"], vocab.lowercase, vocab.strip_accents)
         else:
             self._spm = SPMEncoder(vocab)
 
@@ -63,6 +66,11 @@ class Tokenizer:
         if _SURROGATE.search(text):
             text = _SURROGATE.sub("\ufffd", text)
         frags = self._splitter.split(text, parse_special)
+        if self.vocab_type == "wpm":  # llama.cpp: [CLS] (bos) ... [SEP] with add_special, whatever add_bos says
+            out = [self.bos_id] if add_special else []
+            for frag in frags:
+                out.extend([frag] if isinstance(frag, int) else self._wpm.encode(frag))
+            return out + [self.sep_id] if add_special else out
         out: list[int] = []
         if add_special and self.add_bos:
             out.append(self.bos_id)

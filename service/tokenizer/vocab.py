@@ -87,9 +87,12 @@ class Vocab:
         elif model == "llama":
             self.vocab_type = "spm"
             ids = {"bos": 1, "eos": 2, "unk": 0}
+        elif model == "bert":  # WordPiece (wordpiece.py): [CLS] text [SEP]
+            self.vocab_type = "wpm"
+            ids = {"bos": 101, "eos": None, "unk": 100, "sep": 102, "pad": 0, "mask": 103}
         else:
             raise ValueError(f"unsupported tokenizer model {model!r} (tokenizer.ggml.model); "
-                             "supported: 'gpt2' (byte-level BPE) and 'llama' (SentencePiece)")
+                             "supported: 'gpt2' (byte-level BPE), 'llama' (SentencePiece), 'bert' (WordPiece)")
         self.model = model
         self.pre = str(meta.get(_K + "pre") or "default")
 
@@ -130,10 +133,17 @@ class Vocab:
             self.add_bos, self.add_eos = spec.add_bos, False
             if spec.no_bos:
                 ids["bos"] = None
+        elif self.vocab_type == "wpm":
+            self.pre_type = "default"
+            self.add_space_prefix, self.escape_whitespaces = False, True
+            self.clean_spaces, self.add_bos, self.add_eos = True, True, False
         else:
             self.pre_type = "default"
             self.add_space_prefix, self.escape_whitespaces = True, True
             self.clean_spaces, self.add_bos, self.add_eos = False, True, False
+        # BERT's normalizer: strip_accents follows lowercase unless the file says otherwise
+        self.lowercase = bool(meta.get(_K + "normalizer.lowercase", False))
+        self.strip_accents = bool(meta.get(_K + "normalizer.strip_accents", self.lowercase))
         self.add_space_prefix = bool(meta.get(_K + "add_space_prefix", self.add_space_prefix))
 
         for role in _ROLE_KEYS:

@@ -1,0 +1,41 @@
+"""all-MiniLM-L6-v2 (`make models` converts it) and llama.cpp's recorded side of it
+(tests/fixtures/record_minilm.py), shared by the encoder's tests."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MINILM = ROOT / "models" / "all-MiniLM-L6-v2.F16.gguf"
+FIXTURE = Path(__file__).with_name("fixtures") / "minilm_llamacpp.json"
+
+
+def model_path() -> Path:
+    if not MINILM.exists():
+        pytest.skip(f"{MINILM} not present (make models)")
+    return MINILM
+
+
+@lru_cache(maxsize=1)
+def fixture() -> dict:
+    return json.loads(FIXTURE.read_text())
+
+
+def rows(*groups: str) -> list[dict]:
+    """The recorded rows (text, tokens, embedding) of the named groups: texts, queries, docs."""
+    return [r for g in groups for r in fixture()[g]]
+
+
+def cosine(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def nearest(queries: np.ndarray, docs: np.ndarray) -> list[list[int]]:
+    """Each query's documents, most similar first (vectors are unit length: the dot is the cosine)."""
+    return np.argsort(-(queries @ docs.T), axis=1, kind="stable").tolist()

@@ -1,0 +1,78 @@
+"""all-MiniLM-L6-v2 (`bert`, service/model/encoder.py) served over HTTP against llama.cpp's own
+vectors (tests/fixtures/minilm_llamacpp.json, recorded from llama-server --embedding on the file
+llama.cpp's converter writes; tests/test_convert_bert.py shows ours has the same tensors).
+
+Bound: cosine >= 0.999 per text (issue 22). Measured: the worst is 1 - 2e-7 (mean 1 - 1.2e-7);
+the gap is float rounding (llama.cpp rounds activations to f16 for its F16 products, we multiply
+in float32). A wrong piece of the graph falls outside it, measured on these texts: without the
+position embeddings the worst cosine is 0.52; with the sigmoid approximation of GELU, 0.9946.
+The retrieval check: every query's documents ranked by cosine in the same order as llama.cpp's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.minilm import cosine, fixture, model_path, nearest, rows
+from tests.server_proc import ServerProcess
+
+COS_MIN = 0.999
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = ServerProcess("--embedding", "-ub", "64", "-b", "64", "-np", "2", "-t", "2", model=model_path())
+    try:
+        yield srv.wait_ready(120)
+    finally:
+        srv.stop()
+
+
+def _embed(srv, ref: list[dict]) -> np.ndarray:
+    """(len(ref), n_embd) vectors of the recorded rows' texts, in one request."""
+    with srv.client() as c:
+        r = c.post("/v1/embeddings", json={"input": [x["text"] for x in ref]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["usage"]["prompt_tokens"] == sum(len(x["tokens"]) for x in ref)  # [CLS] ... [SEP] each
+    return np.array([d["embedding"] for d in body["data"]], np.float64)
+
+
+def test_vectors_match_llamacpp(server):
+    ref = [r for r in rows("texts", "queries", "docs") if len(r["tokens"]) <= 64]  # one batch each (-ub 64)
+    got = _embed(server, ref)
+    cos = [cosine(g, r["embedding"]) for g, r in zip(got, ref)]
+    assert min(cos) >= COS_MIN, cos
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_retrieval_ranks_as_llamacpp(server):
+    q, d = _embed(server, rows("queries")), _embed(server, rows("docs"))
+    want = nearest(np.array([r["embedding"] for r in rows("queries")]), np.array([r["embedding"] for r in rows("docs")]))
+    assert nearest(q, d) == want
+    assert [w[0] for w in want] == [2, 0, 1, 3]  # the fixture itself: each query's own document first
+
+
+def test_refusals_as_llama_server(server):
+    with server.client() as c:
+        r = c.post("/completion", json={"prompt": "hi", "n_predict": 2})
+        want = fixture()["completion_error"]
+        assert (r.status_code, r.json()["error"]["message"]) == (want["status"], want["message"])
+        long = rows("texts")[-1]  # more tokens than the batch: an encoder's prompt cannot be split
+        assert len(long["tokens"]) > 64
+        r = c.post("/v1/embeddings", json={"input": long["text"]})
+        assert r.status_code == 500
+        assert r.json()["error"]["message"] == (f"input ({len(long['tokens'])} tokens) is too large to process. "
+                                                f"increase the physical batch size (current batch size: 64)")
+
+
+def test_long_text_in_process():
+    """The text over the server's 64-token batch, encoded whole in process (-ub 512's batch)."""
+    from service.model.encoder import encode
+    from service.model.model import Model
+
+    m = Model(model_path(), n_ctx=512, max_batch=512)
+    r = rows("texts")[-1]
+    h = encode(m.weights, m.cfg, np.array(r["tokens"], np.int32))
+    assert cosine(h.astype(np.float64).mean(axis=0), r["embedding"]) >= COS_MIN
