@@ -17,7 +17,9 @@ F16_FIELDS = {
     T.Q4_0: (0,), T.Q4_1: (0, 2), T.Q5_0: (0,), T.Q5_1: (0, 2), T.Q8_0: (0,), T.IQ4_NL: (0,),
     T.Q2_K: (80, 82), T.Q3_K: (108,), T.Q4_K: (0, 2), T.Q5_K: (0, 2), T.Q6_K: (208,), T.IQ4_XS: (0,),
 }
-GGUF_QUANTIZES = (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.TQ1_0, T.TQ2_0, T.MXFP4)  # gguf.quants.quantize makes these
+# gguf.quants.quantize makes these. It quantizes MXFP4 too, but through a 16x float32 copy of the
+# matrix (11 GB for the bench's 262144 x 640 head): MXFP4 gets random sane blocks like the IQ types.
+GGUF_QUANTIZES = (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.TQ1_0, T.TQ2_0)
 QUANTIZED = (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, T.IQ4_NL, T.IQ4_XS)
 FLOATS = (T.F32, T.F16, T.BF16)
 # make_data's types that gguf (or a NumPy cast) produces from floats; the others get random bytes.
@@ -28,7 +30,8 @@ LEGACY_TYPES = (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.IQ4_NL)  # 32-weight b
 K_TYPES = (T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, T.IQ4_XS)  # 256-weight super-blocks
 # The grid, ternary and MXFP4 formats (kernels.dequant_iq). Kept out of the lists above, whose
 # tests run every type many times over (the CUDA simulator's above all): tests/test_*_iq.py
-# cover them with fewer, smaller cases. gguf cannot quantize the IQ ones: random sane blocks.
+# cover them with fewer, smaller cases. gguf cannot quantize the IQ ones: random sane blocks
+# (MXFP4 too, see GGUF_QUANTIZES; TQ1_0 and TQ2_0 gguf quantizes).
 IQ_TYPES = (T.IQ1_S, T.IQ1_M, T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ3_XXS, T.IQ3_S, T.TQ1_0, T.TQ2_0, T.MXFP4)
 # Their float16 scale fields. IQ1_M splits its d over the top nibbles of four uint16 (bytes
 # 48..55); MXFP4 has an exponent byte instead (a half h there means byte = float32 exponent of h).
