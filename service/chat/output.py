@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import harmony
+from . import harmony, toolcall_gemma4
 from .chatmsg import ChatMsg, Delta, StreamTracker
 from .reasoning import ReasoningFormat, ThinkTags, split_reasoning
 from .toolcall_formats import ToolFormat, ToolParseError, parse_calls
@@ -57,6 +57,12 @@ def parse_output(spec: OutputSpec, text: str, partial: bool) -> ChatMsg:
     if spec.format is ToolFormat.GPT_OSS:
         return harmony.parse(text, partial, reasoning=spec.reasoning is not ReasoningFormat.NONE,
                              tools=spec.schemas is not None)
+    if spec.format is ToolFormat.GEMMA_4:  # thought channels anywhere in the answer, not a leading block
+        try:
+            return toolcall_gemma4.message(text, partial, reasoning=spec.reasoning is not ReasoningFormat.NONE,
+                                           tools=spec.schemas is not None)
+        except toolcall_gemma4.Gemma4ParseError:
+            return ChatMsg(text)
     if spec.reasoning is ReasoningFormat.NONE and spec.forced_open:
         text = spec.opened_text + text  # thoughts stay in content with the tag the prompt opened (llama-server)
     sp = split_reasoning(text, spec.tags, spec.reasoning, partial=partial, forced=spec.forced_open,

@@ -20,6 +20,7 @@ from . import (
     toolcall_command_r7b,
     toolcall_deepseek,
     toolcall_functionary,
+    toolcall_gemma4,
     toolcall_glm,
     toolcall_granite,
     toolcall_kimi,
@@ -53,6 +54,11 @@ def _deepseek(v31: bool) -> Callable[[str], bool]:
     return lambda s: "<｜tool▁calls▁begin｜>" in s and bool(_V31.search(s)) == v31
 
 
+def _gemma4(text: str, partial: bool, schemas: dict | None) -> tuple[str, list[ToolCall]]:
+    msg = toolcall_gemma4.message(text, partial, reasoning=False, tools=schemas is not None)
+    return msg.content, msg.tool_calls
+
+
 FAMILIES = [
     Family("Functionary v3.2", _has(">>>all", ">>>${recipient}"),
            lambda text, partial, schemas: toolcall_functionary.parse_v32(text, partial, schemas is not None),
@@ -75,6 +81,8 @@ FAMILIES = [
     Family("MiniMax M2", _has("<minimax:tool_call>"),
            lambda text, partial, schemas: toolcall_minimax.parse(text, partial, schemas or {}),
            toolcall_minimax.MiniMaxParseError),
+    # output.py reads Gemma 4's thought channels itself; this reading keeps them in the content
+    Family("Gemma 4", lambda s: "'<|tool_call>call:'" in s, _gemma4, toolcall_gemma4.Gemma4ParseError, framed=True),
     # Ling 3 writes the same pairs inside its own <role> sections (not read here)
     Family("GLM 4.5", lambda s: _has("<tool_call>", "<arg_key>", "<arg_value>")(s) and "<role>ASSISTANT</role>" not in s,
            lambda text, partial, schemas: toolcall_glm.parse(text, partial, schemas or {}), toolcall_glm.GlmParseError),

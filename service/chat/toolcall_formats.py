@@ -51,6 +51,7 @@ class ToolFormat(enum.Enum):
     GRANITE = "Granite"  # toolcall_granite.py (3.x; 4.x writes Hermes 2 Pro's calls)
     MINIMAX_M2 = "MiniMax M2"  # toolcall_minimax.py
     LFM2 = "LFM2"  # toolcall_lfm2.py (LFM2, LFM2.5)
+    GEMMA_4 = "Gemma 4"  # toolcall_gemma4.py: thought channels too, with or without tools
 
 
 def detect(source: str, *, tools: bool, choice_none: bool, schema: bool) -> ToolFormat:

@@ -29,6 +29,7 @@ llama.cpp's grammars (common/chat.cpp):
     MINIMAX_M2     <minimax:tool_call> <invoke name="f"> <parameter name="k">v</parameter> </invoke>
                    </minimax:tool_call> (toolcall_minimax.py); trigger `<minimax:tool_call>`
     LFM2           <|tool_call_start|>[f(k=v, ...)]<|tool_call_end|> (toolcall_lfm2.py); trigger `<|tool_call_start|>`
+    GEMMA_4        <|tool_call>call:f{k:<|"|>text<|"|>,n:1}<tool_call|> (toolcall_gemma4.py); trigger `<|tool_call>`
     GENERIC        always forced: {"tool_call": ...} (or {"tool_calls": [...]} when parallel, each
                    with an "id"), or {"response": text or the requested schema} unless a call is required
 """
@@ -44,6 +45,7 @@ from . import (
     toolcall_command_r7b,
     toolcall_deepseek,
     toolcall_functionary,
+    toolcall_gemma4,
     toolcall_glm,
     toolcall_granite,
     toolcall_kimi,
@@ -110,7 +112,8 @@ def build_grammar(fmt: ToolFormat, functions: list[Function], *, required: bool,
     shut = [dict(f, parameters=closed(f.get("parameters") or {})) for f in functions]
     module = {ToolFormat.GLM_4_5: toolcall_glm, ToolFormat.KIMI_K2: toolcall_kimi,
               ToolFormat.COMMAND_R7B: toolcall_command_r7b, ToolFormat.GRANITE: toolcall_granite,
-              ToolFormat.MINIMAX_M2: toolcall_minimax, ToolFormat.LFM2: toolcall_lfm2}.get(fmt)
+              ToolFormat.MINIMAX_M2: toolcall_minimax, ToolFormat.LFM2: toolcall_lfm2,
+              ToolFormat.GEMMA_4: toolcall_gemma4}.get(fmt)
     if module is not None:
         return module.grammar(g, shut, required=required, parallel=parallel, marker=marker, after=after)
     if fmt in (ToolFormat.FUNCTIONARY_V3_1, ToolFormat.FUNCTIONARY_V3_2):
