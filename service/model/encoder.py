@@ -1,9 +1,12 @@
-"""BERT-family encoders (`bert`): a non-causal forward pass that gives every token's hidden state.
+"""BERT-family encoders (`bert`, `nomic-bert`): a non-causal forward pass that gives every token's
+hidden state.
 
 As llama.cpp builds `bert`: token embedding + token-type row 0 + absolute position embedding,
 a LayerNorm, then per layer self-attention over the whole sequence (no mask, no KV cache),
 residual and LayerNorm after it (post-norm), a GELU FFN with biases, residual and LayerNorm.
-The last layer's output is the hidden state (no final norm); pooling is the server's.
+`nomic-bert` has no position embedding but RoPE (NeoX pairs) on Q and K, a fused QKV matrix and a
+SwiGLU FFN without biases. The last layer's output is the hidden state (no final norm); pooling
+is the server's.
 
 A sequence is encoded whole in one call: its tokens attend to later ones, so a prompt cannot be
 split across batches (the engine keeps an encoder's prompt in one batch and refuses one larger
@@ -25,7 +28,7 @@ from service.model.config import ModelConfig, ModelError, _check_vocab, _get
 from service.model.forward import Batch, ForwardOut
 from service.model.logits import HostLogits
 
-ENCODERS = ("bert",)
+ENCODERS = ("bert", "nomic-bert")
 # Read by service.model.rank (a reranker's classification head) rather than here.
 RANK_HEAD = ("cls.weight", "cls.bias", "cls.output.weight", "cls.output.bias")
 
@@ -52,9 +55,17 @@ def encoder_config(meta: dict[str, Any], path: str) -> ModelConfig:
     if causal:  # llama.cpp reads the key but a causal BERT is no model anyone ships: refused, not ignored
         raise ModelError(f"{path}: {a}.attention.causal: a causal {a} is not supported")
     head_dim = n_embd // n_head
+    rope = a == "nomic-bert"  # rope_dims 0: no RoPE (bert's positions are an embedding)
+    rope_dims = _get(meta, path, f"{a}.rope.dimension_count", int, head_dim, lo=2, hi=head_dim) if rope else 0
+    if rope_dims % 2:
+        raise ModelError(f"{path}: {a}.rope.dimension_count: {rope_dims} is odd")
+    base = _get(meta, path, f"{a}.rope.freq_base", float, 10000.0, lo=1e-3, hi=1e12)
+    kind = meta.get(f"{a}.rope.scaling.type", "none")
+    if kind not in ("none", "linear") or _get(meta, path, f"{a}.rope.scaling.factor", float, 0.0, lo=0, hi=1e6) > 1:
+        raise ModelError(f"{path}: {a}.rope.scaling: RoPE scaling is not supported for {a}")
     return ModelConfig(
         arch=a, n_layer=n_layer, n_embd=n_embd, n_ff=n_ff, n_head=n_head, n_head_kv=n_head, head_dim=head_dim,
-        n_vocab=n_vocab, n_ctx_train=n_ctx, norm_eps=eps, rope_dims=head_dim, rope_neox=False, rope_base=10000.0,
+        n_vocab=n_vocab, n_ctx_train=n_ctx, norm_eps=eps, rope_dims=rope_dims, rope_neox=True, rope_base=base,
         rope_scale=1.0, rope_base_swa=10000.0, rope_scale_swa=1.0, sliding_window=0, swa_layers=(False,) * n_layer,
         attn_scale=1.0 / math.sqrt(head_dim), embd_scale=1.0, gelu=True, qk_norm=False, post_norms=True,
         qkv_bias=True, attn_softcap=0.0, final_softcap=0.0, causal=False)
@@ -69,6 +80,7 @@ class EncoderLayer:
     attn_norm: tuple[np.ndarray, np.ndarray]  # LayerNorm (weight, bias) after attention + residual
     w_up: np.ndarray  # float32 (n_embd, n_ff)
     b_up: np.ndarray
+    w_gate: np.ndarray | None  # float32 (n_embd, n_ff): SwiGLU's gate (nomic-bert); None: GELU on up
     w_down: np.ndarray  # float32 (n_ff, n_embd)
     b_down: np.ndarray
     out_norm: tuple[np.ndarray, np.ndarray]  # LayerNorm after the FFN + residual
@@ -78,7 +90,7 @@ class EncoderLayer:
 class EncoderWeights:
     tok_embd: np.ndarray  # float32 (n_vocab, n_embd)
     type_row: np.ndarray  # float32 (n_embd,): token type 0's row (zeros without token_types)
-    pos_embd: np.ndarray  # float32 (n_ctx_train, n_embd)
+    pos_embd: np.ndarray | None  # float32 (n_ctx_train, n_embd); None: RoPE instead (nomic-bert)
     embd_norm: tuple[np.ndarray, np.ndarray]
     layers: list[EncoderLayer]
 
@@ -109,10 +121,16 @@ def load_encoder(f, cfg: ModelConfig) -> EncoderWeights:
     n_types = int(f.metadata.get("tokenizer.ggml.token_type_count", 0) or 0)
     types = r("token_types.weight", (E, n_types), required=False) if n_types else None
     layers = []
+    nomic = c.arch == "nomic-bert"
     for i in range(c.n_layer):
         p = f"blk.{i}."
-        if p + "attn_qkv.weight" in f.tensors:  # fused [q | k | v] rows, as some converters write them
-            wqkv, bqkv = r(p + "attn_qkv.weight", (E, 3 * E)).T, r(p + "attn_qkv.bias", (3 * E,))
+        if nomic:  # llama.cpp's graph takes no FFN biases here: a file with them is refused, not misread
+            for b in ("ffn_up.bias", "ffn_down.bias"):
+                if p + b in f.tensors:
+                    raise ModelError(f"{f.path}: tensor {p + b}: llama.cpp ignores FFN biases for {c.arch}")
+        if p + "attn_qkv.weight" in f.tensors:  # fused [q | k | v] rows (nomic-bert)
+            wqkv = r(p + "attn_qkv.weight", (E, 3 * E)).T
+            bqkv = _bias(r(p + "attn_qkv.bias", (3 * E,), False), 3 * E)
         else:
             wqkv = np.concatenate([r(p + f"attn_{x}.weight", (E, E)).T for x in "qkv"], axis=1)
             bqkv = np.concatenate([r(p + f"attn_{x}.bias", (E,)) for x in "qkv"])
@@ -121,11 +139,12 @@ def load_encoder(f, cfg: ModelConfig) -> EncoderWeights:
             _bias(r(p + "attn_output.bias", (E,), False), E),
             (r(p + "attn_output_norm.weight", (E,)), r(p + "attn_output_norm.bias", (E,))),
             np.ascontiguousarray(r(p + "ffn_up.weight", (E, F)).T), _bias(r(p + "ffn_up.bias", (F,), False), F),
+            np.ascontiguousarray(r(p + "ffn_gate.weight", (E, F)).T) if nomic else None,
             np.ascontiguousarray(r(p + "ffn_down.weight", (F, E)).T), _bias(r(p + "ffn_down.bias", (E,), False), E),
             (r(p + "layer_output_norm.weight", (E,)), r(p + "layer_output_norm.bias", (E,)))))
     w = EncoderWeights(
         r("token_embd.weight", (E, c.n_vocab)), types[0].copy() if types is not None else np.zeros(E, np.float32),
-        r("position_embd.weight", (E, c.n_ctx_train)),
+        None if nomic else r("position_embd.weight", (E, c.n_ctx_train)),
         (r("token_embd_norm.weight", (E,)), r("token_embd_norm.bias", (E,))), layers)
     unused = [n for n in f.tensors if n not in r.used and n not in RANK_HEAD]
     if unused:  # as service.model.weights: never dropped silently
@@ -152,21 +171,46 @@ def gelu(x: np.ndarray) -> np.ndarray:
                                                           * (x + np.float32(0.044715) * x * x * x)))
 
 
+def rope_table(T: int, dims: int, base: float) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin (T, dims/2) of position p times base^(-2i/dims)."""
+    inv = base ** (-np.arange(0, dims, 2, dtype=np.float64) / dims)
+    ang = np.arange(T, dtype=np.float64)[:, None] * inv[None, :]
+    return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+
+
+def rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """x (H, T, D): NeoX pairs (i, i + dims/2) of the first dims lanes rotated by their position's angle."""
+    h = cos.shape[1]
+    a, b = x[..., :h], x[..., h:2 * h]
+    return np.concatenate([a * cos - b * sin, b * cos + a * sin, x[..., 2 * h:]], axis=-1)
+
+
 def encode(w: EncoderWeights, cfg: ModelConfig, tokens: np.ndarray) -> np.ndarray:
     """One whole sequence: int32 tokens (T,) -> float32 (T, n_embd) last-layer hidden states."""
     c = cfg
     T, H, D = len(tokens), c.n_head, c.head_dim
-    x = w.tok_embd[tokens] + w.type_row + w.pos_embd[:T]  # (T, E), positions 0 .. T-1
+    x = w.tok_embd[tokens] + w.type_row
+    if w.pos_embd is not None:
+        x = x + w.pos_embd[:T]  # (T, E), positions 0 .. T-1
     x = layer_norm(x, w.embd_norm, c.norm_eps)
+    rot = rope_table(T, c.rope_dims, c.rope_base) if c.rope_dims else None
     for L in w.layers:
         qkv = x @ L.wqkv + L.bqkv  # (T, 3E)
         q, k, v = (qkv[:, i * c.n_embd:(i + 1) * c.n_embd].reshape(T, H, D).transpose(1, 0, 2) for i in range(3))
+        if rot is not None:
+            q, k = rope(q, *rot), rope(k, *rot)
         s = (q @ k.transpose(0, 2, 1)) * np.float32(c.attn_scale)  # (H, T, T): every token sees every token
         s = np.exp(s - s.max(axis=2, keepdims=True))
         s /= s.sum(axis=2, keepdims=True)
         att = (s @ v).transpose(1, 0, 2).reshape(T, c.n_embd)  # (T, E)
         x = layer_norm(att @ L.wo + L.bo + x, L.attn_norm, c.norm_eps)
-        x = layer_norm(gelu(x @ L.w_up + L.b_up) @ L.w_down + L.b_down + x, L.out_norm, c.norm_eps)
+        up = x @ L.w_up + L.b_up  # (T, F)
+        if L.w_gate is not None:  # SwiGLU: silu(gate) * up
+            g = x @ L.w_gate
+            ff = g / (np.float32(1.0) + np.exp(-g)) * up
+        else:
+            ff = gelu(up)
+        x = layer_norm(ff @ L.w_down + L.b_down + x, L.out_norm, c.norm_eps)
     return np.ascontiguousarray(x, np.float32)
 
 
