@@ -13,7 +13,9 @@ window) (llama.cpp masks pos_q - pos_k >= n_swa), one contiguous range. Head h r
 h // (n_head // n_kv_head). score = (q . k) * scale; if softcap > 0, score = softcap *
 tanh(score / softcap) (HF/Gemma2 order; llama.cpp caps before its kq_scale, the same when
 Q is pre-scaled and scale = 1). Softmax over the visible keys, then @ v. A query that sees
-no key gets zeros.
+no key gets zeros. sinks (n_head,) float32, or empty for none: head h's softmax denominator
+also counts exp(sinks[h]), a key that is never there (gpt-oss's attention sinks, as ggml adds
+them: the max taken over the scores and the sink).
 
 Two paths, same results to float32 rounding:
 - per (token, head): dots over head_dim, for decode, for the last query of every call (see
@@ -107,8 +109,15 @@ def _weighted_add(o, p, vh):
 
 
 @kernel
-def _softmax_span(p, a, b, softcap):
-    """p (n,) = exp(cap(p) - max) over [a, b), 0 elsewhere; returns the sum (0 if a >= b)."""
+def sink_of(sinks, h):
+    """Head h's sink logit; _NEG (adds nothing) when sinks is empty."""
+    return sinks[h] if sinks.shape[0] > 0 else _NEG
+
+
+@kernel
+def _softmax_span(p, a, b, softcap, sink):
+    """p (n,) = exp(cap(p) - max) over [a, b), 0 elsewhere; returns the sum (0 if a >= b), plus
+    exp(sink - max) when sink > _NEG (max then covers the sink too)."""
     for j in range(a):
         p[j] = _ZERO
     for j in range(b, p.shape[0]):
@@ -122,12 +131,17 @@ def _softmax_span(p, a, b, softcap):
         cap = np.float32(softcap)
         for j in range(n):
             x[j] = cap * fast_tanh(x[j] * inv_cap)
-    return exp_shifted(x, row_max(x))
+    m = row_max(x)
+    if sink > _NEG:
+        m = max(m, sink)
+        return exp_shifted(x, m) + np.float32(np.exp(sink - m))
+    return exp_shifted(x, m)
 
 
 @kernel
-def attend_one(o, qv, kh, vh, scale, softcap, s):
-    """o (head_dim,) = softmax_j(cap(qv . kh[j] * scale)) @ vh; kh, vh (n, head_dim); s (>= n,) scratch."""
+def attend_one(o, qv, kh, vh, scale, softcap, sink, s):
+    """o (head_dim,) = softmax_j(cap(qv . kh[j] * scale)) @ vh; kh, vh (n, head_dim); s (>= n,) scratch;
+    sink: the head's sink logit (_NEG: none)."""
     n = kh.shape[0]
     if n == 0:
         for d in range(o.shape[0]):
@@ -137,7 +151,7 @@ def attend_one(o, qv, kh, vh, scale, softcap, s):
     # fix up possibly negative indices, which turns vector loads into gathers.
     _scores(s, qv, kh, np.float32(scale))
     p = s[:n]
-    total = _softmax_span(p, 0, n, softcap)
+    total = _softmax_span(p, 0, n, softcap, sink)
     for d in range(o.shape[0]):
         o[d] = _ZERO
     _weighted_add(o, p, vh)
@@ -246,7 +260,7 @@ def _tile_pv(O, S, vh, n, ld, j0, dim, n_used, add):
 
 
 @kernel
-def attend_tile(out, q, kh, vh, q_pos, t0, nt, g, n_rep, kv_len, scale, window, softcap, buf):
+def attend_tile(out, q, kh, vh, q_pos, t0, nt, g, n_rep, kv_len, scale, window, softcap, sinks, buf):
     """out[t0 + tt, g n_rep + rr], tt < nt, rr < n_rep (lane tt n_rep + rr; nt n_rep <= 16); kh, vh (n_ctx, dim)."""
     dim = q.shape[2]
     n_used = nt * n_rep
@@ -284,7 +298,7 @@ def attend_tile(out, q, kh, vh, q_pos, t0, nt, g, n_rep, kv_len, scale, window, 
     for l in range(n_used):  # a lane that sees nothing may lie outside [jlo, jhi): clamp
         a = min(max(np.int64(span[2 * l]) - jlo, 0), n)
         b = min(max(np.int64(span[2 * l + 1]) - jlo, 0), n)
-        tot[l] = _softmax_span(S[l * n:(l + 1) * n], a, b, softcap)
+        tot[l] = _softmax_span(S[l * n:(l + 1) * n], a, b, softcap, sink_of(sinks, g * n_rep + l % n_rep))
     S[n_used * n:n_pad * n] = _ZERO
     _tile_pv(O, S, vh[jlo:jhi], n, n, 0, dim, n_used, False)
     for l in range(n_used):
@@ -298,7 +312,7 @@ def attend_tile(out, q, kh, vh, q_pos, t0, nt, g, n_rep, kv_len, scale, window, 
 
 
 @parallel_kernel
-def attention(out, q, k_cache, v_cache, q_pos, kv_len, scale, window, softcap, scratch):
+def attention(out, q, k_cache, v_cache, q_pos, kv_len, scale, window, softcap, sinks, scratch):
     """out (n_tokens, n_head, head_dim) = causal GQA attention of q over the cache's first kv_len keys."""
     n_tokens, n_head, dim = q.shape
     n_kv = k_cache.shape[0]
@@ -328,7 +342,7 @@ def attention(out, q, k_cache, v_cache, q_pos, kv_len, scale, window, softcap, s
                 g = item - tile * n_kv
                 t0 = tile * tb
                 attend_tile(out, q, k_cache[g], v_cache[g], q_pos, t0, min(tb, n_tiled - t0), g, n_rep,
-                            kv_len, scale, window, softcap, buf)
+                            kv_len, scale, window, softcap, sinks, buf)
                 continue
             i = item - n_tile_items
             t = n_tiled + i // n_head
@@ -339,4 +353,5 @@ def attention(out, q, k_cache, v_cache, q_pos, kv_len, scale, window, softcap, s
             lo = 0
             if window > 0:
                 lo = min(max(0, pos - window + 1), hi)
-            attend_one(out[t, h], q[t, h], k_cache[g, lo:hi], v_cache[g, lo:hi], scale, softcap, buf)
+            attend_one(out[t, h], q[t, h], k_cache[g, lo:hi], v_cache[g, lo:hi], scale, softcap, sink_of(sinks, h),
+                       buf)

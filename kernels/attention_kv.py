@@ -4,7 +4,7 @@ two paths, reading keys and values CHUNK rows at a time through kernels.kv_dequa
   out, q       float32 (n_tokens, n_head, head_dim)
   kc, vc       one sequence's caches as (type, f, h, b) tuples (kernels.kv_dequant), each array
                (n_kv_head, n_ctx, width)
-  q_pos, kv_len, scale, window, softcap, scratch: as kernels.attention.attention
+  q_pos, kv_len, scale, window, softcap, sinks, scratch: as kernels.attention.attention
 
 Masking, GQA, soft-cap, scale and the empty-query rule are kernels.attention's. When both
 caches are f32 this is kernels.attention.attention itself (same bits). Otherwise:
@@ -25,7 +25,8 @@ from numba import prange
 
 from kernels import kv_types as kt
 from kernels._jit import kernel, parallel_kernel
-from kernels.attention import _LANES, _scores, _softmax_span, _tile_pv, _tile_scores, _weighted_add, attention
+from kernels.attention import (_LANES, _scores, _softmax_span, _tile_pv, _tile_scores, _weighted_add, attention,
+                               sink_of)
 from kernels.kv_dequant import CHUNK, kv_rows
 
 _ONE = np.float32(1.0)
@@ -33,7 +34,7 @@ _ZERO = np.float32(0.0)
 
 
 @kernel
-def attend_group_kv(out, q, t, g, n_rep, kc, vc, lo, hi, scale, softcap, buf):
+def attend_group_kv(out, q, t, g, n_rep, kc, vc, lo, hi, scale, softcap, sinks, buf):
     """out[t, h] for the n_rep query heads h of kv head g over keys [lo, hi): each chunk of keys
     and of values is dequantized once for all of them; buf: the lane's scratch row."""
     dim = q.shape[2]
@@ -54,7 +55,7 @@ def attend_group_kv(out, q, t, g, n_rep, kc, vc, lo, hi, scale, softcap, buf):
         for r in range(n_rep):
             _scores(buf[r * n + c0 : r * n + c1], q[t, h0 + r], kr, np.float32(scale))
     for r in range(n_rep):
-        tot[r] = _softmax_span(buf[r * n : (r + 1) * n], 0, n, softcap)
+        tot[r] = _softmax_span(buf[r * n : (r + 1) * n], 0, n, softcap, sink_of(sinks, h0 + r))
     for c0 in range(0, n, CHUNK):
         c1 = min(c0 + CHUNK, n)
         vr = kv_rows(vbuf, vc, g, lo + c0, lo + c1, dim)
@@ -67,7 +68,7 @@ def attend_group_kv(out, q, t, g, n_rep, kc, vc, lo, hi, scale, softcap, buf):
 
 
 @kernel
-def attend_tile_kv(out, q, kc, vc, q_pos, t0, nt, g, n_rep, kv_len, scale, window, softcap, buf):
+def attend_tile_kv(out, q, kc, vc, q_pos, t0, nt, g, n_rep, kv_len, scale, window, softcap, sinks, buf):
     """kernels.attention.attend_tile over typed caches: lanes (t0 + tt, g n_rep + rr), nt n_rep <= 16."""
     dim = q.shape[2]
     n_used = nt * n_rep
@@ -110,7 +111,7 @@ def attend_tile_kv(out, q, kc, vc, q_pos, t0, nt, g, n_rep, kv_len, scale, windo
     for l in range(n_used):
         a = min(max(np.int64(span[2 * l]) - jlo, 0), n)
         b = min(max(np.int64(span[2 * l + 1]) - jlo, 0), n)
-        tot[l] = _softmax_span(S[l * n : (l + 1) * n], a, b, softcap)
+        tot[l] = _softmax_span(S[l * n : (l + 1) * n], a, b, softcap, sink_of(sinks, g * n_rep + l % n_rep))
     S[n_used * n : n_pad * n] = _ZERO
     for c0 in range(0, n, CHUNK):
         c1 = min(c0 + CHUNK, n)
@@ -123,7 +124,7 @@ def attend_tile_kv(out, q, kc, vc, q_pos, t0, nt, g, n_rep, kv_len, scale, windo
 
 
 @parallel_kernel
-def _attention_typed(out, q, kc, vc, q_pos, kv_len, scale, window, softcap, scratch):
+def _attention_typed(out, q, kc, vc, q_pos, kv_len, scale, window, softcap, sinks, scratch):
     n_tokens, n_head, dim = q.shape
     n_kv = kc[1].shape[0] if kc[0] == kt.F32 else kc[2].shape[0] if kc[0] == kt.F16 or kc[0] == kt.BF16 else (
         kc[3].shape[0])
@@ -146,7 +147,7 @@ def _attention_typed(out, q, kc, vc, q_pos, kv_len, scale, window, softcap, scra
                 g = item - tile * n_kv
                 t0 = tile * tb
                 attend_tile_kv(out, q, kc, vc, q_pos, t0, min(tb, n_tiled - t0), g, n_rep, kv_len, scale, window,
-                               softcap, buf)
+                               softcap, sinks, buf)
                 continue
             i = item - n_tile_items
             t = n_tiled + i // n_kv
@@ -154,16 +155,16 @@ def _attention_typed(out, q, kc, vc, q_pos, kv_len, scale, window, softcap, scra
             pos = np.int64(q_pos[t])
             hi = max(min(pos + 1, kv_len), 0)
             lo = min(max(0, pos - window + 1), hi) if window > 0 else 0
-            attend_group_kv(out, q, t, g, n_rep, kc, vc, lo, hi, scale, softcap, buf)
+            attend_group_kv(out, q, t, g, n_rep, kc, vc, lo, hi, scale, softcap, sinks, buf)
 
 
 @kernel
-def attention_kv(out, q, kc, vc, q_pos, kv_len, scale, window, softcap, scratch):
+def attention_kv(out, q, kc, vc, q_pos, kv_len, scale, window, softcap, sinks, scratch):
     """out (n_tokens, n_head, head_dim) = causal GQA attention of q over the first kv_len rows of kc, vc."""
     if kc[0] == kt.F32 and vc[0] == kt.F32:
-        attention(out, q, kc[1], vc[1], q_pos, kv_len, scale, window, softcap, scratch)
+        attention(out, q, kc[1], vc[1], q_pos, kv_len, scale, window, softcap, sinks, scratch)
     else:
-        _attention_typed(out, q, kc, vc, q_pos, kv_len, scale, window, softcap, scratch)
+        _attention_typed(out, q, kc, vc, q_pos, kv_len, scale, window, softcap, sinks, scratch)
 
 
 @kernel

@@ -51,6 +51,18 @@ CASES = {
     # Mixtral-style llama: expert_count on a llama file, experts n_ff wide, normal (not NeoX) RoPE.
     "mixtral": (Spec("llama", n_embd=64, n_ff=64, n_head=4, n_head_kv=2, tied=False, eps=1e-5, n_expert=4,
                      n_expert_used=2, n_vocab=N_VOCAB, seed=54), {}),
+    # Granite: its four multipliers away from 1 (embeddings x3, each block's output x0.5, attention
+    # scores x1/16 in place of 1/sqrt(16), logits / 2), normal (not NeoX) RoPE.
+    "granite": (Spec("granite", n_embd=64, n_ff=96, n_head=4, n_head_kv=2, tied=False, eps=1e-5, n_vocab=N_VOCAB,
+                     seed=61), {"granite.logit_scale": 2.0, "granite.residual_scale": 0.5,
+                                "granite.embedding_scale": 3.0, "granite.attention.scale": 0.0625}),
+    # OLMo 2: RMSNorm after attention and after the FFN only, Q/K normed over the whole projection, NeoX RoPE.
+    "olmo2": (Spec("olmo2", n_embd=64, n_ff=96, n_head=4, n_head_kv=2, tied=False, rope_base=500000.0,
+                   n_vocab=N_VOCAB, seed=62), {}),
+    # SmolLM3: 4 layers, the last (il + 1 = 4) without RoPE; normal RoPE. (Its tied head here made one token
+    # certain, logprobs of -20 and below, whose float32 rounding alone exceeds the bound: a separate head.)
+    "smollm3": (Spec("smollm3", n_layer=4, n_embd=64, n_ff=96, n_head=4, n_head_kv=2, tied=False, rope_base=5e6,
+                     n_vocab=N_VOCAB, seed=63), {}),
 }
 
 

@@ -26,7 +26,8 @@ from gguf import GGMLQuantizationType as T
 
 from tests.oracles.quant_blocks import FLOATS, QUANTIZED, random_matrix
 
-ARCHS = ("llama", "gemma2", "gemma3", "qwen2", "qwen3", "phi3", "qwen2moe", "qwen3moe")
+ARCHS = ("llama", "gemma2", "gemma3", "qwen2", "qwen3", "phi3", "qwen2moe", "qwen3moe", "granite", "olmo2", "smollm3",
+         "gpt-oss")
 # Tensor kinds (the name without "blk.N." and ".weight") that take a chosen matrix type.
 MATRICES = ("token_embd", "output", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 
@@ -114,22 +115,31 @@ def tensor_shapes(s: Spec) -> dict[str, tuple[tuple[int, ...], str]]:
     """name -> (numpy shape, kind): kind is a MATRICES entry, "norm" or "bias"."""
     e, nq, nkv = s.n_embd, s.n_head * s.hd, s.n_head_kv * s.hd
     out: dict[str, tuple[tuple[int, ...], str]] = {"token_embd.weight": ((s.n_vocab, e), "token_embd")}
+    oss = s.arch == "gpt-oss"
     for i in range(s.n_layer):
         p = f"blk.{i}."
-        out[p + "attn_norm.weight"] = ((e,), "norm")
+        if s.arch != "olmo2":  # post-norms only
+            out[p + "attn_norm.weight"] = ((e,), "norm")
         if s.arch == "phi3":  # fused [Q; K; V], and [gate; up] below
             out[p + "attn_qkv.weight"] = ((nq + 2 * nkv, e), "attn_q")
         for kind, n in (("attn_q", nq), ("attn_k", nkv), ("attn_v", nkv)) if s.arch != "phi3" else ():
             out[f"{p}{kind}.weight"] = ((n, e), kind)
-            if s.arch in ("qwen2", "qwen2moe"):
+            if s.arch in ("qwen2", "qwen2moe", "gpt-oss"):
                 out[f"{p}{kind}.bias"] = ((n,), "bias")
         if s.arch in ("gemma3", "qwen3", "qwen3moe"):
             out[p + "attn_q_norm.weight"] = ((s.hd,), "norm")
             out[p + "attn_k_norm.weight"] = ((s.hd,), "norm")
+        if s.arch == "olmo2":  # over the whole projection
+            out[p + "attn_q_norm.weight"] = ((nq,), "norm")
+            out[p + "attn_k_norm.weight"] = ((nkv,), "norm")
         out[p + "attn_output.weight"] = ((e, nq), "attn_output")
-        if s.arch in ("gemma2", "gemma3"):
+        if oss:
+            out[p + "attn_output.bias"] = ((e,), "bias")
+            out[p + "attn_sinks.weight"] = ((s.n_head,), "sink")
+        if s.arch in ("gemma2", "gemma3", "olmo2", "gpt-oss"):  # gpt-oss's is its FFN pre-norm
             out[p + "post_attention_norm.weight"] = ((e,), "norm")
-        out[p + "ffn_norm.weight"] = ((e,), "norm")
+        if s.arch not in ("olmo2", "gpt-oss"):
+            out[p + "ffn_norm.weight"] = ((e,), "norm")
         if s.n_expert:
             out.update(_expert_shapes(s, p))
         elif s.arch == "phi3":
@@ -139,7 +149,7 @@ def tensor_shapes(s: Spec) -> dict[str, tuple[tuple[int, ...], str]]:
             out[p + "ffn_up.weight"] = ((s.n_ff, e), "ffn_up")
         if not s.n_expert:
             out[p + "ffn_down.weight"] = ((e, s.n_ff), "ffn_down")
-        if s.arch in ("gemma2", "gemma3"):
+        if s.arch in ("gemma2", "gemma3", "olmo2"):
             out[p + "post_ffw_norm.weight"] = ((e,), "norm")
     out["output_norm.weight"] = ((e,), "norm")
     if not s.tied:
@@ -153,6 +163,9 @@ def _expert_shapes(s: Spec, p: str) -> dict[str, tuple[tuple[int, ...], str]]:
     out = {p + "ffn_gate_inp.weight": ((ne, e), "ffn_gate_inp"),
            p + "ffn_gate_exps.weight": ((ne, f, e), "ffn_gate"), p + "ffn_up_exps.weight": ((ne, f, e), "ffn_up"),
            p + "ffn_down_exps.weight": ((ne, e, f), "ffn_down")}
+    if s.arch == "gpt-oss":  # biases on the router and on every expert
+        out.update({p + "ffn_gate_inp.bias": ((ne,), "bias"), p + "ffn_gate_exps.bias": ((ne, f), "bias"),
+                    p + "ffn_up_exps.bias": ((ne, f), "bias"), p + "ffn_down_exps.bias": ((ne, e), "bias")})
     if s.n_ff_shexp:
         fs = s.n_ff_shexp
         out.update({p + "ffn_gate_inp_shexp.weight": ((1, e), "ffn_gate_inp"),  # the converter's (n_embd, 1)
@@ -163,15 +176,17 @@ def _expert_shapes(s: Spec, p: str) -> dict[str, tuple[tuple[int, ...], str]]:
 
 def _tensor(rng: np.random.Generator, shape: tuple[int, ...], kind: str, qtype: T) -> np.ndarray:
     """Data as GGUFWriter.add_tensor takes it with raw_dtype=qtype: uint8 (rows, row bytes)."""
-    if qtype not in FLOATS + QUANTIZED:  # a type the loader must refuse: zero bytes will do
+    if qtype not in FLOATS + QUANTIZED + (T.MXFP4,):  # a type the loader must refuse: zero bytes will do
         block, size = GGML_QUANT_SIZES[qtype]
         return np.zeros((*shape[:-1], shape[-1] // block * size), np.uint8)
-    if kind in ("norm", "bias") and qtype not in (T.F32, T.F16):
+    if kind in ("norm", "bias", "sink") and qtype not in (T.F32, T.F16):
         raise ValueError(f"synthetic vectors are F32 or F16, not {qtype.name}")
     if kind == "norm":
         vals = 1.0 + 0.1 * rng.standard_normal(shape)
     elif kind == "bias":
         vals = 0.5 * rng.standard_normal(shape)
+    elif kind == "sink":  # gpt-oss's sink logits: of the scores' order, so a sink takes a real share
+        vals = 1.0 + rng.standard_normal(shape)
     elif len(shape) == 3:  # stacked experts: one (n, k) matrix each
         ne, n, k = shape
         return _tensor(rng, (ne * n, k), kind, qtype).reshape(ne, n, -1)

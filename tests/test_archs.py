@@ -108,3 +108,40 @@ def test_moe_breakages_fail(models, name, change):
     f, cfg, w = models[name]
     cases = FIXTURE["models"][name]["cases"]
     assert min(compare(dataclasses.replace(cfg, **change), w, c, BOUND)[0] for c in cases) > 5 * BOUND
+
+
+@pytest.mark.parametrize("change", ["logit_scale", "residual_scale", "embd_scale", "attn_scale"])
+def test_granite_breakages_fail(models, change):
+    """Each of granite's four multipliers left at its plain value misses the bound."""
+    f, cfg, w = models["granite"]
+    assert (cfg.logit_scale, cfg.residual_scale, cfg.embd_scale, cfg.attn_scale) == (0.5, 0.5, 3.0, 0.0625)
+    plain = {"attn_scale": 1 / np.sqrt(cfg.head_dim)}.get(change, 1.0)
+    cases = FIXTURE["models"]["granite"]["cases"]
+    assert min(compare(dataclasses.replace(cfg, **{change: plain}), w, c, BOUND)[0] for c in cases) > 5 * BOUND
+
+
+@pytest.mark.parametrize("change", ["pre-norms", "per-head qk norm"])
+def test_olmo2_breakages_fail(models, change):
+    """OLMo 2's norms read as llama's (the same weights before the blocks, not after), or its Q/K norm
+    applied per head (the first head_dim weights): each misses the bound."""
+    f, cfg, w = models["olmo2"]
+    assert not cfg.pre_norms and cfg.qk_norm_full
+    if change == "pre-norms":
+        layers = [dataclasses.replace(L, attn_norm=L.post_attn_norm, post_attn_norm=None, ffn_norm=L.post_ffn_norm,
+                                      post_ffn_norm=None) for L in w.layers]
+    else:
+        layers = [dataclasses.replace(L, q_norm=L.q_norm[: cfg.head_dim], k_norm=L.k_norm[: cfg.head_dim])
+                  for L in w.layers]
+    bad = dataclasses.replace(w, layers=layers)
+    cases = FIXTURE["models"]["olmo2"]["cases"]
+    assert min(compare(cfg, bad, c, BOUND)[0] for c in cases) > 5 * BOUND
+
+
+@pytest.mark.parametrize("change", [dict(nope_layers=()), dict(nope_layers=(False, False, True, False)),
+                                    dict(rope_neox=True)])
+def test_smollm3_breakages_fail(models, change):
+    """RoPE on every layer, or left out of the wrong one, or rotated in NeoX order: each misses the bound."""
+    f, cfg, w = models["smollm3"]
+    assert cfg.nope_layers == (False, False, False, True) and not cfg.rope_neox
+    cases = FIXTURE["models"]["smollm3"]["cases"]
+    assert min(compare(dataclasses.replace(cfg, **change), w, c, BOUND)[0] for c in cases) > 5 * BOUND

@@ -15,6 +15,7 @@ from tests.oracles import ops as O
 from tests.oracles.ops import f32_normal as _f32
 
 SETTINGS = settings(deadline=None, max_examples=25)
+NO_SINKS = np.zeros(0, np.float32)
 
 
 def _attn_case(rng, n_kv, n_rep, head_dim, n_tokens, pos0, extra_kv=0, n_ctx=None):
@@ -29,7 +30,7 @@ def _attn_case(rng, n_kv, n_rep, head_dim, n_tokens, pos0, extra_kv=0, n_ctx=Non
 
 def _run_attention(q, k, v, pos, kv_len, scale, window, softcap, n_lanes=0):
     out = np.full_like(q, np.nan)
-    attention(out, q, k, v, pos, kv_len, scale, window, softcap, new_scratch(k.shape[1], k.shape[2], n_lanes))
+    attention(out, q, k, v, pos, kv_len, scale, window, softcap, NO_SINKS, new_scratch(k.shape[1], k.shape[2], n_lanes))
     return out
 
 
@@ -121,6 +122,6 @@ def test_attention_rejects_bad_sizes():
     q = np.zeros((1, 4, 64), np.float32)
     k = np.zeros((3, 10, 64), np.float32)
     with pytest.raises(ValueError):  # 4 heads over 3 kv heads
-        attention(np.empty_like(q), q, k, k, np.int32([3]), 5, 0.1, 0, 0.0, new_scratch(10, 64))
+        attention(np.empty_like(q), q, k, k, np.int32([3]), 5, 0.1, 0, 0.0, NO_SINKS, new_scratch(10, 64))
     with pytest.raises(ValueError):  # kv_len beyond the cache
-        attention(np.empty_like(q), q, k[:2], k[:2], np.int32([3]), 11, 0.1, 0, 0.0, new_scratch(10, 64))
+        attention(np.empty_like(q), q, k[:2], k[:2], np.int32([3]), 11, 0.1, 0, 0.0, NO_SINKS, new_scratch(10, 64))

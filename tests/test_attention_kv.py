@@ -13,6 +13,8 @@ from kernels.kv_dequant import cache_ref
 from kernels.kv_quant import dequantize_rows, quantize_rows
 from tests.oracles import ops as O
 
+NO_SINKS = np.zeros(0, np.float32)
+
 # n_kv, n_rep, head_dim, n_tokens, pos0, window, softcap: tiles need head_dim % 64 == 0 and
 # 8 or more queries per kv head; a 96-wide head and a single token take the per-head path only
 CASES = [(2, 3, 64, 20, 9, 0, 0.0), (1, 4, 128, 9, 30, 12, 20.0), (3, 1, 96, 5, 40, 0, 0.0), (3, 3, 64, 1, 47, 16, 0.0)]
@@ -35,7 +37,7 @@ def test_typed_caches_match_the_oracle(tk, tv):
         ks, vs = quantize_rows(k, kt.NAMES[tk]), quantize_rows(v, kt.NAMES[tv])
         out = np.full_like(q, np.nan)
         attention_kv(out, q, cache_ref(kt.NAMES[tk], ks), cache_ref(kt.NAMES[tv], vs), pos, kv_len, 0.4, window,
-                     softcap, new_scratch(k.shape[1], dim, 2))
+                     softcap, NO_SINKS, new_scratch(k.shape[1], dim, 2))
         ref = O.attention(q, dequantize_rows(ks, kt.NAMES[tk]), dequantize_rows(vs, kt.NAMES[tv]), pos, kv_len, 0.4,
                           window, softcap)
         np.testing.assert_allclose(out, ref, rtol=0, atol=3e-5 * np.abs(v).max())
@@ -44,8 +46,8 @@ def test_typed_caches_match_the_oracle(tk, tv):
 def test_f32_caches_are_kernels_attention_bit_for_bit():
     q, k, v, pos, kv_len = _case(np.random.default_rng(2), 2, 4, 64, 24, 5)
     a, b = np.empty_like(q), np.empty_like(q)
-    attention(a, q, k, v, pos, kv_len, 0.3, 0, 0.0, new_scratch(k.shape[1], 64, 2))
-    attention_kv(b, q, cache_ref(kt.F32, k), cache_ref(kt.F32, v), pos, kv_len, 0.3, 0, 0.0,
+    attention(a, q, k, v, pos, kv_len, 0.3, 0, 0.0, NO_SINKS, new_scratch(k.shape[1], 64, 2))
+    attention_kv(b, q, cache_ref(kt.F32, k), cache_ref(kt.F32, v), pos, kv_len, 0.3, 0, 0.0, NO_SINKS,
                  new_scratch(k.shape[1], 64, 2))
     np.testing.assert_array_equal(a, b)
 
@@ -57,6 +59,6 @@ def test_a_prompt_gives_the_bits_of_its_decode():
     q, k, v, pos, kv_len = _case(np.random.default_rng(5), 2, 4, 64, 30, 0)
     ks, vs = cache_ref(kt.Q8_0, quantize_rows(k, kt.Q8_0)), cache_ref(kt.F16, quantize_rows(v, kt.F16))
     full, last = np.empty_like(q), np.empty_like(q[-1:])
-    attention_kv(full, q, ks, vs, pos, kv_len, 0.3, 0, 0.0, new_scratch(k.shape[1], 64, 2))
-    attention_kv(last, q[-1:], ks, vs, pos[-1:], kv_len, 0.3, 0, 0.0, new_scratch(k.shape[1], 64, 1))
+    attention_kv(full, q, ks, vs, pos, kv_len, 0.3, 0, 0.0, NO_SINKS, new_scratch(k.shape[1], 64, 2))
+    attention_kv(last, q[-1:], ks, vs, pos[-1:], kv_len, 0.3, 0, 0.0, NO_SINKS, new_scratch(k.shape[1], 64, 1))
     np.testing.assert_array_equal(full[-1:], last)

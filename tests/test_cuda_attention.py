@@ -29,7 +29,8 @@ def _case(n_tokens, n_head, n_kv, hd, n_ctx, p0):
 
 def _cpu(q, k, v, q_pos, kv_len, scale, window, softcap):
     out = np.empty_like(q)
-    cpu.attention(out, q, k, v, q_pos, kv_len, scale, window, softcap, cpu.new_scratch(k.shape[1], q.shape[2], 2))
+    cpu.attention(out, q, k, v, q_pos, kv_len, scale, window, softcap, np.zeros(0, np.float32),
+                  cpu.new_scratch(k.shape[1], q.shape[2], 2))
     return out
 
 
@@ -148,7 +149,7 @@ def test_typed_caches_match_the_cpu(tk, tv):
     ks, vs = quantize_rows(k, tk), quantize_rows(v, tv)
     want = np.empty_like(q)
     attention_kv(want, q, cache_ref(tk, ks), cache_ref(tv, vs), q_pos, p0 + n_tokens, 0.3, 4, 0.0,
-                 cpu.new_scratch(n_ctx, hd, 2))
+                 np.zeros(0, np.float32), cpu.new_scratch(n_ctx, hd, 2))
     (dk, dkh), (dv, dvh) = _typed_dev(ks, tk), _typed_dev(vs, tv)
     for prefill in (False, True):
         d_out = dev(np.full_like(q, np.nan))

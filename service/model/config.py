@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-ARCHITECTURES = ("llama", "gemma2", "gemma3", "qwen2", "qwen3", "phi3", "qwen2moe", "qwen3moe")
+ARCHITECTURES = ("llama", "gemma2", "gemma3", "qwen2", "qwen3", "phi3", "qwen2moe", "qwen3moe", "granite", "olmo2",
+                 "smollm3")
 MAX_EXPERTS = 1024  # llama.cpp's LLAMA_MAX_EXPERTS
 MAX_LAYERS, MAX_HEADS, MAX_CTX, MAX_EMBD = 1024, 1024, 1 << 24, 1 << 17
 
@@ -63,6 +64,18 @@ class ModelConfig:
     n_ff_exp: int = 0
     n_ff_shexp: int = 0
     expert_norm: bool = False  # the top-k weights renormalised to sum 1 (qwen3moe, llama; not qwen2moe)
+    # The newer families' particulars (service.model.variants reads them; the defaults change nothing):
+    logit_scale: float = 1.0  # logits times this (granite: 1 / logit_scale)
+    residual_scale: float = 1.0  # each block's output times this before the residual add (granite)
+    nope_layers: tuple[bool, ...] = ()  # per layer: no RoPE at all (smollm3's every 4th); empty: none
+    pre_norms: bool = True  # RMSNorm before attention and FFN (olmo2 has post-norms only)
+    qk_norm_full: bool = False  # the Q/K RMSNorm spans the whole projection, not each head (olmo2)
+    attn_out_bias: bool = False  # attn_output.bias (gpt-oss)
+    attn_sinks: bool = False  # one learned logit per head in every softmax's denominator (gpt-oss)
+    swa_own_rope: bool = True  # sliding-window layers use their own RoPE table (gpt-oss: the global one)
+    expert_gating: str = "softmax"  # "softmax_weight": top-k of the raw logits, softmax over those k (gpt-oss)
+    expert_bias: bool = False  # biases on the router and on every expert's gate, up and down (gpt-oss)
+    expert_act: str = "silu"  # "swiglu_oai": gpt-oss's clamped SwiGLU (alpha 1.702, limit 7)
     causal: bool = True  # False: an encoder (service.model.encoder), no KV cache, no logits
 
     @property
@@ -145,10 +158,11 @@ def config_from_metadata(meta: dict[str, Any], path: str) -> ModelConfig:
     # Only gemma3 slides its window here; llama.cpp ignores the key for llama (Mistral v0.1) and
     # turns phi3's off ("Phi SWA is currently disabled"), and so do we.
     # gemma2 without the key: llama.cpp's 4096.
-    window = _get(meta, path, f"{a}.attention.sliding_window", int, 4096 if a == "gemma2" else 0, lo=0, hi=MAX_CTX)
+    window = _get(meta, path, f"{a}.attention.sliding_window", int, 4096 if a == "gemma2" else None if a == "gpt-oss"
+                  else 0, lo=0, hi=MAX_CTX)
     gemma = a in ("gemma2", "gemma3")
     factor, yarn = _rope_scaling(meta, path, a, n_ctx, rope_dims, rope_base, gemma and window > 0)
-    swa = _swa_layers(meta, path, a, n_layer, window) if gemma else (False,) * n_layer
+    swa = _swa_layers(meta, path, a, n_layer, window) if gemma or a == "gpt-oss" else (False,) * n_layer
     g3 = a == "gemma3"  # its local layers use base 10000, unscaled; gemma2's share the global RoPE
     if a == "gemma2":
         # llama.cpp's gemma2 always caps: attention scores at 50 and logits at 30 unless the file says
@@ -162,10 +176,10 @@ def config_from_metadata(meta: dict[str, Any], path: str) -> ModelConfig:
         final_cap = _get(meta, path, f"{a}.final_logit_softcapping", float, 0.0, lo=0.0, hi=1e6)
         base_swa = 10000.0 if g3 else rope_base
         attn_scale = 1.0 / math.sqrt(head_dim)
-    return ModelConfig(
+    cfg = ModelConfig(
         arch=a, n_layer=n_layer, n_embd=n_embd, n_ff=n_ff, n_head=n_head, n_head_kv=n_head_kv,
         head_dim=head_dim, n_vocab=n_vocab, n_ctx_train=n_ctx, norm_eps=eps, rope_dims=rope_dims,
-        rope_neox=a != "llama", rope_base=rope_base, rope_scale=1.0 / factor,
+        rope_neox=a not in ("llama", "granite", "smollm3"), rope_base=rope_base, rope_scale=1.0 / factor,
         rope_base_swa=base_swa, rope_scale_swa=1.0 if g3 else 1.0 / factor,
         sliding_window=window if any(swa) else 0, swa_layers=swa,
         attn_scale=attn_scale, embd_scale=math.sqrt(n_embd) if gemma else 1.0,
@@ -173,46 +187,52 @@ def config_from_metadata(meta: dict[str, Any], path: str) -> ModelConfig:
         attn_softcap=att_cap, final_softcap=final_cap,
         **yarn, **_experts(meta, path, a, n_ff),
     )
+    from service.model.variants import particulars
+
+    return particulars(cfg, meta, path)
 
 
 # Keys that llama.cpp ignores for these architectures (it hard-codes softmax gating, no scale,
 # and renormalisation for qwen3moe and llama only): a file that sets another value would run
 # differently from what its author meant, or from llama.cpp: refused. Gating: 1 softmax, 2 sigmoid,
 # 4 sqrt-softplus (gguf's ExpertGatingFuncType).
-_GATING = {1: "softmax", 2: "sigmoid", 4: "sqrtsoftplus"}
+_GATING = {1: "softmax", 2: "sigmoid", 3: "softmax_weight", 4: "sqrtsoftplus"}
 
 
 def _experts(meta: dict[str, Any], path: str, a: str, n_ff: int) -> dict[str, Any]:
     """The mixture-of-experts fields, as llama.cpp reads them for qwen2moe, qwen3moe and llama."""
-    moe = a in ("qwen2moe", "qwen3moe")
+    moe = a in ("qwen2moe", "qwen3moe", "gpt-oss")
     n_expert = _get(meta, path, f"{a}.expert_count", int, 0 if not moe else None, lo=0, hi=MAX_EXPERTS)
     if not n_expert:
         return {}
-    if a not in ("llama", "qwen2moe", "qwen3moe"):
+    if a not in ("llama", "qwen2moe", "qwen3moe", "gpt-oss"):
         raise ModelError(f"{path}: {a}.expert_count: mixture-of-experts {a} models ({n_expert} experts) "
-                         f"are not supported (qwen2moe, qwen3moe and Mixtral-style llama are)")
+                         f"are not supported (qwen2moe, qwen3moe, gpt-oss and Mixtral-style llama are)")
     n_used = _get(meta, path, f"{a}.expert_used_count", int, lo=1, hi=n_expert)
     groups = _get(meta, path, f"{a}.expert_group_count", int, 0, lo=0, hi=MAX_EXPERTS)
     if groups > 1:  # DeepSeek-V3's group-limited routing, which llama.cpp applies to any arch
         raise ModelError(f"{path}: {a}.expert_group_count: grouped expert routing ({groups} groups) "
                          f"is not supported")
-    func = meta.get(f"{a}.expert_gating_func", 1)
-    if func != 1:
+    gating = 3 if a == "gpt-oss" else 1  # gpt-oss: llama.cpp's softmax_weight (3), whatever the key says
+    func = meta.get(f"{a}.expert_gating_func", gating)
+    if func != gating:
         name = _GATING.get(func, "unknown") if isinstance(func, int) else "unknown"
         raise ModelError(f"{path}: {a}.expert_gating_func: {func!r} ({name}) is not supported "
-                         f"(llama.cpp routes {a} with softmax, 1)")
+                         f"(llama.cpp routes {a} with {_GATING[gating]}, {gating})")
     scale = _get(meta, path, f"{a}.expert_weights_scale", float, 0.0, lo=-1e6, hi=1e6)
     if scale not in (0.0, 1.0):
         raise ModelError(f"{path}: {a}.expert_weights_scale: {scale} is not supported (llama.cpp ignores it "
                          f"for {a} and does not scale)")
-    norm = a != "qwen2moe"
+    norm = a not in ("qwen2moe", "gpt-oss")
     key = f"{a}.expert_weights_norm"
     if key in meta and bool(meta[key]) != norm:
         raise ModelError(f"{path}: {key}: {meta[key]!r} is not supported (llama.cpp ignores it for {a} "
                          f"and uses {str(norm).lower()})")
-    # Expert widths: llama's are n_ff; qwen's their own key, else n_ff / n_used (llama.cpp's default).
+    # Expert widths: llama's are n_ff; qwen's their own key, else n_ff / n_used (llama.cpp's default);
+    # gpt-oss requires the key.
     n_ff_exp = n_ff if a == "llama" else _get(meta, path, f"{a}.expert_feed_forward_length", int,
-                                               max(1, n_ff // n_used), lo=1, hi=16 * MAX_EMBD)
+                                               None if a == "gpt-oss" else max(1, n_ff // n_used),
+                                               lo=1, hi=16 * MAX_EMBD)
     n_ff_shexp = 0
     if a == "qwen2moe":
         n_ff_shexp = _get(meta, path, f"{a}.expert_shared_feed_forward_length", int, n_ff, lo=1, hi=16 * MAX_EMBD)
@@ -222,12 +242,12 @@ def _experts(meta: dict[str, Any], path: str, a: str, n_ff: int) -> dict[str, An
 
 def _swa_layers(meta: dict[str, Any], path: str, a: str, n_layer: int, window: int) -> tuple[bool, ...]:
     """Which layers slide their window, as llama.cpp's set_swa_pattern: sliding_window_pattern n
-    (default 2 for gemma2, 6 for gemma3) makes layer i local when i % n < n - 1 (n = 0: all),
+    (default 2 for gemma2 and gpt-oss, 6 for gemma3) makes layer i local when i % n < n - 1 (n = 0: all),
     or the key is an array of per-layer flags."""
     if window == 0:
         return (False,) * n_layer
     key = f"{a}.attention.sliding_window_pattern"
-    v = meta.get(key, 2 if a == "gemma2" else 6)
+    v = meta.get(key, 6 if a == "gemma3" else 2)
     if isinstance(v, (list, np.ndarray)) and len(v) == n_layer:
         return tuple(bool(x) for x in v)
     n = _get(meta, path, key, int, 0, lo=0, hi=n_layer) if key in meta else v

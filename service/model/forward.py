@@ -129,7 +129,7 @@ class Forward:
         mpos = pos if b.attn_pos is None else np.ascontiguousarray(b.attn_pos, np.int32)
         rope_cache(self.cos[0, :n], self.sin[0, :n], pos, c.rope_dims, c.rope_base, c.rope_scale, w.rope_freqs,
                    c.rope_ext_factor, c.rope_attn_factor, *c.rope_corr_dims)  # llama3 freqs, YaRN
-        if c.sliding_window:  # sliding-window layers have their own RoPE base (gemma3)
+        if c.sliding_window and c.swa_own_rope:  # sliding-window layers have their own RoPE base (gemma3)
             rope_cache(self.cos[1, :n], self.sin[1, :n], pos, c.rope_dims, c.rope_base_swa, c.rope_scale_swa)
         segs_arr = np.array([(int(b.seq[s0]), s0, s1) for s0, s1 in segs], np.int64)  # (n_seg, 3) seq, first, end
         cpu_segs = segs_arr
@@ -151,7 +151,7 @@ class Forward:
         if self.offload is not None:
             self.offload.layers(x, b.seq, pos, segs_arr, self.cos[:, :n], self.sin[:, :n])
         for li in range(self.place.n_gpu, c.n_layer):
-            swa = int(c.swa_layers[li])
+            swa = int(c.swa_layers[li] and c.swa_own_rope)
             kc, vc = kv.refs[li]
             layer(bufs, kc, vc, self.scratch, self.cos[swa, :n], self.sin[swa, :n], mpos, cpu_segs, self.layer_w[li],
                   self.layer_cfg[li])
@@ -191,6 +191,8 @@ class Forward:
         if self.adapters.out is not None:
             lora_add(logits, normed, *self.adapters.out, np.ascontiguousarray(lora_s),
                      np.zeros((len(normed), max(self.adapters.rank, 1)), np.float32))
+        if c.logit_scale != 1.0:  # granite divides by its logit_scale
+            logits *= np.float32(c.logit_scale)
         if c.final_softcap > 0:
             logits = np.tanh(logits / c.final_softcap) * c.final_softcap
         return logits

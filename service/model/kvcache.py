@@ -145,7 +145,8 @@ class KVCache:
             kf = dequantize_rows(kh, self.type_k)  # (n_kv, n_move, head_dim) float32, a new array
             if self.rot_k:  # back from the rotation of block-type keys, and forward again after
                 fwht_rows(kf.reshape(-1, c.head_dim), self.rot_k)
-            _unrotate(kf, n_discard, c.rope_dims, c.rope_neox, base, scale)
+            if not (c.nope_layers and c.nope_layers[li]):  # keys of a layer without RoPE were never turned
+                _unrotate(kf, n_discard, c.rope_dims, c.rope_neox, base, scale)
             if self.rot_k:
                 fwht_rows(kf.reshape(-1, c.head_dim), self.rot_k)
             self._put(k, li, seq, n_keep, quantize_rows(kf, self.type_k))

@@ -86,30 +86,33 @@ class LayerBuffers(NamedTuple):
 
 
 class LayerWeights(NamedTuple):
-    attn_norm: np.ndarray  # float32 (n_embd,)
+    attn_norm: np.ndarray  # float32 (n_embd,) or empty (olmo2: attention reads x itself)
     wqkv: tuple[MatRef, MatRef, MatRef]  # [Q;K;V] fused then 2 absent, or Q, K, V
     bqkv: np.ndarray  # float32 (n_q + 2 n_kv,) or empty
-    q_norm: np.ndarray  # float32 (head_dim,) or empty
-    k_norm: np.ndarray  # float32 (head_dim,) or empty
+    q_norm: np.ndarray  # float32 (head_dim,), (n_head * head_dim,) over the whole projection (olmo2), or empty
+    k_norm: np.ndarray  # float32 (head_dim,), (n_head_kv * head_dim,), or empty
     wo: MatRef
     post_attn_norm: np.ndarray  # float32 (n_embd,) or empty
-    ffn_norm: np.ndarray  # float32 (n_embd,)
+    ffn_norm: np.ndarray  # float32 (n_embd,) or empty
     wgu: tuple[MatRef, MatRef]  # [gate; up] fused then 1 absent, or gate, up
     wdown: MatRef
     post_ffn_norm: np.ndarray  # float32 (n_embd,) or empty
     lora_a: tuple  # 7 x float32 (J, r, k): LoRA A of Q, K, V, O, gate, up, down (service.model.lora.TARGETS)
     lora_b: tuple  # 7 x float32 (J, n, r): their B, pre-scaled by alpha / r
+    bo: np.ndarray  # float32 (n_embd,) the output projection's bias (gpt-oss), or empty
+    sinks: np.ndarray  # float32 (n_head,) each head's sink logit (gpt-oss), or empty
 
 
 class LayerConfig(NamedTuple):
     eps: float  # RMSNorm epsilon
-    rope_dims: int
+    rope_dims: int  # 0: this layer has no RoPE (smollm3's every 4th)
     neox: bool  # RoPE pairs (i, i + d/2) rather than (2i, 2i + 1)
     attn_scale: float
     window: int  # sliding window of this layer; 0: global attention
     softcap: float  # attention logit soft-cap; 0: none
     gelu: bool  # GELU-tanh gate rather than SiLU
     ffn: bool  # run the dense FFN block; False: a MoE layer, whose FFN service.model.moe runs next
+    res_scale: float  # each block's output times this before the residual add (granite; else 1)
 
 
 def mat_ref(m: PackedMatrix | None, k: int = 0) -> MatRef:
@@ -136,14 +139,15 @@ def layer_weights(c: ModelConfig, L: Layer, lora: tuple[tuple, tuple]) -> LayerW
     gu = [mat_ref(m) for m in L.wgate_up] + [mat_ref(None, c.n_embd)] * (2 - len(L.wgate_up))
     return LayerWeights(_vec(L.attn_norm), tuple(qkv), _vec(L.bqkv), _vec(L.q_norm), _vec(L.k_norm), mat_ref(L.wo),
                         _vec(L.post_attn_norm), _vec(L.ffn_norm), tuple(gu), mat_ref(L.wdown), _vec(L.post_ffn_norm),
-                        lora[0], lora[1])
+                        lora[0], lora[1], _vec(L.bo), _vec(L.sinks))
 
 
 def layer_config(c: ModelConfig, li: int) -> LayerConfig:
     """Layer li's scalars; fixed Python types, so every layer shares one compiled signature."""
     window = c.sliding_window if c.swa_layers[li] else 0
-    return LayerConfig(float(c.norm_eps), int(c.rope_dims), bool(c.rope_neox), float(c.attn_scale), int(window),
-                       float(c.attn_softcap), bool(c.gelu), not c.n_expert)
+    rope = 0 if c.nope_layers and c.nope_layers[li] else c.rope_dims
+    return LayerConfig(float(c.norm_eps), int(rope), bool(c.rope_neox), float(c.attn_scale), int(window),
+                       float(c.attn_softcap), bool(c.gelu), not c.n_expert, float(c.residual_scale))
 
 
 @kernel
@@ -177,6 +181,23 @@ def _lora(out, x, b, w, i):
 
 
 @kernel
+def _pre_norm(h, x, weight, eps):
+    """h <- RMSNorm(x) * weight; an empty weight: no norm (olmo2), h <- x."""
+    if weight.shape[0] > 0:
+        rms_norm(h, x, weight, eps)
+    else:
+        h[:] = x
+
+
+@kernel
+def _residual(x, h, scale):
+    """x += h, h scaled first unless scale is 1 (granite's residual_scale)."""
+    if scale != 1.0:
+        h *= np.float32(scale)
+    x += h
+
+
+@kernel
 def layer(bufs, kc, vc, scratch, cos, sin, pos, segs, weights, config):
     """x (T, n_embd) += attention(x) then += ffn(x), for one layer; the KV cache gets the batch's keys.
 
@@ -196,7 +217,7 @@ def layer(bufs, kc, vc, scratch, cos, sin, pos, segs, weights, config):
     nq, nkv = n_head * hd, n_kv * hd
     eps = cfg.eps
     # attention block
-    rms_norm(h, x, w.attn_norm, eps)
+    _pre_norm(h, x, w.attn_norm, eps)
     _quantize(b.act_e, h)
     n0, n1 = w.wqkv[0].n, w.wqkv[1].n
     _mm(qkv[:, :n0], b.act_e, h, w.wqkv[0])
@@ -211,8 +232,9 @@ def layer(bufs, kc, vc, scratch, cos, sin, pos, segs, weights, config):
     for t in range(n):
         q[t].reshape(nq)[:] = qkv[t, :nq]
         k[t].reshape(nkv)[:] = qkv[t, nq : nq + nkv]
-    if w.q_norm.shape[0] > 0:
-        q2, k2 = q.reshape(n * n_head, hd), k.reshape(n * n_kv, hd)
+    if w.q_norm.shape[0] > 0:  # per head, or over the whole projection: rows as wide as the weights
+        nqn, nkn = w.q_norm.shape[0], w.k_norm.shape[0]
+        q2, k2 = q.reshape(n * nq // nqn, nqn), k.reshape(n * nkv // nkn, nkn)
         rms_norm(q2, q2, w.q_norm, eps)
         rms_norm(k2, k2, w.k_norm, eps)
     rope_apply(q, cos, sin, cfg.rope_dims, cfg.neox)
@@ -233,20 +255,23 @@ def layer(bufs, kc, vc, scratch, cos, sin, pos, segs, weights, config):
                 store_row(kc, seq, g, p, k[t, g], b.codes)
                 store_row(vc, seq, g, p, qkv[t, nq + nkv + g * hd : nq + nkv + (g + 1) * hd], b.codes)
         attention_kv(att[s0:s1], q[s0:s1], seq_cache(kc, seq), seq_cache(vc, seq), pos[s0:s1], p0 + s1 - s0,
-                     cfg.attn_scale, cfg.window, cfg.softcap, scratch)
+                     cfg.attn_scale, cfg.window, cfg.softcap, w.sinks, scratch)
     if rot_v > 0:
         fwht_rows(att.reshape(n * n_head, hd), rot_v)
     a2 = att.reshape(n, nq)
     _quantize(b.act_q, a2)
     _mm(h, b.act_q, a2, w.wo)
     _lora(h, a2, b, w, 3)
+    if w.bo.shape[0] > 0:
+        for t in range(n):
+            h[t] += w.bo
     if w.post_attn_norm.shape[0] > 0:
         rms_norm(h, h, w.post_attn_norm, eps)
-    x += h
+    _residual(x, h, cfg.res_scale)
     if not cfg.ffn:
         return
     # feed-forward block
-    rms_norm(h, x, w.ffn_norm, eps)
+    _pre_norm(h, x, w.ffn_norm, eps)
     _quantize(b.act_e, h)
     n_ff = ff.shape[1]
     g0 = w.wgu[0].n
@@ -263,4 +288,4 @@ def layer(bufs, kc, vc, scratch, cos, sin, pos, segs, weights, config):
     _lora(h, ff, b, w, 6)
     if w.post_ffn_norm.shape[0] > 0:
         rms_norm(h, h, w.post_ffn_norm, eps)
-    x += h
+    _residual(x, h, cfg.res_scale)

@@ -19,6 +19,7 @@ from service.model.kvcache import KVCache
 from service.model.lora import Adapters, load_adapter
 from service.model.placement import Placement, place
 from service.model.prefetch import take, wait
+from service.model.variants import cpu_only
 from service.model.weights import load_weights
 from service.tokenizer import Tokenizer
 
@@ -57,9 +58,10 @@ class Model:
         except ValueError as e:
             raise ModelError(str(e)) from None
         p = self.placement
-        if self.cfg.n_expert and p.on_gpu and p.requested == "auto":  # refused below for an explicit -ngl
+        why = cpu_only(self.cfg)
+        if why and p.on_gpu and p.requested == "auto":  # refused in load_weights for an explicit -ngl
             p = self.placement = Placement(p.requested, p.n_layer, 0, False, "", warning=(
-                "mixture-of-experts layers have no CUDA kernels yet: every layer runs on the CPU"))
+                f"{why}: every layer runs on the CPU"))
         ready = wait(prefetched)
         if not self.cfg.causal:  # an encoder (service.model.encoder): its own weights and forward
             self._encoder(n_ctx, n_seq, max_batch, lora, t0)

@@ -20,6 +20,7 @@ from kernels.packing import FLOAT_TYPES
 from service.gguf_reader import GGUFFile
 from service.model.config import ModelConfig, ModelError
 from service.model.experts import MoELayer, load_moe
+from service.model.variants import cpu_only
 
 _NORM_TYPES = (T.F32,)
 # The rerank head, read by service.model.rank when /rerank asks for it (as llama.cpp's rank
@@ -32,18 +33,20 @@ _MATRIX_TYPES = frozenset(supported_types())  # what pack() and the embedding lo
 class Layer:
     """Matrices are PackedMatrix for CPU layers, kernels.cuda.packing.DeviceMatrix for offloaded ones."""
 
-    attn_norm: np.ndarray  # (n_embd,) float32
+    attn_norm: np.ndarray | None  # (n_embd,) float32; None: no norm before attention (olmo2)
     wqkv: list[PackedMatrix]  # fused [Q;K;V] (one matrix), or Q, K, V separately
     bqkv: np.ndarray | None  # (n_q + 2 n_kv,) qwen2's biases
-    q_norm: np.ndarray | None  # (head_dim,)
+    q_norm: np.ndarray | None  # (head_dim,), or (n_head * head_dim,) spanning the whole projection (olmo2)
     k_norm: np.ndarray | None
     wo: PackedMatrix
     post_attn_norm: np.ndarray | None
-    ffn_norm: np.ndarray
+    ffn_norm: np.ndarray | None  # None: no norm before the FFN (olmo2)
     wgate_up: list[PackedMatrix]  # fused [gate; up], or gate, up; empty in a MoE layer
     wdown: PackedMatrix | None  # None in a MoE layer
     post_ffn_norm: np.ndarray | None
     moe: MoELayer | None = None  # the experts that replace the FFN (service.model.moe runs them)
+    bo: np.ndarray | None = None  # (n_embd,) attn_output.bias (gpt-oss)
+    sinks: np.ndarray | None = None  # (n_head,) each head's sink logit (gpt-oss)
 
 
 @dataclass
@@ -154,9 +157,9 @@ def load_weights(f: GGUFFile, cfg: ModelConfig, n_gpu: int = 0, gpu_output: bool
     Packing runs on a small thread pool: it is NumPy work that releases the GIL, and it is
     most of the load time (Gemma 3 270M: 2.5 s on one thread). Matrices of offloaded layers
     (and of the head with gpu_output) are prepared in the pool and uploaded on this thread."""
-    if cfg.n_expert and (n_gpu or gpu_output):
-        raise ModelError(f"{f.path}: mixture-of-experts layers have no CUDA kernels yet: they run on the CPU "
-                         f"only (start with -ngl 0)")
+    why = cpu_only(cfg)
+    if why and (n_gpu or gpu_output):
+        raise ModelError(f"{f.path}: {why}: they run on the CPU only (start with -ngl 0)")
     check = _Loader(f, cfg, check_only=True)
     _build(check)
     unused = [n for n in f.tensors if n not in check.used and n not in RANK_HEAD]
@@ -200,8 +203,9 @@ def _build(ld: _Loader) -> Weights:
     nq, nkv = cfg.n_head * hd, cfg.n_head_kv * hd
     embd, embd_type = ld.raw("token_embd.weight", e, cfg.n_vocab)
     ld.device = ld.gpu_output
-    # gemma2's head is token_embd, always; qwen2moe's is its own, always (llama.cpp requires it)
-    if ("output.weight" in f.tensors or cfg.arch == "qwen2moe") and cfg.arch != "gemma2":
+    # gemma2's head is token_embd, always; qwen2moe's, olmo2's and gpt-oss's is their own, always
+    # (llama.cpp requires it)
+    if ("output.weight" in f.tensors or cfg.arch in ("qwen2moe", "olmo2", "gpt-oss")) and cfg.arch != "gemma2":
         (output,) = ld.matrices(["output.weight"], e, [cfg.n_vocab])
     else:  # tied head
         (output,) = ld.matrices(["token_embd.weight"], e, [cfg.n_vocab])
@@ -226,19 +230,24 @@ def _build(ld: _Loader) -> Weights:
         if cfg.qkv_bias:
             bias = np.concatenate([ld.vector(p + "attn_q.bias", nq), ld.vector(p + "attn_k.bias", nkv),
                                    ld.vector(p + "attn_v.bias", nkv)])
+        qn, kn = (nq, nkv) if cfg.qk_norm_full else (hd, hd)
+        # gpt-oss's post_attention_norm is the FFN's pre-norm (llama.cpp applies it to attention's residual sum)
+        ffn_norm = "post_attention_norm.weight" if cfg.arch == "gpt-oss" else "ffn_norm.weight"
         layers.append(Layer(
-            attn_norm=ld.vector(p + "attn_norm.weight", e),
+            attn_norm=ld.vector(p + "attn_norm.weight", e) if cfg.pre_norms else None,
             wqkv=wqkv,
             bqkv=bias,
-            q_norm=ld.vector(p + "attn_q_norm.weight", hd) if cfg.qk_norm else None,
-            k_norm=ld.vector(p + "attn_k_norm.weight", hd) if cfg.qk_norm else None,
+            q_norm=ld.vector(p + "attn_q_norm.weight", qn) if cfg.qk_norm else None,
+            k_norm=ld.vector(p + "attn_k_norm.weight", kn) if cfg.qk_norm else None,
             wo=ld.matrices([p + "attn_output.weight"], nq, [e])[0],
             post_attn_norm=ld.vector(p + "post_attention_norm.weight", e) if cfg.post_norms else None,
-            ffn_norm=ld.vector(p + "ffn_norm.weight", e),
+            ffn_norm=ld.vector(p + ffn_norm, e) if cfg.pre_norms else None,
             wgate_up=wgate_up,
             wdown=wdown,
             post_ffn_norm=ld.vector(p + "post_ffw_norm.weight", e) if cfg.post_norms else None,
             moe=moe,
+            bo=ld.vector(p + "attn_output.bias", e) if cfg.attn_out_bias else None,
+            sinks=ld.vector(p + "attn_sinks.weight", cfg.n_head) if cfg.attn_sinks else None,
         ))
     # llama3 RoPE scaling: one table of per-pair divisors, which llama.cpp reads for llama only
     # (other architectures refuse it as an unused tensor).
