@@ -25,7 +25,7 @@ from . import (
     toolcall_granite,
     toolcall_kimi,
     toolcall_lfm2,
-    toolcall_minimax,
+    toolcall_invoke,
     toolcall_xml,
 )
 from .chatmsg import ToolCall
@@ -65,6 +65,10 @@ FAMILIES = [
            toolcall_functionary.FunctionaryParseError, framed=True),
     Family("Kimi K2", _has("<|tool_calls_section_begin|>", "<|tool_call_begin|>"),
            lambda text, partial, schemas: toolcall_kimi.parse(text, partial), toolcall_kimi.KimiParseError),
+    # DeepSeek V3.2 names its DSML token in a template variable, not in the markup (llama.cpp)
+    Family("DeepSeek V3.2", lambda s: _has("dsml_token", "DSML", "function_calls")(s),
+           lambda text, partial, schemas: toolcall_invoke.parse(text, partial, schemas or {}, toolcall_invoke.DSML),
+           toolcall_invoke.InvokeParseError),
     Family("DeepSeek V3.1", _deepseek(True),
            lambda text, partial, schemas: toolcall_deepseek.parse(text, partial), toolcall_deepseek.DeepSeekParseError),
     Family("DeepSeek R1", _deepseek(False),
@@ -79,8 +83,8 @@ FAMILIES = [
         "List of tools: [" in s and "<|tool_list_start|>" not in s),
            lambda text, partial, schemas: toolcall_lfm2.parse(text, partial), toolcall_lfm2.Lfm2ParseError),
     Family("MiniMax M2", _has("<minimax:tool_call>"),
-           lambda text, partial, schemas: toolcall_minimax.parse(text, partial, schemas or {}),
-           toolcall_minimax.MiniMaxParseError),
+           lambda text, partial, schemas: toolcall_invoke.parse(text, partial, schemas or {}),
+           toolcall_invoke.InvokeParseError),
     # output.py reads Gemma 4's thought channels itself; this reading keeps them in the content
     Family("Gemma 4", lambda s: "'<|tool_call>call:'" in s, _gemma4, toolcall_gemma4.Gemma4ParseError, framed=True),
     # Ling 3 writes the same pairs inside its own <role> sections (not read here)

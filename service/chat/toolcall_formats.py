@@ -49,7 +49,8 @@ class ToolFormat(enum.Enum):
     FUNCTIONARY_V3_2 = "Functionary v3.2"
     COMMAND_R7B = "Command R7B"  # toolcall_command_r7b.py
     GRANITE = "Granite"  # toolcall_granite.py (3.x; 4.x writes Hermes 2 Pro's calls)
-    MINIMAX_M2 = "MiniMax M2"  # toolcall_minimax.py
+    MINIMAX_M2 = "MiniMax M2"  # toolcall_invoke.py
+    DEEPSEEK_V3_2 = "DeepSeek V3.2"  # toolcall_invoke.py (DSML)
     LFM2 = "LFM2"  # toolcall_lfm2.py (LFM2, LFM2.5)
     GEMMA_4 = "Gemma 4"  # toolcall_gemma4.py: thought channels too, with or without tools
 

@@ -27,9 +27,11 @@ llama.cpp's grammars (common/chat.cpp):
                    "parameters"}]<|END_ACTION|> (toolcall_command_r7b.py); trigger `<|START_ACTION|>`
     GRANITE        <|tool_call|>[{"name", "arguments"}] (toolcall_granite.py); trigger `<|tool_call|>`
     MINIMAX_M2     <minimax:tool_call> <invoke name="f"> <parameter name="k">v</parameter> </invoke>
-                   </minimax:tool_call> (toolcall_minimax.py); trigger `<minimax:tool_call>`
+                   </minimax:tool_call> (toolcall_invoke.py); trigger `<minimax:tool_call>`
     LFM2           <|tool_call_start|>[f(k=v, ...)]<|tool_call_end|> (toolcall_lfm2.py); trigger `<|tool_call_start|>`
     GEMMA_4        <|tool_call>call:f{k:<|"|>text<|"|>,n:1}<tool_call|> (toolcall_gemma4.py); trigger `<|tool_call>`
+    DEEPSEEK_V3_2  the same in DSML: <｜DSML｜function_calls> <｜DSML｜invoke name="f"> <｜DSML｜parameter name="k"
+                   string="true|false">v</｜DSML｜parameter> ... (toolcall_invoke.py)
     GENERIC        always forced: {"tool_call": ...} (or {"tool_calls": [...]} when parallel, each
                    with an "id"), or {"response": text or the requested schema} unless a call is required
 """
@@ -50,7 +52,7 @@ from . import (
     toolcall_granite,
     toolcall_kimi,
     toolcall_lfm2,
-    toolcall_minimax,
+    toolcall_invoke,
     toolcall_xml,
 )
 from .toolcall_formats import ToolFormat
@@ -112,10 +114,13 @@ def build_grammar(fmt: ToolFormat, functions: list[Function], *, required: bool,
     shut = [dict(f, parameters=closed(f.get("parameters") or {})) for f in functions]
     module = {ToolFormat.GLM_4_5: toolcall_glm, ToolFormat.KIMI_K2: toolcall_kimi,
               ToolFormat.COMMAND_R7B: toolcall_command_r7b, ToolFormat.GRANITE: toolcall_granite,
-              ToolFormat.MINIMAX_M2: toolcall_minimax, ToolFormat.LFM2: toolcall_lfm2,
+              ToolFormat.MINIMAX_M2: toolcall_invoke, ToolFormat.LFM2: toolcall_lfm2,
               ToolFormat.GEMMA_4: toolcall_gemma4}.get(fmt)
     if module is not None:
         return module.grammar(g, shut, required=required, parallel=parallel, marker=marker, after=after)
+    if fmt is ToolFormat.DEEPSEEK_V3_2:
+        return toolcall_invoke.grammar(g, shut, required=required, parallel=parallel, marker=marker, after=after,
+                                       d=toolcall_invoke.DSML)
     if fmt in (ToolFormat.FUNCTIONARY_V3_1, ToolFormat.FUNCTIONARY_V3_2):
         return toolcall_functionary.grammar(g, shut, v32=fmt is ToolFormat.FUNCTIONARY_V3_2, required=required,
                                             parallel=parallel, marker=marker, after=after)

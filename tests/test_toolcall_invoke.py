@@ -1,4 +1,4 @@
-"""service/chat/toolcall_minimax.py: MiniMax M2's invokes beyond llama.cpp's fixtures (several per
+"""service/chat/toolcall_invoke.py: MiniMax M2's and DeepSeek V3.2's invokes beyond llama.cpp's fixtures (several per
 block, values by schema, streaming, malformed output) and the grammar that forces them."""
 
 from __future__ import annotations
@@ -66,3 +66,33 @@ def test_grammar_forces_a_block_of_invokes():
     assert not accepts(F, [WEATHER, PING], two, required=True)
     assert accepts(F, [WEATHER, PING], two, required=True, parallel=True)
     assert accepts(F, [WEATHER, PING], "Let me check. " + one)
+
+
+# -- DeepSeek V3.2's DSML ------------------------------------------------------------------------
+
+D = "｜DSML｜"
+
+
+def _dsml(name: str, *params: tuple[str, str, str]) -> str:
+    body = "".join(f'<{D}parameter name="{k}" string="{s}">{v}</{D}parameter>\n' for k, s, v in params)
+    return f'<{D}function_calls>\n<{D}invoke name="{name}">\n{body}</{D}invoke>\n</{D}function_calls>'
+
+
+def test_dsml_detected_from_its_template_variable():
+    src = "{%- set dsml_token = '｜DSML｜' -%}{{ '<' + dsml_token + 'function_calls>' }}"
+    assert detect(src, tools=True, choice_none=False, schema=False) is ToolFormat.DEEPSEEK_V3_2
+
+
+def test_dsml_string_attribute_decides_the_type():
+    text = "Checking.\n\n" + _dsml("get_weather", ("city", "true", "42"), ("days", "false", "3"))
+    msg = final_message(OutputSpec(ToolFormat.DEEPSEEK_V3_2, schemas=TOOLS), text)
+    assert msg.content == "Checking." and json.loads(msg.tool_calls[0].arguments) == {"city": "42", "days": 3}
+
+
+def test_dsml_grammar_writes_the_attribute_by_type():
+    F2 = ToolFormat.DEEPSEEK_V3_2
+    assert accepts(F2, [WEATHER, PING], _dsml("get_weather", ("city", "true", "Oslo"), ("days", "false", "3")),
+                   required=True)
+    assert not accepts(F2, [WEATHER, PING], _dsml("get_weather", ("city", "false", "Oslo")), required=True)
+    assert not accepts(F2, [WEATHER, PING], _dsml("get_weather", ("days", "false", "x")), required=True)
+    assert accepts(F2, [WEATHER, PING], "Let me see. " + _dsml("ping"))
