@@ -1,4 +1,4 @@
-"""Tiny random-weight encoder GGUFs (`bert`, `nomic-bert`), written with gguf.GGUFWriter under the
+"""Tiny random-weight encoder GGUFs (`bert`, `nomic-bert`, `jina-bert-v2`), written with gguf.GGUFWriter under the
 tensor names and metadata llama.cpp's converter gives them, with a small WordPiece vocabulary in the
 converter's phantom-space form ('▁word' starts a word, a bare piece continues one). Deterministic:
 the same bytes every time (tests/fixtures/encoders_llamacpp.json keeps their sha256)."""
@@ -14,7 +14,9 @@ SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = ("the a cat dog sat on mat and ran to park is happy sad big small red blue fox jumps over lazy "
          "bird sings sun moon star sky tree water fire").split()
 PIECES = list("abcdefghijklmnopqrstuvwxyz") + ["ing", "ed", "er"]
-CASES = ("bert", "nomic-bert")
+CASES = ("bert", "nomic-bert", "jina-bert-v2")
+RANK = "bert-rank"  # a bert with a classification head (cls.*), pooling rank: a reranker
+QUERY, DOCS = "the cat sat", ["a cat sat on the mat.", "the sun and the moon", "dogs ran to the park!", "cats sat"]
 TEXTS = ["the cat sat on the mat.", "A big red fox jumps over the lazy dog!", "birds singing, trees and water",
          "the sun, the moon and the stars in the sky", "zebras?"]
 
@@ -25,13 +27,14 @@ def vocab() -> list[str]:
     return list(dict.fromkeys(toks))  # '▁a' is a word and a letter: once
 
 
-def write_case(d: Path, arch: str, extra: dict | None = None) -> Path:
-    """The tiny `arch` model in d; extra: more tensors (name -> float32 array) to add, for refusals."""
+def write_case(d: Path, case: str, extra: dict | None = None) -> Path:
+    """The tiny model `case` (CASES or RANK) in d; extra: more tensors (name -> float32 array) to add."""
     import gguf
 
-    rng = np.random.default_rng(1 + CASES.index(arch))
+    rng = np.random.default_rng({"bert": 1, "nomic-bert": 2, RANK: 3, "jina-bert-v2": 4}[case])
+    arch = "bert" if case == RANK else case
     toks = vocab()
-    path = d / f"tiny-{arch}.gguf"
+    path = d / f"tiny-{case}.gguf"
     w = gguf.GGUFWriter(str(path), arch)
     w.add_block_count(LAYERS)
     w.add_context_length(CTX)
@@ -40,7 +43,7 @@ def write_case(d: Path, arch: str, extra: dict | None = None) -> Path:
     w.add_head_count(H)
     w.add_layer_norm_eps(1e-12)
     w.add_causal_attention(False)
-    w.add_pooling_type(gguf.PoolingType.MEAN)
+    w.add_pooling_type(gguf.PoolingType.RANK if case == RANK else gguf.PoolingType.MEAN)
     if arch == "nomic-bert":
         w.add_rope_freq_base(1000.0)
     w.add_token_type_count(2)
@@ -68,7 +71,7 @@ def write_case(d: Path, arch: str, extra: dict | None = None) -> Path:
     norm("token_embd_norm")
     for i in range(LAYERS):
         p = f"blk.{i}."
-        if arch == "bert":
+        if arch != "nomic-bert":
             for x in "qkv":
                 t(p + f"attn_{x}.weight", E, E, f16=True)
                 t(p + f"attn_{x}.bias", E, scale=0.1)
@@ -77,14 +80,29 @@ def write_case(d: Path, arch: str, extra: dict | None = None) -> Path:
         t(p + "attn_output.weight", E, E, f16=True)
         t(p + "attn_output.bias", E, scale=0.1)
         norm(p + "attn_output_norm")
-        t(p + "ffn_up.weight", FF, E, f16=True)
+        if arch == "jina-bert-v2" and i == 0:  # Q/K LayerNorms, [gate | up] in one matrix (GEGLU)
+            norm(p + "attn_q_norm")
+            norm(p + "attn_k_norm")
+            t(p + "ffn_up.weight", 2 * FF, E, f16=True)
+            t(p + "ffn_up.bias", 2 * FF, scale=0.1)
+        else:
+            t(p + "ffn_up.weight", FF, E, f16=True)
+        if arch == "jina-bert-v2" and i == 1:  # a gate matrix of its own, the second post-attention norm
+            norm(p + "attn_norm_2")
+            t(p + "ffn_gate.weight", FF, E, f16=True)
         if arch == "bert":
             t(p + "ffn_up.bias", FF, scale=0.1)
+        if arch != "nomic-bert":
             t(p + "ffn_down.bias", E, scale=0.1)
         else:
             t(p + "ffn_gate.weight", FF, E, f16=True)
         t(p + "ffn_down.weight", E, FF, scale=0.15, f16=True)
         norm(p + "layer_output_norm")
+    if case == RANK:  # dense + tanh, then one score
+        t("cls.weight", E, E, scale=0.3)
+        t("cls.bias", E, scale=0.1)
+        t("cls.output.weight", 1, E, scale=0.5)
+        t("cls.output.bias", 1, scale=0.1)
     for name, a in (extra or {}).items():
         w.add_tensor(name, a)
     w.write_header_to_file()

@@ -9,11 +9,15 @@ in float32). A wrong piece of the graph falls outside it, measured on these text
 position embeddings the worst cosine is 0.52; with the sigmoid approximation of GELU, 0.9946.
 The retrieval check: every query's documents ranked by cosine in the same order as llama.cpp's.
 
-Tiny random `bert` and `nomic-bert` models (tests/encoder_models.py) against llama-server's
-unnormalized mean-pooled /embedding vectors (tests/fixtures/encoders_llamacpp.json). Bound: max
-abs error 1e-2 on vectors of max |x| ~2 (measured 2.0e-3 for bert, 3.8e-3 for nomic-bert: f16
-activations in llama.cpp's products); without RoPE the nomic-bert error is 2.7, with interleaved
-pairs instead of NeoX's 1.5.
+Tiny random `bert`, `nomic-bert` and `jina-bert-v2` models (tests/encoder_models.py) against
+llama-server's unnormalized mean-pooled /embedding vectors (tests/fixtures/encoders_llamacpp.json).
+Bound: max abs error 1e-2 on vectors of max |x| ~2 (measured 2.0e-3 for bert and jina-bert-v2,
+3.8e-3 for nomic-bert: f16 activations in llama.cpp's products). Wrong pieces, measured: without
+RoPE the nomic-bert error is 2.7, with interleaved pairs instead of NeoX's 1.5; jina-bert-v2
+without ALiBi 0.29, without its second attention norm 1.9, with GEGLU's halves swapped 2.6. A tiny `bert` reranker (classification head, rank pooling) against
+llama-server --rerank: its pair prompts' token count, and scores within 2e-2 (measured 2.7e-3;
+the scores of neighbouring documents are 0.7 to 1.7 apart, so the order is checked too).
+Rank pooling scores an encoder's first token ([CLS]): scoring the last instead fails.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.encoder_models import CASES, write_case
+from tests.encoder_models import CASES, DOCS, QUERY, RANK, write_case
 from tests.minilm import cosine, fixture, model_path, nearest, rows
 from tests.server_proc import ServerProcess
 
 COS_MIN = 0.999
 SYN_TOL = 1e-2
+RANK_TOL = 2e-2
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +121,25 @@ def test_load_refusals(tmp_path):
         path = write_case(tmp_path, arch, extra={name: np.zeros(n, np.float32)})
         with pytest.raises(ModelError, match=why):
             Model(path)
+
+
+def test_tiny_reranker_matches_llamacpp(tmp_path):
+    """/rerank's pieces in process: the pair prompt (service.api.rerank.pair_tokens), the encoder, the
+    head on the row llama.cpp's rank pooling reads ([CLS] for an encoder)."""
+    import json
+    from pathlib import Path
+
+    from service.api.rerank import pair_tokens, scored_row
+    from service.model.encoder import encode
+    from service.model.model import Model
+    from service.model.rank import RankHead
+
+    fx = json.loads((Path(__file__).with_name("fixtures") / "encoders_llamacpp.json").read_text())[RANK]
+    m = Model(write_case(tmp_path, RANK))
+    head = RankHead.from_model(m)
+    prompts = [pair_tokens(m.tokenizer, QUERY, d) for d in DOCS]
+    assert sum(map(len, prompts)) == fx["rerank"]["prompt_tokens"]
+    got = [head.score(scored_row(encode(m.weights, m.cfg, np.array(p, np.int32)), m.cfg.causal)) for p in prompts]
+    want = [fx["rerank"]["scores"][str(i)] for i in range(len(DOCS))]
+    assert np.abs(np.array(got) - want).max() <= RANK_TOL
+    assert np.argsort(got).tolist() == np.argsort(want).tolist()

@@ -2,7 +2,8 @@
 
 Each (query, document) pair is one embedding task over `[BOS] query [EOS] [SEP] document
 [EOS]` (BOS and SEP where the vocabulary uses them), scored by the model's classification
-head on the last token. Jina's response shape; with `texts` instead of `documents`, TEI's.
+head on the last token (an encoder's: on the first, [CLS]). Jina's response shape; with `texts`
+instead of `documents`, TEI's.
 """
 
 from __future__ import annotations
@@ -18,11 +19,22 @@ from service.engine.task import TaskParams
 
 def pair_tokens(tok, query: str, doc: str) -> list[int]:
     enc = lambda s: tok.tokenize(s, add_special=False, parse_special=False)  # noqa: E731
+    if tok.vocab_type == "wpm":  # llama.cpp's flags as the file sets them: EOS (else SEP) only with add_eos
+        v, eos = tok.vocab, tok.eos_id if tok.eos_id is not None else tok.sep_id
+        end = [eos] if v.add_eos else []
+        return ([tok.bos_id] if v.add_bos else []) + enc(query) + end + ([tok.sep_id] if v.add_sep else []) \
+            + enc(doc) + end
     out = [tok.bos_id] if tok.add_bos and tok.bos_id is not None else []
     out += enc(query) + [tok.eos_id]
     if tok.sep_id is not None and tok.sep_id >= 0:
         out.append(tok.sep_id)
     return out + enc(doc) + [tok.eos_id]
+
+
+def scored_row(hidden, causal: bool):
+    """The hidden state the head scores, as llama.cpp's rank pooling picks it: a decoder's last token
+    (the end of the pair), an encoder's first ([CLS], which attends to the whole pair)."""
+    return hidden[-1] if causal else hidden[0]
 
 
 async def handle(request: Request) -> Response:
@@ -40,7 +52,8 @@ async def handle(request: Request) -> Response:
     for p in prompts:
         b.check_context(p)
     runs = Runs(st.engine, [TaskParams(prompt=tuple(p), embd=True, cache_prompt=False) for p in prompts])
-    scores = [(i, st.rank_head.score(ev.hidden[-1])) for i, ev in enumerate(await runs.results(request))]
+    scores = [(i, st.rank_head.score(scored_row(ev.hidden, st.model.cfg.causal)))
+              for i, ev in enumerate(await runs.results(request))]
     scores.sort(key=lambda x: -x[1])
     scores = scores[:top_n]
     n_tokens = sum(len(p) for p in prompts)

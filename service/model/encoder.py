@@ -1,11 +1,13 @@
-"""BERT-family encoders (`bert`, `nomic-bert`): a non-causal forward pass that gives every token's
-hidden state.
+"""BERT-family encoders (`bert`, `nomic-bert`, `jina-bert-v2`): a non-causal forward pass that gives
+every token's hidden state.
 
 As llama.cpp builds `bert`: token embedding + token-type row 0 + absolute position embedding,
 a LayerNorm, then per layer self-attention over the whole sequence (no mask, no KV cache),
 residual and LayerNorm after it (post-norm), a GELU FFN with biases, residual and LayerNorm.
 `nomic-bert` has no position embedding but RoPE (NeoX pairs) on Q and K, a fused QKV matrix and a
-SwiGLU FFN without biases. The last layer's output is the hidden state (no final norm); pooling
+SwiGLU FFN without biases. `jina-bert-v2` has neither: ALiBi biases the attention scores by
+-slope_h |i - j|; optional LayerNorms on Q and K and a second post-attention norm; a GELU-gated FFN
+(its gate a matrix of its own, or the first half of a double-width up matrix). The last layer's output is the hidden state (no final norm); pooling
 is the server's.
 
 A sequence is encoded whole in one call: its tokens attend to later ones, so a prompt cannot be
@@ -24,51 +26,13 @@ from typing import Any
 import numpy as np
 
 from kernels.dequant import dequantize
-from service.model.config import ModelConfig, ModelError, _check_vocab, _get
+from service.model.config import ModelConfig, ModelError
+from service.model.encoder_config import ALIBI_MAX_BIAS, ENCODERS, encoder_config, refusal  # noqa: F401 (re-exported)
 from service.model.forward import Batch, ForwardOut
 from service.model.logits import HostLogits
 
-ENCODERS = ("bert", "nomic-bert")
 # Read by service.model.rank (a reranker's classification head) rather than here.
 RANK_HEAD = ("cls.weight", "cls.bias", "cls.output.weight", "cls.output.bias")
-
-
-def encoder_config(meta: dict[str, Any], path: str) -> ModelConfig:
-    """The hyper-parameters llama.cpp reads for a `bert` file; the decoder-only fields get neutral values."""
-    a = meta["general.architecture"]
-    n_layer = _get(meta, path, f"{a}.block_count", int, lo=1, hi=1024)
-    n_embd = _get(meta, path, f"{a}.embedding_length", int, lo=1, hi=1 << 17)
-    n_ff = _get(meta, path, f"{a}.feed_forward_length", int, lo=1, hi=1 << 21)
-    n_head = _get(meta, path, f"{a}.attention.head_count", int, lo=1, hi=1024)
-    if n_embd % n_head:
-        raise ModelError(f"{path}: {a}.attention.head_count: {n_head} does not divide embedding_length {n_embd}")
-    n_head_kv = _get(meta, path, f"{a}.attention.head_count_kv", int, n_head, lo=1, hi=n_head)
-    if n_head_kv != n_head:
-        raise ModelError(f"{path}: {a}.attention.head_count_kv: {n_head_kv} != head_count {n_head} "
-                         f"is not supported for {a}")
-    tokens = meta.get("tokenizer.ggml.tokens")
-    n_vocab = _get(meta, path, f"{a}.vocab_size", int, len(tokens) if tokens else None, lo=1, hi=1 << 24)
-    _check_vocab(meta, path, f"{a}.vocab_size", n_vocab)
-    n_ctx = _get(meta, path, f"{a}.context_length", int, lo=1, hi=1 << 24)
-    eps = _get(meta, path, f"{a}.attention.layer_norm_epsilon", float, lo=0.0, hi=1.0)
-    causal = meta.get(f"{a}.attention.causal", False)
-    if causal:  # llama.cpp reads the key but a causal BERT is no model anyone ships: refused, not ignored
-        raise ModelError(f"{path}: {a}.attention.causal: a causal {a} is not supported")
-    head_dim = n_embd // n_head
-    rope = a == "nomic-bert"  # rope_dims 0: no RoPE (bert's positions are an embedding)
-    rope_dims = _get(meta, path, f"{a}.rope.dimension_count", int, head_dim, lo=2, hi=head_dim) if rope else 0
-    if rope_dims % 2:
-        raise ModelError(f"{path}: {a}.rope.dimension_count: {rope_dims} is odd")
-    base = _get(meta, path, f"{a}.rope.freq_base", float, 10000.0, lo=1e-3, hi=1e12)
-    kind = meta.get(f"{a}.rope.scaling.type", "none")
-    if kind not in ("none", "linear") or _get(meta, path, f"{a}.rope.scaling.factor", float, 0.0, lo=0, hi=1e6) > 1:
-        raise ModelError(f"{path}: {a}.rope.scaling: RoPE scaling is not supported for {a}")
-    return ModelConfig(
-        arch=a, n_layer=n_layer, n_embd=n_embd, n_ff=n_ff, n_head=n_head, n_head_kv=n_head, head_dim=head_dim,
-        n_vocab=n_vocab, n_ctx_train=n_ctx, norm_eps=eps, rope_dims=rope_dims, rope_neox=True, rope_base=base,
-        rope_scale=1.0, rope_base_swa=10000.0, rope_scale_swa=1.0, sliding_window=0, swa_layers=(False,) * n_layer,
-        attn_scale=1.0 / math.sqrt(head_dim), embd_scale=1.0, gelu=True, qk_norm=False, post_norms=True,
-        qkv_bias=True, attn_softcap=0.0, final_softcap=0.0, causal=False)
 
 
 @dataclass
@@ -80,10 +44,15 @@ class EncoderLayer:
     attn_norm: tuple[np.ndarray, np.ndarray]  # LayerNorm (weight, bias) after attention + residual
     w_up: np.ndarray  # float32 (n_embd, n_ff)
     b_up: np.ndarray
-    w_gate: np.ndarray | None  # float32 (n_embd, n_ff): SwiGLU's gate (nomic-bert); None: GELU on up
+    w_gate: np.ndarray | None  # float32 (n_embd, n_ff): the gate of a gated FFN; None: act(up)
     w_down: np.ndarray  # float32 (n_ff, n_embd)
     b_down: np.ndarray
     out_norm: tuple[np.ndarray, np.ndarray]  # LayerNorm after the FFN + residual
+    act: str = "gelu"  # the gate's activation: gelu, silu (nomic-bert's SwiGLU)
+    fused_gate: bool = False  # up (n_embd, 2 n_ff) is [gate | up] (jina-bert-v2's GEGLU)
+    q_norm: tuple[np.ndarray, np.ndarray] | None = None  # LayerNorms over all of Q and of K (jina-bert-v2)
+    k_norm: tuple[np.ndarray, np.ndarray] | None = None
+    norm_2: tuple[np.ndarray, np.ndarray] | None = None  # after attn_norm: + layer input, LayerNorm again
 
 
 @dataclass
@@ -121,7 +90,8 @@ def load_encoder(f, cfg: ModelConfig) -> EncoderWeights:
     n_types = int(f.metadata.get("tokenizer.ggml.token_type_count", 0) or 0)
     types = r("token_types.weight", (E, n_types), required=False) if n_types else None
     layers = []
-    nomic = c.arch == "nomic-bert"
+    nomic, jina = c.arch == "nomic-bert", c.arch == "jina-bert-v2"
+    opt_norm = lambda n: (r(n + ".weight", (E,)), r(n + ".bias", (E,))) if n + ".weight" in f.tensors else None  # noqa: E731
     for i in range(c.n_layer):
         p = f"blk.{i}."
         if nomic:  # llama.cpp's graph takes no FFN biases here: a file with them is refused, not misread
@@ -134,17 +104,23 @@ def load_encoder(f, cfg: ModelConfig) -> EncoderWeights:
         else:
             wqkv = np.concatenate([r(p + f"attn_{x}.weight", (E, E)).T for x in "qkv"], axis=1)
             bqkv = np.concatenate([r(p + f"attn_{x}.bias", (E,)) for x in "qkv"])
+        up = f.tensors.get(p + "ffn_up.weight")
+        fused = jina and up is not None and tuple(up.shape) == (E, 2 * F)  # [gate | up] in one matrix
+        Fu = 2 * F if fused else F
+        gate = nomic or (jina and p + "ffn_gate.weight" in f.tensors)
         layers.append(EncoderLayer(
             np.ascontiguousarray(wqkv), bqkv, np.ascontiguousarray(r(p + "attn_output.weight", (E, E)).T),
-            _bias(r(p + "attn_output.bias", (E,), False), E),
+            _bias(r(p + "attn_output.bias", (E,), not nomic and c.arch != "bert"), E),
             (r(p + "attn_output_norm.weight", (E,)), r(p + "attn_output_norm.bias", (E,))),
-            np.ascontiguousarray(r(p + "ffn_up.weight", (E, F)).T), _bias(r(p + "ffn_up.bias", (F,), False), F),
-            np.ascontiguousarray(r(p + "ffn_gate.weight", (E, F)).T) if nomic else None,
-            np.ascontiguousarray(r(p + "ffn_down.weight", (F, E)).T), _bias(r(p + "ffn_down.bias", (E,), False), E),
-            (r(p + "layer_output_norm.weight", (E,)), r(p + "layer_output_norm.bias", (E,)))))
+            np.ascontiguousarray(r(p + "ffn_up.weight", (E, Fu)).T), _bias(r(p + "ffn_up.bias", (Fu,), False), Fu),
+            np.ascontiguousarray(r(p + "ffn_gate.weight", (E, F)).T) if gate else None,
+            np.ascontiguousarray(r(p + "ffn_down.weight", (F, E)).T), _bias(r(p + "ffn_down.bias", (E,), jina), E),
+            (r(p + "layer_output_norm.weight", (E,)), r(p + "layer_output_norm.bias", (E,))),
+            "silu" if nomic else "gelu", fused,
+            *((opt_norm(p + "attn_q_norm"), opt_norm(p + "attn_k_norm"), opt_norm(p + "attn_norm_2")) if jina else ())))
     w = EncoderWeights(
         r("token_embd.weight", (E, c.n_vocab)), types[0].copy() if types is not None else np.zeros(E, np.float32),
-        None if nomic else r("position_embd.weight", (E, c.n_ctx_train)),
+        r("position_embd.weight", (E, c.n_ctx_train)) if c.arch == "bert" else None,
         (r("token_embd_norm.weight", (E,)), r("token_embd_norm.bias", (E,))), layers)
     unused = [n for n in f.tensors if n not in r.used and n not in RANK_HEAD]
     if unused:  # as service.model.weights: never dropped silently
@@ -171,6 +147,16 @@ def gelu(x: np.ndarray) -> np.ndarray:
                                                           * (x + np.float32(0.044715) * x * x * x)))
 
 
+def alibi(T: int, H: int, max_bias: float) -> np.ndarray:
+    """(H, T, T) float32: -slope_h |i - j|, ggml's slopes (m0^(h+1) for the first 2^floor(log2 H) heads,
+    then m1^(2(h - n) + 1))."""
+    n = 1 << int(math.floor(math.log2(H)))
+    m0, m1 = 2.0 ** (-max_bias / n), 2.0 ** (-max_bias / 2.0 / n)
+    slopes = np.array([m0 ** (h + 1) if h < n else m1 ** (2 * (h - n) + 1) for h in range(H)], np.float32)
+    d = -np.abs(np.arange(T)[:, None] - np.arange(T)[None, :]).astype(np.float32)
+    return slopes[:, None, None] * d[None]
+
+
 def rope_table(T: int, dims: int, base: float) -> tuple[np.ndarray, np.ndarray]:
     """cos and sin (T, dims/2) of position p times base^(-2i/dims)."""
     inv = base ** (-np.arange(0, dims, 2, dtype=np.float64) / dims)
@@ -194,22 +180,36 @@ def encode(w: EncoderWeights, cfg: ModelConfig, tokens: np.ndarray) -> np.ndarra
         x = x + w.pos_embd[:T]  # (T, E), positions 0 .. T-1
     x = layer_norm(x, w.embd_norm, c.norm_eps)
     rot = rope_table(T, c.rope_dims, c.rope_base) if c.rope_dims else None
+    bias = alibi(T, H, ALIBI_MAX_BIAS[c.arch]) if c.arch in ALIBI_MAX_BIAS else None
     for L in w.layers:
         qkv = x @ L.wqkv + L.bqkv  # (T, 3E)
-        q, k, v = (qkv[:, i * c.n_embd:(i + 1) * c.n_embd].reshape(T, H, D).transpose(1, 0, 2) for i in range(3))
+        q2, k2, v2 = (qkv[:, i * c.n_embd:(i + 1) * c.n_embd] for i in range(3))
+        if L.q_norm is not None:
+            q2 = layer_norm(q2, L.q_norm, c.norm_eps)
+        if L.k_norm is not None:
+            k2 = layer_norm(k2, L.k_norm, c.norm_eps)
+        q, k, v = (a.reshape(T, H, D).transpose(1, 0, 2) for a in (q2, k2, v2))
         if rot is not None:
             q, k = rope(q, *rot), rope(k, *rot)
         s = (q @ k.transpose(0, 2, 1)) * np.float32(c.attn_scale)  # (H, T, T): every token sees every token
+        if bias is not None:
+            s = s + bias
         s = np.exp(s - s.max(axis=2, keepdims=True))
         s /= s.sum(axis=2, keepdims=True)
         att = (s @ v).transpose(1, 0, 2).reshape(T, c.n_embd)  # (T, E)
-        x = layer_norm(att @ L.wo + L.bo + x, L.attn_norm, c.norm_eps)
-        up = x @ L.w_up + L.b_up  # (T, F)
-        if L.w_gate is not None:  # SwiGLU: silu(gate) * up
+        h = layer_norm(att @ L.wo + L.bo + x, L.attn_norm, c.norm_eps)
+        x = h if L.norm_2 is None else layer_norm(h + x, L.norm_2, c.norm_eps)
+        up = x @ L.w_up + L.b_up  # (T, F), or (T, 2F) [gate | up] when fused
+        if L.fused_gate:
+            g, up = up[:, :c.n_ff], up[:, c.n_ff:]
+        elif L.w_gate is not None:
             g = x @ L.w_gate
-            ff = g / (np.float32(1.0) + np.exp(-g)) * up
-        else:
+        if L.w_gate is None and not L.fused_gate:
             ff = gelu(up)
+        elif L.act == "silu":  # SwiGLU
+            ff = g / (np.float32(1.0) + np.exp(-g)) * up
+        else:  # GEGLU
+            ff = gelu(g) * up
         x = layer_norm(ff @ L.w_down + L.b_down + x, L.out_norm, c.norm_eps)
     return np.ascontiguousarray(x, np.float32)
 
@@ -240,13 +240,3 @@ class Encoder:
         rows = np.flatnonzero(b.hidden) if b.hidden is not None else np.zeros(0, np.int64)
         return ForwardOut(HostLogits(np.zeros((0, c.n_vocab), np.float32)), hidden[rows])
 
-
-def refusal(n_prompt: int, embd: bool, max_batch: int) -> str | None:
-    """llama-server's error for a task an encoder cannot run, or None: a completion (no logits
-    without a KV cache) or a prompt larger than one batch (it cannot be split)."""
-    if not embd:
-        return "the current context does not support logits computation. skipping"
-    if n_prompt > max_batch:
-        return (f"input ({n_prompt} tokens) is too large to process. increase the physical batch size "
-                f"(current batch size: {max_batch})")
-    return None

@@ -157,6 +157,8 @@ class Vocab:
                     ids[role] = int(v)
         self.add_bos = bool(meta.get(_K + "add_bos_token", self.add_bos))
         self.add_eos = bool(meta.get(_K + "add_eos_token", self.add_eos))
+        # [SEP] between a rerank pair's query and document: WordPiece's default (llama.cpp's add_sep)
+        self.add_sep = bool(meta.get(_K + "add_sep_token", self.vocab_type == "wpm"))
         if self.add_bos and ids["bos"] is None:
             raise ValueError("add_bos_token is true but the vocabulary has no BOS token")
         if self.add_eos and ids["eos"] is None:
