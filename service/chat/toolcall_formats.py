@@ -84,6 +84,8 @@ def parse_calls(fmt: ToolFormat, text: str, partial: bool, schemas: dict | None 
             content, calls = own.parse(text, partial, schemas)
         except own.error as e:
             raise ToolParseError(str(e)) from None
+        if calls and not content.strip():  # the blank line a model writes before its calls is no answer
+            content = ""
         return (content.rstrip() if partial else content), calls
     parser = {ToolFormat.GENERIC: generic, ToolFormat.HERMES_2_PRO: _hermes,
               ToolFormat.LLAMA_3_X: _llama3, ToolFormat.MISTRAL_NEMO: nemo}[fmt]
