@@ -147,6 +147,18 @@ def swiglu(out, gate, up):
         _swiglu_row(out[r], gate[r], up[r])
 
 
+@kernel
+def swiglu_oai(out, gate, up, alpha, limit):
+    """out (n_rows, n) = g * sigmoid(alpha g) * (u + 1), g = min(gate, limit), u = clamp(up, -limit, limit):
+    gpt-oss's activation (ggml's swiglu_oai, alpha 1.702 and limit 7 there); out may be gate or up."""
+    a, lim = np.float32(alpha), np.float32(limit)
+    for r in range(gate.shape[0]):
+        for i in range(gate.shape[1]):
+            g = min(gate[r, i], lim)
+            u = min(max(up[r, i], -lim), lim)
+            out[r, i] = g / (_ONE + np.exp(-a * g)) * (u + _ONE)
+
+
 @parallel_kernel
 def geglu(out, gate, up):
     """out (n_rows, n) = gelu_tanh(gate) * up, elementwise; out may be gate or up."""

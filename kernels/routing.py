@@ -48,3 +48,31 @@ def route(ids, wts, logits, norm):
             inv_sum = np.float32(1.0) / picked
             for j in range(k):
                 wts[t, j] *= inv_sum
+
+
+@kernel
+def route_softmax_weight(ids, wts, logits):
+    """ids int32 (T, K), wts float32 (T, K) <- logits float32 (T, E), which it overwrites: gpt-oss's
+    gating (llama.cpp's softmax_weight), the K largest raw logits best first (ties: lower index),
+    weighted by a softmax over those K alone."""
+    n_tok, n_exp = logits.shape
+    k = ids.shape[1]
+    for t in range(n_tok):
+        row = logits[t]
+        for j in range(k):
+            best = 0
+            for e in range(1, n_exp):
+                if row[e] > row[best]:
+                    best = e
+            ids[t, j] = best
+            wts[t, j] = row[best]
+            row[best] = np.float32(-3.0e38)  # below any logit: never picked again
+        mx = wts[t, 0]  # the first is the largest
+        total = 0.0  # float64, as ggml's soft_max sums
+        for j in range(k):
+            p = np.exp(wts[t, j] - mx)
+            wts[t, j] = p
+            total += p
+        inv = np.float32(1.0 / total)
+        for j in range(k):
+            wts[t, j] *= inv

@@ -63,6 +63,20 @@ CASES = {
     # certain, logprobs of -20 and below, whose float32 rounding alone exceeds the bound: a separate head.)
     "smollm3": (Spec("smollm3", n_layer=4, n_embd=64, n_ff=96, n_head=4, n_head_kv=2, tied=False, rope_base=5e6,
                      n_vocab=N_VOCAB, seed=63), {}),
+    # gpt-oss: Q/K/V/O biases, a sink logit per head, the window (4) on even layers with the global RoPE
+    # (YaRN, factor 4 here), 4 experts of which 2 chosen on the router's biased logits and weighted by a
+    # softmax over the 2, expert biases, the clamped SwiGLU; n_ff 96 is unused (llama.cpp reads it too).
+    "gpt-oss": (Spec("gpt-oss", n_embd=64, n_ff=96, n_head=4, n_head_kv=2, head_dim=32, tied=False, eps=1e-5,
+                     rope_base=150000.0, sliding_window=4, n_expert=4, n_expert_used=2, n_ff_exp=64,
+                     n_vocab=N_VOCAB, seed=64),
+                {"gpt-oss.rope.scaling.type": "yarn", "gpt-oss.rope.scaling.factor": 4.0,
+                 "gpt-oss.rope.scaling.original_context_length": 64}),
+    # The same with MXFP4 experts, as gpt-oss ships them (llama.cpp's own converter keeps them MXFP4).
+    "gpt-oss-mxfp4": (Spec("gpt-oss", n_embd=64, n_ff=96, n_head=4, n_head_kv=2, head_dim=32, tied=False, eps=1e-5,
+                           rope_base=150000.0, sliding_window=4, n_expert=4, n_expert_used=2, n_ff_exp=64,
+                           n_vocab=N_VOCAB, seed=65, types=dict(ffn_gate=T.MXFP4, ffn_up=T.MXFP4, ffn_down=T.MXFP4)),
+                      {"gpt-oss.rope.scaling.type": "yarn", "gpt-oss.rope.scaling.factor": 4.0,
+                       "gpt-oss.rope.scaling.original_context_length": 64}),
 }
 
 

@@ -125,3 +125,41 @@ def test_attention_rejects_bad_sizes():
         attention(np.empty_like(q), q, k, k, np.int32([3]), 5, 0.1, 0, 0.0, NO_SINKS, new_scratch(10, 64))
     with pytest.raises(ValueError):  # kv_len beyond the cache
         attention(np.empty_like(q), q, k[:2], k[:2], np.int32([3]), 11, 0.1, 0, 0.0, NO_SINKS, new_scratch(10, 64))
+
+
+def _sinks_oracle(q, k, v, pos, kv_len, scale, window, sinks):
+    """O.attention with head h's softmax denominator counting exp(sinks[h]) too, in float64."""
+    q64, k64 = np.asarray(q, np.float64), np.repeat(np.asarray(k, np.float64)[:, :kv_len], q.shape[1] // k.shape[0], 0)
+    s = np.einsum("thd,hjd->thj", q64, k64) * scale
+    j = np.arange(kv_len)[None, :]
+    vis = j <= pos[:, None].astype(np.int64)
+    if window > 0:
+        vis &= (pos[:, None] - j) < window
+    s = np.where(vis[:, None, :], s, -np.inf)
+    lse = np.logaddexp.reduce(s, axis=2)  # (n_tokens, n_head)
+    return O.attention(q, k, v, pos, kv_len, scale, window, 0.0) / (1 + np.exp(sinks[None, :] - lse))[:, :, None]
+
+
+@pytest.mark.parametrize("n_tokens,window", [(20, 0), (20, 6), (1, 0)])
+def test_sinks_join_the_softmax(n_tokens, window):
+    """gpt-oss's sinks (one logit per head) shrink every head's weights by S / (S + exp(sink)), on the
+    tiled prefill path and the one-query path, and through typed caches (kernels.attention_kv)."""
+    from kernels import kv_types as kt
+    from kernels.attention_kv import attention_kv
+    from kernels.kv_dequant import cache_ref
+    from kernels.kv_quant import dequantize_rows, quantize_rows
+
+    rng = np.random.default_rng(11)
+    q, k, v, pos, kv_len = _attn_case(rng, 2, 4, 64, n_tokens, 9)
+    sinks = (1.0 + rng.standard_normal(8)).astype(np.float32)
+    out = np.full_like(q, np.nan)
+    attention(out, q, k, v, pos, kv_len, 0.2, window, 0.0, sinks, new_scratch(k.shape[1], 64, 2))
+    ref = _sinks_oracle(q, k, v, pos, kv_len, 0.2, window, sinks.astype(np.float64))
+    np.testing.assert_allclose(out, ref, rtol=0, atol=3e-5 * np.abs(v).max())
+    assert np.abs(out - _run_attention(q, k, v, pos, kv_len, 0.2, window, 0.0)).max() > 1e-2  # they bite
+    kf = quantize_rows(k, kt.F16)
+    typed = np.full_like(q, np.nan)
+    attention_kv(typed, q, cache_ref(kt.F16, kf), cache_ref(kt.F32, v), pos, kv_len, 0.2, window, 0.0, sinks,
+                 new_scratch(k.shape[1], 64, 2))
+    ref = _sinks_oracle(q, dequantize_rows(kf, kt.F16), v, pos, kv_len, 0.2, window, sinks.astype(np.float64))
+    np.testing.assert_allclose(typed, ref, rtol=0, atol=3e-5 * np.abs(v).max())

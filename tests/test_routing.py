@@ -54,3 +54,21 @@ def test_route_ties_and_large_logits():
     assert ids.tolist() == [[1, 2], [0, 2]]
     np.testing.assert_allclose(wts[0], [0.5, 0.5], rtol=1e-6)
     np.testing.assert_allclose(wts[1], [1 / (1 + np.exp(-1)), np.exp(-1) / (1 + np.exp(-1))], rtol=1e-6)
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_softmax_weight_against_oracle(k):
+    """gpt-oss's gating (llama.cpp's softmax_weight): the k largest raw logits best first, weighted by a
+    softmax over those k alone (not the full softmax's probabilities)."""
+    from kernels.routing import route_softmax_weight
+
+    logits = np.random.default_rng(k).standard_normal((9, 8)).astype(np.float32) * 3
+    ids, wts = np.zeros((9, k), np.int32), np.zeros((9, k), np.float32)
+    route_softmax_weight(ids, wts, logits.copy())
+    want = np.argsort(-logits.astype(np.float64), axis=1, kind="stable")[:, :k]
+    z = np.take_along_axis(logits.astype(np.float64), want, axis=1)
+    w = np.exp(z - z[:, :1])
+    np.testing.assert_array_equal(ids, want)
+    np.testing.assert_allclose(wts, w / w.sum(axis=1, keepdims=True), rtol=0, atol=1e-6)
+    if k > 1:  # not the full softmax's probabilities
+        assert np.abs(wts - oracle(logits, k, False)[1]).max() > 1e-2

@@ -1,4 +1,4 @@
-"""service/model/variants.py: what granite, olmo2, smollm3 read from their keys (llama.cpp's defaults
+"""service/model/variants.py: what granite, olmo2, smollm3 and gpt-oss read from their keys (llama.cpp's defaults
 included), what they refuse, and which particulars keep a model off the GPU. Parity of whole models
 with llama.cpp: tests/test_archs.py."""
 
@@ -44,6 +44,12 @@ def test_granite_optional_scales_default_to_off():
     ("granite", {"granite.deepstack_mapping": [-1, 1]}, "granite.deepstack_mapping: deepstack layers"),
     ("granite", {"granite.expert_count": 4}, "granite.expert_count: mixture-of-experts granite models"),
     ("olmo2", {"olmo2.attention.sliding_window": 16}, "olmo2.attention.sliding_window: 16: OLMo 3's"),
+    ("gpt-oss", {"gpt-oss.attention.sliding_window": None}, "gpt-oss.attention.sliding_window: missing"),
+    ("gpt-oss", {"gpt-oss.expert_feed_forward_length": None}, "gpt-oss.expert_feed_forward_length: missing"),
+    ("gpt-oss", {"gpt-oss.rope.freq_base_swa": 10000.0}, "gpt-oss.rope.freq_base_swa: 10000.0 != rope.freq_base"),
+    ("gpt-oss", {"gpt-oss.expert_gating_func": 1}, "gpt-oss.expert_gating_func: 1 (softmax) is not supported "
+                                                   "(llama.cpp routes gpt-oss with softmax_weight, 3)"),
+    ("gpt-oss", {"gpt-oss.expert_weights_norm": True}, "gpt-oss.expert_weights_norm: True is not supported"),
     ("olmo2", {"olmo2.attention.key_length": 32, "olmo2.attention.value_length": 32},
      "olmo2.attention.key_length: 32 x 4 heads != embedding_length 64"),
 ])
@@ -75,7 +81,8 @@ def test_olmo2_tensors_as_llamacpp(tmp_path):
 
 @pytest.mark.parametrize("name,why", [("granite", "granite's residual and logit scales have no CUDA path"),
                                       ("olmo2", "norms after the blocks only and Q/K norms over the whole"),
-                                      ("smollm3", "smollm3's layers without RoPE have no CUDA path")])
+                                      ("smollm3", "smollm3's layers without RoPE have no CUDA path"),
+                                      ("gpt-oss", "mixture-of-experts layers have no CUDA kernels yet")])
 def test_gpu_layers_refused(name, why, tmp_path, monkeypatch):
     """No CUDA path for these particulars: an explicit -ngl fails the load, -ngl auto keeps the CPU."""
     path = write_case(tmp_path, name)
@@ -87,6 +94,15 @@ def test_gpu_layers_refused(name, why, tmp_path, monkeypatch):
     monkeypatch.setattr(model_module, "place", lambda req, n, dev=None: Placement(req, n, n, True, "a GPU"))
     m = Model(path, n_ctx=32, max_batch=4, n_gpu_layers="auto")
     assert m.placement.n_gpu == 0 and not m.placement.output_on_gpu and why in m.placement.warning
+
+
+def test_gpt_oss_reads_as_llamacpp():
+    """Even layers slide (pattern 2), both kinds share the global (YaRN) RoPE table; Q/K/V/O biases and
+    sinks; the router's softmax over the chosen experts, not renormalised; the clamped SwiGLU."""
+    c = config_from_metadata(_meta("gpt-oss", **{"gpt-oss.block_count": 4}), "g.gguf")
+    assert c.swa_layers == (True, False, True, False) and not c.swa_own_rope and c.rope_ext_factor == 1.0
+    assert (c.qkv_bias, c.attn_out_bias, c.attn_sinks, c.expert_bias, c.expert_norm) == (True, True, True, True, False)
+    assert (c.expert_gating, c.expert_act, c.rope_neox, c.n_ff_exp) == ("softmax_weight", "swiglu_oai", True, 64)
 
 
 def test_plain_families_may_use_the_gpu():

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 ARCHITECTURES = ("llama", "gemma2", "gemma3", "qwen2", "qwen3", "phi3", "qwen2moe", "qwen3moe", "granite", "olmo2",
-                 "smollm3")
+                 "smollm3", "gpt-oss")
 MAX_EXPERTS = 1024  # llama.cpp's LLAMA_MAX_EXPERTS
 MAX_LAYERS, MAX_HEADS, MAX_CTX, MAX_EMBD = 1024, 1024, 1 << 24, 1 << 17
 

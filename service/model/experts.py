@@ -55,13 +55,16 @@ class MoELayer:
     shexp_gate: np.ndarray | None = None  # float32 (n_embd,): sigmoid(h . g) scales the shared expert
     shexp_gate_up: list[PackedMatrix] | None = None  # fused [gate; up], or gate, up
     shexp_down: PackedMatrix | None = None
+    # gpt-oss's biases, float32: the router's (n_expert,), and per expert gate and up (n_expert, n_ff_exp),
+    # down (n_expert, n_embd)
+    biases: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def resolved(self, done) -> MoELayer:
         """The packed layer, done(future) -> matrix being the loader's."""
         return MoELayer(done(self.router), stack([done(m) for m in self.gate]), stack([done(m) for m in self.up]),
                         stack([done(m) for m in self.down]), self.shexp_gate,
                         None if self.shexp_gate_up is None else [done(m) for m in self.shexp_gate_up],
-                        None if self.shexp_down is None else done(self.shexp_down))
+                        None if self.shexp_down is None else done(self.shexp_down), self.biases)
 
 
 def load_moe(ld, p: str, cfg) -> MoELayer:
@@ -74,6 +77,9 @@ def load_moe(ld, p: str, cfg) -> MoELayer:
         up=ld.experts(p + "ffn_up_exps.weight", e, f, ne),
         down=ld.experts(p + "ffn_down_exps.weight", f, e, ne),
     )
+    if cfg.expert_bias:
+        layer.biases = (ld.vector(p + "ffn_gate_inp.bias", ne), _bias_rows(ld, p + "ffn_gate_exps.bias", f, ne),
+                        _bias_rows(ld, p + "ffn_up_exps.bias", f, ne), _bias_rows(ld, p + "ffn_down_exps.bias", e, ne))
     if cfg.n_ff_shexp:
         fs = cfg.n_ff_shexp
         # llama.cpp's shape is {n_embd}; the converter writes the Linear's (n_embd, 1), always F32
@@ -87,3 +93,11 @@ def load_moe(ld, p: str, cfg) -> MoELayer:
         layer.shexp_gate_up = ld.matrices([p + "ffn_gate_shexp.weight", p + "ffn_up_shexp.weight"], e, [fs, fs])
         layer.shexp_down = ld.matrices([p + "ffn_down_shexp.weight"], fs, [e])[0]
     return layer
+
+
+def _bias_rows(ld, name: str, n: int, n_expert: int) -> np.ndarray:
+    """A 2-D F32 tensor of GGUF shape (n, n_expert): one bias row per expert, (n_expert, n)."""
+    t = ld.info(name, (n, n_expert))
+    if t.qtype != T.F32:
+        raise ld.fail(name, f"type {t.qtype.name} is not supported for a bias (F32 expected)")
+    return ld.f.data(name).reshape(n_expert, n)

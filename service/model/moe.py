@@ -3,7 +3,9 @@
 Per token: h = RMSNorm(x); the router's logits h @ R.T pick the top-k experts and their
 weights (kernels.routing); x += sum over the chosen experts e of weight_e * down_e(silu(gate_e h)
 * up_e h), plus sigmoid(h . g) * the shared expert's FFN of h where there is one (qwen2moe).
-As llama.cpp's build_moe_ffn, which runs every token's k experts.
+As llama.cpp's build_moe_ffn, which runs every token's k experts. gpt-oss: the router and every
+expert matrix have biases, the k experts are the largest raw logits weighted by a softmax over
+those k (softmax_weight), and the activation is the clamped swiglu_oai.
 
 The batch's (token, slot) pairs are grouped by expert (a counting sort), and each expert that any
 token chose runs once on the rows that chose it, gathered into one block: prefill then runs a
@@ -18,17 +20,19 @@ from typing import NamedTuple
 import numpy as np
 
 from kernels._jit import kernel
-from kernels.activation import swiglu
+from kernels.activation import swiglu, swiglu_oai
 from kernels.norm import rms_norm
 from kernels.qmatmul import fmatmul, qmatmul
 from kernels.records import as_record, plain
-from kernels.routing import route
+from kernels.routing import route, route_softmax_weight
 from service.model.config import ModelConfig
 from service.model.experts import ExpertStack
 from service.model.layer import MatRef, QuantActs, _mm, _quantize, mat_ref, quant_acts
 from service.model.weights import Layer
 
 _NO_F32 = np.zeros(0, np.float32)
+_NO_ROWS = np.zeros((0, 0), np.float32)
+OAI_ALPHA, OAI_LIMIT = 1.702, 7.0  # llama.cpp's constants for gpt-oss's swiglu_oai
 
 
 class ExpertRef(NamedTuple):
@@ -79,11 +83,17 @@ class MoEWeights(NamedTuple):
     sgu: tuple[MatRef, MatRef]  # the shared expert's [gate; up] fused then 1 absent, or gate, up; absent: none
     sdown: MatRef  # (n_embd, n_ff_shexp), or absent
     sgate: np.ndarray  # float32 (n_embd,) the shared expert's gate vector, or empty
+    rb: np.ndarray  # float32 (n_expert,) the router's bias (gpt-oss), or empty
+    gb: np.ndarray  # float32 (n_expert, n_ff_exp) each expert's gate bias, or (0, 0)
+    ub: np.ndarray  # float32 (n_expert, n_ff_exp) up bias, or (0, 0)
+    db: np.ndarray  # float32 (n_expert, n_embd) down bias, or (0, 0)
 
 
 class MoEConfig(NamedTuple):
     eps: float  # RMSNorm epsilon
     norm: bool  # renormalise the chosen weights to sum 1
+    weight_softmax: bool  # gpt-oss: top-k of the raw logits, softmax over those k (else softmax, then top-k)
+    oai: bool  # gpt-oss's swiglu_oai rather than SwiGLU
 
 
 def expert_ref(s: ExpertStack) -> ExpertRef:
@@ -96,8 +106,11 @@ def moe_weights(c: ModelConfig, L: Layer) -> MoEWeights:
     sgu = [mat_ref(x) for x in m.shexp_gate_up or []]
     sgu += [mat_ref(None, c.n_embd)] * (2 - len(sgu))
     sgate = _NO_F32 if m.shexp_gate is None else np.ascontiguousarray(m.shexp_gate, np.float32)
+    f32 = lambda a: np.ascontiguousarray(a, np.float32)  # noqa: E731
+    rb, gb, ub, db = (f32(b) for b in m.biases) if m.biases is not None else (_NO_F32, _NO_ROWS, _NO_ROWS, _NO_ROWS)
     return MoEWeights(np.ascontiguousarray(L.ffn_norm, np.float32), mat_ref(m.router), expert_ref(m.gate),
-                      expert_ref(m.up), expert_ref(m.down), tuple(sgu), mat_ref(m.shexp_down, c.n_ff_shexp), sgate)
+                      expert_ref(m.up), expert_ref(m.down), tuple(sgu), mat_ref(m.shexp_down, c.n_ff_shexp), sgate,
+                      rb, gb, ub, db)
 
 
 class MoE:
@@ -111,7 +124,8 @@ class MoE:
                      z(t, e), z(t, e), z(t, 2 * fs), z(t, fs))
         self.acts = (quant_acts(t, e), quant_acts(t, e), quant_acts(t, f), quant_acts(t, fs))
         self.weights = [plain(moe_weights(c, L)) if L.moe is not None else None for L in layers]
-        self.config = plain(MoEConfig(float(c.norm_eps), bool(c.expert_norm)))
+        self.config = plain(MoEConfig(float(c.norm_eps), bool(c.expert_norm), c.expert_gating == "softmax_weight",
+                                      c.expert_act == "swiglu_oai"))
         self.k = k
 
     def buffers(self, x: np.ndarray, h: np.ndarray) -> tuple:
@@ -167,7 +181,13 @@ def moe_ffn(bufs, weights, config):
     rms_norm(h, x, w.ffn_norm, cfg.eps)
     _quantize(b.act_e, h)
     _mm(b.logits, b.act_e, h, w.router)
-    route(b.ids, wts, b.logits, cfg.norm)
+    if w.rb.shape[0] > 0:
+        for t in range(n):
+            b.logits[t] += w.rb
+    if cfg.weight_softmax:
+        route_softmax_weight(b.ids, wts, b.logits)
+    else:
+        route(b.ids, wts, b.logits, cfg.norm)
     _group(b, n_expert)
     acc[:] = 0.0
     nf = b.ff.shape[1]
@@ -182,9 +202,19 @@ def moe_ffn(bufs, weights, config):
         _quantize(b.act_x, xe)
         _emm(gu[:, :nf], b.act_x, xe, w.gate, e)
         _emm(gu[:, nf:], b.act_x, xe, w.up, e)
-        swiglu(ff, gu[:, :nf], gu[:, nf:])
+        if w.gb.shape[0] > 0:
+            for i in range(m):
+                gu[i, :nf] += w.gb[e]
+                gu[i, nf:] += w.ub[e]
+        if cfg.oai:
+            swiglu_oai(ff, gu[:, :nf], gu[:, nf:], OAI_ALPHA, OAI_LIMIT)
+        else:
+            swiglu(ff, gu[:, :nf], gu[:, nf:])
         _quantize(b.act_f, ff)
         _emm(ye, b.act_f, ff, w.down, e)
+        if w.db.shape[0] > 0:
+            for i in range(m):
+                ye[i] += w.db[e]
         for i in range(m):  # explicit loops: an array expression would allocate a temporary per row
             s = b.slots[s0 + i]
             t = s // k
