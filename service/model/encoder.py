@@ -21,13 +21,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from kernels.dequant import dequantize
 from service.model.config import ModelConfig, ModelError
-from service.model.encoder_config import ALIBI_MAX_BIAS, ENCODERS, encoder_config, refusal  # noqa: F401 (re-exported)
+from service.model.encoder_config import (  # noqa: F401 (re-exported)
+    ALIBI_MAX_BIAS,
+    ENCODERS,
+    encoder_config,
+    refusal,
+)
 from service.model.forward import Batch, ForwardOut
 from service.model.logits import HostLogits
 
@@ -91,7 +95,7 @@ def load_encoder(f, cfg: ModelConfig) -> EncoderWeights:
     types = r("token_types.weight", (E, n_types), required=False) if n_types else None
     layers = []
     nomic, jina = c.arch == "nomic-bert", c.arch == "jina-bert-v2"
-    opt_norm = lambda n: (r(n + ".weight", (E,)), r(n + ".bias", (E,))) if n + ".weight" in f.tensors else None  # noqa: E731
+    opt_norm = lambda n: (r(n + ".weight", (E,)), r(n + ".bias", (E,))) if n + ".weight" in f.tensors else None
     for i in range(c.n_layer):
         p = f"blk.{i}."
         if nomic:  # llama.cpp's graph takes no FFN biases here: a file with them is refused, not misread
