@@ -3,6 +3,7 @@
 As llama.cpp's softmax gating computes them: a softmax over all experts' router logits, the k
 largest probabilities in descending order, and (qwen3moe, Mixtral) those k weights divided by
 their sum. The weights are the full softmax's probabilities, not a softmax over the k chosen.
+gpt-oss's gating (llama.cpp's softmax_weight) is the other way round: route_softmax_weight.
 """
 
 from __future__ import annotations

@@ -59,6 +59,12 @@ CASES = {
     # OLMo 2: RMSNorm after attention and after the FFN only, Q/K normed over the whole projection, NeoX RoPE.
     "olmo2": (Spec("olmo2", n_embd=64, n_ff=96, n_head=4, n_head_kv=2, tied=False, rope_base=500000.0,
                    n_vocab=N_VOCAB, seed=62), {}),
+    # OLMo 3 (olmo2 with a sliding window): 4 layers, the first 3 slide (window 4; the converter's per-layer
+    # array), the last is global; YaRN (factor 4) on the global layer only.
+    "olmo3": (Spec("olmo2", n_layer=4, n_embd=64, n_ff=96, n_head=4, n_head_kv=2, tied=False, rope_base=500000.0,
+                   sliding_window=4, n_vocab=N_VOCAB, seed=66),
+              {"olmo2.attention.sliding_window_pattern": [True, True, True, False], "olmo2.rope.scaling.type": "yarn",
+               "olmo2.rope.scaling.factor": 4.0, "olmo2.rope.scaling.original_context_length": 64}),
     # SmolLM3: 4 layers, the last (il + 1 = 4) without RoPE; normal RoPE. (Its tied head here made one token
     # certain, logprobs of -20 and below, whose float32 rounding alone exceeds the bound: a separate head.)
     "smollm3": (Spec("smollm3", n_layer=4, n_embd=64, n_ff=96, n_head=4, n_head_kv=2, tied=False, rope_base=5e6,

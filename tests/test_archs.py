@@ -5,7 +5,7 @@ them (tests/fixtures/archs_llamacpp.json, from tests/fixtures/record_archs.py).
 Bound: |our logprob - llama.cpp's| <= 4e-3 on each top-10 token of every step, as in
 tests/test_rope_scaling.py (F32 weights; llama-server's F16 flash attention and cache are most
 of the difference, see there): measured max 1.3e-3 to 3.0e-3 over phi3, gemma2 and qwen3 (printed), 1.3e-3 to
-2.3e-3 over qwen3moe, qwen2moe and mixtral; granite 6.9e-5, olmo2 2.1e-3, smollm3 2.2e-3, gpt-oss 2.0e-3 (F32
+2.3e-3 over qwen3moe, qwen2moe and mixtral; granite 6.9e-5, olmo2 2.1e-3, olmo3 2.2e-3, smollm3 2.2e-3, gpt-oss 2.0e-3 (F32
 experts) and 1.9e-3 (MXFP4 experts: both sides hold the same e2m1 weights; the activations' rounding stays
 inside the bound here). Greedy tokens agree up to the first near-tie (all 24 of every case).
 qwen3moe-quant (Q8_0/Q4_0/Q5_0 experts): 4e-2. Both sides round the experts' inputs to int8 per 32 values, but
@@ -137,6 +137,17 @@ def test_olmo2_breakages_fail(models, change):
     bad = dataclasses.replace(w, layers=layers)
     cases = FIXTURE["models"]["olmo2"]["cases"]
     assert min(compare(cfg, bad, c, BOUND)[0] for c in cases) > 5 * BOUND
+
+
+@pytest.mark.parametrize("change", [dict(sliding_window=0, swa_layers=(False,) * 4), dict(rope_scale_swa=0.25),
+                                    dict(swa_own_rope=False)])
+def test_olmo3_breakages_fail(models, change):
+    """OLMo 3 without its window, or with its sliding layers scaled (or YaRN-rotated) as the global one:
+    each misses the bound."""
+    f, cfg, w = models["olmo3"]
+    assert cfg.swa_layers == (True, True, True, False) and cfg.rope_scale_swa == 1.0 and cfg.rope_scale == 0.25
+    cases = FIXTURE["models"]["olmo3"]["cases"]
+    assert min(compare(dataclasses.replace(cfg, **change), w, c, BOUND)[0] for c in cases) > 5 * BOUND
 
 
 @pytest.mark.parametrize("change", [dict(nope_layers=()), dict(nope_layers=(False, False, True, False)),

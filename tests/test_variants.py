@@ -43,7 +43,6 @@ def test_granite_optional_scales_default_to_off():
     ("granite", {"granite.logit_scale": None}, "granite.logit_scale: missing"),
     ("granite", {"granite.deepstack_mapping": [-1, 1]}, "granite.deepstack_mapping: deepstack layers"),
     ("granite", {"granite.expert_count": 4}, "granite.expert_count: mixture-of-experts granite models"),
-    ("olmo2", {"olmo2.attention.sliding_window": 16}, "olmo2.attention.sliding_window: 16: OLMo 3's"),
     ("gpt-oss", {"gpt-oss.attention.sliding_window": None}, "gpt-oss.attention.sliding_window: missing"),
     ("gpt-oss", {"gpt-oss.expert_feed_forward_length": None}, "gpt-oss.expert_feed_forward_length: missing"),
     ("gpt-oss", {"gpt-oss.rope.freq_base_swa": 10000.0}, "gpt-oss.rope.freq_base_swa: 10000.0 != rope.freq_base"),
@@ -94,6 +93,17 @@ def test_gpu_layers_refused(name, why, tmp_path, monkeypatch):
     monkeypatch.setattr(model_module, "place", lambda req, n, dev=None: Placement(req, n, n, True, "a GPU"))
     m = Model(path, n_ctx=32, max_batch=4, n_gpu_layers="auto")
     assert m.placement.n_gpu == 0 and not m.placement.output_on_gpu and why in m.placement.warning
+
+
+def test_olmo3_window_defaults_as_llamacpp():
+    """OLMo 3 without the per-layer array: pattern 4 (3 sliding layers, then a global one); its sliding
+    layers rotate unscaled with freq_base_swa (default: the global base)."""
+    m = _meta("olmo3", **{"olmo2.attention.sliding_window_pattern": None, "olmo2.block_count": 8,
+                          "olmo2.rope.freq_base_swa": 10000.0})
+    c = config_from_metadata(m, "o.gguf")
+    assert c.swa_layers == (True, True, True, False) * 2 and c.sliding_window == 4
+    assert (c.rope_base_swa, c.rope_scale_swa, c.rope_scale, c.swa_own_rope) == (10000.0, 1.0, 0.25, True)
+    assert config_from_metadata(_meta("olmo2"), "o.gguf").sliding_window == 0
 
 
 def test_gpt_oss_reads_as_llamacpp():

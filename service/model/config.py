@@ -162,7 +162,7 @@ def config_from_metadata(meta: dict[str, Any], path: str) -> ModelConfig:
                   else 0, lo=0, hi=MAX_CTX)
     gemma = a in ("gemma2", "gemma3")
     factor, yarn = _rope_scaling(meta, path, a, n_ctx, rope_dims, rope_base, gemma and window > 0)
-    swa = _swa_layers(meta, path, a, n_layer, window) if gemma or a == "gpt-oss" else (False,) * n_layer
+    swa = _swa_layers(meta, path, a, n_layer, window) if gemma or a in ("gpt-oss", "olmo2") else (False,) * n_layer
     g3 = a == "gemma3"  # its local layers use base 10000, unscaled; gemma2's share the global RoPE
     if a == "gemma2":
         # llama.cpp's gemma2 always caps: attention scores at 50 and logits at 30 unless the file says
@@ -242,12 +242,12 @@ def _experts(meta: dict[str, Any], path: str, a: str, n_ff: int) -> dict[str, An
 
 def _swa_layers(meta: dict[str, Any], path: str, a: str, n_layer: int, window: int) -> tuple[bool, ...]:
     """Which layers slide their window, as llama.cpp's set_swa_pattern: sliding_window_pattern n
-    (default 2 for gemma2 and gpt-oss, 6 for gemma3) makes layer i local when i % n < n - 1 (n = 0: all),
+    (default 2 for gemma2 and gpt-oss, 4 for olmo2, 6 for gemma3) makes layer i local when i % n < n - 1 (n = 0: all),
     or the key is an array of per-layer flags."""
     if window == 0:
         return (False,) * n_layer
     key = f"{a}.attention.sliding_window_pattern"
-    v = meta.get(key, 6 if a == "gemma3" else 2)
+    v = meta.get(key, {"gemma3": 6, "olmo2": 4}.get(a, 2))
     if isinstance(v, (list, np.ndarray)) and len(v) == n_layer:
         return tuple(bool(x) for x in v)
     n = _get(meta, path, key, int, 0, lo=0, hi=n_layer) if key in meta else v

@@ -52,15 +52,16 @@ def _smollm3(c: ModelConfig, meta: dict[str, Any], path: str) -> dict[str, Any]:
 def _olmo2(c: ModelConfig, meta: dict[str, Any], path: str) -> dict[str, Any]:
     """OLMo 2: no norm before attention or the FFN, an RMSNorm after each (post_attention_norm,
     post_ffw_norm); Q and K normed over the whole projection (n_head * head_dim wide), not per head.
-    OLMo 3's sliding-window layers (sliding_window > 0) are refused."""
-    window = meta.get("olmo2.attention.sliding_window", 0)
-    if window:
-        raise ModelError(f"{path}: olmo2.attention.sliding_window: {window!r}: OLMo 3's sliding-window layers "
-                         f"are not supported")
+    OLMo 3 (sliding_window > 0): its sliding-window layers rotate with their own base (freq_base_swa,
+    default the global one) and neither the scaling factor nor YaRN; the global layers keep both."""
+    swa = {}
+    if c.sliding_window:
+        swa = dict(rope_base_swa=_get(meta, path, "olmo2.rope.freq_base_swa", float, c.rope_base, lo=1e-3, hi=1e12),
+                   rope_scale_swa=1.0)
     if c.head_dim * c.n_head != c.n_embd:  # llama.cpp sizes Q and its norm by n_embd
         raise ModelError(f"{path}: olmo2.attention.key_length: {c.head_dim} x {c.n_head} heads != "
                          f"embedding_length {c.n_embd}")
-    return dict(pre_norms=False, post_norms=True, qk_norm=True, qk_norm_full=True)
+    return dict(pre_norms=False, post_norms=True, qk_norm=True, qk_norm_full=True, **swa)
 
 
 def _gpt_oss(c: ModelConfig, meta: dict[str, Any], path: str) -> dict[str, Any]:
