@@ -8,13 +8,13 @@ import re
 
 import pytest
 
+from service.gguf_reader import read_gguf
 from service.model import model as model_module
 from service.model.config import ModelError, config_from_metadata
 from service.model.model import Model
 from service.model.placement import Placement
 from service.model.variants import cpu_only
 from service.model.weights import load_weights
-from service.gguf_reader import read_gguf
 from tests.arch_models import CASES, write_case
 from tests.synthetic import metadata
 
@@ -46,8 +46,8 @@ def test_granite_optional_scales_default_to_off():
     ("gpt-oss", {"gpt-oss.attention.sliding_window": None}, "gpt-oss.attention.sliding_window: missing"),
     ("gpt-oss", {"gpt-oss.expert_feed_forward_length": None}, "gpt-oss.expert_feed_forward_length: missing"),
     ("gpt-oss", {"gpt-oss.rope.freq_base_swa": 10000.0}, "gpt-oss.rope.freq_base_swa: 10000.0 != rope.freq_base"),
-    ("gpt-oss", {"gpt-oss.expert_gating_func": 1}, "gpt-oss.expert_gating_func: 1 (softmax) is not supported "
-                                                   "(llama.cpp routes gpt-oss with softmax_weight, 3)"),
+    ("gpt-oss", {"gpt-oss.expert_gating_func": 1},
+     "gpt-oss.expert_gating_func: 1 (softmax) is not supported (llama.cpp routes gpt-oss with softmax_weight, 3)"),
     ("gpt-oss", {"gpt-oss.expert_weights_norm": True}, "gpt-oss.expert_weights_norm: True is not supported"),
     ("olmo2", {"olmo2.attention.key_length": 32, "olmo2.attention.value_length": 32},
      "olmo2.attention.key_length: 32 x 4 heads != embedding_length 64"),
