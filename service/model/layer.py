@@ -130,7 +130,10 @@ def quant_acts(t: int, k: int) -> QuantActs:
 
 
 def _vec(v: np.ndarray | None) -> np.ndarray:
-    return _NO_F32 if v is None else np.ascontiguousarray(v, np.float32)
+    """A writable float32 copy (or the empty vector): the file's vectors are read-only views, and Numba
+    compiles layer() once per read-only/writable mix, which differs between architectures (one more
+    compile of the whole layer per mix, tens of seconds each); copies of a few vectors cost nothing."""
+    return _NO_F32 if v is None else np.array(v, np.float32)
 
 
 def layer_weights(c: ModelConfig, L: Layer, lora: tuple[tuple, tuple]) -> LayerWeights:

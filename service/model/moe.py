@@ -105,10 +105,10 @@ def moe_weights(c: ModelConfig, L: Layer) -> MoEWeights:
     m = L.moe
     sgu = [mat_ref(x) for x in m.shexp_gate_up or []]
     sgu += [mat_ref(None, c.n_embd)] * (2 - len(sgu))
-    sgate = _NO_F32 if m.shexp_gate is None else np.ascontiguousarray(m.shexp_gate, np.float32)
-    f32 = lambda a: np.ascontiguousarray(a, np.float32)  # noqa: E731
+    f32 = lambda a: np.array(a, np.float32)  # noqa: E731  writable copies: one compile for every mix (layer._vec)
+    sgate = _NO_F32 if m.shexp_gate is None else f32(m.shexp_gate)
     rb, gb, ub, db = (f32(b) for b in m.biases) if m.biases is not None else (_NO_F32, _NO_ROWS, _NO_ROWS, _NO_ROWS)
-    return MoEWeights(np.ascontiguousarray(L.ffn_norm, np.float32), mat_ref(m.router), expert_ref(m.gate),
+    return MoEWeights(f32(L.ffn_norm), mat_ref(m.router), expert_ref(m.gate),
                       expert_ref(m.up), expert_ref(m.down), tuple(sgu), mat_ref(m.shexp_down, c.n_ff_shexp), sgate,
                       rb, gb, ub, db)
 
