@@ -26,6 +26,7 @@ from . import (
     toolcall_kimi,
     toolcall_lfm2,
     toolcall_invoke,
+    toolcall_ministral,
     toolcall_xml,
 )
 from .chatmsg import ToolCall
@@ -60,6 +61,9 @@ def _gemma4(text: str, partial: bool, schemas: dict | None) -> tuple[str, list[T
 
 
 FAMILIES = [
+    # before Mistral Nemo's [TOOL_CALLS] list (toolcall_formats.py); llama.cpp looks for it first
+    Family("Ministral 3", toolcall_ministral.recognise,
+           lambda text, partial, schemas: toolcall_ministral.parse(text, partial), toolcall_ministral.MinistralParseError),
     Family("Functionary v3.2", _has(">>>all", ">>>${recipient}"),
            lambda text, partial, schemas: toolcall_functionary.parse_v32(text, partial, schemas is not None),
            toolcall_functionary.FunctionaryParseError, framed=True),

@@ -53,6 +53,7 @@ class ToolFormat(enum.Enum):
     DEEPSEEK_V3_2 = "DeepSeek V3.2"  # toolcall_invoke.py (DSML)
     LFM2 = "LFM2"  # toolcall_lfm2.py (LFM2, LFM2.5)
     GEMMA_4 = "Gemma 4"  # toolcall_gemma4.py: thought channels too, with or without tools
+    MINISTRAL_3 = "Ministral 3"  # toolcall_ministral.py (Ministral 3, Magistral, Devstral)
 
 
 def detect(source: str, *, tools: bool, choice_none: bool, schema: bool) -> ToolFormat:

@@ -32,6 +32,8 @@ llama.cpp's grammars (common/chat.cpp):
     GEMMA_4        <|tool_call>call:f{k:<|"|>text<|"|>,n:1}<tool_call|> (toolcall_gemma4.py); trigger `<|tool_call>`
     DEEPSEEK_V3_2  the same in DSML: <｜DSML｜function_calls> <｜DSML｜invoke name="f"> <｜DSML｜parameter name="k"
                    string="true|false">v</｜DSML｜parameter> ... (toolcall_invoke.py)
+    MINISTRAL_3    [TOOL_CALLS]f[ARGS]{...}, each call behind its own marker (toolcall_ministral.py); trigger
+                   `[TOOL_CALLS]`
     GENERIC        always forced: {"tool_call": ...} (or {"tool_calls": [...]} when parallel, each
                    with an "id"), or {"response": text or the requested schema} unless a call is required
 """
@@ -53,6 +55,7 @@ from . import (
     toolcall_kimi,
     toolcall_lfm2,
     toolcall_invoke,
+    toolcall_ministral,
     toolcall_xml,
 )
 from .toolcall_formats import ToolFormat
@@ -115,7 +118,7 @@ def build_grammar(fmt: ToolFormat, functions: list[Function], *, required: bool,
     module = {ToolFormat.GLM_4_5: toolcall_glm, ToolFormat.KIMI_K2: toolcall_kimi,
               ToolFormat.COMMAND_R7B: toolcall_command_r7b, ToolFormat.GRANITE: toolcall_granite,
               ToolFormat.MINIMAX_M2: toolcall_invoke, ToolFormat.LFM2: toolcall_lfm2,
-              ToolFormat.GEMMA_4: toolcall_gemma4}.get(fmt)
+              ToolFormat.GEMMA_4: toolcall_gemma4, ToolFormat.MINISTRAL_3: toolcall_ministral}.get(fmt)
     if module is not None:
         return module.grammar(g, shut, required=required, parallel=parallel, marker=marker, after=after)
     if fmt is ToolFormat.DEEPSEEK_V3_2:
