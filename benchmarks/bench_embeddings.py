@@ -2,7 +2,8 @@
 /v1/embeddings, llamajit and llama.cpp's llama-server on the same GGUF (`make models` converts
 it), in the same run.
 
-Both servers start with the same threads (llamajit's BLAS too, through OPENBLAS_NUM_THREADS) and one slot; each round sends every sentence of the
+Both servers start with the same threads (llamajit's BLAS too, through OPENBLAS_NUM_THREADS) and
+one slot; each round sends every sentence of the
 set (64 sentences of 8 to 60 tokens) in requests of BATCH inputs, one request at a time, and the
 figure is all prompt tokens (the servers' `usage`) over the wall time. The servers take turns,
 round by round, so that a machine busy with other work slows both alike; the median round counts.
@@ -28,14 +29,15 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.serving import start_server
-from tests.server_proc import free_port
+from benchmarks.serving import start_server  # noqa: E402
+from tests.server_proc import free_port  # noqa: E402
 
 PEER = Path.home() / ".cache" / "llamacpp-peer" / "build" / "bin" / "llama-server"
 OURS = ROOT / ".venv" / "bin" / "llama-server"
 MODEL = ROOT / "models" / "all-MiniLM-L6-v2.F16.gguf"
 
-_WORDS = ["the", "model", "encodes", "every", "sentence", "into", "one", "vector", "so", "that", "similar", "meanings", "lie", "close", "together", "while", "unrelated", "texts", "point", "elsewhere", "in", "the", "space", "of", "embeddings", "used", "for", "search", "ranking", "and", "clustering"]
+_WORDS = ("the model encodes every sentence into one vector so that similar meanings lie close together while "
+          "unrelated texts point elsewhere in the space of embeddings used for search ranking and clustering").split()
 
 
 def sentences(n: int = 64) -> list[str]:

@@ -1,7 +1,8 @@
 """Encoders (service/model/encoder.py) against llama.cpp.
 
-all-MiniLM-L6-v2 (`bert`) served over HTTP against llama.cpp's own vectors (tests/fixtures/minilm_llamacpp.json, recorded from llama-server --embedding on the file
-llama.cpp's converter writes; tests/test_convert_bert.py shows ours has the same tensors).
+all-MiniLM-L6-v2 (`bert`) served over HTTP against llama.cpp's own vectors
+(tests/fixtures/minilm_llamacpp.json, recorded from llama-server --embedding on the file llama.cpp's
+converter writes; tests/test_convert_bert.py shows ours has the same tensors).
 
 Bound: cosine >= 0.999 per text (issue 22). Measured: the worst is 1 - 2e-7 (mean 1 - 1.2e-7);
 the gap is float rounding (llama.cpp rounds activations to f16 for its F16 products, we multiply
@@ -14,10 +15,11 @@ llama-server's unnormalized mean-pooled /embedding vectors (tests/fixtures/encod
 Bound: max abs error 1e-2 on vectors of max |x| ~2 (measured 2.0e-3 for bert and jina-bert-v2,
 3.8e-3 for nomic-bert: f16 activations in llama.cpp's products). Wrong pieces, measured: without
 RoPE the nomic-bert error is 2.7, with interleaved pairs instead of NeoX's 1.5; jina-bert-v2
-without ALiBi 0.29, without its second attention norm 1.9, with GEGLU's halves swapped 2.6. A tiny `bert` reranker (classification head, rank pooling) against
-llama-server --rerank: its pair prompts' token count, and scores within 2e-2 (measured 2.7e-3;
-the scores of neighbouring documents are 0.7 to 1.7 apart, so the order is checked too).
-Rank pooling scores an encoder's first token ([CLS]): scoring the last instead fails.
+without ALiBi 0.29, without its second attention norm 1.9, with GEGLU's halves swapped 2.6.
+A tiny `bert` reranker (classification head, rank pooling) against llama-server --rerank: its pair
+prompts' token count, and scores within 2e-2 (measured 2.7e-3; the scores of neighbouring
+documents are 0.7 to 1.7 apart, so the order is checked too). Rank pooling scores an encoder's
+first token ([CLS]); scoring the last instead is 3.0 off.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def test_vectors_match_llamacpp(server):
 
 def test_retrieval_ranks_as_llamacpp(server):
     q, d = _embed(server, rows("queries")), _embed(server, rows("docs"))
-    want = nearest(np.array([r["embedding"] for r in rows("queries")]), np.array([r["embedding"] for r in rows("docs")]))
+    want = nearest(*(np.array([r["embedding"] for r in rows(g)]) for g in ("queries", "docs")))
     assert nearest(q, d) == want
     assert [w[0] for w in want] == [2, 0, 1, 3]  # the fixture itself: each query's own document first
 

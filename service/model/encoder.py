@@ -7,8 +7,8 @@ residual and LayerNorm after it (post-norm), a GELU FFN with biases, residual an
 `nomic-bert` has no position embedding but RoPE (NeoX pairs) on Q and K, a fused QKV matrix and a
 SwiGLU FFN without biases. `jina-bert-v2` has neither: ALiBi biases the attention scores by
 -slope_h |i - j|; optional LayerNorms on Q and K and a second post-attention norm; a GELU-gated FFN
-(its gate a matrix of its own, or the first half of a double-width up matrix). The last layer's output is the hidden state (no final norm); pooling
-is the server's.
+(its gate a matrix of its own, or the first half of a double-width up matrix). The last layer's
+output is the hidden state (no final norm); pooling is the server's.
 
 A sequence is encoded whole in one call: its tokens attend to later ones, so a prompt cannot be
 split across batches (the engine keeps an encoder's prompt in one batch and refuses one larger
