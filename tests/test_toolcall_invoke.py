@@ -96,3 +96,46 @@ def test_dsml_grammar_writes_the_attribute_by_type():
     assert not accepts(F2, [WEATHER, PING], _dsml("get_weather", ("city", "false", "Oslo")), required=True)
     assert not accepts(F2, [WEATHER, PING], _dsml("get_weather", ("days", "false", "x")), required=True)
     assert accepts(F2, [WEATHER, PING], "Let me see. " + _dsml("ping"))
+
+
+# -- DeepSeek V4: the same invokes in a block named tool_calls ---------------------------------------
+
+V4 = ToolFormat.DEEPSEEK_V4
+V4_SOURCE = "{%- set dsml_token = '｜DSML｜' -%}{{ '\\n\\n<' + dsml_token + 'tool_calls>\\n' }}"
+
+
+def _v4(name: str, *params: tuple[str, str, str]) -> str:
+    return _dsml(name, *params).replace(f"{D}function_calls>", f"{D}tool_calls>")
+
+
+def test_v4_detected_apart_from_v32():
+    assert detect(V4_SOURCE, tools=True, choice_none=False, schema=False) is V4
+
+
+def test_v4_reads_only_its_own_block():
+    msg = final_message(OutputSpec(V4, schemas=TOOLS), "Checking.\n\n" + _v4("get_weather", ("days", "false", "3")))
+    assert msg.content == "Checking." and json.loads(msg.tool_calls[0].arguments) == {"days": 3}
+    v32 = _dsml("ping")
+    assert final_message(OutputSpec(V4, schemas=TOOLS), v32).tool_calls == []
+
+
+def test_v4_streamed_call_never_shows_in_content():
+    out, text = OutputStream(OutputSpec(V4, schemas=TOOLS)), "Sure.\n\n" + _v4("get_weather", ("city", "true", "Oslo"))
+    deltas = [d for i in range(0, len(text), 4) for d in out.feed(text[i:i + 4])]
+    assert "".join(d.content for d in deltas) == "Sure." and {d.tool_index for d in deltas if d.tool_name} == {0}
+    msg, _ = out.finish(text)
+    assert json.loads(msg.tool_calls[0].arguments) == {"city": "Oslo"}
+
+
+def test_v4_thoughts_end_at_the_block():
+    from service.chat.reasoning import ReasoningFormat, split_reasoning, tags_for
+
+    split = split_reasoning("Let me look\n\n" + _v4("ping"), tags_for(V4_SOURCE), ReasoningFormat.DEEPSEEK,
+                            partial=False, forced=True)
+    assert split.reasoning == "Let me look" and split.rest.startswith(f"<{D}tool_calls>")
+
+
+def test_v4_grammar_forces_its_block():
+    assert accepts(V4, [WEATHER, PING], _v4("get_weather", ("city", "true", "Oslo")), required=True)
+    assert not accepts(V4, [WEATHER, PING], _dsml("get_weather", ("city", "true", "Oslo")), required=True)
+    assert accepts(V4, [WEATHER, PING], "Let me see. " + _v4("ping"))

@@ -51,6 +51,8 @@ _FAMILY_TAGS = [
     # Kimi K2 may call a tool straight from its thoughts without closing them (llama.cpp's parser
     # ends the block at the calls' markers too)
     ("<|tool_calls_section_begin|>", ThinkTags(ends=("<|tool_calls_section_begin|>", "<|tool_call_begin|>"))),
+    # DeepSeek V4 too: under a forcing grammar its calls follow the thoughts with no </think> (llama.cpp)
+    ("dsml_token + 'tool_calls>", ThinkTags(ends=("<｜DSML｜tool_calls>",))),
 ]
 
 

@@ -73,6 +73,10 @@ FAMILIES = [
     Family("DeepSeek V3.2", lambda s: _has("dsml_token", "DSML", "function_calls")(s),
            lambda text, partial, schemas: toolcall_invoke.parse(text, partial, schemas or {}, toolcall_invoke.DSML),
            toolcall_invoke.InvokeParseError),
+    # V4 writes V3.2's invokes in a block named tool_calls
+    Family("DeepSeek V4", _has("dsml_token", "DSML", "dsml_token + 'tool_calls>"),
+           lambda text, partial, schemas: toolcall_invoke.parse(text, partial, schemas or {}, toolcall_invoke.DSML_V4),
+           toolcall_invoke.InvokeParseError),
     Family("DeepSeek V3.1", _deepseek(True),
            lambda text, partial, schemas: toolcall_deepseek.parse(text, partial), toolcall_deepseek.DeepSeekParseError),
     Family("DeepSeek R1", _deepseek(False),

@@ -51,6 +51,7 @@ class ToolFormat(enum.Enum):
     GRANITE = "Granite"  # toolcall_granite.py (3.x; 4.x writes Hermes 2 Pro's calls)
     MINIMAX_M2 = "MiniMax M2"  # toolcall_invoke.py
     DEEPSEEK_V3_2 = "DeepSeek V3.2"  # toolcall_invoke.py (DSML)
+    DEEPSEEK_V4 = "DeepSeek V4"  # toolcall_invoke.py (DSML, the block named tool_calls)
     LFM2 = "LFM2"  # toolcall_lfm2.py (LFM2, LFM2.5)
     GEMMA_4 = "Gemma 4"  # toolcall_gemma4.py: thought channels too, with or without tools
     MINISTRAL_3 = "Ministral 3"  # toolcall_ministral.py (Ministral 3, Magistral, Devstral)

@@ -32,6 +32,7 @@ llama.cpp's grammars (common/chat.cpp):
     GEMMA_4        <|tool_call>call:f{k:<|"|>text<|"|>,n:1}<tool_call|> (toolcall_gemma4.py); trigger `<|tool_call>`
     DEEPSEEK_V3_2  the same in DSML: <｜DSML｜function_calls> <｜DSML｜invoke name="f"> <｜DSML｜parameter name="k"
                    string="true|false">v</｜DSML｜parameter> ... (toolcall_invoke.py)
+    DEEPSEEK_V4    the same in a <｜DSML｜tool_calls> block
     MINISTRAL_3    [TOOL_CALLS]f[ARGS]{...}, each call behind its own marker (toolcall_ministral.py); trigger
                    `[TOOL_CALLS]`
     GENERIC        always forced: {"tool_call": ...} (or {"tool_calls": [...]} when parallel, each
@@ -121,9 +122,9 @@ def build_grammar(fmt: ToolFormat, functions: list[Function], *, required: bool,
               ToolFormat.GEMMA_4: toolcall_gemma4, ToolFormat.MINISTRAL_3: toolcall_ministral}.get(fmt)
     if module is not None:
         return module.grammar(g, shut, required=required, parallel=parallel, marker=marker, after=after)
-    if fmt is ToolFormat.DEEPSEEK_V3_2:
+    if fmt in (ToolFormat.DEEPSEEK_V3_2, ToolFormat.DEEPSEEK_V4):
         return toolcall_invoke.grammar(g, shut, required=required, parallel=parallel, marker=marker, after=after,
-                                       d=toolcall_invoke.DSML)
+                                       d=toolcall_invoke.DSML if fmt is ToolFormat.DEEPSEEK_V3_2 else toolcall_invoke.DSML_V4)
     if fmt in (ToolFormat.FUNCTIONARY_V3_1, ToolFormat.FUNCTIONARY_V3_2):
         return toolcall_functionary.grammar(g, shut, v32=fmt is ToolFormat.FUNCTIONARY_V3_2, required=required,
                                             parallel=parallel, marker=marker, after=after)

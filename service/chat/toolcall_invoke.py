@@ -1,4 +1,4 @@
-"""XML invokes inside a namespaced block, MiniMax M2's and DeepSeek V3.2's (DSML) tool calls:
+"""XML invokes inside a namespaced block, MiniMax M2's and DeepSeek V3.2/V4's (DSML) tool calls:
 reading them and their grammar.
 
     <minimax:tool_call>                       <｜DSML｜function_calls>
@@ -43,6 +43,7 @@ class Dialect:
 
 MINIMAX = Dialect("minimax:tool_call", "", typed=False, strip=False)
 DSML = Dialect("｜DSML｜function_calls", "｜DSML｜", typed=True, strip=True)
+DSML_V4 = Dialect("｜DSML｜tool_calls", "｜DSML｜", typed=True, strip=True)  # DeepSeek V4 renames only the block
 
 
 class InvokeParseError(ValueError):
