@@ -141,7 +141,7 @@ def test_llama3_and_qwen2_digit_splits():
 
 def test_unsupported_model_or_pre():
     with pytest.raises(ValueError, match="tokenizer model"):
-        Tokenizer.from_metadata({**_synthetic("llama3"), "tokenizer.ggml.model": "t5"})
+        Tokenizer.from_metadata({**_synthetic("llama3"), "tokenizer.ggml.model": "rwkv"})
     with pytest.raises(ValueError, match="pre-tokenizer"):
         Tokenizer.from_metadata(_synthetic("no-such-pre"))
 

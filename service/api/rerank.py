@@ -19,7 +19,7 @@ from service.engine.task import TaskParams
 
 def pair_tokens(tok, query: str, doc: str) -> list[int]:
     enc = lambda s: tok.tokenize(s, add_special=False, parse_special=False)  # noqa: E731
-    if tok.vocab_type == "wpm":  # llama.cpp's flags as the file sets them: EOS (else SEP) only with add_eos
+    if tok.vocab_type in ("wpm", "ugm"):  # llama.cpp's flags as the file sets them: EOS (else SEP) with add_eos
         v, eos = tok.vocab, tok.eos_id if tok.eos_id is not None else tok.sep_id
         end = [eos] if v.add_eos else []
         return ([tok.bos_id] if v.add_bos else []) + enc(query) + end + ([tok.sep_id] if v.add_sep else []) \

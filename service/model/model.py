@@ -33,7 +33,7 @@ FTYPE_NAMES = {
     30: "IQ4_XS - 4.25 bpw", 31: "IQ1_M - 1.75 bpw", 32: "BF16", 36: "TQ1_0 - 1.69 bpw ternary",
     37: "TQ2_0 - 2.06 bpw ternary", 38: "MXFP4 MoE",
 }
-VOCAB_TYPES = {"spm": 1, "bpe": 2, "wpm": 3}  # llama_vocab_type numbers, as /v1/models reports them
+VOCAB_TYPES = {"spm": 1, "bpe": 2, "wpm": 3, "ugm": 4}  # llama_vocab_type numbers, as /v1/models reports them
 
 
 class Model:

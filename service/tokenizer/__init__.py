@@ -5,7 +5,8 @@
     text = tok.detokenize(ids)
 
 Supports `tokenizer.ggml.model` 'gpt2' (byte-level BPE, see bpe.py for the pre-tokenizers),
-'llama' (SentencePiece BPE with byte fallback, see spm.py) and 'bert' (WordPiece, wordpiece.py).
+'llama' (SentencePiece BPE with byte fallback, see spm.py), 'bert' (WordPiece, wordpiece.py) and 't5'
+(Unigram, unigram.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .bpe import BPEEncoder
 from .detok import Pieces, StreamDecoder, detokenize_bytes
 from .special import SpecialSplitter
 from .spm import SPACE, SPMEncoder
+from .unigram import UnigramEncoder
 from .wordpiece import WordPieceEncoder
 from .vocab import (ATTR_BYTE, ATTR_CONTROL, ATTR_NORMAL, ATTR_UNKNOWN, ATTR_UNUSED,
                     ATTR_USER_DEFINED, Vocab)
@@ -51,6 +53,8 @@ class Tokenizer:
                                    vocab.pre_type, vocab.ignore_merges)
         elif vocab.vocab_type == "wpm":
             self._wpm = WordPieceEncoder(vocab.token_to_id, ids["unk"], vocab.lowercase, vocab.strip_accents)
+        elif vocab.vocab_type == "ugm":
+            self._ugm = UnigramEncoder(vocab, vocab.charsmap)
         else:
             self._spm = SPMEncoder(vocab)
 
@@ -71,6 +75,11 @@ class Tokenizer:
             for frag in frags:
                 out.extend([frag] if isinstance(frag, int) else self._wpm.encode(frag))
             return out + [self.sep_id] if add_special else out
+        if self.vocab_type == "ugm":  # llama.cpp: BOS and EOS as the flags say, no space prefix of its own
+            out = [self.bos_id] if add_special and self.add_bos else []
+            for frag in frags:
+                out.extend([frag] if isinstance(frag, int) else self._ugm.encode(frag))
+            return out + [self.eos_id] if add_special and self.add_eos else out
         out: list[int] = []
         if add_special and self.add_bos:
             out.append(self.bos_id)

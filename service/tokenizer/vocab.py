@@ -90,9 +90,12 @@ class Vocab:
         elif model == "bert":  # WordPiece (wordpiece.py): [CLS] text [SEP]
             self.vocab_type = "wpm"
             ids = {"bos": 101, "eos": None, "unk": 100, "sep": 102, "pad": 0, "mask": 103}
+        elif model == "t5":  # Unigram (unigram.py): T5, XLM-RoBERTa
+            self.vocab_type = "ugm"
+            ids = {"bos": None, "eos": 1, "unk": 2, "pad": 0}
         else:
             raise ValueError(f"unsupported tokenizer model {model!r} (tokenizer.ggml.model); "
-                             "supported: 'gpt2' (byte-level BPE), 'llama' (SentencePiece), 'bert' (WordPiece)")
+                             "supported: 'gpt2' (byte-level BPE), 'llama' (SentencePiece), 'bert' (WordPiece), 't5' (Unigram)")
         self.model = model
         self.pre = str(meta.get(_K + "pre") or "default")
 
@@ -137,6 +140,10 @@ class Vocab:
             self.pre_type = "default"
             self.add_space_prefix, self.escape_whitespaces = False, True
             self.clean_spaces, self.add_bos, self.add_eos = True, True, False
+        elif self.vocab_type == "ugm":
+            self.pre_type = "default"
+            self.add_space_prefix, self.escape_whitespaces = False, True
+            self.clean_spaces, self.add_bos, self.add_eos = False, False, True
         else:
             self.pre_type = "default"
             self.add_space_prefix, self.escape_whitespaces = True, True
@@ -144,6 +151,11 @@ class Vocab:
         # BERT's normalizer: strip_accents follows lowercase unless the file says otherwise
         self.lowercase = bool(meta.get(_K + "normalizer.lowercase", False))
         self.strip_accents = bool(meta.get(_K + "normalizer.strip_accents", self.lowercase))
+        # Unigram's whitespace handling and SentencePiece normalizer (unigram.py)
+        self.remove_extra_whitespaces = bool(meta.get(_K + "remove_extra_whitespaces", False))
+        self.ws_suffix = False
+        charsmap = meta.get(_K + "precompiled_charsmap")
+        self.charsmap = bytes(np.asarray(charsmap, np.uint8)) if charsmap is not None else None
         self.add_space_prefix = bool(meta.get(_K + "add_space_prefix", self.add_space_prefix))
 
         for role in _ROLE_KEYS:
