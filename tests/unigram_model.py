@@ -3,7 +3,7 @@ tokenizer is Unigram (`t5`), as llama.cpp's converter writes XLM-RoBERTa ones. T
 a SentencePiece unigram model of 80 pieces trained on a toy corpus (tests/fixtures/unigram_vocab.json:
 <s> <pad> </s> <unk> control/unknown, <mask> user-defined), with SentencePiece's nmt_nfkc
 precompiled charsmap (tests/fixtures/unigram_nmt_nfkc.bin.gz, the normalizer XLM-RoBERTa's own
-files carry)."""
+files carry); tests/fixtures/record_unigram_vocab.py makes both."""
 
 from __future__ import annotations
 
