@@ -52,6 +52,8 @@ _FAMILY_TAGS = [
     # ends the block at the calls' markers too)
     ("<|tool_calls_section_begin|>", ThinkTags(ends=("<|tool_calls_section_begin|>", "<|tool_call_begin|>"))),
     # DeepSeek V4 too: under a forcing grammar its calls follow the thoughts with no </think> (llama.cpp)
+    # Kimi K3: the thoughts may end at the response's opener without their closer (llama.cpp)
+    ("<|end_of_msg|>", ThinkTags("<|open|>think<|sep|>", "<|close|>think<|sep|>", ends=("<|open|>response<|sep|>",))),
     ("dsml_token + 'tool_calls>", ThinkTags(ends=("<｜DSML｜tool_calls>",))),
 ]
 

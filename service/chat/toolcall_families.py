@@ -24,6 +24,7 @@ from . import (
     toolcall_glm,
     toolcall_granite,
     toolcall_kimi,
+    toolcall_kimi_k3,
     toolcall_lfm2,
     toolcall_invoke,
     toolcall_ministral,
@@ -69,6 +70,7 @@ FAMILIES = [
            toolcall_functionary.FunctionaryParseError, framed=True),
     Family("Kimi K2", _has("<|tool_calls_section_begin|>", "<|tool_call_begin|>"),
            lambda text, partial, schemas: toolcall_kimi.parse(text, partial), toolcall_kimi.KimiParseError),
+    Family("Kimi K3", toolcall_kimi_k3.recognise, toolcall_kimi_k3.parse, toolcall_kimi_k3.KimiK3ParseError, framed=True),
     # DeepSeek V3.2 names its DSML token in a template variable, not in the markup (llama.cpp)
     Family("DeepSeek V3.2", lambda s: _has("dsml_token", "DSML", "function_calls")(s),
            lambda text, partial, schemas: toolcall_invoke.parse(text, partial, schemas or {}, toolcall_invoke.DSML),

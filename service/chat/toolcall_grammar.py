@@ -35,6 +35,9 @@ llama.cpp's grammars (common/chat.cpp):
     DEEPSEEK_V4    the same in a <｜DSML｜tool_calls> block
     MINISTRAL_3    [TOOL_CALLS]f[ARGS]{...}, each call behind its own marker (toolcall_ministral.py); trigger
                    `[TOOL_CALLS]`
+    KIMI_K3        <|open|>tools<|sep|><|open|>call tool="f" index="1"<|sep|><|open|>argument key="k" ...<|sep|>v
+                   <|close|>argument<|sep|> ... <|close|>call<|sep|><|close|>tools<|sep|> (toolcall_kimi_k3.py);
+                   trigger `<|open|>` followed by `tools`
     GENERIC        always forced: {"tool_call": ...} (or {"tool_calls": [...]} when parallel, each
                    with an "id"), or {"response": text or the requested schema} unless a call is required
 """
@@ -54,6 +57,7 @@ from . import (
     toolcall_glm,
     toolcall_granite,
     toolcall_kimi,
+    toolcall_kimi_k3,
     toolcall_lfm2,
     toolcall_invoke,
     toolcall_ministral,
@@ -119,7 +123,8 @@ def build_grammar(fmt: ToolFormat, functions: list[Function], *, required: bool,
     module = {ToolFormat.GLM_4_5: toolcall_glm, ToolFormat.KIMI_K2: toolcall_kimi,
               ToolFormat.COMMAND_R7B: toolcall_command_r7b, ToolFormat.GRANITE: toolcall_granite,
               ToolFormat.MINIMAX_M2: toolcall_invoke, ToolFormat.LFM2: toolcall_lfm2,
-              ToolFormat.GEMMA_4: toolcall_gemma4, ToolFormat.MINISTRAL_3: toolcall_ministral}.get(fmt)
+              ToolFormat.GEMMA_4: toolcall_gemma4, ToolFormat.MINISTRAL_3: toolcall_ministral,
+              ToolFormat.KIMI_K3: toolcall_kimi_k3}.get(fmt)
     if module is not None:
         return module.grammar(g, shut, required=required, parallel=parallel, marker=marker, after=after)
     if fmt in (ToolFormat.DEEPSEEK_V3_2, ToolFormat.DEEPSEEK_V4):
