@@ -74,12 +74,13 @@ def test_retrieval_ranks_as_llamacpp(server):
 def test_refusals_as_llama_server(server):
     with server.client() as c:
         r = c.post("/completion", json={"prompt": "hi", "n_predict": 2})
-        want = fixture()["completion_error"]
-        assert (r.status_code, r.json()["error"]["message"]) == (want["status"], want["message"])
+        want = fixture()["completion_error"]  # llama-server answers these 500; a client's mistake is a 400 here
+        assert (r.status_code, r.json()["error"]["message"]) == (400, want["message"])
+        assert r.json()["error"]["type"] == "invalid_request_error"
         long = rows("texts")[-1]  # more tokens than the batch: an encoder's prompt cannot be split
         assert len(long["tokens"]) > 64
         r = c.post("/v1/embeddings", json={"input": long["text"]})
-        assert r.status_code == 500
+        assert r.status_code == 400
         assert r.json()["error"]["message"] == (f"input ({len(long['tokens'])} tokens) is too large to process. "
                                                 f"increase the physical batch size (current batch size: 64)")
 

@@ -296,9 +296,9 @@ class Engine:
             from service.model.encoder import refusal
 
             why = refusal(len(p.prompt), p.embd, self.model.max_batch)
-            if why:
+            if why:  # llama-server's message; its 500 would call the client's mistake a server fault
                 self.admission.gone(task)
-                task.sink(Failure(ErrorKind.INTERNAL, why))
+                task.sink(Failure(ErrorKind.INVALID_REQUEST, why))
                 return
         lora = p.lora if p.lora is not None else tuple(float(x) for x in self.model.adapters.scales())
         keep = self.memory.prepare(slot, p.prompt, p.cache_prompt, p.embd, update, lora)
