@@ -50,7 +50,6 @@ _DIFFERENT = {
     ("LFM2.5-8B-A1B.jinja", HISTORY): ("reasoning",),
     ("LFM2.5-Instruct.jinja", CONTINUE): ("no_generation_prompt", "reasoning_last"),
     ("MiniMax-M2.jinja", OPEN): ("thinking_off", "thinking_off_tools"),
-    ("MiniMax-M3.jinja", CONTINUE): ("no_generation_prompt", "reasoning_last"),
     ("NVIDIA-Nemotron-3-Nano-30B-A3B-BF16.jinja", CONTINUE): ("no_generation_prompt", "reasoning_last"),
     ("NVIDIA-Nemotron-3-Nano-30B-A3B-BF16.jinja", HISTORY): ("reasoning",),
     ("NVIDIA-Nemotron-Nano-v2.jinja", CONTINUE): ("no_generation_prompt", "reasoning_last"),

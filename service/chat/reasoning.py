@@ -46,6 +46,7 @@ class ThinkTags:
 # Model families whose templates write other tags (recognised by those tags in the template).
 _FAMILY_TAGS = [
     ("[THINK]", ThinkTags("[THINK]", "[/THINK]")),  # Magistral
+    ("]<]minimax[>[", ThinkTags("<mm:think>", "</mm:think>")),  # MiniMax M3
     ("<|START_THINKING|>", ThinkTags("<|START_THINKING|>", "<|END_THINKING|>")),  # Command R7B
     ("<seed:think>", ThinkTags("<seed:think>", "</seed:think>")),  # Seed-OSS
     # Kimi K2 may call a tool straight from its thoughts without closing them (llama.cpp's parser

@@ -26,6 +26,7 @@ from . import (
     toolcall_kimi,
     toolcall_kimi_k3,
     toolcall_lfm2,
+    toolcall_minimax_m3,
     toolcall_invoke,
     toolcall_ministral,
     toolcall_xml,
@@ -71,6 +72,9 @@ FAMILIES = [
     Family("Kimi K2", _has("<|tool_calls_section_begin|>", "<|tool_call_begin|>"),
            lambda text, partial, schemas: toolcall_kimi.parse(text, partial), toolcall_kimi.KimiParseError),
     Family("Kimi K3", toolcall_kimi_k3.recognise, toolcall_kimi_k3.parse, toolcall_kimi_k3.KimiK3ParseError, framed=True),
+    # before GLM's and Qwen3-Coder's <tool_call> checks: M3 writes that tag behind its namespace token
+    Family("MiniMax M3", toolcall_minimax_m3.recognise, toolcall_minimax_m3.parse, toolcall_minimax_m3.MiniMaxM3ParseError,
+           framed=True),
     # DeepSeek V3.2 names its DSML token in a template variable, not in the markup (llama.cpp)
     Family("DeepSeek V3.2", lambda s: _has("dsml_token", "DSML", "function_calls")(s),
            lambda text, partial, schemas: toolcall_invoke.parse(text, partial, schemas or {}, toolcall_invoke.DSML),

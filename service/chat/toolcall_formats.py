@@ -55,6 +55,7 @@ class ToolFormat(enum.Enum):
     LFM2 = "LFM2"  # toolcall_lfm2.py (LFM2, LFM2.5)
     GEMMA_4 = "Gemma 4"  # toolcall_gemma4.py: thought channels too, with or without tools
     KIMI_K3 = "Kimi K3"  # toolcall_kimi_k3.py: <|open|>/<|close|> sections, with or without tools
+    MINIMAX_M3 = "MiniMax M3"  # toolcall_minimax_m3.py
     MINISTRAL_3 = "Ministral 3"  # toolcall_ministral.py (Ministral 3, Magistral, Devstral)
 
 

@@ -38,6 +38,8 @@ llama.cpp's grammars (common/chat.cpp):
     KIMI_K3        <|open|>tools<|sep|><|open|>call tool="f" index="1"<|sep|><|open|>argument key="k" ...<|sep|>v
                    <|close|>argument<|sep|> ... <|close|>call<|sep|><|close|>tools<|sep|> (toolcall_kimi_k3.py);
                    trigger `<|open|>` followed by `tools`
+    MINIMAX_M3     ]<]minimax[>[<tool_call> ]<]minimax[>[<invoke name="f"> ]<]minimax[>[<k>v]<]minimax[>[</k> ...
+                   (values as elements by their schemas, toolcall_minimax_m3.py); trigger `]<]minimax[>[<tool_call>`
     GENERIC        always forced: {"tool_call": ...} (or {"tool_calls": [...]} when parallel, each
                    with an "id"), or {"response": text or the requested schema} unless a call is required
 """
@@ -59,6 +61,7 @@ from . import (
     toolcall_kimi,
     toolcall_kimi_k3,
     toolcall_lfm2,
+    toolcall_minimax_m3,
     toolcall_invoke,
     toolcall_ministral,
     toolcall_xml,
@@ -124,7 +127,7 @@ def build_grammar(fmt: ToolFormat, functions: list[Function], *, required: bool,
               ToolFormat.COMMAND_R7B: toolcall_command_r7b, ToolFormat.GRANITE: toolcall_granite,
               ToolFormat.MINIMAX_M2: toolcall_invoke, ToolFormat.LFM2: toolcall_lfm2,
               ToolFormat.GEMMA_4: toolcall_gemma4, ToolFormat.MINISTRAL_3: toolcall_ministral,
-              ToolFormat.KIMI_K3: toolcall_kimi_k3}.get(fmt)
+              ToolFormat.KIMI_K3: toolcall_kimi_k3, ToolFormat.MINIMAX_M3: toolcall_minimax_m3}.get(fmt)
     if module is not None:
         return module.grammar(g, shut, required=required, parallel=parallel, marker=marker, after=after)
     if fmt in (ToolFormat.DEEPSEEK_V3_2, ToolFormat.DEEPSEEK_V4):
