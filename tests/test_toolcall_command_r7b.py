@@ -81,3 +81,43 @@ def test_grammar_forces_an_action_after_optional_thoughts():
     assert not accepts(F, [WEATHER, PING], two, required=True)
     assert accepts(F, [WEATHER, PING], two, required=True, parallel=True)
     assert accepts(F, [WEATHER, PING], "<|START_RESPONSE|>Let me check.<|END_RESPONSE|>" + one)
+
+
+# -- Cohere2 MoE: the same actions, text between <|START_TEXT|> and <|END_TEXT|> --------------------
+
+C = ToolFormat.COHERE2_MOE
+C_SOURCE = "{{ '<|START_THINKING|>' }}<|START_TEXT|><|START_ACTION|><|START_RESPONSE|>"
+
+
+def test_cohere2_moe_detected_before_r7b():
+    assert detect(C_SOURCE, tools=False, choice_none=False, schema=False) is C
+
+
+def test_cohere2_moe_text_markers_are_dropped_and_r7b_markers_kept():
+    msg = final_message(OutputSpec(C), "<|START_TEXT|>Hi.<|END_TEXT|>")
+    assert (msg.content, msg.tool_calls) == ("Hi.", [])
+    assert final_message(OutputSpec(C), "<|START_RESPONSE|>Hi.").content == "<|START_RESPONSE|>Hi."
+
+
+def test_cohere2_moe_thoughts_end_at_the_action():
+    from service.chat.reasoning import ReasoningFormat, split_reasoning, tags_for
+
+    text = f"plan{ACTION}[{_item('0', 'ping', {})}]{END_ACTION}"
+    split = split_reasoning(text, tags_for(C_SOURCE), ReasoningFormat.DEEPSEEK, partial=False, forced=True)
+    assert split.reasoning == "plan" and split.rest.startswith(ACTION)
+    msg = final_message(OutputSpec(C, schemas=TOOLS), split.rest)
+    assert [(c.id, c.name) for c in msg.tool_calls] == [("0", "ping")]
+
+
+def test_cohere2_moe_stream_never_shows_markers():
+    out, text = OutputStream(OutputSpec(C, schemas=TOOLS)), "<|START_TEXT|>Sure.<|END_TEXT|>"
+    deltas = [d for i in range(0, len(text), 3) for d in out.feed(text[i:i + 3])]
+    msg, last = out.finish(text)
+    assert "".join(d.content for d in [*deltas, *last]) == "Sure." == msg.content
+
+
+def test_cohere2_moe_grammar_forces_an_action():
+    call = f"{ACTION}[{_item('0', 'get_weather', {'city': 'Oslo'})}]{END_ACTION}"
+    assert accepts(C, [WEATHER, PING], call, required=True)
+    assert not accepts(C, [WEATHER, PING], "<|START_TEXT|>Hi.<|END_TEXT|>", required=True)
+    assert accepts(C, [WEATHER, PING], "<|START_TEXT|>Hi.<|END_TEXT|>")

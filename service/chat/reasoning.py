@@ -47,6 +47,8 @@ class ThinkTags:
 _FAMILY_TAGS = [
     ("[THINK]", ThinkTags("[THINK]", "[/THINK]")),  # Magistral
     ("]<]minimax[>[", ThinkTags("<mm:think>", "</mm:think>")),  # MiniMax M3
+    # Cohere2 MoE: thoughts the prompt opened may end at the text's or the action's marker (llama.cpp)
+    ("<|START_TEXT|>", ThinkTags("<|START_THINKING|>", "<|END_THINKING|>", ends=("<|START_TEXT|>", "<|START_ACTION|>"))),
     ("<|START_THINKING|>", ThinkTags("<|START_THINKING|>", "<|END_THINKING|>")),  # Command R7B
     ("<seed:think>", ThinkTags("<seed:think>", "</seed:think>")),  # Seed-OSS
     # Kimi K2 may call a tool straight from its thoughts without closing them (llama.cpp's parser

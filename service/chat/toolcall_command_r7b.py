@@ -8,6 +8,8 @@
 The thinking block is reasoning.py's (its tags are this family's). The response markers frame
 every answer, with or without tools, and are dropped from the content; text outside them is kept
 (with --reasoning-format none that is the thinking block, tags and all, as llama-server keeps it).
+Cohere2 MoE (North Code) writes the same with `<|START_TEXT|>`/`<|END_TEXT|>` around its text, and
+its prompt opens the thinking block, which ends at its closer or at the text's or action's marker.
 An action is a JSON array of calls; each call's `tool_call_id` is its id. While streaming, a call
 is announced once its name is complete and its id is known (or cannot come any more), so that
 the id sent first is the final one.
@@ -26,34 +28,37 @@ from .reasoning import partial_suffix
 RESPONSE, END_RESPONSE = "<|START_RESPONSE|>", "<|END_RESPONSE|>"
 ACTION, END_ACTION = "<|START_ACTION|>", "<|END_ACTION|>"
 THINK, END_THINK = "<|START_THINKING|>", "<|END_THINKING|>"
+TEXT, END_TEXT = "<|START_TEXT|>", "<|END_TEXT|>"  # Cohere2 MoE's response markers
 
 
 class CommandR7BParseError(ValueError):
     pass
 
 
-def parse(text: str, partial: bool, tools: bool = True) -> tuple[str, list[ToolCall]]:
-    """tools False: the request has none, so an action is malformed."""
+def parse(text: str, partial: bool, tools: bool = True, markers: tuple[str, str] = (RESPONSE, END_RESPONSE)
+          ) -> tuple[str, list[ToolCall]]:
+    """tools False: the request has none, so an action is malformed. markers: the response's."""
+    start, end_mark = markers
     content, calls, pos = [], [], 0
     while True:
-        starts = [(at, m) for m in (RESPONSE, ACTION) if (at := text.find(m, pos)) >= 0]
+        starts = [(at, m) for m in (start, ACTION) if (at := text.find(m, pos)) >= 0]
         if not starts:
             rest = text[pos:]
             if partial:
-                rest = rest[:min(partial_suffix(rest, RESPONSE), partial_suffix(rest, ACTION))]
+                rest = rest[:min(partial_suffix(rest, start), partial_suffix(rest, ACTION))]
             content.append(rest)
             return "".join(content), calls
         at, mark = min(starts)
         content.append(text[pos:at])
         pos = at + len(mark)
-        if mark == RESPONSE:
-            end = text.find(END_RESPONSE, pos)
+        if mark == start:
+            end = text.find(end_mark, pos)
             if end < 0:  # the response runs to the end of the output
                 body = text[pos:]
-                content.append(body[:partial_suffix(body, END_RESPONSE)] if partial else body)
+                content.append(body[:partial_suffix(body, end_mark)] if partial else body)
                 return "".join(content), calls
             content.append(text[pos:end])
-            pos = end + len(END_RESPONSE)
+            pos = end + len(end_mark)
             continue
         if not tools:
             if partial:

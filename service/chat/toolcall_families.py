@@ -87,6 +87,10 @@ FAMILIES = [
            lambda text, partial, schemas: toolcall_deepseek.parse(text, partial), toolcall_deepseek.DeepSeekParseError),
     Family("DeepSeek R1", _deepseek(False),
            lambda text, partial, schemas: toolcall_deepseek.parse(text, partial), toolcall_deepseek.DeepSeekParseError),
+    Family("Cohere2 MoE", _has("<|START_TEXT|>", "<|START_ACTION|>"),
+           lambda text, partial, schemas: toolcall_command_r7b.parse(
+               text, partial, schemas is not None, (toolcall_command_r7b.TEXT, toolcall_command_r7b.END_TEXT)),
+           toolcall_command_r7b.CommandR7BParseError, framed=True),
     Family("Command R7B", _has("<|START_ACTION|>", "<|START_RESPONSE|>"),
            lambda text, partial, schemas: toolcall_command_r7b.parse(text, partial, schemas is not None),
            toolcall_command_r7b.CommandR7BParseError, framed=True),

@@ -48,6 +48,7 @@ class ToolFormat(enum.Enum):
     FUNCTIONARY_V3_1 = "Functionary v3.1"  # toolcall_functionary.py
     FUNCTIONARY_V3_2 = "Functionary v3.2"
     COMMAND_R7B = "Command R7B"  # toolcall_command_r7b.py
+    COHERE2_MOE = "Cohere2 MoE"  # toolcall_command_r7b.py (<|START_TEXT|> markers)
     GRANITE = "Granite"  # toolcall_granite.py (3.x; 4.x writes Hermes 2 Pro's calls)
     MINIMAX_M2 = "MiniMax M2"  # toolcall_invoke.py
     DEEPSEEK_V3_2 = "DeepSeek V3.2"  # toolcall_invoke.py (DSML)

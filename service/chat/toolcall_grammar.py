@@ -25,6 +25,7 @@ llama.cpp's grammars (common/chat.cpp):
     FUNCTIONARY_V3_2  f\n{...} after the prompt's `>>>`, more after `>>>`; trigger `>>>`
     COMMAND_R7B    (<|START_THINKING|>...<|END_THINKING|>)? <|START_ACTION|>[{"tool_call_id", "tool_name",
                    "parameters"}]<|END_ACTION|> (toolcall_command_r7b.py); trigger `<|START_ACTION|>`
+    COHERE2_MOE    the same action (toolcall_command_r7b.py), text in <|START_TEXT|>...<|END_TEXT|>
     GRANITE        <|tool_call|>[{"name", "arguments"}] (toolcall_granite.py); trigger `<|tool_call|>`
     MINIMAX_M2     <minimax:tool_call> <invoke name="f"> <parameter name="k">v</parameter> </invoke>
                    </minimax:tool_call> (toolcall_invoke.py); trigger `<minimax:tool_call>`
@@ -124,7 +125,8 @@ def build_grammar(fmt: ToolFormat, functions: list[Function], *, required: bool,
                                          parallel=parallel, marker=marker, after=after)
     shut = [dict(f, parameters=closed(f.get("parameters") or {})) for f in functions]
     module = {ToolFormat.GLM_4_5: toolcall_glm, ToolFormat.KIMI_K2: toolcall_kimi,
-              ToolFormat.COMMAND_R7B: toolcall_command_r7b, ToolFormat.GRANITE: toolcall_granite,
+              ToolFormat.COMMAND_R7B: toolcall_command_r7b, ToolFormat.COHERE2_MOE: toolcall_command_r7b,
+              ToolFormat.GRANITE: toolcall_granite,
               ToolFormat.MINIMAX_M2: toolcall_invoke, ToolFormat.LFM2: toolcall_lfm2,
               ToolFormat.GEMMA_4: toolcall_gemma4, ToolFormat.MINISTRAL_3: toolcall_ministral,
               ToolFormat.KIMI_K3: toolcall_kimi_k3, ToolFormat.MINIMAX_M3: toolcall_minimax_m3}.get(fmt)
