@@ -21,6 +21,7 @@ from . import (
     toolcall_deepseek,
     toolcall_functionary,
     toolcall_gemma4,
+    toolcall_gigachat,
     toolcall_glm,
     toolcall_granite,
     toolcall_kimi,
@@ -97,6 +98,13 @@ FAMILIES = [
     Family("Granite", _has("<|tool_call|>", "<|start_of_role|>"),
            lambda text, partial, schemas: toolcall_granite.parse(text, partial), toolcall_granite.GraniteParseError),
     # LFM2 lists the tools between markers, LFM2.5 in plain text
+    # 3.0's role separators, or 3.1's <|function_call|> token (recognised here as llama.cpp's tests read it)
+    Family("GigaChat 3", lambda s: toolcall_gigachat.recognise(s) and toolcall_gigachat.V31 not in s,
+           lambda text, partial, schemas: toolcall_gigachat.parse(text, partial, toolcall_gigachat.V3),
+           toolcall_gigachat.GigaChatParseError),
+    Family("GigaChat 3.1", lambda s: toolcall_gigachat.recognise(s) and toolcall_gigachat.V31 in s,
+           lambda text, partial, schemas: toolcall_gigachat.parse(text, partial, toolcall_gigachat.V31),
+           toolcall_gigachat.GigaChatParseError),
     Family("LFM2", lambda s: _has("<|tool_list_start|>", "<|tool_list_end|>")(s) or (
         "List of tools: [" in s and "<|tool_list_start|>" not in s),
            lambda text, partial, schemas: toolcall_lfm2.parse(text, partial), toolcall_lfm2.Lfm2ParseError),

@@ -57,6 +57,8 @@ class ToolFormat(enum.Enum):
     GEMMA_4 = "Gemma 4"  # toolcall_gemma4.py: thought channels too, with or without tools
     KIMI_K3 = "Kimi K3"  # toolcall_kimi_k3.py: <|open|>/<|close|> sections, with or without tools
     MINIMAX_M3 = "MiniMax M3"  # toolcall_minimax_m3.py
+    GIGACHAT_3 = "GigaChat 3"  # toolcall_gigachat.py
+    GIGACHAT_3_1 = "GigaChat 3.1"
     MINISTRAL_3 = "Ministral 3"  # toolcall_ministral.py (Ministral 3, Magistral, Devstral)
 
 

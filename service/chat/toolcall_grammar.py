@@ -41,6 +41,9 @@ llama.cpp's grammars (common/chat.cpp):
                    trigger `<|open|>` followed by `tools`
     MINIMAX_M3     ]<]minimax[>[<tool_call> ]<]minimax[>[<invoke name="f"> ]<]minimax[>[<k>v]<]minimax[>[</k> ...
                    (values as elements by their schemas, toolcall_minimax_m3.py); trigger `]<]minimax[>[<tool_call>`
+    GIGACHAT_3     <|message_sep|>\n\nfunction call<|role_sep|>\n{"name", "arguments"}, one call (toolcall_gigachat.py);
+                   trigger `<|message_sep|>`
+    GIGACHAT_3_1   <|function_call|>{"name", "arguments"}; trigger `<|function_call|>`
     GENERIC        always forced: {"tool_call": ...} (or {"tool_calls": [...]} when parallel, each
                    with an "id"), or {"response": text or the requested schema} unless a call is required
 """
@@ -57,6 +60,7 @@ from . import (
     toolcall_deepseek,
     toolcall_functionary,
     toolcall_gemma4,
+    toolcall_gigachat,
     toolcall_glm,
     toolcall_granite,
     toolcall_kimi,
@@ -132,6 +136,9 @@ def build_grammar(fmt: ToolFormat, functions: list[Function], *, required: bool,
               ToolFormat.KIMI_K3: toolcall_kimi_k3, ToolFormat.MINIMAX_M3: toolcall_minimax_m3}.get(fmt)
     if module is not None:
         return module.grammar(g, shut, required=required, parallel=parallel, marker=marker, after=after)
+    if fmt in (ToolFormat.GIGACHAT_3, ToolFormat.GIGACHAT_3_1):
+        mark = toolcall_gigachat.V3 if fmt is ToolFormat.GIGACHAT_3 else toolcall_gigachat.V31
+        return toolcall_gigachat.grammar(g, shut, mark=mark, required=required, marker=marker, after=after)
     if fmt in (ToolFormat.DEEPSEEK_V3_2, ToolFormat.DEEPSEEK_V4):
         return toolcall_invoke.grammar(g, shut, required=required, parallel=parallel, marker=marker, after=after,
                                        d=toolcall_invoke.DSML if fmt is ToolFormat.DEEPSEEK_V3_2 else toolcall_invoke.DSML_V4)
