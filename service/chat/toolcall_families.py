@@ -27,6 +27,7 @@ from . import (
     toolcall_kimi,
     toolcall_kimi_k3,
     toolcall_lfm2,
+    toolcall_minicpm5,
     toolcall_minimax_m3,
     toolcall_invoke,
     toolcall_ministral,
@@ -105,6 +106,7 @@ FAMILIES = [
     Family("GigaChat 3.1", lambda s: toolcall_gigachat.recognise(s) and toolcall_gigachat.V31 in s,
            lambda text, partial, schemas: toolcall_gigachat.parse(text, partial, toolcall_gigachat.V31),
            toolcall_gigachat.GigaChatParseError),
+    Family("MiniCPM5", toolcall_minicpm5.recognise, toolcall_minicpm5.parse, toolcall_minicpm5.MiniCPM5ParseError),
     Family("LFM2", lambda s: _has("<|tool_list_start|>", "<|tool_list_end|>")(s) or (
         "List of tools: [" in s and "<|tool_list_start|>" not in s),
            lambda text, partial, schemas: toolcall_lfm2.parse(text, partial), toolcall_lfm2.Lfm2ParseError),

@@ -59,6 +59,7 @@ class ToolFormat(enum.Enum):
     MINIMAX_M3 = "MiniMax M3"  # toolcall_minimax_m3.py
     GIGACHAT_3 = "GigaChat 3"  # toolcall_gigachat.py
     GIGACHAT_3_1 = "GigaChat 3.1"
+    MINICPM5 = "MiniCPM5"  # toolcall_minicpm5.py
     MINISTRAL_3 = "Ministral 3"  # toolcall_ministral.py (Ministral 3, Magistral, Devstral)
 
 

@@ -44,6 +44,8 @@ llama.cpp's grammars (common/chat.cpp):
     GIGACHAT_3     <|message_sep|>\n\nfunction call<|role_sep|>\n{"name", "arguments"}, one call (toolcall_gigachat.py);
                    trigger `<|message_sep|>`
     GIGACHAT_3_1   <|function_call|>{"name", "arguments"}; trigger `<|function_call|>`
+    MINICPM5       <function name="f"><param name="k">v or <![CDATA[v]]></param></function> (toolcall_minicpm5.py);
+                   trigger `<function name="`
     GENERIC        always forced: {"tool_call": ...} (or {"tool_calls": [...]} when parallel, each
                    with an "id"), or {"response": text or the requested schema} unless a call is required
 """
@@ -66,6 +68,7 @@ from . import (
     toolcall_kimi,
     toolcall_kimi_k3,
     toolcall_lfm2,
+    toolcall_minicpm5,
     toolcall_minimax_m3,
     toolcall_invoke,
     toolcall_ministral,
@@ -133,7 +136,8 @@ def build_grammar(fmt: ToolFormat, functions: list[Function], *, required: bool,
               ToolFormat.GRANITE: toolcall_granite,
               ToolFormat.MINIMAX_M2: toolcall_invoke, ToolFormat.LFM2: toolcall_lfm2,
               ToolFormat.GEMMA_4: toolcall_gemma4, ToolFormat.MINISTRAL_3: toolcall_ministral,
-              ToolFormat.KIMI_K3: toolcall_kimi_k3, ToolFormat.MINIMAX_M3: toolcall_minimax_m3}.get(fmt)
+              ToolFormat.KIMI_K3: toolcall_kimi_k3, ToolFormat.MINIMAX_M3: toolcall_minimax_m3,
+              ToolFormat.MINICPM5: toolcall_minicpm5}.get(fmt)
     if module is not None:
         return module.grammar(g, shut, required=required, parallel=parallel, marker=marker, after=after)
     if fmt in (ToolFormat.GIGACHAT_3, ToolFormat.GIGACHAT_3_1):
