@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import harmony, toolcall_gemma4
+from . import harmony, toolcall_gemma4, toolcall_invoke, toolcall_muse
 from .chatmsg import ChatMsg, Delta, StreamTracker
 from .reasoning import ReasoningFormat, ThinkTags, split_reasoning
 from .toolcall_formats import ToolFormat, ToolParseError, parse_calls
@@ -62,6 +62,12 @@ def parse_output(spec: OutputSpec, text: str, partial: bool) -> ChatMsg:
             return toolcall_gemma4.message(text, partial, reasoning=spec.reasoning is not ReasoningFormat.NONE,
                                            tools=spec.schemas is not None)
         except toolcall_gemma4.Gemma4ParseError:
+            return ChatMsg(text)
+    if spec.format is ToolFormat.MUSE_GLIMMER:  # messages to self, to the user and to tools
+        try:
+            return toolcall_muse.message(text, partial, reasoning=spec.reasoning is not ReasoningFormat.NONE,
+                                         schemas=spec.schemas)
+        except (toolcall_muse.MuseParseError, toolcall_invoke.InvokeParseError):
             return ChatMsg(text)
     if spec.reasoning is ReasoningFormat.NONE and spec.forced_open:
         text = spec.opened_text + text  # thoughts stay in content with the tag the prompt opened (llama-server)

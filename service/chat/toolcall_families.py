@@ -29,6 +29,7 @@ from . import (
     toolcall_lfm2,
     toolcall_minicpm5,
     toolcall_minimax_m3,
+    toolcall_muse,
     toolcall_invoke,
     toolcall_ministral,
     toolcall_xml,
@@ -64,7 +65,14 @@ def _gemma4(text: str, partial: bool, schemas: dict | None) -> tuple[str, list[T
     return msg.content, msg.tool_calls
 
 
+def _muse(text: str, partial: bool, schemas: dict | None) -> tuple[str, list[ToolCall]]:
+    msg = toolcall_muse.message(text, partial, reasoning=False, schemas=schemas)
+    return msg.content, msg.tool_calls
+
+
 FAMILIES = [
+    # output.py reads its messages to self itself; this reading keeps them in the content
+    Family("Muse Glimmer", toolcall_muse.recognise, _muse, toolcall_muse.MuseParseError, framed=True),
     # before Mistral Nemo's [TOOL_CALLS] list (toolcall_formats.py); llama.cpp looks for it first
     Family("Ministral 3", toolcall_ministral.recognise,
            lambda text, partial, schemas: toolcall_ministral.parse(text, partial), toolcall_ministral.MinistralParseError),

@@ -60,6 +60,7 @@ class ToolFormat(enum.Enum):
     GIGACHAT_3 = "GigaChat 3"  # toolcall_gigachat.py
     GIGACHAT_3_1 = "GigaChat 3.1"
     MINICPM5 = "MiniCPM5"  # toolcall_minicpm5.py
+    MUSE_GLIMMER = "Muse Glimmer"  # toolcall_muse.py: messages to recipients, with or without tools
     MINISTRAL_3 = "Ministral 3"  # toolcall_ministral.py (Ministral 3, Magistral, Devstral)
 
 

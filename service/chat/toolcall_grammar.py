@@ -46,6 +46,8 @@ llama.cpp's grammars (common/chat.cpp):
     GIGACHAT_3_1   <|function_call|>{"name", "arguments"}; trigger `<|function_call|>`
     MINICPM5       <function name="f"><param name="k">v or <![CDATA[v]]></param></function> (toolcall_minicpm5.py);
                    trigger `<function name="`
+    MUSE_GLIMMER    to=f<|message|><atem:function_calls><atem:invoke name="f"><atem:parameter name="k">v... after
+                   messages to self (toolcall_muse.py); never lazy: every answer is messages
     GENERIC        always forced: {"tool_call": ...} (or {"tool_calls": [...]} when parallel, each
                    with an "id"), or {"response": text or the requested schema} unless a call is required
 """
@@ -70,6 +72,7 @@ from . import (
     toolcall_lfm2,
     toolcall_minicpm5,
     toolcall_minimax_m3,
+    toolcall_muse,
     toolcall_invoke,
     toolcall_ministral,
     toolcall_xml,
@@ -137,7 +140,7 @@ def build_grammar(fmt: ToolFormat, functions: list[Function], *, required: bool,
               ToolFormat.MINIMAX_M2: toolcall_invoke, ToolFormat.LFM2: toolcall_lfm2,
               ToolFormat.GEMMA_4: toolcall_gemma4, ToolFormat.MINISTRAL_3: toolcall_ministral,
               ToolFormat.KIMI_K3: toolcall_kimi_k3, ToolFormat.MINIMAX_M3: toolcall_minimax_m3,
-              ToolFormat.MINICPM5: toolcall_minicpm5}.get(fmt)
+              ToolFormat.MINICPM5: toolcall_minicpm5, ToolFormat.MUSE_GLIMMER: toolcall_muse}.get(fmt)
     if module is not None:
         return module.grammar(g, shut, required=required, parallel=parallel, marker=marker, after=after)
     if fmt in (ToolFormat.GIGACHAT_3, ToolFormat.GIGACHAT_3_1):
