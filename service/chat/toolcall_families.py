@@ -24,14 +24,14 @@ from . import (
     toolcall_gigachat,
     toolcall_glm,
     toolcall_granite,
+    toolcall_invoke,
     toolcall_kimi,
     toolcall_kimi_k3,
     toolcall_lfm2,
     toolcall_minicpm5,
     toolcall_minimax_m3,
-    toolcall_muse,
-    toolcall_invoke,
     toolcall_ministral,
+    toolcall_muse,
     toolcall_xml,
 )
 from .chatmsg import ToolCall

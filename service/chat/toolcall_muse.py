@@ -16,11 +16,16 @@ reasoning kept in the content and no tools the output is content as written (lla
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
+
+from service.sampling.lazy import WS, LazyGrammar, Marker, json_rule
 
 from . import toolcall_invoke
 from .chatmsg import ChatMsg
 from .reasoning import partial_suffix
+from .toolcall_xml import schema_types
 
 START, MESSAGE, EOM, EOT = "<|start|>assistant", "<|message|>", "<|eom|>", "<|eot|>"
 ATEM = toolcall_invoke.Dialect("atem:function_calls", "atem:", typed=False, strip=False)
@@ -77,16 +82,11 @@ def message(text: str, partial: bool, *, reasoning: bool, schemas: dict | None) 
 
 # -- the grammar -------------------------------------------------------------------------------
 
-def grammar(g, functions: list[dict], *, required: bool, parallel: bool, marker, after) -> str:
+def grammar(g: LazyGrammar, functions: list[dict], *, required: bool, parallel: bool,
+            marker: Callable[[str], Marker], after: Marker | None) -> str:
     """Messages from the first token: thoughts to self, then a call (required), or also an answer
     to the user that may end in a call (auto). Markup is made of markers (tokens where the
     vocabulary has them) so that text ends at them."""
-    import json
-
-    from service.sampling.lazy import WS, json_rule
-
-    from .toolcall_xml import schema_types
-
     def lit(text: str) -> str:
         return json.dumps(text, ensure_ascii=False)
 
