@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import harmony, toolcall_gemma4, toolcall_invoke, toolcall_muse
+from . import harmony, toolcall_gemma4, toolcall_glm, toolcall_invoke, toolcall_ling3, toolcall_muse
 from .chatmsg import ChatMsg, Delta, StreamTracker
 from .reasoning import ReasoningFormat, ThinkTags, split_reasoning
 from .toolcall_formats import ToolFormat, ToolParseError, parse_calls
@@ -68,6 +68,12 @@ def parse_output(spec: OutputSpec, text: str, partial: bool) -> ChatMsg:
             return toolcall_muse.message(text, partial, reasoning=spec.reasoning is not ReasoningFormat.NONE,
                                          schemas=spec.schemas)
         except (toolcall_muse.MuseParseError, toolcall_invoke.InvokeParseError):
+            return ChatMsg(text)
+    if spec.format is ToolFormat.LING_3:  # thoughts keep their whitespace; a call may end them
+        try:
+            return toolcall_ling3.message(text, partial, reasoning=spec.reasoning is not ReasoningFormat.NONE,
+                                          opened=spec.forced_open, schemas=spec.schemas)
+        except toolcall_glm.GlmParseError:
             return ChatMsg(text)
     if spec.reasoning is ReasoningFormat.NONE and spec.forced_open:
         text = spec.opened_text + text  # thoughts stay in content with the tag the prompt opened (llama-server)

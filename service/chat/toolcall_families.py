@@ -28,6 +28,7 @@ from . import (
     toolcall_kimi,
     toolcall_kimi_k3,
     toolcall_lfm2,
+    toolcall_ling3,
     toolcall_minicpm5,
     toolcall_minimax_m3,
     toolcall_ministral,
@@ -67,6 +68,11 @@ def _gemma4(text: str, partial: bool, schemas: dict | None) -> tuple[str, list[T
 
 def _muse(text: str, partial: bool, schemas: dict | None) -> tuple[str, list[ToolCall]]:
     msg = toolcall_muse.message(text, partial, reasoning=False, schemas=schemas)
+    return msg.content, msg.tool_calls
+
+
+def _ling3(text: str, partial: bool, schemas: dict | None) -> tuple[str, list[ToolCall]]:
+    msg = toolcall_ling3.message(text, partial, reasoning=False, opened=False, schemas=schemas)
     return msg.content, msg.tool_calls
 
 
@@ -123,7 +129,8 @@ FAMILIES = [
            toolcall_invoke.InvokeParseError),
     # output.py reads Gemma 4's thought channels itself; this reading keeps them in the content
     Family("Gemma 4", lambda s: "'<|tool_call>call:'" in s, _gemma4, toolcall_gemma4.Gemma4ParseError, framed=True),
-    # Ling 3 writes the same pairs inside its own <role> sections (not read here)
+    # output.py reads its thoughts itself; this reading keeps them in the content
+    Family("Ling 3", toolcall_ling3.recognise, _ling3, toolcall_glm.GlmParseError, framed=True),
     Family("GLM 4.5", lambda s: _has("<tool_call>", "<arg_key>", "<arg_value>")(s) and "<role>ASSISTANT</role>" not in s,
            lambda text, partial, schemas: toolcall_glm.parse(text, partial, schemas or {}), toolcall_glm.GlmParseError),
     Family("Functionary v3.1", _has("<function=", "<|start_header_id|>ipython<|end_header_id|>"),

@@ -61,6 +61,7 @@ class ToolFormat(enum.Enum):
     GIGACHAT_3_1 = "GigaChat 3.1"
     MINICPM5 = "MiniCPM5"  # toolcall_minicpm5.py
     MUSE_GLIMMER = "Muse Glimmer"  # toolcall_muse.py: messages to recipients, with or without tools
+    LING_3 = "Ling 3"  # toolcall_ling3.py: GLM's calls in <role> sections, with or without tools
     MINISTRAL_3 = "Ministral 3"  # toolcall_ministral.py (Ministral 3, Magistral, Devstral)
 
 

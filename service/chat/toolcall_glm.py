@@ -83,6 +83,9 @@ def _call(text: str, i: int, schema_of: Callable, partial: bool) -> tuple[ToolCa
     return ToolCall(name, "{" + ",".join(args)), len(text), False
 
 
+call_at = _call  # Ling 3 reads the same calls among its own sections (toolcall_ling3.py)
+
+
 def _pair(text: str, i: int) -> tuple[str, str, int] | None:
     """<arg_key>k</arg_key> <arg_value>v</arg_value> at i: (key, value text, position after), or None."""
     if not text.startswith(KEY, i):

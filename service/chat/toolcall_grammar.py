@@ -48,6 +48,7 @@ llama.cpp's grammars (common/chat.cpp):
                    trigger `<function name="`
     MUSE_GLIMMER    to=f<|message|><atem:function_calls><atem:invoke name="f"><atem:parameter name="k">v... after
                    messages to self (toolcall_muse.py); never lazy: every answer is messages
+    LING_3         GLM's calls (toolcall_glm.py), read among <role> sections (toolcall_ling3.py)
     GENERIC        always forced: {"tool_call": ...} (or {"tool_calls": [...]} when parallel, each
                    with an "id"), or {"response": text or the requested schema} unless a call is required
 """
@@ -134,7 +135,7 @@ def build_grammar(fmt: ToolFormat, functions: list[Function], *, required: bool,
         return toolcall_deepseek.grammar(g, functions, r1=fmt is ToolFormat.DEEPSEEK_R1, required=required,
                                          parallel=parallel, marker=marker, after=after)
     shut = [dict(f, parameters=closed(f.get("parameters") or {})) for f in functions]
-    module = {ToolFormat.GLM_4_5: toolcall_glm, ToolFormat.KIMI_K2: toolcall_kimi,
+    module = {ToolFormat.GLM_4_5: toolcall_glm, ToolFormat.LING_3: toolcall_glm, ToolFormat.KIMI_K2: toolcall_kimi,
               ToolFormat.COMMAND_R7B: toolcall_command_r7b, ToolFormat.COHERE2_MOE: toolcall_command_r7b,
               ToolFormat.GRANITE: toolcall_granite,
               ToolFormat.MINIMAX_M2: toolcall_invoke, ToolFormat.LFM2: toolcall_lfm2,
