@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import harmony, toolcall_gemma4, toolcall_glm, toolcall_invoke, toolcall_ling3, toolcall_muse
+from . import (
+    harmony,
+    toolcall_gemma4,
+    toolcall_glm,
+    toolcall_invoke,
+    toolcall_ling3,
+    toolcall_muse,
+)
 from .chatmsg import ChatMsg, Delta, StreamTracker
 from .reasoning import ReasoningFormat, ThinkTags, split_reasoning
 from .toolcall_formats import ToolFormat, ToolParseError, parse_calls
