@@ -63,6 +63,14 @@ def skip_ws(text: str, i: int) -> int:
     return i
 
 
+def skip_spaces(text: str, i: int) -> int:
+    """Past the spaces, tabs and newlines that templates put between tool-call markup (no \r:
+    the call formats' own separators, not JSON's)."""
+    while i < len(text) and text[i] in " \t\n":
+        i += 1
+    return i
+
+
 def parse_prefix(text: str, pos: int = 0, final: bool = False) -> Node | None:
     """The JSON value starting at text[pos] (after whitespace), complete or cut off by the end
     of the text; None when nothing but whitespace follows. NotJSON if it cannot be JSON.

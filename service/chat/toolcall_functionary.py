@@ -20,6 +20,7 @@ from service.sampling.lazy import WS, LazyGrammar, Marker, json_rule
 
 from .chatmsg import ToolCall
 from .partial_json import NotJSON, canonical, parse_prefix
+from .partial_json import skip_spaces as _ws
 from .reasoning import partial_suffix
 
 NEXT, ALL = ">>>", "all"
@@ -47,12 +48,6 @@ def _args(text: str, i: int, name: str, partial: bool) -> tuple[ToolCall | None,
             return None, len(text), False
         raise FunctionaryParseError("arguments must be an object")
     return ToolCall(name, canonical(node)), node.end, True
-
-
-def _ws(text: str, i: int) -> int:
-    while i < len(text) and text[i] in " \t\n":
-        i += 1
-    return i
 
 
 # -- v3.1: <function=name>{...}</function> -------------------------------------------------------

@@ -23,6 +23,7 @@ from service.sampling.lazy import WS, LazyGrammar, Marker
 
 from .chatmsg import ChatMsg, ToolCall
 from .partial_json import dumps
+from .partial_json import skip_spaces as _ws
 from .reasoning import partial_suffix
 
 TURN, OPEN, CLOSE = "<|turn>model\n", "<|channel>", "<channel|>"
@@ -113,12 +114,6 @@ def _calls(text: str, i: int, partial: bool, calls: list[ToolCall]) -> tuple[int
             i = j
             continue
         return j, True
-
-
-def _ws(text: str, i: int) -> int:
-    while i < len(text) and text[i] in " \t\n":
-        i += 1
-    return i
 
 
 def _value(text: str, i: int):

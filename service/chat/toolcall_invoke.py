@@ -26,6 +26,7 @@ from service.sampling.lazy import WS, LazyGrammar, Marker, json_rule
 
 from .chatmsg import ToolCall
 from .partial_json import dumps
+from .partial_json import skip_spaces as _ws
 from .reasoning import partial_suffix
 from .toolcall_xml import schema_types, typed_value
 
@@ -82,12 +83,6 @@ def parse(text: str, partial: bool, schemas: dict[str, dict], d: Dialect = MINIM
             calls.append(call)
             if not done:
                 return content, calls
-
-
-def _ws(text: str, i: int) -> int:
-    while i < len(text) and text[i] in " \t\n":
-        i += 1
-    return i
 
 
 def _invoke(text: str, m: re.Match, props: dict, partial: bool, d: Dialect) -> tuple[ToolCall, int, bool]:

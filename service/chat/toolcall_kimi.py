@@ -23,6 +23,7 @@ from service.sampling.lazy import WS, LazyGrammar, Marker, json_rule
 
 from .chatmsg import ToolCall
 from .partial_json import NotJSON, canonical, parse_prefix
+from .partial_json import skip_spaces as _ws
 from .reasoning import partial_suffix
 
 SECTION, CALL, ARGS, END, SECTION_END = ("<|tool_calls_section_begin|>", "<|tool_call_begin|>",
@@ -60,12 +61,6 @@ def parse(text: str, partial: bool) -> tuple[str, list[ToolCall]]:
     if not calls and not partial:
         raise KimiParseError("a tool call section without calls")
     return content, calls
-
-
-def _ws(text: str, i: int) -> int:
-    while i < len(text) and text[i] in " \t\n":
-        i += 1
-    return i
 
 
 def _skip(text: str, i: int, word: str) -> int:

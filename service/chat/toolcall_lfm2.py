@@ -20,6 +20,7 @@ from service.sampling.lazy import WS, LazyGrammar, Marker, json_rule
 
 from .chatmsg import ToolCall
 from .partial_json import dumps
+from .partial_json import skip_spaces as _ws
 from .reasoning import partial_suffix
 
 START, END = "<|tool_call_start|>", "<|tool_call_end|>"
@@ -70,12 +71,6 @@ def parse(text: str, partial: bool) -> tuple[str, list[ToolCall]]:
     if not partial and pos < len(text):
         raise Lfm2ParseError("text after the tool calls")
     return content, calls
-
-
-def _ws(text: str, i: int) -> int:
-    while i < len(text) and text[i] in " \t\n":
-        i += 1
-    return i
 
 
 def _call(text: str, m: re.Match, partial: bool) -> tuple[ToolCall, int, bool]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from . import toolcall_glm
 from .chatmsg import ChatMsg, ToolCall
+from .partial_json import skip_spaces as _ws
 from .reasoning import partial_suffix
 from .toolcall_glm import OPEN
 
@@ -50,12 +51,6 @@ def message(text: str, partial: bool, *, reasoning: bool, opened: bool, schemas:
         return ChatMsg(head + rest, thoughts if reasoning else "")
     content, calls = _calls(rest, partial, schemas)
     return ChatMsg(head + content, thoughts if reasoning else "", calls)
-
-
-def _ws(text: str, i: int) -> int:
-    while i < len(text) and text[i] in " \t\n":
-        i += 1
-    return i
 
 
 def _unended(text: str, partial: bool) -> str:

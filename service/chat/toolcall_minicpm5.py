@@ -18,6 +18,7 @@ from service.sampling.lazy import WS, LazyGrammar, Marker, json_rule
 
 from .chatmsg import ToolCall
 from .partial_json import dumps
+from .partial_json import skip_spaces as _ws
 from .reasoning import partial_suffix
 from .toolcall_xml import schema_types
 
@@ -53,12 +54,6 @@ def parse(text: str, partial: bool, schemas: dict | None) -> tuple[str, list[Too
         calls.append(call)
         if pos < 0:
             return content, calls
-
-
-def _ws(text: str, i: int) -> int:
-    while i < len(text) and text[i] in " \t\n":
-        i += 1
-    return i
 
 
 def _function(text: str, m: re.Match, props: dict, partial: bool) -> tuple[ToolCall, int]:

@@ -19,6 +19,7 @@ from service.sampling.lazy import WS, LazyGrammar, Marker, json_rule
 
 from .chatmsg import ToolCall
 from .partial_json import NotJSON, canonical, parse_prefix
+from .partial_json import skip_spaces as _ws
 from .reasoning import partial_suffix
 
 CALL, ARGS = "[TOOL_CALLS]", "[ARGS]"
@@ -49,12 +50,6 @@ def parse(text: str, partial: bool) -> tuple[str, list[ToolCall]]:
             return content, calls
         raise MinistralParseError("text after the tool calls")
     return content, calls
-
-
-def _ws(text: str, i: int) -> int:
-    while i < len(text) and text[i] in " \t\n":
-        i += 1
-    return i
 
 
 def _call(text: str, i: int, partial: bool) -> tuple[ToolCall | None, int, bool]:
