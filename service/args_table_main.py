@@ -54,7 +54,8 @@ MAIN_FLAGS: tuple[Flag, ...] = (
           "one context)", parallel),
     value("batch_size", "-b --batch-size", "LLAMA_ARG_BATCH", "logical maximum batch size", _POS),
     value("ubatch_size", "-ub --ubatch-size", "LLAMA_ARG_UBATCH", "physical maximum batch size", _POS),
-    value("threads", "-t --threads", "LLAMA_ARG_THREADS", "CPU threads for generation (<= 0: all cores)", int_in()),
+    value("threads", "-t --threads", "LLAMA_ARG_THREADS", "CPU threads for generation (<= 0: all cores; "
+          "an encoder model computes with NumPy's BLAS, which this does not set)", int_in()),
     value("n_gpu_layers", "-ngl --gpu-layers --n-gpu-layers", "LLAMA_ARG_N_GPU_LAYERS", "layers to store in VRAM (the "
           "first N; 'all' adds the output head; 'auto': all when a CUDA device is present)", gpu_layers),
     value("device", "-dev --device", "LLAMA_ARG_DEVICE", "devices to offload to: CUDA0, CUDA1, ... (llamajit uses "

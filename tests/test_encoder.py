@@ -71,6 +71,10 @@ def test_retrieval_ranks_as_llamacpp(server):
     assert [w[0] for w in want] == [2, 0, 1, 3]  # the fixture itself: each query's own document first
 
 
+def test_threads_flag_is_said_to_be_inert_for_an_encoder(server):
+    assert "-t/-tb do not set its threads" in server.output()
+
+
 def test_refusals_as_llama_server(server):
     with server.client() as c:
         r = c.post("/completion", json={"prompt": "hi", "n_predict": 2})

@@ -116,6 +116,9 @@ class ServerState:
         log.info("model loaded", model=a.model, seconds=round(time.perf_counter() - t0, 2), n_ctx=model.n_ctx,
                  warmup=a.warmup, slots=self.n_slots, n_gpu_layers=p.n_gpu, output_on_gpu=p.output_on_gpu,
                  device=p.device or "CPU", **facts)
+        if not model.cfg.causal:  # service.model.encoder computes with NumPy, not the Numba kernels
+            log.warning("encoder model: -t/-tb do not set its threads (NumPy's BLAS does; OPENBLAS_NUM_THREADS)",
+                        arch=model.cfg.arch)
         self._ready.set()
 
     def engine_config(self, n_ctx: int):
