@@ -40,7 +40,7 @@ def test_sleep_frees_the_model_and_a_generation_wakes_it(server):
         awake = anon_rss_mib(server.proc.pid)
         wait_asleep(c)
         asleep = anon_rss_mib(server.proc.pid)
-        assert awake - asleep > 60, (awake, asleep)  # SmolLM2's packed weights are ~100 MB
+        assert awake - asleep > 80, (awake, asleep)  # SmolLM2: 92-94 MB came back here (60 before prefer_mappings)
         for path in ("/health", "/models", "/v1/models", "/metrics", "/props"):
             assert c.get(path).status_code == 200, path
         assert sleeping(c)

@@ -83,6 +83,10 @@ class ServerState:
 
         a = self.args
         t0 = time.perf_counter()
+        if a.sleep_idle_seconds > 0:  # what the weights take comes back whole when the server sleeps
+            from service.engine.power import prefer_mappings
+
+            prefer_mappings()
         try:
             model = Model(a.model, n_ctx=self.slot_ctx(), n_seq=self.n_slots,
                           max_batch=max(1, min(a.ubatch_size, a.batch_size)), n_gpu_layers=a.n_gpu_layers, device=a.device,

@@ -106,19 +106,32 @@ def unload(model) -> None:
     _give_back_heap()
 
 
-def _give_back_heap() -> None:
-    """Return freed heap memory to the system. glibc keeps what NumPy frees in its arenas, where the
-    packed weights' many sub-megabyte arrays (packed on a thread pool, so in several arenas) mostly
-    stay: measured on SmolLM2, 66 of 160 MB came back with malloc_trim alone. From here on every
-    allocation of 64 KiB or more gets its own mapping, which a free unmaps: each later sleep gave
-    back all of a reload's 110 MB. (The cost, a mapping per large temporary, is a few microseconds
-    against milliseconds per step.) Not glibc: nothing to do."""
+def _libc():
     try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.mallopt(_M_MMAP_THRESHOLD, 64 * 1024)
-    libc.malloc_trim(0)
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to do
+        return None
+
+
+def prefer_mappings() -> None:
+    """Give every allocation of 64 KiB or more its own mapping, which a free unmaps. Called before
+    the first load when the server may sleep: glibc otherwise keeps what NumPy frees in its arenas,
+    where the packed weights' many sub-megabyte arrays (packed on a thread pool, so in several
+    arenas) mostly stay. Measured on SmolLM2: with glibc's default, malloc_trim alone gave back 60
+    to 66 of 160 MB at the first sleep; with mappings from the start each sleep gives back all of a
+    load's ~110 MB. (The cost, a mapping per large temporary, is a few microseconds against
+    milliseconds per step.)"""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, 64 * 1024)
+
+
+def _give_back_heap() -> None:
+    """Return freed heap memory to the system (see prefer_mappings for what stays otherwise)."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, 64 * 1024)  # (for a server that did not set it at start)
+        libc.malloc_trim(0)
 
 
 def reload(model) -> None:
