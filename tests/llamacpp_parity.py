@@ -13,20 +13,25 @@ from service.model.kvcache import KVCache
 EOS = 1  # tests.synthetic's eos_token_id: the recorders ask llama.cpp to ignore it
 
 
-def logprobs(cfg, w, tokens) -> np.ndarray:
-    """log-softmax of the logits at every position of one sequence, one prefill."""
+def logprobs(cfg, w, tokens, n_ctx_seq: int = 0) -> np.ndarray:
+    """log-softmax of the logits at every position of one sequence, one prefill; n_ctx_seq: llama.cpp's
+    context per sequence, for longrope (0: 256, what the recorders' -c 256 gives)."""
     n = len(tokens)
-    fw = Forward(cfg, w, KVCache(cfg, 64, 1), 64)
+    fw = Forward(cfg, w, KVCache(cfg, 64, 1), 64, n_ctx_seq=n_ctx_seq)
     lg = fw(Batch(np.asarray(tokens, np.int32), np.zeros(n, np.int32), np.arange(n, dtype=np.int32),
                   np.ones(n, bool))).logits.host().astype(np.float64)
     lg -= lg.max(axis=1, keepdims=True)
     return lg - np.log(np.exp(lg).sum(axis=1, keepdims=True))
 
 
-def compare(cfg, w, case: dict, bound: float) -> tuple[float, int]:
+def compare(cfg, w, case: dict, bound: float, n_ctx_seq: int = 0) -> tuple[float, int]:
     """(max |logprob difference| over the recorded top-10s, number of greedy tokens that agree)."""
+    return score(logprobs(cfg, w, case["prompt"] + case["tokens"][:-1], n_ctx_seq), case, bound)
+
+
+def score(lp: np.ndarray, case: dict, bound: float) -> tuple[float, int]:
+    """compare()'s result from lp, the log-softmax rows of the prompt and continuation (however computed)."""
     prompt, gen = case["prompt"], case["tokens"]
-    lp = logprobs(cfg, w, prompt + gen[:-1])
     worst, agree = 0.0, 0
     for j, step in enumerate(case["steps"]):
         row = lp[len(prompt) - 1 + j]

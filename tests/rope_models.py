@@ -1,4 +1,4 @@
-"""Tiny synthetic models with RoPE scaling (llama3 freq factors, YaRN), shared by the recorder
+"""Tiny synthetic models with RoPE scaling (llama3 freq factors, YaRN, phi3's longrope), shared by the recorder
 tests/fixtures/record_rope_scaling.py (llama.cpp's outputs) and tests/test_rope_scaling.py.
 
 Each case is a tests.synthetic Spec, metadata as llama.cpp's converter writes it, and extra
@@ -6,7 +6,8 @@ tensors; write_case() builds the file with gguf.GGUFWriter from a fixed seed, so
 and the test write the same bytes (the fixture keeps the file's sha256 to prove it).
 
 The scaling is made to matter at the few dozen positions a test runs: original context
-lengths of 32 tokens, so most rotary pairs are in the scaled range.
+lengths of 32 tokens, so most rotary pairs are in the scaled range. longrope's model (LONGROPE,
+read by tests/test_rope_longrope.py) is recorded at several contexts instead (LONGROPE_RUNS).
 """
 
 from __future__ import annotations
@@ -55,8 +56,35 @@ CASES = {
 }
 
 
+def longrope_factors(half: int, seed: int) -> dict[str, np.ndarray]:
+    """Phi-3 128k's two tables in their usual shape: short factors near 1, long ones growing
+    geometrically to tens for the slow pairs; every pair's long factor differs from its short one."""
+    r = np.random.default_rng(seed).random((2, half))
+    x = np.arange(half) / (half - 1)
+    return {"rope_factors_long.weight": (1.5 * 30.0 ** x * (1 + 0.1 * r[0])).astype(np.float32),
+            "rope_factors_short.weight": (1.0 + 0.3 * x + 0.05 * r[1]).astype(np.float32)}
+
+
+N_ORIG, N_TRAIN = 320, 4096
+# The converter's attention factor for longrope: sqrt(1 + ln(scale) / ln(original)), scale = trained / original.
+LONGROPE_ATTN = math.sqrt(1 + math.log(N_TRAIN / N_ORIG) / math.log(N_ORIG))
+# Phi-3 128k as converted: the original context and the attention factor as metadata (no scaling type
+# key), the two tables as tensors. llama.cpp takes the long table when its context per sequence, -c
+# rounded up to a multiple of 256, exceeds the original context: 320 is above one such step, so -c 256
+# runs the short table, -c 300 (512 after rounding) and -c 512 the long one.
+LONGROPE = {
+    "phi3-longrope": (Spec("phi3", n_embd=96, n_ff=128, n_head=3, n_head_kv=3, tied=False, eps=1e-5,
+                           n_vocab=N_VOCAB, n_ctx=N_TRAIN, seed=71),
+                      {"phi3.rope.scaling.original_context_length": N_ORIG,
+                       "phi3.rope.scaling.attn_factor": LONGROPE_ATTN, "phi3.attention.sliding_window": 0},
+                      longrope_factors(16, 72)),
+}
+# fixture entry -> (model, llama-server's -c)
+LONGROPE_RUNS = {f"phi3-longrope-c{c}": ("phi3-longrope", c) for c in (256, 300, 512)}
+
+
 def write_case(d: Path, name: str) -> Path:
-    spec, meta, extra = CASES[name]
+    spec, meta, extra = CASES[name] if name in CASES else LONGROPE[name]
     return write_model(Path(d) / f"{name}.gguf", spec, meta=meta, extra=extra)
 
 

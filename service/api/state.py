@@ -89,6 +89,7 @@ class ServerState:
             prefer_mappings()
         try:
             model = Model(a.model, n_ctx=self.slot_ctx(), n_seq=self.n_slots,
+                          n_ctx_seq=self.slot_ctx(llamacpp=True),  # picks longrope's factors
                           max_batch=max(1, min(a.ubatch_size, a.batch_size)), n_gpu_layers=a.n_gpu_layers, device=a.device,
                           lora=tuple((f, 0.0 if a.lora_init_without_apply else sc) for f, sc in a.lora + a.lora_scaled))
             if model.placement.warning:
@@ -157,14 +158,18 @@ class ServerState:
             log.warning("-t/-tb exceed Numba's thread pool: capped", threads=t, threads_batch=tb, pool=pool)
         return {"threads": min(t, pool), "threads_batch": min(tb, pool)}
 
-    def slot_ctx(self) -> int:
-        """Context of one slot: the whole -c pool when slots share it (-kvu, or auto -np), else -c / -np."""
+    def slot_ctx(self, llamacpp: bool = False) -> int:
+        """Context of one slot: the whole -c pool when slots share it (-kvu, or auto -np), else -c / -np.
+        llamacpp: llama.cpp's n_ctx_seq instead, padded to 256 (what picks longrope's factors)."""
         from service.gguf_reader import read_gguf
         from service.model.config import config_from_metadata
+        from service.model.weights import llamacpp_ctx_seq
 
         total = self.args.ctx_size
         if total <= 0:
             total = config_from_metadata(read_gguf(self.args.model).metadata, self.args.model).n_ctx_train
+        if llamacpp:
+            return llamacpp_ctx_seq(total, self.n_slots, self.args.kv_unified())
         return total if self.args.kv_unified() else max(1, total // self.n_slots)
 
     def wait_loaded(self, timeout: float | None = None) -> bool:

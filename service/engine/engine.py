@@ -62,13 +62,14 @@ class Engine:
         self.memory = CacheKeeper(model, self.slots, config.cache_ram_mib, config.cache_idle_slots, config.pool)
         self.power = PowerState(config.sleep_idle_seconds, nudge=self.wake)
         self._add_bos = bool(getattr(model.tokenizer, "add_bos", False))
-        # kvcache.shift turns keys back with plain RoPE: with llama3 or YaRN scaling that would be
-        # wrong, so such a model ends a full generation as without --context-shift.
+        # kvcache.shift turns keys back with plain RoPE: with llama3, longrope or YaRN scaling that
+        # would be wrong, so such a model ends a full generation as without --context-shift.
+        w = getattr(model, "weights", None)
         scaled = (getattr(model.cfg, "rope_ext_factor", 0.0) != 0
-                  or getattr(getattr(model, "weights", None), "rope_freqs", None) is not None)
+                  or any(getattr(w, k, None) is not None for k in ("rope_freqs", "rope_long", "rope_short")))
         self._shift = config.ctx_shift and not scaled
         if config.ctx_shift and scaled:
-            log.warning("context shift is off: it does not support llama3/YaRN RoPE scaling")
+            log.warning("context shift is off: it does not support llama3/longrope/YaRN RoPE scaling")
         self._inbox: queue.SimpleQueue[Task | Callable | None] = queue.SimpleQueue()
         self._waiting: collections.deque[Task] = collections.deque()
         self._n_deferred = 0

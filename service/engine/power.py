@@ -144,5 +144,6 @@ def reload(model) -> None:
     p = model.placement
     model.weights = load_weights(model.file, model.cfg, n_gpu=p.n_gpu, gpu_output=p.output_on_gpu)
     model.cache = KVCache(model.cfg, model.n_ctx, model.n_seq, n_gpu=p.n_gpu, types=model.cache_types)
-    model.forward = Forward(model.cfg, model.weights, model.cache, model.max_batch, p, model.adapters)  # (kept)
+    model.forward = Forward(model.cfg, model.weights, model.cache, model.max_batch, p, model.adapters,
+                            model.n_ctx_seq)  # (kept)
     log.info("model reloaded", seconds=round(time.perf_counter() - t0, 2))

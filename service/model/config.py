@@ -56,6 +56,9 @@ class ModelConfig:
     rope_ext_factor: float = 0.0
     rope_attn_factor: float = 1.0
     rope_corr_dims: tuple[float, float] = (0.0, 0.0)
+    # phi3's longrope: llama.cpp's n_ctx_orig_yarn; a context per sequence above it takes the file's
+    # rope_factors_long, else rope_factors_short (service.model.weights.rope_factors). 0: not read.
+    rope_n_orig: int = 0
     # Mixture of experts (qwen2moe, qwen3moe, Mixtral-style llama): every layer's FFN is n_expert
     # FFNs of width n_ff_exp, n_expert_used of them per token (softmax router, top-k), plus a
     # shared expert of width n_ff_shexp behind a sigmoid gate (qwen2moe; 0: none).
@@ -267,16 +270,23 @@ def _rope_scaling(meta: dict[str, Any], path: str, a: str, n_ctx: int, n_dims: i
 
     none/linear/yarn are read; the absent type means linear (llama.cpp's default), which with no
     factor is plain RoPE. llama3 scaling has no type of its own: it is the rope_freqs tensor
-    (service.model.weights). longrope and any other type are refused."""
+    (service.model.weights), and so is phi3's longrope (its two factor tables; the type key, which
+    the converter does not write, may say longrope, which llama.cpp then treats as linear). Any
+    other type is refused, and so is longrope for other architectures."""
     key = f"{a}.rope.scaling.type"
     kind = meta.get(key, "linear")
-    if kind not in ("none", "linear", "yarn"):
-        raise ModelError(f"{path}: {key}: unsupported rope scaling type {kind!r} (supported: none, linear, yarn)")
+    kinds = ("none", "linear", "yarn") + (("longrope",) if a == "phi3" else ())
+    if kind not in kinds:
+        raise ModelError(f"{path}: {key}: unsupported rope scaling type {kind!r} for {a} (supported: "
+                         f"{', '.join(kinds)})")
     factor = _get(meta, path, f"{a}.rope.scaling.factor", float, 0.0, lo=0.0, hi=1e6)
     factor = 1.0 if factor == 0.0 or kind == "none" else factor  # llama.cpp: 0 or none means unscaled
     attn = _get(meta, path, f"{a}.rope.scaling.attn_factor", float, 1.0, lo=1e-6, hi=1e6)
     f32 = np.float32
     out = {"rope_attn_factor": float(f32(attn))}
+    if a == "phi3":  # llama.cpp applies attn_factor to cos and sin here as for any type but yarn
+        out["rope_n_orig"] = _get(meta, path, f"{a}.rope.scaling.original_context_length", int, n_ctx, lo=1,
+                                  hi=MAX_CTX)
     if kind != "yarn":
         return factor, out
     if has_swa:

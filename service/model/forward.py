@@ -28,7 +28,7 @@ from service.model.logits import HostLogits, LazyHostLogits, Logits
 from service.model.lora import Adapters, no_adapters
 from service.model.moe import MoE, moe_ffn
 from service.model.placement import Placement
-from service.model.weights import Weights
+from service.model.weights import Weights, llamacpp_ctx_seq, rope_factors
 
 
 @dataclass
@@ -57,11 +57,15 @@ class ForwardOut:
 
 
 class Forward:
-    """Buffers for up to `max_tokens` tokens per call, owned here and reused."""
+    """Buffers for up to `max_tokens` tokens per call, owned here and reused.
+
+    n_ctx_seq: llama.cpp's context per sequence, which picks longrope's factor table
+    (service.model.weights.rope_factors); 0: the cache's n_ctx as llama.cpp pads it."""
 
     def __init__(self, cfg: ModelConfig, w: Weights, cache: KVCache, max_tokens: int,
-                 place: Placement | None = None, adapters: Adapters | None = None):
+                 place: Placement | None = None, adapters: Adapters | None = None, n_ctx_seq: int = 0):
         self.cfg, self.w, self.cache = cfg, w, cache
+        self.rope_freqs = rope_factors(cfg, w, n_ctx_seq or llamacpp_ctx_seq(cache.n_ctx))
         self.adapters = adapters if adapters is not None else no_adapters(cfg)
         self.place = place or Placement("0", cfg.n_layer, 0, False, "")
         self.offload = None  # service.model.offload.Offload: layers 0 .. n_gpu-1 (and maybe the head)
@@ -127,8 +131,8 @@ class Forward:
             raise ValueError("image rows need every layer on the CPU (-ngl 0)")
         pos = np.ascontiguousarray(b.pos, np.int32)
         mpos = pos if b.attn_pos is None else np.ascontiguousarray(b.attn_pos, np.int32)
-        rope_cache(self.cos[0, :n], self.sin[0, :n], pos, c.rope_dims, c.rope_base, c.rope_scale, w.rope_freqs,
-                   c.rope_ext_factor, c.rope_attn_factor, *c.rope_corr_dims)  # llama3 freqs, YaRN
+        rope_cache(self.cos[0, :n], self.sin[0, :n], pos, c.rope_dims, c.rope_base, c.rope_scale, self.rope_freqs,
+                   c.rope_ext_factor, c.rope_attn_factor, *c.rope_corr_dims)  # llama3/longrope freqs, YaRN
         if c.sliding_window and c.swa_own_rope:  # sliding-window layers have their own RoPE base (gemma3)
             rope_cache(self.cos[1, :n], self.sin[1, :n], pos, c.rope_dims, c.rope_base_swa, c.rope_scale_swa)
         segs_arr = np.array([(int(b.seq[s0]), s0, s1) for s0, s1 in segs], np.int64)  # (n_seg, 3) seq, first, end

@@ -39,9 +39,10 @@ VOCAB_TYPES = {"spm": 1, "bpe": 2, "wpm": 3, "ugm": 4}  # llama_vocab_type numbe
 class Model:
     def __init__(self, path: str | Path, n_ctx: int = 0, n_seq: int = 1, max_batch: int = 512,
                  n_gpu_layers: str = "0", device: str | None = None, lora: tuple[tuple[str, float], ...] = (),
-                 cache_types: tuple[str, str] | None = None):
+                 cache_types: tuple[str, str] | None = None, n_ctx_seq: int = 0):
         t0 = time.perf_counter()
         self.path = Path(path)
+        self.n_ctx_seq = n_ctx_seq  # llama.cpp's context per sequence, for longrope's table (0: from n_ctx; Forward)
         prefetched = take(path, n_gpu_layers, device)  # weights service.cli's prefetch() is packing
         self.file = read_gguf(self.path)
         meta = self.file.metadata
@@ -84,7 +85,7 @@ class Model:
             raise ModelError("LoRA adapters run on the CPU layers only: start with -ngl 0 to use --lora")
         has_output = "output.weight" in self.file.tensors
         self.adapters = Adapters([load_adapter(f, self.cfg, scale, has_output) for f, scale in lora], self.cfg)
-        self.forward = Forward(self.cfg, self.weights, self.cache, max_batch, p, self.adapters)
+        self.forward = Forward(self.cfg, self.weights, self.cache, max_batch, p, self.adapters, n_ctx_seq)
         self.load_seconds = time.perf_counter() - t0
 
     def _encoder(self, n_ctx: int, n_seq: int, max_batch: int, lora, t0: float) -> None:

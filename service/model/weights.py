@@ -57,6 +57,26 @@ class Weights:
     output: PackedMatrix  # the output head (token_embd itself when tied)
     layers: list[Layer]
     rope_freqs: np.ndarray | None = None  # (rope_dims // 2,) llama3 scaling's per-pair divisors
+    # (rope_dims // 2,) phi3 longrope's per-pair divisors for long and short contexts (see rope_factors)
+    rope_long: np.ndarray | None = None
+    rope_short: np.ndarray | None = None
+
+
+def llamacpp_ctx_seq(n_ctx: int, n_seq: int = 1, unified: bool = True) -> int:
+    """llama.cpp's n_ctx_seq for a context of n_ctx tokens (-c; the trained length when 0) over n_seq
+    sequences: n_ctx rounded up to a multiple of 256, and without a unified cache that divided by
+    n_seq, rounded up again."""
+    n = -(-n_ctx // 256) * 256
+    return n if unified else -(-(n // n_seq) // 256) * 256
+
+
+def rope_factors(cfg: ModelConfig, w: Weights, n_ctx_seq: int) -> np.ndarray | None:
+    """The per-pair divisors of every RoPE angle, as llama.cpp's get_rope_factors picks them: llama3's
+    rope_freqs, else longrope's long table when the context per sequence n_ctx_seq (llama.cpp's
+    n_ctx_seq, padded to 256) exceeds the original context, else the short one (None: plain RoPE)."""
+    if w.rope_freqs is not None:
+        return w.rope_freqs
+    return w.rope_long if n_ctx_seq > cfg.rope_n_orig else w.rope_short
 
 
 class _Loader:
@@ -252,4 +272,8 @@ def _build(ld: _Loader) -> Weights:
     # llama3 RoPE scaling: one table of per-pair divisors, which llama.cpp reads for llama only
     # (other architectures refuse it as an unused tensor).
     freqs = ld.vector("rope_freqs.weight", cfg.rope_dims // 2, optional=True) if cfg.arch == "llama" else None
-    return Weights(embd, embd_type, ld.vector("output_norm.weight", e), output, layers, freqs)
+    # longrope (Phi-3 128k): two such tables, each optional as in llama.cpp, read for phi3 only
+    # (llama.cpp also reads them for llama and others: refused there as unused tensors).
+    lr = [ld.vector(f"rope_factors_{k}.weight", cfg.rope_dims // 2, optional=True) if cfg.arch == "phi3" else None
+          for k in ("long", "short")]
+    return Weights(embd, embd_type, ld.vector("output_norm.weight", e), output, layers, freqs, *lr)
