@@ -1,5 +1,6 @@
 """Kernels of a ViT image encoder (SigLIP-style, as llama.cpp's clip graph runs it): patch embedding,
-LayerNorm, biased linear layers, non-causal multi-head attention, 2-D average pooling.
+LayerNorm, biased linear layers, non-causal multi-head attention, 2-D average pooling, and CLIP's quick
+GELU (x * sigmoid(1.702 x), the MLP activation of `mlp` projectors whose file sets no clip.use_gelu).
 
 Every kernel takes its outputs first, then inputs, then sizes; the caller owns every buffer.
 Shapes:
@@ -16,6 +17,9 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel, parallel_kernel
+from .fastexp import fast_exp
+
+_QUICK = np.float32(-1.702)
 
 
 @parallel_kernel
@@ -124,3 +128,14 @@ def avg_pool_tokens(out, x, side, kernel_size):
                     out[o, i] += r[i]
         for i in range(k):
             out[o, i] *= inv
+
+
+@parallel_kernel
+def gelu_quick(out, x):
+    """out (n, k) = x * sigmoid(1.702 x) elementwise (llama.cpp's GELU_QUICK_COEF); out may be x."""
+    n, k = x.shape
+    for t in prange(n):  # output rows
+        xt, ot = x[t], out[t]
+        for i in range(k):
+            v = xt[i]
+            ot[i] = v / (np.float32(1.0) + fast_exp(_QUICK * v))

@@ -7,7 +7,7 @@ im2col and pooling move values (pooling: a sum then one scale): exact / rtol 1e-
 import numpy as np
 import pytest
 
-from kernels.vision import attention_full, avg_pool_tokens, im2col_patches, layer_norm, linear
+from kernels.vision import attention_full, avg_pool_tokens, gelu_quick, im2col_patches, layer_norm, linear
 
 
 def _r(rng, *shape, scale=1.0):
@@ -71,3 +71,16 @@ def test_avg_pool_tokens(side, kern):
     avg_pool_tokens(out, x, side, kern)
     ref = x.astype(np.float64).reshape(so, kern, so, kern, 5).mean((1, 3)).reshape(so * so, 5)
     np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_gelu_quick_and_in_place():
+    rng = np.random.default_rng(6)
+    x = _r(rng, 5, 130, scale=4)
+    x[0, :4] = [0.0, -80.0, 80.0, 1e-3]  # exp under- and overflow stay finite
+    out = np.empty_like(x)
+    gelu_quick(out, x)
+    x64 = x.astype(np.float64)
+    ref = x64 / (1 + np.exp(-1.702 * x64))
+    np.testing.assert_allclose(out, ref, rtol=2e-6, atol=1e-7)
+    gelu_quick(x, x)  # in place: another loop (no vectorization behind an overlap check), the same values
+    np.testing.assert_allclose(x, out, rtol=1e-6, atol=1e-30)

@@ -106,12 +106,13 @@ def build_batch(slots: list[Slot], budget: int, cont_batching: bool = True,
         seqs.extend([s.id] * len(chunk))
         pos.extend(range(p0, p0 + len(chunk)))
         mpos.extend(range(p0, p0 + len(chunk)))
-        for im in s.gen.params.images:  # image rows: no token; non-causal within the image
+        for im in s.gen.params.images:  # image rows: no token; non-causal within the image unless causal
             a, b = max(im.pos, p0), im.pos + len(im.embd)
             if a < b <= p0 + len(chunk):
                 images.append((row0 + a - p0, im.embd[a - im.pos :]))
                 toks[row0 + a - p0 : row0 + b - p0] = [0] * (b - a)
-                mpos[row0 + a - p0 : row0 + b - p0] = [b - 1] * (b - a)
+                if im.non_causal:
+                    mpos[row0 + a - p0 : row0 + b - p0] = [b - 1] * (b - a)
         want.extend([False] * (len(chunk) - 1) + [last])
         hidden.extend([embd] * len(chunk))
         alone.extend([False] * len(chunk))

@@ -1,9 +1,11 @@
-"""Image bytes -> the encoder's input, as llama.cpp's mtmd prepares it for a fixed-size projector (gemma3):
+"""Image bytes -> the encoder's input, as llama.cpp's mtmd prepares it for a fixed-size projector (gemma3,
+mlp):
 
 1. decode (Pillow), 8-bit RGB (an alpha channel is dropped, as stb_image's 3-channel load does);
 2. fit into image_size x image_size keeping the aspect ratio: scale = min(S/w, S/h) in float32, the
-   scaled size rounded up (at most S), Pillow-compatible bilinear resampling, centred on black
-   padding (offsets rounded down); an image already S x S is used as it is;
+   scaled size rounded up (at most S), Pillow-compatible resampling (gemma3: bilinear, mlp: bicubic),
+   centred (offsets rounded down) on padding of the projector's colour (gemma3: black, mlp: the
+   (122, 116, 104) grey of LLaVA's image mean); an image already S x S is used as it is;
 3. normalise: (v / 255 - mean[c]) / std[c], channel planes (3, S, S) float32.
 
 Every problem (not an image, truncated, too large: a decompression bomb) is an ImageError.
@@ -49,8 +51,10 @@ def decode_rgb(data: bytes) -> np.ndarray:
         raise ImageError(f"cannot decode the image: {type(e).__name__}") from None
 
 
-def fit_square(px: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (size, size, 3): px (h, w, 3) scaled to fit (bilinear, aspect kept), centred on black."""
+def fit_square(px: np.ndarray, size: int, resample: str = "bilinear",
+               fill: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
+    """uint8 (size, size, 3): px (h, w, 3) scaled to fit (resample: "bilinear" or "bicubic", aspect kept),
+    centred on the colour fill."""
     from PIL import Image
 
     h, w = px.shape[:2]
@@ -59,8 +63,10 @@ def fit_square(px: np.ndarray, size: int) -> np.ndarray:
     s = np.float32(min(np.float32(size) / np.float32(w), np.float32(size) / np.float32(h)))
     nw = min(int(math.ceil(np.float32(w) * s)), size)
     nh = min(int(math.ceil(np.float32(h) * s)), size)
-    small = np.asarray(Image.fromarray(px, "RGB").resize((nw, nh), Image.Resampling.BILINEAR), np.uint8)
-    out = np.zeros((size, size, 3), np.uint8)
+    algo = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}[resample]
+    small = np.asarray(Image.fromarray(px, "RGB").resize((nw, nh), algo), np.uint8)
+    out = np.empty((size, size, 3), np.uint8)
+    out[:] = np.asarray(fill, np.uint8)
     ox, oy = (size - nw) // 2, (size - nh) // 2
     out[oy:oy + nh, ox:ox + nw] = small
     return out
@@ -73,6 +79,7 @@ def normalize(px: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
-def preprocess(data: bytes, size: int, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+def preprocess(data: bytes, size: int, mean: np.ndarray, std: np.ndarray, resample: str = "bilinear",
+               fill: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
     """The encoder input (3, size, size) float32 of an encoded image."""
-    return normalize(fit_square(decode_rgb(data), size), mean, std)
+    return normalize(fit_square(decode_rgb(data), size, resample, fill), mean, std)

@@ -1,7 +1,10 @@
 """Multimodal prompts: text with media markers plus images -> token ids and image embedding rows, laid out
-as llama.cpp's mtmd does for a gemma3 projector:
+as llama.cpp's mtmd does:
 
-    [BOS] text0 <start_of_image> (n_tokens image rows) <end_of_image> text1 ...
+    gemma3: [BOS] text0 <start_of_image> (n_tokens image rows) <end_of_image> text1 ...
+    mlp:    [BOS] text0 (n_tokens image rows) text1 ...
+
+gemma3's rows attend to each other both ways in the text model, mlp's causally (ImageChunk.non_causal).
 
 Each text piece (and each image marker text) is tokenized on its own. An image's rows stand in the token
 list as a placeholder id derived from the image's content hash (negative, so never a vocabulary id):
@@ -22,6 +25,7 @@ import numpy as np
 
 from service.vision.encoder import VisionEncoder
 from service.vision.image import ImageError, preprocess
+from service.vision.llava import LlavaEncoder, LlavaModel
 from service.vision.mmproj import VisionModel
 
 MAX_IMAGES = 64  # per prompt
@@ -46,6 +50,7 @@ class MediaError(ValueError):
 class ImageChunk:
     pos: int  # the prompt position of the image's first row
     embd: np.ndarray  # float32 (n_tokens, n_embd): the rows, in place of token embeddings
+    non_causal: bool = True  # the rows attend to each other both ways (else causally, as text)
 
 
 class MediaPrompt(list):
@@ -62,17 +67,19 @@ def placeholder_id(data: bytes) -> int:
 class Media:
     """The loaded projector and its encoder (one image at a time: the encoder owns its buffers)."""
 
-    def __init__(self, model: VisionModel, tokenize: Callable[[str], list[int]], bos: int | None):
+    def __init__(self, model: VisionModel | LlavaModel, tokenize: Callable[[str], list[int]], bos: int | None):
         self.model = model
-        self.encoder = VisionEncoder(model)
+        self.encoder = LlavaEncoder(model) if isinstance(model, LlavaModel) else VisionEncoder(model)
         self._lock = threading.Lock()
         self._tokenize = tokenize  # text -> ids, no BOS, special tokens parsed
         self._bos = bos
-        self.begin = tokenize("<start_of_image>")
-        self.end = tokenize("<end_of_image>")
-        if len(self.begin) != 1 or len(self.end) != 1:
-            raise MediaError("the text model's vocabulary has no <start_of_image>/<end_of_image> tokens: "
-                             "this gemma3 projector belongs to a Gemma 3 model")
+        self.begin: list[int] = []
+        self.end: list[int] = []
+        if model.markers:
+            self.begin, self.end = tokenize(model.markers[0]), tokenize(model.markers[1])
+            if len(self.begin) != 1 or len(self.end) != 1:
+                raise MediaError(f"the text model's vocabulary has no {model.markers[0]}/{model.markers[1]} tokens: "
+                                 f"this {model.projector} projector belongs to another model")
 
     @property
     def n_tokens(self) -> int:
@@ -81,7 +88,8 @@ class Media:
     def embed(self, data: bytes) -> np.ndarray:
         """float32 (n_tokens, n_embd) rows of one encoded image; MediaError for a bad image."""
         try:
-            img = preprocess(data, self.model.image_size, self.model.mean, self.model.std)
+            m = self.model
+            img = preprocess(data, m.image_size, m.mean, m.std, m.resample, m.pad_color)
         except ImageError as e:
             raise MediaError(f"Failed to load image or audio file: {e}") from None
         with self._lock:
@@ -104,7 +112,7 @@ class Media:
             if i < len(images):
                 rows = self.embed(images[i])
                 ids += self.begin
-                chunks.append(ImageChunk(len(ids), rows))
+                chunks.append(ImageChunk(len(ids), rows, self.model.non_causal))
                 ids += [placeholder_id(images[i])] * len(rows)
                 ids += self.end
         out = MediaPrompt(ids)

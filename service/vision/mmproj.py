@@ -1,15 +1,16 @@
 """A multimodal projector (mmproj) GGUF, as llama.cpp's clip loader reads it: the vision encoder's
 hyperparameters and weights, as float32 arrays in numpy order.
 
-Projector types built: `gemma3` (SigLIP ViT + average pooling + soft-emb RMS norm + input projection).
-Any other type is refused at load with a message naming it, so a server never serves a projector it
-would run wrong.
+Projector types built: `gemma3` (SigLIP ViT + average pooling + soft-emb RMS norm + input projection),
+`mlp` (LLaVA 1.5 style: CLIP ViT + a two-layer MLP; service.vision.llava). Any other type is refused at
+load with a message naming it, so a server never serves a projector it would run wrong.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from gguf import GGMLQuantizationType
@@ -17,7 +18,7 @@ from gguf import GGMLQuantizationType
 from kernels.dequant import dequantize
 from service.gguf_reader import GGUFError, read_gguf
 
-SUPPORTED = ("gemma3",)
+SUPPORTED = ("gemma3", "mlp")
 
 
 class MmprojError(ValueError):
@@ -67,6 +68,11 @@ class VisionModel:
     soft_norm_w: np.ndarray  # float32 (E,)
     proj_w: np.ndarray  # float32 (n_embd_text, E)
     proj_f16: bool
+    # how mtmd prepares and places this projector's images (service.vision.image, service.vision.media)
+    resample: ClassVar[str] = "bilinear"  # fit into the square: Pillow-compatible bilinear
+    pad_color: ClassVar[tuple[int, int, int]] = (0, 0, 0)
+    markers: ClassVar[tuple[str, str] | None] = ("<start_of_image>", "<end_of_image>")
+    non_causal: ClassVar[bool] = True  # the text model attends within an image both ways
 
     @property
     def n_patch_side(self) -> int:
@@ -78,8 +84,47 @@ class VisionModel:
         return (self.n_patch_side // self.merge) ** 2
 
 
-def load_mmproj(path: str | Path, n_embd_text: int) -> VisionModel:
-    """Read a projector for a text model of width n_embd_text; MmprojError when it cannot serve."""
+def tensor(f, path, name: str, required: bool = True) -> np.ndarray:
+    """Tensor `name` of the opened file f as float32 (empty when absent and not required)."""
+    if name not in f.tensors:
+        if required:
+            raise MmprojError(f"{path}: missing tensor {name!r}")
+        return np.zeros(0, np.float32)
+    info = f.tensors[name]
+    raw = f.data(name)
+    if info.qtype in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
+        return np.ascontiguousarray(raw, np.float32)
+    return np.ascontiguousarray(dequantize(raw, info.qtype))
+
+
+def is_f16(f, name: str) -> bool:
+    return f.tensors[name].qtype == GGMLQuantizationType.F16
+
+
+def read_blocks(f, path, n_layer: int, e: int) -> list[VisionBlock]:
+    """The ViT blocks v.blk.*; as llama.cpp, an FFN whose down matrix takes E inputs was written with up
+    and down swapped (old conversions) and is read the other way round."""
+    def t(name: str) -> np.ndarray:
+        return tensor(f, path, name)
+
+    blocks = []
+    for i in range(n_layer):
+        b = f"v.blk.{i}."
+        up, up_b, down, down_b = t(b + "ffn_up.weight"), t(b + "ffn_up.bias"), t(b + "ffn_down.weight"), \
+            t(b + "ffn_down.bias")
+        if down.shape[1] == e:
+            up, up_b, down, down_b = down, down_b, up, up_b
+        blocks.append(VisionBlock(
+            t(b + "ln1.weight"), t(b + "ln1.bias"), t(b + "attn_q.weight"), t(b + "attn_q.bias"),
+            t(b + "attn_k.weight"), t(b + "attn_k.bias"), t(b + "attn_v.weight"), t(b + "attn_v.bias"),
+            t(b + "attn_out.weight"), t(b + "attn_out.bias"), t(b + "ln2.weight"), t(b + "ln2.bias"),
+            up, up_b, down, down_b, is_f16(f, b + "attn_q.weight")))
+    return blocks
+
+
+def load_mmproj(path: str | Path, n_embd_text: int):
+    """Read a projector for a text model of width n_embd_text: a VisionModel (gemma3) or a
+    service.vision.llava.LlavaModel (mlp); MmprojError when it cannot serve."""
     try:
         f = read_gguf(path)
     except GGUFError as e:
@@ -100,22 +145,15 @@ def load_mmproj(path: str | Path, n_embd_text: int) -> VisionModel:
                           f"(supported: {', '.join(SUPPORTED)})")
     if not md.get("clip.has_vision_encoder", False):
         raise MmprojError(f"{path}: the projector has no vision encoder (audio projectors are not supported)")
+    if ptype == "mlp":
+        from service.vision.llava import load_llava
+
+        return load_llava(f, str(path), n_embd_text)
     if md.get("clip.use_silu", False) or not md.get("clip.use_gelu", False):
         raise MmprojError(f"{path}: only GELU vision encoders are supported")
 
     def t(name: str, required: bool = True) -> np.ndarray:
-        if name not in f.tensors:
-            if required:
-                raise MmprojError(f"{path}: missing tensor {name!r}")
-            return np.zeros(0, np.float32)
-        info = f.tensors[name]
-        raw = f.data(name)
-        if info.qtype in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
-            return np.ascontiguousarray(raw, np.float32)
-        return np.ascontiguousarray(dequantize(raw, info.qtype))
-
-    def is_f16(name: str) -> bool:
-        return f.tensors[name].qtype == GGMLQuantizationType.F16
+        return tensor(f, path, name, required)
 
     size, p, e = int(need("clip.vision.image_size")), int(need("clip.vision.patch_size")), \
         int(need("clip.vision.embedding_length"))
@@ -126,15 +164,7 @@ def load_mmproj(path: str | Path, n_embd_text: int) -> VisionModel:
         raise MmprojError(f"{path}: {size // p} patches per side do not pool by {merge}")
     if "v.pre_ln.weight" in f.tensors:
         raise MmprojError(f"{path}: a pre-layernorm (v.pre_ln) is not supported for gemma3 projectors")
-    blocks = []
-    for i in range(int(need("clip.vision.block_count"))):
-        b = f"v.blk.{i}."
-        blocks.append(VisionBlock(
-            t(b + "ln1.weight"), t(b + "ln1.bias"), t(b + "attn_q.weight"), t(b + "attn_q.bias"),
-            t(b + "attn_k.weight"), t(b + "attn_k.bias"), t(b + "attn_v.weight"), t(b + "attn_v.bias"),
-            t(b + "attn_out.weight"), t(b + "attn_out.bias"), t(b + "ln2.weight"), t(b + "ln2.bias"),
-            t(b + "ffn_up.weight"), t(b + "ffn_up.bias"), t(b + "ffn_down.weight"), t(b + "ffn_down.bias"),
-            is_f16(b + "attn_q.weight")))
+    blocks = read_blocks(f, path, int(need("clip.vision.block_count")), e)
     patch_w = t("v.patch_embd.weight")
     if patch_w.shape != (e, 3, p, p):
         raise MmprojError(f"{path}: v.patch_embd.weight has shape {patch_w.shape}, expected {(e, 3, p, p)}")
@@ -154,4 +184,4 @@ def load_mmproj(path: str | Path, n_embd_text: int) -> VisionModel:
         merge, n_embd_text, np.ascontiguousarray(patch_w.reshape(e, 3 * p * p)),
         pb if pb.size else np.zeros(e, np.float32), pos, blocks,
         t("v.post_ln.weight", required=False), t("v.post_ln.bias", required=False),
-        t("mm.soft_emb_norm.weight"), np.ascontiguousarray(proj.T), is_f16("mm.input_projection.weight"))
+        t("mm.soft_emb_norm.weight"), np.ascontiguousarray(proj.T), is_f16(f, "mm.input_projection.weight"))
