@@ -16,7 +16,8 @@ from service.args_spec import Effect, Flag, Kind, switch, toggle, value
 
 _MM = "this multimodal option (--mmproj itself works: a local gemma3 projector)"
 _CV = "control vectors (--control-vector)"
-_SPEC = "this speculative decoding option (only --spec-type ngram-simple and its sizes work)"
+_SPEC = ("this speculative decoding option (only --spec-type ngram-simple and draft-simple, their sizes, -md "
+         "and -ngld work)")
 _MCP = "MCP servers (--mcp-servers-*)"
 _ROPE = "RoPE/YaRN scaling overrides (--rope-*, --yarn-*)"
 _PLACE = "per-tensor placement (-ot, --cpu-moe, --n-cpu-moe, --n-cpu-ffn)"
@@ -24,7 +25,7 @@ _REMOVED = "speculative decoding (llama-server removed this flag as well: use {}
 _INT = int_in()
 _FLOAT = float_in()
 
-_NO_SPEC = "llamajit drafts with no draft model, so there is no draft sampling to move"
+_NO_SPEC = "llamajit samples a draft model's tokens on the host, so there is no draft sampling to move"
 
 
 def _pairs(sep: str, what: str) -> Callable[[str], str]:
@@ -150,10 +151,6 @@ _ROWS: tuple[Flag, ...] = (
              _SPEC, _is_false, _NO_SPEC),
     _spec("spec_draft_device", "--spec-draft-device -devd --device-draft", "", "draft devices (default: follows "
           "--device)", text, "<dev1,dev2,..>"),
-    _spec("spec_draft_ngl", "--spec-draft-ngl -ngld --gpu-layers-draft --n-gpu-layers-draft",
-          "LLAMA_ARG_N_GPU_LAYERS_DRAFT", "draft layers in VRAM (default: auto)", text),
-    _spec("spec_draft_model", "--spec-draft-model -md --model-draft", "LLAMA_ARG_SPEC_DRAFT_MODEL", "draft model "
-          "(default: unused)", text, "FNAME"),
     *(_spec(f"spec_ngram_{k}".replace("-", "_"), f"--spec-ngram-{k}", "", f"ngram drafting: {k} (default: {d})")
       for k, d in (("mod-n-min", 48), ("mod-n-max", 64), ("mod-n-match", 24), ("map-k-size-n", 12), ("map-k-size-m", 48),
                    ("map-k-min-hits", 1), ("map-k4v-size-n", 12), ("map-k4v-size-m", 48), ("map-k4v-min-hits", 1))),

@@ -187,13 +187,15 @@ class ServerArgs:
     models_max: int = 4
     models_autoload: bool = True
     # -- speculative decoding (service/args_table_spec.py)
-    spec_type: tuple[str, ...] = ("none",)  # --spec-type: none, or ngram-simple
+    spec_type: tuple[str, ...] = ("none",)  # --spec-type: none, ngram-simple, draft-simple
     spec_ngram_simple_size_n: int = 12  # the n-gram looked up in the token history
     spec_ngram_simple_size_m: int = 48  # the most tokens drafted after it
     spec_ngram_simple_min_hits: int = 1  # no effect (see its row)
-    spec_draft_n_max: int = 3  # no effect: a draft model's limits
-    spec_draft_n_min: int = 0
-    spec_draft_p_min: float = 0.0
+    spec_draft_model: str | None = None  # -md: the draft model of --spec-type draft-simple
+    spec_draft_ngl: str = "auto"  # -ngld: its layers on the GPU ("N", "auto" or "all")
+    spec_draft_n_max: int = 3  # its most tokens per draft
+    spec_draft_n_min: int = 0  # its fewest (a shorter draft is dropped)
+    spec_draft_p_min: float = 0.0  # the least probability of a drafted token (greedy)
     # (spelling given, why it changes nothing) for each such flag or variable given: logged at startup
     no_effect: tuple[tuple[str, str], ...] = ()
 

@@ -178,9 +178,9 @@ def test_unbuilt_feature_exits_2_naming_it(capsys):
     assert "llama-server: error: --mmproj-url: this multimodal option (--mmproj itself works" in err
     err = exits_2(capsys, ["--control-vector", "a.gguf"])
     assert "--control-vector: control vectors (--control-vector) is not available in llamajit yet" in err
-    err = exits_2(capsys, ["-md", "d.gguf"])
-    assert "-md: this speculative decoding option (only --spec-type ngram-simple and its sizes work) is not " \
-           "available in llamajit yet" in err
+    err = exits_2(capsys, ["-ctkd", "q8_0"])
+    assert "-ctkd: this speculative decoding option (only --spec-type ngram-simple and draft-simple, their sizes, " \
+           "-md and -ngld work) is not available in llamajit yet" in err
     err = exits_2(capsys, ["--draft", "8"])  # llama-server removed it; the message says what replaced it
     assert "use --spec-draft-n-max or --spec-ngram-mod-n-max" in err
     err = exits_2(capsys, ["--control-vector-layer-range", "1", "4"])
@@ -189,8 +189,8 @@ def test_unbuilt_feature_exits_2_naming_it(capsys):
     assert "LLAMA_ARG_MCP_SERVERS_JSON: " in err and "is not available in llamajit yet" in err
     err = exits_2(capsys, ["--spec-type", "ngram-simple,ngram-mod"])  # a type not built, beside one that is
     assert "--spec-type: speculative decoding type ngram-mod is not available in llamajit yet" in err
-    err = exits_2(capsys, [], {"LLAMA_ARG_SPEC_TYPE": "draft-simple"})
-    assert "LLAMA_ARG_SPEC_TYPE='draft-simple': speculative decoding type draft-simple is not available" in err
+    err = exits_2(capsys, [], {"LLAMA_ARG_SPEC_TYPE": "draft-mtp"})
+    assert "LLAMA_ARG_SPEC_TYPE='draft-mtp': speculative decoding type draft-mtp is not available" in err
     err = exits_2(capsys, ["--spec-type", "warp"])  # a bad value is a bad value, feature or not
     assert "unknown speculative type 'warp'" in err
 
@@ -200,17 +200,21 @@ def test_asking_for_a_missing_feature_off_is_accepted():
     assert [s for s, _ in a.no_effect] == ["--no-spec-draft-backend-sampling", "--adaptive-target"]
 
 
-def test_spec_flags_work_and_those_ngram_simple_ignores_say_so(capsys):
+def test_spec_flags_work_and_the_one_ngram_simple_ignores_says_so(capsys):
     a = parse_args(["--spec-type", "ngram-simple", "--spec-ngram-simple-size-n", "4",
                     "--spec-ngram-simple-size-m", "16"], {})
     assert (a.spec_type, a.spec_ngram_simple_size_n, a.spec_ngram_simple_size_m, a.no_effect) == (
         ("ngram-simple",), 4, 16, ())
     assert parse_args(["--spec-type", "ngram-mod,none"], {}).spec_type == ("none",)  # any none: none (llama.cpp)
-    a = parse_args(["--spec-draft-n-max", "16", "--spec-ngram-simple-min-hits", "2"],
+    a = parse_args(["--spec-draft-n-max", "16", "--spec-ngram-simple-min-hits", "2", "--spec-draft-n-min", "2"],
                    {"LLAMA_ARG_SPEC_DRAFT_P_MIN": "0.5"})
-    assert (a.spec_draft_n_max, a.spec_ngram_simple_min_hits, a.spec_draft_p_min) == (16, 2, 0.5)
-    assert [s for s, _ in a.no_effect] == ["--spec-draft-n-max", "--spec-ngram-simple-min-hits",
-                                           "LLAMA_ARG_SPEC_DRAFT_P_MIN"]
+    assert (a.spec_draft_n_max, a.spec_ngram_simple_min_hits, a.spec_draft_p_min, a.spec_draft_n_min) == (16, 2, 0.5, 2)
+    assert [s for s, _ in a.no_effect] == ["--spec-ngram-simple-min-hits"]
+    a = parse_args(["--model-draft", "d.gguf", "--spec-type", "draft-simple", "-ngld", "-2", "--draft-p-min", "0.75"], {})
+    assert (a.spec_draft_model, a.spec_type, a.spec_draft_ngl, a.spec_draft_p_min) == (
+        "d.gguf", ("draft-simple",), "all", 0.75)
+    a = parse_args([], {"LLAMA_ARG_SPEC_DRAFT_MODEL": "e.gguf", "LLAMA_ARG_N_GPU_LAYERS_DRAFT": "3"})
+    assert (a.spec_draft_model, a.spec_draft_ngl, a.spec_type) == ("e.gguf", "3", ("none",))
     for argv in (["--spec-ngram-simple-size-n", "0"], ["--spec-ngram-simple-size-m", "1025"],
                  ["--spec-ngram-simple-min-hits", "0"], ["--spec-draft-n-max", "-1"]):  # llama.cpp's ranges
         assert f"argument {argv[0]}: invalid value" in exits_2(capsys, argv), argv

@@ -104,7 +104,9 @@ class ServerState:
                     raise ModelError(f"{a.model}: --reranking needs a classification head (cls.weight or "
                                      "cls.output.weight); this model has none")
             self.media = _media(a, model)
-            engine = Engine(model, self.engine_config(model.n_ctx))
+            from service.engine.draft import load_draft
+
+            engine = Engine(model, self.engine_config(model.n_ctx, load_draft(a, model, self.n_slots, a.warmup)))
             if a.warmup:  # kernels compiled (or loaded from the cache) before /health says ok
                 engine.warmup()  # (--no-warmup: the first request pays for it instead)
         except Exception as e:  # a broken model file or template: reported, then the process exits 1
@@ -126,13 +128,15 @@ class ServerState:
                         arch=model.cfg.arch)
         self._ready.set()
 
-    def engine_config(self, n_ctx: int):
-        """The flags the engine loop obeys; n_ctx: one slot's context (with unified KV, the pool)."""
+    def engine_config(self, n_ctx: int, draft=None):
+        """The flags the engine loop obeys; n_ctx: one slot's context (with unified KV, the pool);
+        draft: the draft model (service.engine.draft) of -md with --spec-type draft-simple."""
         from service.engine.speculative import SpecConfig
         from service.engine.task import EngineConfig
 
         a = self.args
-        spec = SpecConfig(a.spec_type, a.spec_ngram_simple_size_n, a.spec_ngram_simple_size_m)
+        spec = SpecConfig(a.spec_type, a.spec_ngram_simple_size_n, a.spec_ngram_simple_size_m, a.spec_draft_n_max,
+                          a.spec_draft_n_min, a.spec_draft_p_min)
         if spec.on:
             log.info("speculative decoding", types=spec.name, size_n=spec.size_n, size_m=spec.size_m)
         return EngineConfig(
@@ -140,7 +144,7 @@ class ServerState:
             ctx_shift=a.context_shift and self.media is None,  # llama-server: no context shift with multimodal
             similarity=a.slot_prompt_similarity, pool=n_ctx if a.kv_unified() else 0, cache_ram_mib=a.cache_ram,
             cache_idle_slots=a.cache_idle_slots, sleep_idle_seconds=a.sleep_idle_seconds, t_start=self.started,
-            max_queue=a.max_queue, spec=spec,
+            max_queue=a.max_queue, spec=spec, draft=draft,
             **self._threads())
 
     def _threads(self) -> dict:

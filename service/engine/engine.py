@@ -1,8 +1,8 @@
 """The engine: one thread that owns the model and runs the serving loop.
 
     loop: take new tasks -> admit waiting tasks into free slots -> shift full contexts -> build
-          one batch from the decode tokens of generating slots (each with its n-gram draft under
-          --spec-type ngram-simple: speculative.py) and prompt chunks of the others -> forward ->
+          one batch from the decode tokens of generating slots (each with its draft under --spec-type
+          ngram-simple: speculative.py, or draft-simple: draft.py) and prompt chunks of the others -> forward ->
           sample each slot that produced logits (a drafted one, position by position while the
           draft holds) -> emit events -> release finished slots; idle for --sleep-idle-seconds:
           unload the model until a request needs it
@@ -325,7 +325,7 @@ class Engine:
             self._fail_busy(EXCEEDED, clear=True)
             return
         spec = self.config.spec
-        drafter = functools.partial(draft_for, cfg=spec) if spec.on else None  # drafts ride with decode tokens
+        drafter = functools.partial(draft_for, cfg=spec, model=self.config.draft) if spec.on else None  # with decode tokens
         plan = build_batch(self.slots, room, self.config.cont_batching, drafter)
         if plan is None:
             return
@@ -366,7 +366,8 @@ class Engine:
                 continue
             try:
                 if slot.draft:
-                    verify(slot, slot.draft, out.logits, ri, self.model.cache, spec.size_m, self._take, self._emit)
+                    verify(slot, slot.draft, out.logits, ri, self.model.cache, spec.n_draft_max, self._take,
+                           self._emit)
                 else:
                     self._next_token(slot, out.logits, ri)
             except Exception as e:  # this task's sampling or text failed: it ends alone, the others go on

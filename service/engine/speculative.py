@@ -1,4 +1,5 @@
-"""Speculative decoding with n-gram drafts (llama-server's --spec-type ngram-simple): no draft model.
+"""Speculative decoding with n-gram drafts (llama-server's --spec-type ngram-simple), and the draft step
+shared with a draft model's drafts (--spec-type draft-simple with -md: draft.py).
 
 Drafting: the slot's token history (prompt and generated tokens, the last sampled one included)
 ends with an n-gram of size_n tokens; the latest earlier place where the same n-gram occurs is
@@ -27,19 +28,33 @@ from dataclasses import dataclass, field
 import numpy as np
 
 NGRAM_SIMPLE = "ngram-simple"
+DRAFT_SIMPLE = "draft-simple"
 
 
 @dataclass(frozen=True)
 class SpecConfig:
-    """The server's speculative decoding flags (--spec-type, --spec-ngram-simple-size-n/-m)."""
+    """The server's speculative decoding flags (--spec-type, --spec-ngram-simple-size-n/-m, and a draft
+    model's --spec-draft-n-max/-n-min/-p-min)."""
 
     types: tuple[str, ...] = ("none",)
     size_n: int = 12  # the n-gram looked up
     size_m: int = 48  # the most tokens drafted after it
+    n_max: int = 3  # a draft model's most tokens per draft
+    n_min: int = 0  # ... its fewest (a shorter draft is dropped)
+    p_min: float = 0.0  # ... and the least probability of a drafted token (greedy)
 
     @property
     def on(self) -> bool:
+        return NGRAM_SIMPLE in self.types or DRAFT_SIMPLE in self.types
+
+    @property
+    def ngram(self) -> bool:
         return NGRAM_SIMPLE in self.types
+
+    @property
+    def n_draft_max(self) -> int:
+        """The longest draft any enabled type makes: the length of the accepted-per-position counts."""
+        return max(self.size_m if self.ngram else 0, self.n_max if DRAFT_SIMPLE in self.types else 0, 1)
 
     @property
     def name(self) -> str:
@@ -91,11 +106,13 @@ def ngram_draft(history: np.ndarray, sampled: int, size_n: int, size_m: int) -> 
     return history[start : start + n].tolist()
 
 
-def draft_for(slot, room: int, cfg: SpecConfig) -> list[int]:
+def draft_for(slot, room: int, cfg: SpecConfig, model=None) -> list[int]:
     """The draft for a generating slot's next step, within its limits: the context (one position
     kept free, as llama-server leaves room for a context shift), the tokens left under n_predict
     (the draft's last token would be one too many), `room` tokens of the batch, and the request's
-    speculative.n_max / n_min. Counted as drafted when not empty."""
+    speculative.n_max / n_min. As in llama-server, the n-gram draft comes first; when it finds
+    nothing, the draft model (model: draft.DraftModel, None without -md) drafts. Counted as drafted
+    when not empty."""
     g = slot.gen
     p = g.params
     n_max = min(slot.n_ctx - len(slot.cache_tokens) - 1, room)
@@ -106,13 +123,19 @@ def draft_for(slot, room: int, cfg: SpecConfig) -> list[int]:
     if n_max <= 0:
         return []
     toks = slot.cache_tokens
-    draft = ngram_draft(np.asarray(toks[:-1], np.int64), toks[-1], cfg.size_n, cfg.size_m)[:n_max]
-    for i, t in enumerate(draft):
-        if t < 0:  # an image row's placeholder is no token to feed
-            draft = draft[:i]
-            break
-    if len(draft) < max(p.spec_n_min, 1):
-        return []
+    draft = []
+    if cfg.ngram:
+        draft = ngram_draft(np.asarray(toks[:-1], np.int64), toks[-1], cfg.size_n, cfg.size_m)[:n_max]
+        for i, t in enumerate(draft):
+            if t < 0:  # an image row's placeholder is no token to feed
+                draft = draft[:i]
+                break
+        if len(draft) < max(p.spec_n_min, 1):
+            draft = []
+    if not draft and model is not None:
+        draft = model.draft(slot.id, toks, n_max)
+        if len(draft) < max(p.spec_n_min, 1):
+            draft = []
     g.drafts.n_drafted += len(draft)
     return draft
 

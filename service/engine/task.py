@@ -47,6 +47,7 @@ class EngineConfig:
     t_start: float | None = None  # process start (Unix seconds) for /metrics
     max_queue: int = 0  # --max-queue: tasks that may wait beyond the slots (0: no bound)
     spec: SpecConfig = field(default_factory=SpecConfig)  # --spec-type and its sizes (default: none)
+    draft: object = None  # service.engine.draft.DraftModel with -md and --spec-type draft-simple
 
 
 @dataclass(frozen=True)
