@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from tests.minilm import model_path
+from tests.server_proc import SMOLLM2, ServerProcess
 from tests.served import module_server
 
 GREEDY = {"prompt": "The capital of France is", "n_predict": 8, "temperature": 0}
@@ -84,6 +86,39 @@ def test_metrics_while_asleep_repeat_the_last_scrape_and_report_the_bucket_once(
         c.post("/tokenize", json={"content": "x"})
         assert not sleeping(c)
         assert rate(c) == 0  # not reported again
+
+
+def test_an_encoder_sleeps_and_wakes_with_the_same_vectors():
+    """An encoder (all-MiniLM-L6-v2) has its own weights and forward: those come back after a sleep."""
+    s = ServerProcess("--embeddings", "-c", "256", "--sleep-idle-seconds", "1", model=model_path())
+    try:
+        with s.wait_ready().client() as c:
+            body = {"input": ["a cat sat on the mat", "the stock market fell"]}
+            before = c.post("/v1/embeddings", json=body).json()
+            wait_asleep(c)
+            after = c.post("/v1/embeddings", json=body)
+            assert after.status_code == 200, after.text
+            assert [d["embedding"] for d in after.json()["data"]] == [d["embedding"] for d in before["data"]]
+    finally:
+        s.stop()
+
+
+def test_a_draft_model_sleeps_with_the_model_and_drafts_after_waking():
+    """-md: the draft model's weights go with the sleep too, and its caches start over after it."""
+    s = ServerProcess("-c", "512", "-np", "1", "--sleep-idle-seconds", "1", "-md", str(SMOLLM2), "-ngld", "0",
+                      "--spec-type", "draft-simple", "--spec-draft-n-max", "4")
+    try:
+        with s.wait_ready().client() as c:
+            body = {**GREEDY, "n_predict": 24}
+            before = c.post("/completion", json=body).json()
+            awake = anon_rss_mib(s.proc.pid)
+            wait_asleep(c)
+            asleep = anon_rss_mib(s.proc.pid)
+            assert awake - asleep > 160, (awake, asleep)  # two copies of SmolLM2 (92-94 MB for one)
+            after = c.post("/completion", json=body).json()
+            assert after["content"] == before["content"] and after["timings"]["draft_n_accepted"] > 0
+    finally:
+        s.stop()
 
 
 def rate(c) -> float:

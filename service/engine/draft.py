@@ -90,6 +90,11 @@ class DraftModel:
             self.held[seq].append(tok)
         return out if len(out) >= self.n_min else []
 
+    def forget(self) -> None:
+        """Every sequence's cache is empty (the model was reloaded after a sleep)."""
+        for held in self.held:
+            held.clear()
+
     def _read(self, seq: int, tokens: list[int]) -> np.ndarray:
         """Bring the sequence's cache to `tokens` (cut back to the shared prefix, the rest read
         again; the last token is always read, for its logits); the logits after them."""

@@ -227,7 +227,10 @@ class Engine:
         self._kv_asleep = self.kv_usage()
         self.memory.forget()
         self._ws = None
-        woken_by = doze(self.power, self.model, self._inbox, self._stop)
+        draft = self.config.draft
+        woken_by = doze(self.power, (self.model,) + ((draft.model,) if draft else ()), self._inbox, self._stop)
+        if draft:
+            draft.forget()  # its caches came back empty
         if self._stop.is_set():
             return
         self._ws = SamplerWorkspace(self.model.cfg.n_vocab)

@@ -77,10 +77,11 @@ class PowerState:
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 
 
-def doze(power: PowerState, model, inbox: queue.SimpleQueue, stop: threading.Event):
-    """Unload the model, sleep until something needs it, reload it; returns the task or control
-    call that woke it (None when a want() did, or when `stop` was set: then nothing is reloaded)."""
-    unload(model)
+def doze(power: PowerState, models, inbox: queue.SimpleQueue, stop: threading.Event):
+    """Unload the models (the served one, and a draft model), sleep until something needs them,
+    reload them; returns the task or control call that woke the engine (None when a want() did,
+    or when `stop` was set: then nothing is reloaded)."""
+    unload(models)
     power.fell_asleep()
     log.info("server is entering sleeping state")
     woken_by = None
@@ -94,14 +95,18 @@ def doze(power: PowerState, model, inbox: queue.SimpleQueue, stop: threading.Eve
     if stop.is_set():
         return None
     log.info("server is exiting sleeping state")
-    reload(model)
+    t0 = time.perf_counter()
+    for m in models:
+        m.reload()
+    log.info("model reloaded", seconds=round(time.perf_counter() - t0, 2))
     power.woke()
     return woken_by
 
 
-def unload(model) -> None:
-    """Drop the model's weights, KV cache and forward buffers (they are rebuilt by reload())."""
-    model.forward = model.cache = model.weights = None
+def unload(models) -> None:
+    """Drop each model's weights, KV cache and forward buffers (Model.reload() rebuilds them)."""
+    for m in models:
+        m.unload()
     gc.collect()  # anything of theirs caught in a reference cycle goes now, not at some later collection
     _give_back_heap()
 
@@ -132,18 +137,3 @@ def _give_back_heap() -> None:
     if libc is not None:
         libc.mallopt(_M_MMAP_THRESHOLD, 64 * 1024)  # (for a server that did not set it at start)
         libc.malloc_trim(0)
-
-
-def reload(model) -> None:
-    """Rebuild what unload() dropped, as Model.__init__ built it."""
-    from service.model.forward import Forward
-    from service.model.kvcache import KVCache
-    from service.model.weights import load_weights
-
-    t0 = time.perf_counter()
-    p = model.placement
-    model.weights = load_weights(model.file, model.cfg, n_gpu=p.n_gpu, gpu_output=p.output_on_gpu)
-    model.cache = KVCache(model.cfg, model.n_ctx, model.n_seq, n_gpu=p.n_gpu, types=model.cache_types)
-    model.forward = Forward(model.cfg, model.weights, model.cache, model.max_batch, p, model.adapters,
-                            model.n_ctx_seq)  # (kept)
-    log.info("model reloaded", seconds=round(time.perf_counter() - t0, 2))

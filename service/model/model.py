@@ -76,20 +76,16 @@ class Model:
         # -ctk / -ctv (None: service.model.kvcache.DEFAULT_TYPES); a block type that does not
         # divide head_dim fails here with llama.cpp's message
         self.cache_types = tuple(cache_types or kvcache.DEFAULT_TYPES)
-        try:
-            self.cache = KVCache(self.cfg, self.n_ctx, n_seq, n_gpu=p.n_gpu, types=self.cache_types)
-        except ValueError as e:
-            raise ModelError(str(e)) from None
         self.max_batch = max_batch
         if lora and (p.n_gpu or p.output_on_gpu):
             raise ModelError("LoRA adapters run on the CPU layers only: start with -ngl 0 to use --lora")
         has_output = "output.weight" in self.file.tensors
         self.adapters = Adapters([load_adapter(f, self.cfg, scale, has_output) for f, scale in lora], self.cfg)
-        self.forward = Forward(self.cfg, self.weights, self.cache, max_batch, p, self.adapters, n_ctx_seq)
+        self._runtime()
         self.load_seconds = time.perf_counter() - t0
 
     def _encoder(self, n_ctx: int, n_seq: int, max_batch: int, lora, t0: float) -> None:
-        from service.model.encoder import Encoder, load_encoder
+        from service.model.encoder import load_encoder
 
         if self.placement.on_gpu and self.placement.requested != "auto":
             raise ModelError(f"{self.path}: {self.cfg.arch} runs on the CPU only (start with -ngl 0)")
@@ -100,11 +96,39 @@ class Model:
         # positions past the trained ones have no embedding: the context stops there
         self.n_ctx = min(n_ctx, self.cfg.n_ctx_train) if n_ctx > 0 else self.cfg.n_ctx_train
         self.n_seq, self.max_batch, self.cache_types = n_seq, max_batch, tuple(kvcache.DEFAULT_TYPES)
-        # the engine's per-sequence bookkeeping (lengths); the encoder reads and writes no keys or values
-        self.cache = KVCache(self.cfg, self.n_ctx, n_seq, types=self.cache_types)
         self.adapters = Adapters([], self.cfg)
-        self.forward = Encoder(self.cfg, self.weights, self.cache, max_batch)
+        self._runtime()
         self.load_seconds = time.perf_counter() - t0
+
+    def _runtime(self) -> None:
+        """The KV cache and the forward pass over self.weights (at load, and again in reload())."""
+        if not self.cfg.causal:  # the engine's per-sequence bookkeeping (lengths): no keys or values
+            from service.model.encoder import Encoder
+
+            self.cache = KVCache(self.cfg, self.n_ctx, self.n_seq, types=self.cache_types)
+            self.forward = Encoder(self.cfg, self.weights, self.cache, self.max_batch)
+            return
+        p = self.placement
+        try:  # a block type that does not divide head_dim fails here with llama.cpp's message
+            self.cache = KVCache(self.cfg, self.n_ctx, self.n_seq, n_gpu=p.n_gpu, types=self.cache_types)
+        except ValueError as e:
+            raise ModelError(str(e)) from None
+        self.forward = Forward(self.cfg, self.weights, self.cache, self.max_batch, p, self.adapters, self.n_ctx_seq)
+
+    def unload(self) -> None:
+        """Drop the weights, KV cache and forward buffers (the server's sleep); reload() rebuilds them."""
+        self.forward = self.cache = self.weights = None
+
+    def reload(self) -> None:
+        """Rebuild what unload() dropped, as the load built it (the adapters are kept)."""
+        if self.cfg.causal:
+            p = self.placement
+            self.weights = load_weights(self.file, self.cfg, n_gpu=p.n_gpu, gpu_output=p.output_on_gpu)
+        else:
+            from service.model.encoder import load_encoder
+
+            self.weights = load_encoder(self.file, self.cfg)
+        self._runtime()
 
     # -- facts the server reports -----------------------------------------------------
     @property
