@@ -25,7 +25,28 @@ def pytest_sessionstart(session):
     model = Path(__file__).resolve().parent.parent / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not model.exists() or os.environ.get("PYTEST_XDIST_WORKER"):
         return
+    if _runs_test_k8s(session.config):  # one core's work beside this one's: see tests/image_cache.py
+        from tests import image_cache
+
+        image_cache.start_background()
     r = subprocess.run([sys.executable, "-m", "service.precompile", str(model)], capture_output=True, text=True,
                        timeout=1200)
     if r.returncode != 0:  # the model does not load: the tests that load it fail and say why, one by one
         sys.stderr.write(f"conftest: service.precompile failed (exit {r.returncode}):\n{r.stderr[-2000:]}\n")
+
+
+def _runs_test_k8s(config) -> bool:
+    """Whether the session's paths take in tests/test_k8s.py (the whole suite, or that file)."""
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    paths = [Path(a.split("::")[0]).resolve() for a in config.args] or [here]
+    return any(p == here / "test_k8s.py" or p in (here, here.parent) for p in paths)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A background precompile no test took (a -k filter, a failure before it) is stopped."""
+    import sys
+
+    if "tests.image_cache" in sys.modules:
+        sys.modules["tests.image_cache"].stop_background()

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import filecmp
-import os
 import re
 import shutil
 import socket
@@ -26,12 +25,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests import image_cache
 from tests.helm_render import CHART, ROOT, tool, validate
 
 BASE = ROOT / "k8s" / "base"
 OVERLAYS = sorted(p.name for p in (ROOT / "k8s" / "overlays").iterdir() if p.is_dir())
-DOCKERFILE = (ROOT / "Dockerfile").read_text()
-MODEL = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+DOCKERFILE, MODEL = image_cache.DOCKERFILE, image_cache.MODEL
 
 
 def by_name(docs) -> dict[tuple[str, str], dict]:
@@ -155,41 +154,34 @@ def test_dockerfile_agrees_with_chart_and_dockerignore():
         assert not any(heavy == a or heavy.startswith(a + "/") for a in allowed)
 
 
-def _precompile_command() -> list[str]:
-    """The Dockerfile's precompile step (python -m service.precompile MODEL), on the local model."""
-    m = re.search(r"^\s*python -m service\.precompile (\S+)$", DOCKERFILE, re.M)
-    assert m, "precompile step not found in the Dockerfile"
-    return [sys.executable, "-m", "service.precompile", m.group(1).replace("/tmp/models/", f"{MODEL.parent}/")]
-
-
 def _cache_state(d: Path) -> dict[str, int]:
     return {str(p.relative_to(d)): p.stat().st_size for p in d.rglob("*") if p.is_file()}
 
 
 @pytest.mark.timeout(1200)
-def test_precompiled_cache_is_reused_after_copying(tmp_path):
+def test_precompiled_cache_is_reused_after_copying(tmp_path, request):
     """The Dockerfile's precompile step, run with the image's environment: the second run, on a copy
     of the cache (as the numba-cache init container makes), compiles nothing new, and neither does
     the server's own start (its warmup) on that copy."""
-    cpu = re.search(r"^ARG NUMBA_CPU_NAME=(\S+)$", DOCKERFILE, re.M).group(1)
-    feats = re.search(r'^ARG NUMBA_CPU_FEATURES="(.*)"$', DOCKERFILE, re.M).group(1)
-    cmd = _precompile_command()
-
-    def image_env(cache: Path) -> dict[str, str]:
-        return os.environ | {"NUMBA_CACHE_DIR": str(cache), "NUMBA_CPU_NAME": cpu, "NUMBA_CPU_FEATURES": feats,
-                             "NUMBA_SLP_VECTORIZE": "1", "NUMBA_DEBUG_CACHE": "1"}
+    first_run = image_cache.take(tmp_path)  # started at session start by tests/conftest.py, if it ran
+    try:
+        rc, first = first_run.result()
+    finally:
+        first_run.stop()
+    if not first_run.cache.is_relative_to(tmp_path):  # the background run's own temporary directory
+        request.addfinalizer(lambda: shutil.rmtree(first_run.cache.parent, ignore_errors=True))
+    assert rc == 0 and "precompiled the kernels" in first, first[-3000:]
+    image, pod_cache = first_run.cache, tmp_path / "pod"
+    before = _cache_state(image)
+    assert any(k.endswith(".nbc") for k in before) and f"data saved to '{image}/" in first
 
     def run(cache: Path) -> str:
-        p = subprocess.run(cmd, cwd=ROOT, env=image_env(cache), capture_output=True, text=True,
-                           timeout=1100)
+        p = subprocess.run(image_cache.command(), cwd=ROOT, env=image_cache.env(cache), capture_output=True,
+                           text=True, timeout=image_cache.TIMEOUT)
         assert p.returncode == 0 and "precompiled the kernels" in p.stdout, p.stdout[-3000:] + p.stderr
         return p.stdout
 
-    image_cache, pod_cache = tmp_path / "image", tmp_path / "pod"
-    first = run(image_cache)
-    before = _cache_state(image_cache)
-    assert any(k.endswith(".nbc") for k in before) and f"data saved to '{image_cache}/" in first
-    shutil.copytree(image_cache, pod_cache)
+    shutil.copytree(image, pod_cache)
     second = run(pod_cache)
     loaded = re.findall(r"\[cache\] data loaded from '([^']+)'", second)
     assert loaded and all(p.startswith(f"{pod_cache}/") for p in loaded)
@@ -202,7 +194,7 @@ def test_precompiled_cache_is_reused_after_copying(tmp_path):
     with log.open("wb") as out:
         srv = subprocess.Popen([str(ROOT / ".venv" / "bin" / "llama-server"), "--model", str(MODEL), "--host", "127.0.0.1",
                                 "--port", str(port), "--ctx-size", "4096", "--parallel", "4", "--threads", "2"],
-                               cwd=tmp_path, env=image_env(pod_cache), stdout=out, stderr=subprocess.STDOUT)
+                               cwd=tmp_path, env=image_cache.env(pod_cache), stdout=out, stderr=subprocess.STDOUT)
     try:
         assert _ready(port, srv, 300), log.read_text()[-3000:]
     finally:
