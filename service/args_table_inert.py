@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from service.args_conv import (
-    choice, cpu_mask, cpu_range, csv_keys, existing_dir, file_text, float_in, float_list, int_in,
+    choice, cpu_mask, cpu_range, csv_keys, file_text, float_in, float_list, int_in,
     int_list, numa, on_off, one, text, tri_state,
 )
 from service.args_spec import NOT_YET, Effect, Flag, append, optional, switch, toggle, value
@@ -139,8 +139,6 @@ _ROWS: tuple[tuple[Flag, str], ...] = (
             "(experimental)"), NOT_YET),
     (value("cache_reuse", "--cache-reuse", "LLAMA_ARG_CACHE_REUSE", "min chunk size to reuse from the cache via KV "
            "shifting", _UINT), NOT_YET),
-    (value("media_path", "--media-path", "", "directory for local media files (file:// URLs)", existing_dir, "PATH"),
-     NOT_YET),
     (value("reasoning_effort", "--reasoning-effort", "LLAMA_ARG_REASONING_EFFORT", "reasoning effort for the "
            "template ('default' keeps the template's)", text, "LEVEL"), NOT_YET),
     (toggle("reasoning_preserve", "--reasoning-preserve", "--no-reasoning-preserve", "LLAMA_ARG_REASONING_PRESERVE",

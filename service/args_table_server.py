@@ -69,6 +69,8 @@ SERVER_FLAGS: tuple[Flag, ...] = (
            "use that slot (0.0 = disabled)", float_in(), "SIMILARITY", group=SERVER),
     value("sleep_idle_seconds", "--sleep-idle-seconds", "", "idle seconds before the server sleeps (-1 = never)",
            sleep_seconds, "SECONDS", group=SERVER),
+    value("media_path", "--media-path", "", "directory for loading local media files; files can be accessed via "
+          "file:// URLs using relative paths (default: disabled)", existing_dir, "PATH", group=SERVER),
     # the Web UI (service.api.webui)
     toggle("webui", "--ui --webui", "--no-ui --no-webui", "LLAMA_ARG_UI LLAMA_ARG_WEBUI", "the Web UI at / (off: / "
            "is 404)", group=SERVER),

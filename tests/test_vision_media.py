@@ -51,7 +51,7 @@ def test_marker_count_and_bad_images_are_client_errors(media):
 
 def test_image_urls_and_parts():
     assert image_bytes("data:image/png;base64,aGVsbG8=") == b"hello"
-    for url, msg in [("http://x/a.png", "not downloaded"), ("data:image/png,abc", "base64 encoded"),
+    for url, msg in [("http://127.0.0.1:9/a.png", "Failed to download image"), ("data:image/png,abc", "base64 encoded"),
                      ("data:text/plain;base64,aGk=", "Invalid uri format"), ("file:///etc/passwd", "--media-path"),
                      ("data:audio/wav;base64,aGk=", "audio input is not supported")]:
         with pytest.raises(ApiError, match=msg):

@@ -72,7 +72,7 @@ async def prepare_chat(request: Request, chat: ChatRequest, *, n_predict: int | 
                        allow_empty: bool = False) -> ChatJob:
     """The plan, the prompt and the task; the tool-call grammar, when the plan has one, replaces
     the request's own constraint, and the format's stop strings join the request's."""
-    chat, images = chat_images(request, chat)
+    chat, images = await chat_images(request, chat)
     plan = await plan_chat(request, chat, allow_empty=allow_empty)
     b = builder(request)
     prompt = await chat_prompt(request, plan, images)
@@ -84,9 +84,14 @@ async def prepare_chat(request: Request, chat: ChatRequest, *, n_predict: int | 
     return ChatJob(plan, prompt, params)
 
 
-def chat_images(request: Request, chat: ChatRequest) -> tuple[ChatRequest, list[bytes]]:
-    """The request with each image part replaced by the media marker, and the images' bytes in order."""
-    messages, images = take_images(chat.messages, request.app.state.server.media)
+async def chat_images(request: Request, chat: ChatRequest) -> tuple[ChatRequest, list[bytes]]:
+    """The request with each image part replaced by the media marker, and the images' bytes in order
+    (read off the event loop where the server takes images: a URL is downloaded, a file read)."""
+    st = request.app.state.server
+    if st.media is None:  # every image part is refused, without reading anything
+        messages, images = take_images(chat.messages, None)
+    else:
+        messages, images = await asyncio.to_thread(take_images, chat.messages, st.media, st.args.media_path)
     return (msgspec.structs.replace(chat, messages=messages) if images else chat), images
 
 

@@ -1,16 +1,22 @@
 """Media in requests, as llama-server takes them: OpenAI chat content parts (`image_url`; `input_audio`
 and `input_video` refused), and /completion's `multimodal_data` (base64 strings).
 
-An image URL may be a `data:image/...;base64,` URI or raw base64. llama-server also downloads http(s)
-URLs and reads file:// URLs under --media-path; llamajit does neither yet and answers a 400 saying so.
-Every problem with the media is a 400 in llama-server's error shape, never a 500.
+An image URL may be a `data:image/...;base64,` URI, raw base64, an http(s) URL (downloaded as
+llama-server does: at most 10 MB, 10 s without data ends it) or, under --media-path, a file:// URL
+relative to that directory (each part of the path checked as llama-server checks file names: no
+"..", no control or reserved characters). Every problem with the media is a 400 in llama-server's
+error shape, never a 500: where llama-server answers a failed download with a 500, this is a 400,
+since the URL is the client's.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import os
 from typing import Any
+
+import httpx
 
 from service.api.errors import bad_request
 from service.vision.media import Media, media_marker
@@ -28,13 +34,19 @@ def decode_base64(s: str) -> bytes:
     return data
 
 
-def image_bytes(url: str) -> bytes:
-    """The bytes of an image_url's url (llama-server's handle_media, less the downloads)."""
+MAX_DOWNLOAD = 10 * 1024 * 1024  # llama-server's limits for an image URL
+DOWNLOAD_TIMEOUT_S = 10.0
+
+
+def image_bytes(url: str, media_path: str | None = None) -> bytes:
+    """The bytes of an image_url's url (llama-server's handle_media). Blocking (a download): the
+    caller runs it off the event loop."""
     if url.startswith("http"):
-        raise bad_request("image URLs are not downloaded by this server: send the image as a data: URI "
-                          "(data:image/png;base64,...)")
+        return download(url)
     if url.startswith("file://"):
-        raise bad_request("file:// URLs are not allowed unless --media-path is specified")
+        if not media_path:
+            raise bad_request("file:// URLs are not allowed unless --media-path is specified")
+        return local_file(media_path, url[len("file://"):])
     if url.startswith("data:"):
         head, sep, body = url.partition(",")
         if not sep or "," in body:
@@ -49,7 +61,53 @@ def image_bytes(url: str) -> bytes:
     return decode_base64(url)
 
 
-def take_images(messages: list[dict[str, Any]] | None, media: Media | None) -> tuple[list | None, list[bytes]]:
+def download(url: str) -> bytes:
+    """GET url: a 2xx body of at most MAX_DOWNLOAD bytes, else a 400."""
+    data = bytearray()
+    try:
+        with httpx.stream("GET", url, timeout=DOWNLOAD_TIMEOUT_S, follow_redirects=True) as r:
+            if not 200 <= r.status_code < 300:
+                raise bad_request(f"Failed to download image (HTTP {r.status_code})")
+            for chunk in r.iter_bytes():
+                data += chunk
+                if len(data) > MAX_DOWNLOAD:
+                    raise bad_request(f"Failed to download image: larger than {MAX_DOWNLOAD} bytes")
+    except httpx.HTTPError as e:  # no connection, a timeout, a bad URL
+        raise bad_request(f"Failed to download image: {type(e).__name__}") from None
+    return bytes(data)
+
+
+def local_file(media_path: str, rel: str) -> bytes:
+    """The file at media_path/rel, where rel passes llama-server's file name check."""
+    if not allowed_path(rel):
+        raise bad_request("file path is not allowed: " + rel)
+    try:
+        with open(os.path.join(media_path, "") + rel, "rb") as f:  # "dir/" + "/a.png" stays in dir
+            return f.read()
+    except OSError:
+        raise bad_request("file does not exist or cannot be opened: " + rel) from None
+
+
+_RESERVED = set(':*?"<>|\x7f\ufffd\ufeff\uff0e\u2215\u2216')
+
+
+def allowed_path(rel: str) -> bool:
+    """llama-server's fs_validate_filename with subdirectories allowed: 1-255 characters, no
+    control, reserved or look-alike characters, no leading or trailing space, no trailing dot,
+    no ".." anywhere, not "."."""
+    if not 0 < len(rel.encode("utf-8", "surrogatepass")) <= 255 or rel == "." or ".." in rel:
+        return False
+    if rel[0] == " " or rel[-1] in " .":
+        return False
+    for ch in rel:
+        c = ord(ch)
+        if c <= 0x1F or 0x80 <= c <= 0x9F or 0xD800 <= c <= 0xDFFF or ch in _RESERVED:
+            return False
+    return True
+
+
+def take_images(messages: list[dict[str, Any]] | None, media: Media | None,
+                media_path: str | None = None) -> tuple[list | None, list[bytes]]:
     """(the messages with each image part replaced by a media-marker text part, the images' bytes in order)."""
     if not messages:
         return messages, []
@@ -70,7 +128,7 @@ def take_images(messages: list[dict[str, Any]] | None, media: Media | None) -> t
                 url = url.get("url") if isinstance(url, dict) else None
                 if not isinstance(url, str):
                     raise bad_request(f"messages[{i}].content[{j}].image_url.url: expected a string")
-                files.append(image_bytes(url))
+                files.append(image_bytes(url, media_path))
                 parts.append({"type": "media_marker", "text": media_marker()})
             elif kind in ("input_audio", "input_video", "video_url"):
                 raise bad_request(_NO_MM.format("audio" if kind == "input_audio" else "video"))

@@ -44,13 +44,13 @@ async def detokenize(request: Request) -> Response:
 @post("/apply-template", status_code=200)
 async def apply_template(request: Request) -> Response:
     """The prompt `messages` render to, tools and their rewrites included."""
-    req, _ = chat_images(request, decode(await request.body(), ChatRequest))  # images: the media marker
+    req, _ = await chat_images(request, decode(await request.body(), ChatRequest))  # images: the media marker
     plan = await plan_chat(request, req, compile_grammar=False)
     return Response({"prompt": plan.rendered.prompt(request.app.state.server.model.tokenizer)})
 
 
 async def _input_tokens(request: Request, chat: ChatRequest) -> Response:
-    chat, images = chat_images(request, chat)
+    chat, images = await chat_images(request, chat)
     plan = await plan_chat(request, chat, compile_grammar=False)
     n = len(await chat_prompt(request, plan, images))
     return Response({"input_tokens": n, "object": "response.input_tokens"})
