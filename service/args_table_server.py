@@ -100,7 +100,7 @@ SERVER_FLAGS: tuple[Flag, ...] = (
     value("mmproj", "-mm --mmproj", "LLAMA_ARG_MMPROJ", "multimodal projector file (projector types: gemma3)", text,
           "FILE", group=SERVER),
     toggle("mmproj_auto", "--mmproj-auto", "--no-mmproj --no-mmproj-auto", "LLAMA_ARG_MMPROJ_AUTO", "use a projector "
-           "(default: enabled; -hf does not download one: give --mmproj)", group=SERVER),
+           "file if available, useful when using -hf (default: enabled)", group=SERVER),
     toggle("mmproj_offload", "--mmproj-offload", "--no-mmproj-offload", "LLAMA_ARG_MMPROJ_OFFLOAD", "the projector on "
            "the GPU (default: enabled; llamajit's vision encoder always runs on the CPU)", group=SERVER),
 )

@@ -120,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         from service.hub import HubError, resolve_model
 
         try:
-            args = dataclasses.replace(args, model=resolve_model(args.hf_repo, args.hf_file, token=args.hf_token,
-                                                                 offline=args.offline))
+            path, proj = resolve_model(args.hf_repo, args.hf_file, token=args.hf_token, offline=args.offline,
+                                       mmproj=args.mmproj_auto and not args.mmproj)  # llama-server's rule
+            args = dataclasses.replace(args, model=path, mmproj=args.mmproj or proj)
         except HubError as e:
             print(f"llama-server: error: {e}", file=sys.stderr)
             return 1

@@ -6,11 +6,17 @@ Downloads go to $LLAMA_CACHE when set, else huggingface_hub's own cache ($HF_HOM
 --offline (or HF_HUB_OFFLINE=1) only what is already in the cache is used and the Hub is never
 contacted; a model that is not cached is an error saying so. --hf-token (else HF_TOKEN)
 authenticates downloads of gated or private repositories.
+
+The repository's multimodal projector comes with the model unless --no-mmproj or --mmproj says
+otherwise, picked as llama-server picks it: a .gguf with "mmproj" in its name, in the model's
+directory or one above it (the deepest wins), then the one whose quantization bits (the number
+in the name's last tag: F16 -> 16, Q8_0 -> 8) are closest to the model's, the first on a tie.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 DEFAULT_QUANT = "Q4_K_M"
@@ -37,9 +43,34 @@ def _pick(files: list[str], quant: str) -> str:
     return ggufs[0]
 
 
+def quant_bits(name: str) -> int:
+    """The number in a .gguf name's last -/. tag, split suffix left out ("x-Q4_K_M.gguf" -> 4; 0: none)."""
+    stem = re.sub(r"-\d{5}-of-\d{5}$", "", name.removesuffix(".gguf"), flags=re.IGNORECASE)
+    tag = re.search(r"[-.]([A-Za-z0-9_]+)$", stem)
+    digits = re.search(r"\d+", tag.group(1)) if tag else None
+    return int(digits.group()) if digits else 0
+
+
+def pick_mmproj(files: list[str], model: str) -> str | None:
+    """The projector llama-server downloads beside `model` (see the module's docstring), or None."""
+    model_dir = model.split("/")[:-1]
+    best, best_key = None, None
+    for f in files:
+        if not f.endswith(".gguf") or "mmproj" not in f:
+            continue
+        sib_dir = f.split("/")[:-1]
+        if model_dir[:len(sib_dir)] != sib_dir:  # only the model's directory and those above it
+            continue
+        key = (-len(sib_dir), abs(quant_bits(f) - quant_bits(model)))
+        if best_key is None or key < best_key:
+            best, best_key = f, key
+    return best
+
+
 def resolve_model(repo_spec: str, file: str | None = None, *, token: str | None = None,
-                  offline: bool = False) -> str:
-    """Local path of the model file, downloaded if needed (offline: from the cache only)."""
+                  offline: bool = False, mmproj: bool = False) -> tuple[str, str | None]:
+    """Local paths of the model file and (with mmproj) of its projector when the repository has
+    one, downloaded if needed (offline: from the cache only)."""
     if offline:  # read by huggingface_hub when first imported; local_files_only below covers a later call
         os.environ["HF_HUB_OFFLINE"] = "1"
     from huggingface_hub import HfApi, hf_hub_download, snapshot_download
@@ -50,16 +81,27 @@ def resolve_model(repo_spec: str, file: str | None = None, *, token: str | None 
         raise HubError(f"--hf-repo: expected <user>/<model>[:quant], got {repo_spec!r}")
     cache = _cache_dir()
     try:
-        if file is None:
+        files: list[str] = []
+        if file is None or mmproj:
             try:
                 if offline:
                     raise LocalEntryNotFoundError("offline")
                 files = HfApi().list_repo_files(repo, token=token)
             except (HfHubHTTPError, OSError, LocalEntryNotFoundError):
-                snap = Path(snapshot_download(repo, cache_dir=cache, local_files_only=True))
-                files = [str(p.relative_to(snap)) for p in snap.rglob("*.gguf")]
+                try:
+                    snap = Path(snapshot_download(repo, cache_dir=cache, local_files_only=True))
+                except LocalEntryNotFoundError:
+                    if file is None:
+                        raise
+                else:
+                    files = [str(p.relative_to(snap)) for p in snap.rglob("*.gguf")]
+        if file is None:
             file = _pick(files, quant)
-        return hf_hub_download(repo, file, cache_dir=cache, token=token, local_files_only=offline)
+        path = hf_hub_download(repo, file, cache_dir=cache, token=token, local_files_only=offline)
+        proj = pick_mmproj(files, file) if mmproj else None
+        if proj is not None:
+            proj = hf_hub_download(repo, proj, cache_dir=cache, token=token, local_files_only=offline)
+        return path, proj
     except HubError:
         raise
     except LocalEntryNotFoundError as e:

@@ -159,6 +159,6 @@ def test_hf_token_and_offline_reach_huggingface_hub(monkeypatch):
                         lambda repo, file, cache_dir=None, token=None, local_files_only=False:
                         seen.append((repo, file, token, local_files_only)) or "/cache/m.gguf")
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # restored afterwards: --offline sets it for the process
-    assert resolve_model("u/m-GGUF", "m.gguf", token="hf_secret") == "/cache/m.gguf"
-    assert resolve_model("u/m-GGUF", "m.gguf", offline=True) == "/cache/m.gguf"
+    assert resolve_model("u/m-GGUF", "m.gguf", token="hf_secret") == ("/cache/m.gguf", None)
+    assert resolve_model("u/m-GGUF", "m.gguf", offline=True) == ("/cache/m.gguf", None)
     assert seen == [("u/m-GGUF", "m.gguf", "hf_secret", False), ("u/m-GGUF", "m.gguf", None, True)]
