@@ -14,6 +14,11 @@ from service.args_conv import (
 )
 from service.args_spec import OURS, PRESETS, SAMPLING, SERVER, Flag, Kind, append, switch, toggle, value
 
+# What loads (service.model.config.ARCHITECTURES, then encoder_config.ENCODERS; tests/test_args.py
+# checks the two agree): written out so that --help does not import the model package.
+LOADS = ("llama", "gemma2", "gemma3", "qwen2", "qwen3", "phi3", "qwen2moe", "qwen3moe", "granite", "olmo2", "smollm3",
+         "gpt-oss", "bert", "nomic-bert", "jina-bert-v2")
+
 _UINT = int_in(0, None, "a non-negative integer")
 _POS = int_in(1, None, "a positive integer")
 _WINDOW = int_in(0, None, "a non-negative integer (0 = disabled)")  # llama.cpp refuses -1 here, unlike requests
@@ -38,7 +43,8 @@ MAIN_FLAGS: tuple[Flag, ...] = (
     Flag("completion_bash", ("--completion-bash",), (), Kind.EXIT, "print a bash completion script and exit",
          const="completion"),
     # -- model and context
-    value("model", "-m --model", "LLAMA_ARG_MODEL", "model path (GGUF)", text, "FNAME"),
+    value("model", "-m --model", "LLAMA_ARG_MODEL", "model path (GGUF; architectures: " + ", ".join(LOADS) + ")", text,
+          "FNAME"),
     value("alias", "-a --alias", "LLAMA_ARG_ALIAS", "model name(s) for the API, comma-separated", name_set, "STRING"),
     value("tags", "--tags", "LLAMA_ARG_TAGS", "model tags, comma-separated (informational)", name_set, "STRING"),
     value("hf_repo", "-hf -hfr --hf-repo", "LLAMA_ARG_HF_REPO", "Hugging Face repository <user>/<model>[:quant]; "

@@ -97,7 +97,7 @@ SERVER_FLAGS: tuple[Flag, ...] = (
     toggle("models_autoload", "--models-autoload", "--no-models-autoload", "LLAMA_ARG_MODELS_AUTOLOAD", "router "
            "mode: load a model when a request names it (default: enabled; ?autoload= per request)", group=SERVER),
     # multimodal input (service.vision): the projector of --mmproj encodes images on the CPU
-    value("mmproj", "-mm --mmproj", "LLAMA_ARG_MMPROJ", "multimodal projector file (projector types: gemma3)", text,
+    value("mmproj", "-mm --mmproj", "LLAMA_ARG_MMPROJ", "multimodal projector file (projector types: gemma3, mlp)", text,
           "FILE", group=SERVER),
     toggle("mmproj_auto", "--mmproj-auto", "--no-mmproj --no-mmproj-auto", "LLAMA_ARG_MMPROJ_AUTO", "use a projector "
            "file if available, useful when using -hf (default: enabled)", group=SERVER),

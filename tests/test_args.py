@@ -317,3 +317,17 @@ def test_log_level_from_log_disable_verbose_and_verbosity():
     assert parse("-lv", "0").log_level() == logging.CRITICAL
     assert parse("-lv", "4").log_level() == parse("-v").log_level() == logging.DEBUG
     assert parse("--log-disable", "-v").log_level() > logging.CRITICAL
+
+
+def test_help_lists_what_loads():
+    """-m's help names every architecture the loader takes and -mm's every projector type, as the loader
+    and the projector reader list them (the flag tables write them out to keep --help light)."""
+    from service.model.config import ARCHITECTURES
+    from service.model.encoder_config import ENCODERS
+    from service.vision.mmproj import SUPPORTED
+
+    out = subprocess.run([sys.executable, "-m", "service.cli", "--help"], capture_output=True, text=True,
+                         timeout=60).stdout
+    flat = " ".join(out.split())
+    assert "architectures: " + ", ".join(ARCHITECTURES + ENCODERS) + ")" in flat
+    assert "projector types: " + ", ".join(SUPPORTED) + ")" in flat
