@@ -3,14 +3,11 @@ llama.cpp's fixtures were recorded with, tests/fixtures/record_vision_mlp.py) an
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+
+from tests.vision_files import ProjectorFiles
 
 ROOT = Path(__file__).resolve().parent.parent
 MAKE = ROOT / "tests" / "fixtures" / "make_tiny_mlp_mmproj.py"
@@ -19,25 +16,8 @@ EMBD = ROOT / "tests" / "fixtures" / "vision_mlp_embd.npz"
 
 SHA256_640 = "c17ee8043bc271e9267ccc4834677883d188917d78c3ab45102257761691c7c3"  # the file the fixtures saw
 
-
-def tiny_mlp_mmproj(out: Path, width: int = 640) -> Path:
-    subprocess.run([sys.executable, str(MAKE), str(out), str(width)], check=True, capture_output=True)
-    if width == 640:  # a changed generator would make llama.cpp's fixtures stale: rerun record_vision_mlp.py
-        assert hashlib.sha256(out.read_bytes()).hexdigest() == SHA256_640, f"{MAKE} changed"
-    return out
-
-
-def fixture() -> dict:
-    return json.loads(FIXTURE.read_text())
-
-
-def image(name: str) -> bytes:
-    return base64.b64decode(fixture()["images"][name])
-
-
-def llama_embd() -> dict[str, np.ndarray]:
-    with np.load(EMBD) as z:
-        return {k: z[k] for k in z.files}
+MLP_FILES = ProjectorFiles(MAKE, FIXTURE, EMBD, SHA256_640, "tests/fixtures/record_vision_mlp.py")
+tiny_mlp_mmproj, fixture, image, llama_embd = MLP_FILES.tiny, MLP_FILES.fixture, MLP_FILES.image, MLP_FILES.llama_embd
 
 
 def rewrite(src: Path, out: Path, **uint32_keys: int) -> Path:
