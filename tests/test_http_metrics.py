@@ -72,7 +72,8 @@ def test_the_start_header_and_one_content_type(server):
 def test_counters_are_llama_servers(server):
     with server.client() as c:
         before = metrics(c)
-        runs = [run(c, n_predict=n) for n in (1, 4, 16)]
+        # ignore_eos: the default sampler is not greedy, so an end-of-generation token could come early
+        runs = [run(c, n_predict=n, ignore_eos=True) for n in (1, 4, 16)]
         after = metrics(c)
     for name in ("prompt_tokens_total", "prompt_tokens_cached_total", "tokens_predicted_total", "n_tokens_max",
                  "n_decode_total", "spec_decode_num_drafts_total"):
@@ -87,6 +88,7 @@ def test_counters_are_llama_servers(server):
     assert runs[1]["timings"]["cache_n"] > 0  # the same prompt on the same slot: read from the cache
     assert grew("prompt_tokens_total") == sum(r["timings"]["prompt_n"] for r in runs)
     assert grew("prompt_tokens_cached_total") == sum(r["timings"]["cache_n"] for r in runs)
+    assert [r["timings"]["predicted_n"] for r in runs] == [1, 4, 16]
     assert grew("tokens_predicted_total") == 21 and after["llamacpp:requests_processing"][1] == 0
 
 
