@@ -1,16 +1,37 @@
 """Our model against llama-server's recorded greedy steps (the fixtures of
-tests/fixtures/record_rope_scaling.py and record_archs.py): teacher-forced logprobs of one
-prefill over the prompt and llama.cpp's continuation, compared on its top-10 of every step.
+tests/fixtures/record_rope_scaling.py and record_archs.py): the recorded models written again and
+loaded, and teacher-forced logprobs of one prefill over the prompt and llama.cpp's continuation,
+compared on its top-10 of every step.
 """
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 
+from service.gguf_reader import read_gguf
+from service.model.config import config_from_metadata
 from service.model.forward import Batch, Forward
 from service.model.kvcache import KVCache
+from service.model.weights import load_weights
 
 EOS = 1  # tests.synthetic's eos_token_id: the recorders ask llama.cpp to ignore it
+
+
+def load_recorded(d: Path, cases, write_case, fixture: dict, writer: str) -> dict:
+    """Each of cases written by write_case(d, name), held to the sha256 the fixture recorded (writer: the module
+    that writes them, named when the file differs), read and loaded: name -> (GGUF file, config, weights)."""
+    out = {}
+    for name in cases:
+        path = write_case(d, name)
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == fixture["models"][name]["sha256"], \
+            f"{writer} writes another file than the one recorded: rerun the recorder"
+        f = read_gguf(path)
+        cfg = config_from_metadata(f.metadata, str(path))
+        out[name] = (f, cfg, load_weights(f, cfg))
+    return out
 
 
 def logprobs(cfg, w, tokens, n_ctx_seq: int = 0) -> np.ndarray:

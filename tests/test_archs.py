@@ -17,7 +17,6 @@ Each architecture's particular reading is also broken on purpose below, to show 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
@@ -27,10 +26,9 @@ from gguf import GGMLQuantizationType as T
 
 from kernels.matmul import pack
 from service.gguf_reader import read_gguf
-from service.model.config import config_from_metadata
 from service.model.weights import load_weights
 from tests.arch_models import CASES, write_case
-from tests.llamacpp_parity import compare
+from tests.llamacpp_parity import compare, load_recorded
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "archs_llamacpp.json").read_text())
 BOUND = 4e-3
@@ -39,16 +37,7 @@ BOUNDS = {"qwen3moe-quant": 4e-2}  # quantized experts (see above); every other 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    d = tmp_path_factory.mktemp("archs")
-    out = {}
-    for name in CASES:
-        path = write_case(d, name)
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == FIXTURE["models"][name]["sha256"], \
-            "tests/arch_models.py writes another file than the one recorded: rerun the recorder"
-        f = read_gguf(path)
-        cfg = config_from_metadata(f.metadata, str(path))
-        out[name] = (f, cfg, load_weights(f, cfg))
-    return out
+    return load_recorded(tmp_path_factory.mktemp("archs"), CASES, write_case, FIXTURE, "tests/arch_models.py")
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -21,16 +21,12 @@ equal llama.cpp's token at each step up to the first near-tie (top-2 gap under t
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
-from service.gguf_reader import read_gguf
-from service.model.config import config_from_metadata
-from service.model.weights import load_weights
-from tests.llamacpp_parity import compare
+from tests.llamacpp_parity import compare, load_recorded
 from tests.rope_models import CASES, write_case
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "rope_scaling_llamacpp.json").read_text())
@@ -39,16 +35,7 @@ BOUND = 4e-3
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    d = tmp_path_factory.mktemp("rope")
-    out = {}
-    for name in CASES:
-        path = write_case(d, name)
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == FIXTURE["models"][name]["sha256"], \
-            "tests/rope_models.py writes another file than the one recorded: rerun the recorder"
-        f = read_gguf(path)
-        cfg = config_from_metadata(f.metadata, str(path))
-        out[name] = (f, cfg, load_weights(f, cfg))
-    return out
+    return load_recorded(tmp_path_factory.mktemp("rope"), CASES, write_case, FIXTURE, "tests/rope_models.py")
 
 
 @pytest.mark.parametrize("name", list(CASES))
