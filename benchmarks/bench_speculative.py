@@ -65,27 +65,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.serving import start_server  # noqa: E402
 from tests.server_proc import SMOLLM2, free_port  # noqa: E402
+from tests.speculation import SNIPPET as TEST_SNIPPET, rewrite_prompt  # noqa: E402
 
 PEER = Path.home() / ".cache" / "llamacpp-peer" / "build" / "bin" / "llama-server"
 
-SNIPPET = """for i in range(10):
-    print(i)
-for j in range(20):
-    print(j)
-for k in range(30):
-    print(k)
-total = 0
-for n in range(40):
-    total += n
-print(total)
-count = 0
+SNIPPET = TEST_SNIPPET + """count = 0
 for m in range(50):
     if m % 2 == 0:
         count += 1
 print(count)
 """
-PROMPT = ("<|im_start|>user\nRewrite this code exactly as it is:\n\n```python\n" + SNIPPET
-          + "```<|im_end|>\n<|im_start|>assistant\n")
+PROMPT = rewrite_prompt(SNIPPET)  # tests/test_http_speculative.py's snippet and five lines more
 
 
 MODES = ("none", "ngram-simple", "draft-simple")

@@ -7,33 +7,19 @@ the answers must be the same, token for token, streamed or not, over two slots a
 from __future__ import annotations
 
 import concurrent.futures as cf
-import re
-
-import pytest
 
 from tests.served import module_server
 from tests.server_proc import SMOLLM2, ServerProcess, sse_events
+from tests.speculation import OFF, answers_fixture, completer, spec_metrics
 
 N_MAX = 4
 server = module_server("server", "-c", "1024", "-np", "2", "--metrics", "-md", str(SMOLLM2), "-ngld", "0",
                        "--spec-type", "draft-simple", "--spec-draft-n-max", str(N_MAX))
 
 PROMPT = "<|im_start|>user\nName the planets of the solar system, one per line.<|im_end|>\n<|im_start|>assistant\n"
-OFF = {"speculative.n_max": 0}
 N = 48
-
-
-def complete(c, **kw) -> dict:
-    body = {"prompt": PROMPT, "n_predict": N, "temperature": 0, "cache_prompt": False, **kw}
-    r = c.post("/completion", json=body)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-@pytest.fixture(scope="module")
-def answers(server) -> tuple[dict, dict]:
-    with server.client() as c:
-        return complete(c, **OFF), complete(c)
+complete = completer(PROMPT, N)
+answers = answers_fixture(complete)
 
 
 def test_greedy_output_is_the_same_with_and_without_the_draft_model(answers):
@@ -62,11 +48,9 @@ def test_metrics_and_props_report_the_drafts(server, answers):
     with server.client() as c:
         text = c.get("/metrics").text
         props = c.get("/props").json()
-    n = {k: float(v) for k, v in re.findall(r"^llamacpp:(spec_decode_\w+_total) (\S+)$", text, re.MULTILINE)}
+    n, per_pos = spec_metrics(text)
     assert n["spec_decode_num_drafts_total"] > 0 and n["spec_decode_num_draft_tokens_total"] > 0
     assert 0 < n["spec_decode_num_accepted_tokens_total"] <= n["spec_decode_num_draft_tokens_total"]
-    per_pos = re.findall(r'^llamacpp:spec_decode_num_accepted_tokens_per_pos_total\{position="(\d+)"\} (\d+)$',
-                         text, re.MULTILINE)
     assert len(per_pos) == N_MAX and int(per_pos[0][1]) > 0
     assert sum(int(v) for _, v in per_pos) == n["spec_decode_num_accepted_tokens_total"]
     assert props["default_generation_settings"]["params"]["speculative.types"] == "draft-simple"

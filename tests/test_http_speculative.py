@@ -7,44 +7,17 @@ drafted and accepted tokens under llama-server's names."""
 from __future__ import annotations
 
 import concurrent.futures as cf
-import re
-
-import pytest
 
 from tests.served import module_server
 from tests.server_proc import sse_events
+from tests.speculation import OFF, SNIPPET, answers_fixture, completer, rewrite_prompt, spec_metrics
 
 server = module_server("server", "-c", "2048", "-np", "2", "--metrics", "--spec-type", "ngram-simple")
 
-SNIPPET = """for i in range(10):
-    print(i)
-for j in range(20):
-    print(j)
-for k in range(30):
-    print(k)
-total = 0
-for n in range(40):
-    total += n
-print(total)
-"""
-PROMPT = ("<|im_start|>user\nRewrite this code exactly as it is:\n\n```python\n" + SNIPPET
-          + "```<|im_end|>\n<|im_start|>assistant\n")
-OFF = {"speculative.n_max": 0}
+PROMPT = rewrite_prompt(SNIPPET)
 N = 80
-
-
-def complete(c, **kw) -> dict:
-    body = {"prompt": PROMPT, "n_predict": N, "temperature": 0, "cache_prompt": False, **kw}
-    r = c.post("/completion", json=body)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-@pytest.fixture(scope="module")
-def answers(server) -> tuple[dict, dict]:
-    """(without drafts, with drafts): the same greedy request."""
-    with server.client() as c:
-        return complete(c, **OFF), complete(c)
+complete = completer(PROMPT, N)
+answers = answers_fixture(complete)  # (without drafts, with drafts): the same greedy request
 
 
 def test_greedy_output_is_the_same_with_and_without_drafts_and_drafts_are_accepted(answers):
@@ -92,11 +65,9 @@ def test_metrics_slots_and_props_report_speculation(server, answers):
         text = c.get("/metrics").text
         slots = c.get("/slots").json()
         props = c.get("/props").json()
-    n = {k: float(v) for k, v in re.findall(r"^llamacpp:(spec_decode_\w+_total) (\S+)$", text, re.M)}
+    n, per_pos = spec_metrics(text)
     assert n["spec_decode_num_drafts_total"] > 0 and n["spec_decode_num_draft_tokens_total"] > 0
     assert 0 < n["spec_decode_num_accepted_tokens_total"] <= n["spec_decode_num_draft_tokens_total"]
-    per_pos = re.findall(r'^llamacpp:spec_decode_num_accepted_tokens_per_pos_total\{position="(\d+)"\} (\d+)$',
-                         text, re.M)
     assert len(per_pos) == 48 and int(per_pos[0][1]) > 0  # one per position up to --spec-ngram-simple-size-m
     assert sum(int(v) for _, v in per_pos) == n["spec_decode_num_accepted_tokens_total"]
     assert all(s["speculative"] for s in slots)
