@@ -15,8 +15,8 @@ import base64
 import httpx
 import pytest
 
-from tests.server_proc import GEMMA3, ServerProcess
 from tests.vision_files import fixture, tiny_mmproj
+from tests.vision_server import check_modalities, complete, openai_chat, serve, top
 
 LOGPROB_BOUND = 0.4
 NEAR_TIE = 0.5
@@ -26,8 +26,7 @@ FIX = fixture()
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     mm = tiny_mmproj(tmp_path_factory.mktemp("mm") / "tiny.gguf")
-    s = ServerProcess("--mmproj", str(mm), "-c", "1024", "-np", "1", "--chat-template", "chatml", model=GEMMA3,
-                      env={"LLAMA_MEDIA_MARKER": FIX["marker"]})
+    s = serve(mm, FIX)
     try:
         yield s.wait_ready()
     finally:
@@ -47,42 +46,22 @@ def _check_probs(top: list, ref: list) -> None:
 
 
 def test_modalities(server):
-    c = server.client()
-    props = c.get("/props").json()
-    assert props["modalities"]["vision"] is True and FIX["modalities"]["vision"] is True
-    assert props["media_marker"] == FIX["marker"]
-    m = c.get("/v1/models").json()
-    assert m["models"][0]["capabilities"] == FIX["models_capabilities"] == ["completion", "multimodal"]
-    assert m["data"][0]["architecture"]["input_modalities"] == ["text", "image"]
+    check_modalities(server, FIX)
 
 
 @pytest.mark.parametrize("case", [c for c in FIX["cases"] if c["route"] == "completion"],
                          ids=lambda c: "+".join(c["images"]))
 def test_completion_matches_llama_cpp(server, case):
-    body = {"prompt": {"prompt_string": case["prompt"], "multimodal_data": [FIX["images"][n] for n in case["images"]]},
-            "n_predict": 8, "temperature": 0, "n_probs": 5, "return_tokens": True, "cache_prompt": False}
-    r = server.client().post("/completion", json=body)
-    assert r.status_code == 200, r.text
-    r = r.json()
+    r = complete(server, FIX, case)
     assert r["tokens_evaluated"] == case["n_prompt"]
-    top = [[[t["id"], t["logprob"]] for t in p["top_logprobs"]] for p in r["completion_probabilities"]]
-    _check_probs(top, case["top"])
+    _check_probs(top(r), case["top"])
 
 
 @pytest.mark.parametrize("case", [c for c in FIX["cases"] if c["route"] == "chat"], ids=lambda c: c["images"][0])
 def test_openai_chat_matches_llama_cpp(server, case):
-    from openai import OpenAI
-
-    client = OpenAI(base_url=server.url + "/v1", api_key="none")
-    name = case["images"][0]
-    url = f"data:image/{'jpeg' if name.startswith('jpg') else 'png'};base64,{FIX['images'][name]}"
-    r = client.chat.completions.create(
-        model="m", max_tokens=8, temperature=0, logprobs=True, top_logprobs=5,
-        messages=[{"role": "user", "content": [{"type": "text", "text": case["prompt"]},
-                                               {"type": "image_url", "image_url": {"url": url}}]}])
-    assert r.usage.prompt_tokens == case["n_prompt"]
-    top = [[[t.token, t.logprob] for t in p.top_logprobs] for p in r.choices[0].logprobs.content]
-    _check_probs(top, case["top"])
+    n_prompt, chat_top = openai_chat(server, FIX, case)
+    assert n_prompt == case["n_prompt"]
+    _check_probs(chat_top, case["top"])
 
 
 def test_v1_completions_takes_multimodal_data(server):

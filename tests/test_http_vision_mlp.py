@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.server_proc import GEMMA3, ServerProcess
 from tests.vision_mlp_files import fixture, rewrite, tiny_mlp_mmproj
+from tests.vision_server import check_modalities, complete, openai_chat, serve, top
 
 PNG_BOUND, JPEG_BOUND = 0.4, 0.75
 FIX = fixture()
@@ -31,16 +31,11 @@ def bound(case: dict) -> float:
     return PNG_BOUND if all(n.startswith("png") for n in case["images"]) else JPEG_BOUND
 
 
-def _serve(mm) -> ServerProcess:
-    return ServerProcess("--mmproj", str(mm), "-c", "1024", "-np", "1", "--chat-template", "chatml", model=GEMMA3,
-                         env={"LLAMA_MEDIA_MARKER": FIX["marker"]}).wait_ready()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    s = _serve(tiny_mlp_mmproj(tmp_path_factory.mktemp("mm") / "tiny_mlp.gguf"))
+    s = serve(tiny_mlp_mmproj(tmp_path_factory.mktemp("mm") / "tiny_mlp.gguf"), FIX)
     try:
-        yield s
+        yield s.wait_ready()
     finally:
         s.stop()
 
@@ -62,65 +57,39 @@ def _check_probs(top: list, ref: list, b: float) -> None:
         assert pt[0][0] == pr[0][0], (i, pt, pr)
 
 
-def _complete(s: ServerProcess, case: dict) -> dict:
-    body = {"prompt": {"prompt_string": case["prompt"], "multimodal_data": [FIX["images"][n] for n in case["images"]]},
-            "n_predict": 8, "temperature": 0, "n_probs": 5, "return_tokens": True, "cache_prompt": False}
-    r = s.client().post("/completion", json=body)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def _top(r: dict) -> list:
-    return [[[t["id"], t["logprob"]] for t in p["top_logprobs"]] for p in r["completion_probabilities"]]
-
-
 def test_modalities(server):
-    c = server.client()
-    props = c.get("/props").json()
-    assert props["modalities"]["vision"] is True and FIX["modalities"]["vision"] is True
-    assert props["media_marker"] == FIX["marker"]
-    m = c.get("/v1/models").json()
-    assert m["models"][0]["capabilities"] == FIX["models_capabilities"] == ["completion", "multimodal"]
-    assert m["data"][0]["architecture"]["input_modalities"] == ["text", "image"]
+    check_modalities(server, FIX)
 
 
 @pytest.mark.parametrize("case", COMPLETIONS, ids=lambda c: "+".join(c["images"]))
 def test_completion_matches_llama_cpp(server, case):
-    r = _complete(server, case)
+    r = complete(server, FIX, case)
     assert r["tokens_evaluated"] == case["n_prompt"]
-    _check_probs(_top(r), case["top"], bound(case))
+    _check_probs(top(r), case["top"], bound(case))
 
 
 @pytest.mark.parametrize("case", [c for c in FIX["cases"] if c["route"] == "chat"], ids=lambda c: c["images"][0])
 def test_openai_chat_matches_llama_cpp(server, case):
-    from openai import OpenAI
-
-    client = OpenAI(base_url=server.url + "/v1", api_key="none")
-    name = case["images"][0]
-    url = f"data:image/{'jpeg' if name.startswith('jpg') else 'png'};base64,{FIX['images'][name]}"
-    r = client.chat.completions.create(
-        model="m", max_tokens=8, temperature=0, logprobs=True, top_logprobs=5,
-        messages=[{"role": "user", "content": [{"type": "text", "text": case["prompt"]},
-                                               {"type": "image_url", "image_url": {"url": url}}]}])
-    assert r.usage.prompt_tokens == case["n_prompt"]
-    _check_probs([[[t.token, t.logprob] for t in p.top_logprobs] for p in r.choices[0].logprobs.content],
-                 case["top"], bound(case))
+    n_prompt, chat_top = openai_chat(server, FIX, case)
+    assert n_prompt == case["n_prompt"]
+    _check_probs(chat_top, case["top"], bound(case))
 
 
 def test_wrong_feature_layer_misses_the_bound(server, tmp_path):
     """The same weights with clip.vision.block_count 2: one block feeds the projector instead of two. The
     PNG cases' first positions then differ from llama.cpp's by more than the bound (or their top tokens do)."""
     bad = rewrite(tiny_mlp_mmproj(tmp_path / "good.gguf"), tmp_path / "bad.gguf", clip__vision__block_count=2)
-    s = _serve(bad)
+    s = serve(bad, FIX)
     try:
+        s.wait_ready()
         worst = 0.0
         for case in (c for c in COMPLETIONS if bound(c) == PNG_BOUND):
-            r = _complete(s, case)
+            r = complete(s, FIX, case)
             assert r["tokens_evaluated"] == case["n_prompt"]
-            top, ref = _top(r), case["top"]
-            shared = sum(k in dict(top[0]) for k, _ in ref[0])
-            off = top[0][0][0] != ref[0][0][0] and ref[0][0][1] - ref[0][1][1] > 2 * PNG_BOUND
-            worst = max(worst, float("inf") if off or shared < 4 else _first_diff(top, ref))
+            ours, ref = top(r), case["top"]
+            shared = sum(k in dict(ours[0]) for k, _ in ref[0])
+            off = ours[0][0][0] != ref[0][0][0] and ref[0][0][1] - ref[0][1][1] > 2 * PNG_BOUND
+            worst = max(worst, float("inf") if off or shared < 4 else _first_diff(ours, ref))
         assert worst > PNG_BOUND, worst
     finally:
         s.stop()
