@@ -24,11 +24,13 @@ models: $(VENV)/.installed
 serve: install models
 	$(VENV)/bin/llama-server -m $(MODEL) --host $(HOST) --port $(PORT)
 
-# helm, kubectl, prometheus, promtool for the Kubernetes tests, into .tools/bin; chromium and
+# helm, kubectl, prometheus, promtool for the Kubernetes tests, into .tools/bin; llama.cpp's chat
+# templates for the template tests, into .tools/llama.cpp-templates; chromium and
 # chromedriver for the Web UI's browser tests (tests/test_webui.py) from apt where there is apt
 # (as root or through sudo); without it those tests skip, so a failure here only warns.
 tools: $(VENV)/.installed
 	$(PY) scripts/fetch_tools.py
+	$(PY) scripts/fetch_templates.py
 	@if ! command -v chromedriver >/dev/null && command -v apt-get >/dev/null; then \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo -n ) sh -c 'apt-get update -q && apt-get install -y -q chromium chromium-driver' \
 	    || echo "tools: chromium/chromium-driver not installed: the browser tests will skip"; fi

@@ -11,8 +11,12 @@ import json
 from datetime import date
 from pathlib import Path
 
-TEMPLATES = (Path.home() / ".cache" / "llamacpp-peer" / "src" / "llama_cpp_python-0.3.36" / "vendor" / "llama.cpp"
-             / "models" / "templates")
+# llama.cpp's models/templates/: where `make tools` puts them (scripts/fetch_templates.py), else an
+# extracted sdist where ../shared/tools/build-llama-server leaves it
+_FETCHED = Path(__file__).resolve().parent.parent / ".tools" / "llama.cpp-templates"
+_PEER = (Path.home() / ".cache" / "llamacpp-peer" / "src" / "llama_cpp_python-0.3.36" / "vendor" / "llama.cpp"
+         / "models" / "templates")
+TEMPLATES = _FETCHED if _FETCHED.exists() or not _PEER.exists() else _PEER
 FIXTURE = Path(__file__).parent / "fixtures" / "templates_llamacpp.json"
 DATE_FORMATS = ("%Y-%m-%d", "%d %b %Y", "%B %d, %Y", "%d %B %Y", "%b %d %Y")
 
