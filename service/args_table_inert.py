@@ -137,8 +137,6 @@ _ROWS: tuple[tuple[Flag, str], ...] = (
            "(experimental)", text, "OPTION"), NOT_YET),
     (toggle("agent", "-ag --agent", "-no-ag --no-agent", "LLAMA_ARG_AGENT", "CORS proxy and all built-in tools "
             "(experimental)"), NOT_YET),
-    (value("cache_reuse", "--cache-reuse", "LLAMA_ARG_CACHE_REUSE", "min chunk size to reuse from the cache via KV "
-           "shifting", _UINT), NOT_YET),
     (value("reasoning_effort", "--reasoning-effort", "LLAMA_ARG_REASONING_EFFORT", "reasoning effort for the "
            "template ('default' keeps the template's)", text, "LEVEL"), NOT_YET),
     (toggle("reasoning_preserve", "--reasoning-preserve", "--no-reasoning-preserve", "LLAMA_ARG_REASONING_PRESERVE",

@@ -27,6 +27,8 @@ SERVER_FLAGS: tuple[Flag, ...] = (
            "allocated per slot; default: on when -np is auto)", group=SERVER),
     toggle("cache_idle_slots", "--cache-idle-slots", "--no-cache-idle-slots", "LLAMA_ARG_CACHE_IDLE_SLOTS", "save "
            "idle slots to the prompt cache on a new task", group=SERVER),
+    value("cache_reuse", "--cache-reuse", "LLAMA_ARG_CACHE_REUSE", "min chunk size to reuse from the cache via KV "
+          "shifting (0 = disabled; a request's n_cache_reuse overrides it)", _UINT, group=SERVER),
     toggle("context_shift", "--context-shift", "--no-context-shift", "LLAMA_ARG_CONTEXT_SHIFT", "shift the context "
            "on infinite generation", group=SERVER),
     toggle("cont_batching", "-cb --cont-batching", "-nocb --no-cont-batching", "LLAMA_ARG_CONT_BATCHING",

@@ -203,6 +203,9 @@ class ParamBuilder:
             raise bad_request(f"n_keep: must be >= -1, got {n_keep}")
         if req.n_discard < 0:
             raise bad_request(f"n_discard: must be >= 0, got {req.n_discard}")
+        n_cache_reuse = req.n_cache_reuse if req.n_cache_reuse is not None else a.cache_reuse
+        if n_cache_reuse < 0:
+            raise bad_request(f"n_cache_reuse: must be >= 0, got {n_cache_reuse}")
         stop = req.stops()
         for name, v in (("n_max", req.spec_n_max), ("n_min", req.spec_n_min)):
             if v is not None and v < 0:
@@ -219,7 +222,7 @@ class ParamBuilder:
             prompt=tuple(prompt), sampling=s, n_predict=n_predict, stop=stop + tuple(w for w in extra_stops if w not in stop),
             n_probs=n_probs, post_sampling_probs=req.post_sampling_probs,
             cache_prompt=req.cache_prompt if req.cache_prompt is not None else a.cache_prompt,
-            n_keep=n_keep, n_discard=req.n_discard, return_progress=req.return_progress,
+            n_keep=n_keep, n_discard=req.n_discard, n_cache_reuse=n_cache_reuse, return_progress=req.return_progress,
             id_slot=req.id_slot, t_max_predict_ms=float(req.t_max_predict_ms), stream=req.stream,
             timings_per_token=req.timings_per_token,
             constraint=constraint if constraint is not None else self.constraint(

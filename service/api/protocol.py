@@ -157,6 +157,7 @@ class Generation(SamplingFields):
     cache_prompt: bool | None = None  # None: the server's --cache-prompt / --no-cache-prompt
     n_keep: Int | None = None  # context shift: prompt tokens kept (-1: all); None: the server's --keep
     n_discard: Int | None = 0  # context shift: tokens dropped after them (0: half of the rest)
+    n_cache_reuse: Int | None = None  # min chunk moved into place by a KV shift (0: off); None: --cache-reuse
     id_slot: Int | None = -1
     t_max_predict_ms: float | None = 0.0
     stream: bool | None = False

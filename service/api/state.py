@@ -143,7 +143,7 @@ class ServerState:
             n_slots=self.n_slots, n_predict_default=a.n_predict, cont_batching=a.cont_batching,
             ctx_shift=a.context_shift and self.media is None,  # llama-server: no context shift with multimodal
             similarity=a.slot_prompt_similarity, pool=n_ctx if a.kv_unified() else 0, cache_ram_mib=a.cache_ram,
-            cache_idle_slots=a.cache_idle_slots, sleep_idle_seconds=a.sleep_idle_seconds, t_start=self.started,
+            cache_idle_slots=a.cache_idle_slots, cache_reuse_ok=self.media is None, sleep_idle_seconds=a.sleep_idle_seconds, t_start=self.started,
             max_queue=a.max_queue, spec=spec, draft=draft,
             **self._threads())
 
@@ -203,6 +203,8 @@ def _media(a: ServerArgs, model):
         media.encoder.encode(np.zeros((3, vm.image_size, vm.image_size), np.float32))
     if a.context_shift:
         log.warning("ctx_shift is not supported by multimodal, it will be disabled")
+    if a.cache_reuse:
+        log.warning("cache_reuse is not supported by multimodal, it will be disabled")
     log.info("loaded multimodal model", mmproj=a.mmproj, projector=vm.projector, image_tokens=vm.n_tokens)
     return media
 

@@ -70,6 +70,7 @@ class Engine:
         self._shift = config.ctx_shift and not scaled
         if config.ctx_shift and scaled:
             log.warning("context shift is off: it does not support llama3/longrope/YaRN RoPE scaling")
+        self._reuse_ok = config.cache_reuse_ok and not scaled  # --cache-reuse moves chunks by the same K-shift
         self._inbox: queue.SimpleQueue[Task | Callable | None] = queue.SimpleQueue()
         self._waiting: collections.deque[Task] = collections.deque()
         self._n_deferred = 0
@@ -305,7 +306,11 @@ class Engine:
                 task.sink(Failure(ErrorKind.INVALID_REQUEST, why))
                 return
         lora = p.lora if p.lora is not None else tuple(float(x) for x in self.model.adapters.scales())
-        keep = self.memory.prepare(slot, p.prompt, p.cache_prompt, p.embd, update, lora)
+        reuse = p.n_cache_reuse if self._reuse_ok else 0
+        if p.n_cache_reuse > 0 and not self._reuse_ok and p.cache_prompt and not p.embd:
+            log.warning("cache reuse is not supported - ignoring n_cache_reuse", slot=slot.id,
+                        n_cache_reuse=p.n_cache_reuse)
+        keep = self.memory.prepare(slot, p.prompt, p.cache_prompt, p.embd, update, lora, reuse)
         kw = {}
         if p.constraint is not None:  # each task matches from the grammar's start: n > 1 shares params
             kw["constraint"] = p.constraint.clone()

@@ -11,7 +11,11 @@
   slots, one at a time; when nothing is left to free, every running task fails with llama-server's
   "Context size has been exceeded." (see Engine);
 - context shift (--context-shift): a slot about to run out of room drops tokens after its
-  first n_keep (Slot.shift_span) and generation goes on.
+  first n_keep (Slot.shift_span) and generation goes on;
+- chunk reuse (--cache-reuse N, a request's n_cache_reuse): past the common prefix, runs of at
+  least N cached tokens that the prompt repeats in the same order, with cached tokens left out
+  between them, move into place by the same K-shift instead of being evaluated again (what
+  llama-server does for editors that cut text out of a long prompt, e.g. FIM completion).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ class CacheKeeper:
     # -- a task starts -----------------------------------------------------------------------
 
     def prepare(self, slot: Slot, prompt: tuple[int, ...], cache_prompt: bool, embd: bool, update: bool,
-                lora: tuple[float, ...] = ()) -> int:
+                lora: tuple[float, ...] = (), reuse: int = 0) -> int:
         """Make the slot's cache ready for a prompt evaluated with LoRA scales `lora`; returns how
         many of its tokens are reused. Keys and values computed under other adapter scales are
         other numbers: such a cache is not reused (saved to the RAM cache first when updating)."""
@@ -67,9 +71,40 @@ class CacheKeeper:
             self.ram.trim()
         keep = 0
         if cache_prompt and not embd:  # embeddings need every token's hidden state
-            keep = min(common_prefix(slot.cache_tokens, prompt), len(prompt) - 1)
+            keep = common_prefix(slot.cache_tokens, prompt)
+            if reuse > 0:
+                keep = self.reuse_chunks(slot, prompt, keep, reuse)
+            keep = min(keep, len(prompt) - 1)
         self.cache.keep(slot.id, keep)
         return keep
+
+    def reuse_chunks(self, slot: Slot, prompt: tuple[int, ...], n_past: int, min_chunk: int) -> int:
+        """llama-server's chunk reuse: walk the slot's cached tokens past the common prefix n_past;
+        wherever at least min_chunk of them match the prompt's next tokens, drop the cached tokens
+        skipped to get there and shift the chunk down into place (kvcache.shift re-rotates its
+        keys); returns how many leading prompt tokens the cache now holds. The prompt side never
+        skips: only text removed from the cached prompt is found, not text inserted into it."""
+        cached = slot.cache_tokens[: int(self.cache.length[slot.id])]
+        head_c = head_p = n_past  # next cached token, next prompt token
+        log.debug("trying to reuse cached chunks", slot=slot.id, min_chunk=min_chunk, n_past=n_past)
+        while head_c < len(cached) and head_p < len(prompt):
+            n = 0
+            while (head_c + n < len(cached) and head_p + n < len(prompt)
+                   and cached[head_c + n] == prompt[head_p + n]):
+                n += 1
+            if n < min_chunk:
+                head_c += 1
+                continue
+            if head_c > head_p:  # cached [head_p, head_c) goes; the chunk and all after it move down
+                log.debug("reusing a cached chunk", slot=slot.id, n=n, src=[head_c, head_c + n], dst=[head_p, head_p + n])
+                self.cache.shift(slot.id, head_p, head_c - head_p)
+                cached = cached[:head_p] + cached[head_c:]
+                head_c = head_p
+            head_c += n
+            head_p += n
+        slot.cache_tokens = cached
+        log.debug("after chunk reuse", slot=slot.id, n_past=head_p)
+        return head_p
 
     def started(self) -> None:
         """A task took a slot: with --cache-idle-slots, save the idle slots' prompts (freeing

@@ -41,6 +41,7 @@ class EngineConfig:
     pool: int = 0  # unified KV (-kvu): tokens all slots share; 0: each slot its own n_ctx
     cache_ram_mib: int = 0  # --cache-ram (0: no RAM prompt cache, -1: no size limit)
     cache_idle_slots: bool = False  # --cache-idle-slots
+    cache_reuse_ok: bool = True  # n_cache_reuse may shift chunks (False with multimodal, as in llama-server)
     sleep_idle_seconds: float = -1  # --sleep-idle-seconds (-1: never)
     threads: int = 0  # -t: Numba threads for one-token batches (decode); 0: leave Numba's count alone
     threads_batch: int = 0  # -tb: Numba threads for larger batches (prompts); 0: as for decode
@@ -80,6 +81,7 @@ class TaskParams:
     embd: bool = False  # an embedding task: evaluate the prompt, return its hidden states, generate nothing
     n_keep: int = 0  # context shift: prompt tokens kept at the start (-1: the whole prompt)
     n_discard: int = 0  # context shift: tokens dropped after them (0: half of the rest)
+    n_cache_reuse: int = 0  # --cache-reuse: least chunk of the cache moved into place by a KV shift (0: off)
     return_progress: bool = False  # a stream also gets prompt-progress events
     thinking_budget: ThinkingBudget | None = None
     lora: tuple[float, ...] | None = None  # each LoRA adapter's scale for this task (None: the server-wide scales)
