@@ -12,6 +12,9 @@
   "Context size has been exceeded." (see Engine);
 - context shift (--context-shift): a slot about to run out of room drops tokens after its
   first n_keep (Slot.shift_span) and generation goes on;
+- prefix sharing: a prompt whose start another slot holds (a shared system prompt, a
+  conversation that last ran elsewhere) copies those rows from it when that beats what its own
+  slot holds; the donor may be busy, since the rows of its prompt never change while it runs;
 - chunk reuse (--cache-reuse N, a request's n_cache_reuse): past the common prefix, runs of at
   least N cached tokens that the prompt repeats in the same order, with cached tokens left out
   between them, move into place by the same K-shift instead of being evaluated again (what
@@ -71,12 +74,31 @@ class CacheKeeper:
             self.ram.trim()
         keep = 0
         if cache_prompt and not embd:  # embeddings need every token's hidden state
-            keep = common_prefix(slot.cache_tokens, prompt)
+            keep = self.share_prefix(slot, prompt, common_prefix(slot.cache_tokens, prompt), lora)
             if reuse > 0:
                 keep = self.reuse_chunks(slot, prompt, keep, reuse)
             keep = min(keep, len(prompt) - 1)
         self.cache.keep(slot.id, keep)
         return keep
+
+    def share_prefix(self, slot: Slot, prompt: tuple[int, ...], n_own: int, lora: tuple[float, ...]) -> int:
+        """Copy the longest prefix of `prompt` that another slot's cache holds (evaluated under the
+        same LoRA scales) into this slot when it is longer than the n_own tokens this slot shares
+        with the prompt; returns how many leading prompt tokens the slot now holds."""
+        best, n_best = None, n_own
+        for s in self.slots:
+            if s is slot or s.lora != lora:
+                continue
+            n = common_prefix(s.cache_tokens[: int(self.cache.length[s.id])], prompt)
+            if n > n_best:
+                best, n_best = s, n
+        if best is None:
+            return n_own
+        self.cache.copy(best.id, slot.id, n_best)
+        slot.cache_tokens = list(prompt[:n_best])
+        log.info("prompt prefix copied from another slot", slot=slot.id, src_slot=best.id, n_tokens=n_best,
+                 n_own=n_own)
+        return n_best
 
     def reuse_chunks(self, slot: Slot, prompt: tuple[int, ...], n_past: int, min_chunk: int) -> int:
         """llama-server's chunk reuse: walk the slot's cached tokens past the common prefix n_past;

@@ -108,8 +108,9 @@ class KVCache:
     def clear(self, seq: int) -> None:
         self.length[seq] = 0
 
-    def copy(self, src: int, dst: int) -> None:
-        n = int(self.length[src])
+    def copy(self, src: int, dst: int, n: int | None = None) -> None:
+        """Sequence dst becomes the first n positions of src (default: all of src)."""
+        n = int(self.length[src]) if n is None else min(n, int(self.length[src]))
         for li, (k, v) in enumerate(zip(self.k, self.v)):
             if li < self.n_gpu:  # device to device, one contiguous (head, n, width) run at a time
                 for g in range(k.shape[1]):
