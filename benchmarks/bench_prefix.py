@@ -8,9 +8,12 @@ Each server runs twice, with the cache (its defaults) and without it (`cache_pro
 every request), and the script prints the median time to first token of the returning turns
 (turns 2 to 8), their ratio (the target: cache on at most 1/5 of cache off) and the hit rate
 (prompt tokens taken from the cache over all prompt tokens of those turns, from `timings`),
-for llamajit and llama.cpp's llama-server in the same run.
+for llamajit and llama.cpp's llama-server in the same run. A second table (`shared`): two users
+with one system prompt arriving together, where one lands on the slot that does not hold it
+(llamajit copies it from the other slot; llama-server evaluates it again).
 
-    python benchmarks/bench_prefix.py [--model smollm2|gemma3] [--turns 8] [--peer PATH]   (make bench-prefix)
+    python benchmarks/bench_prefix.py [--model smollm2|gemma3] [--turns 8] [--scenario both] [--peer PATH]
+    (make bench-prefix)
 
 Measured on the 2-core development machine (Dec 2026, SmolLM2, 3 turns, the machine busy with
 other work, so the absolute times are long; the ratios are what counts), median TTFT ms:
@@ -25,6 +28,7 @@ import json
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -92,14 +96,47 @@ def run(exe: Path, model: Path, turns: int, cache: bool) -> dict[str, float]:
         p.wait(30)
 
 
+def shared(exe: Path, model: Path) -> dict[str, float]:
+    """Two users with one system prompt at once on -np 2 (defaults otherwise), once per topic: a
+    first request leaves the prompt in one slot, then a pair arrives together and one of them lands
+    on the other slot. The median over topics of the slower first token of each pair, and of the
+    prompt tokens that pair's cold-slot request took from a cache."""
+    port = free_port()
+    p = start_server([str(exe), "-m", str(model), "--port", str(port), "-t", "2", "-np", "2", "-c", "16384"], port)
+    try:
+        slow, hits = [], []
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
+            for topic in TOPICS:
+                system = {"role": "system", "content": f"Answer from these notes.\n{document(topic)}"}
+                turn(client, [system, {"role": "user", "content": QUESTIONS[0]}], True)
+                with ThreadPoolExecutor(2) as pool:
+                    pair = list(pool.map(lambda q: turn(client, [system, {"role": "user", "content": q}], True),
+                                         QUESTIONS[1:3]))
+                ttft, _, timings = max(pair, key=lambda r: r[0])
+                slow.append(ttft)
+                hits.append(timings.get("cache_n", 0) / max(1, timings.get("cache_n", 0) + timings.get("prompt_n", 0)))
+        return {"ttft_ms": 1000 * statistics.median(slow), "hit": statistics.median(hits)}
+    finally:
+        p.terminate()
+        p.wait(30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="smollm2", choices=sorted(MODELS))
     ap.add_argument("--turns", type=int, default=8)
     ap.add_argument("--peer", type=Path, default=PEER, help="llama.cpp's llama-server binary")
+    ap.add_argument("--scenario", default="both", choices=("alternating", "shared", "both"))
     args = ap.parse_args()
     if not args.peer.exists():
         sys.exit(f"no llama-server at {args.peer}: build it with ../shared/tools/build-llama-server")
+    if args.scenario != "shared":
+        alternating(args)
+    if args.scenario != "alternating":
+        shared_table(args)
+
+
+def alternating(args) -> None:
     print(f"{args.model}: 4 conversations alternating on -np 2, {args.turns} turns, returning turns only")
     print(f"{'server':13s} {'TTFT on ms':>11s} {'TTFT off ms':>12s} {'on/off':>7s} {'hit rate':>9s}")
     for name, exe in (("llamajit", OURS), ("llama-server", args.peer)):
@@ -107,6 +144,16 @@ def main() -> None:
         off = run(exe, MODELS[args.model], args.turns, False)
         print(f"{name:13s} {on['ttft_ms']:11.1f} {off['ttft_ms']:12.1f} {on['ttft_ms'] / off['ttft_ms']:7.2f} "
               f"{on['hit']:9.1%}", flush=True)
+
+
+def shared_table(args) -> None:
+    print(f"\n{args.model}: one system prompt, two users at once on -np 2 (the slower first token of each pair)")
+    print(f"{'server':13s} {'TTFT ms':>9s} {'hit rate':>9s}")
+    got = {}
+    for name, exe in (("llamajit", OURS), ("llama-server", args.peer)):
+        got[name] = shared(exe, MODELS[args.model])
+        print(f"{name:13s} {got[name]['ttft_ms']:9.1f} {got[name]['hit']:9.1%}", flush=True)
+    print(f"llamajit / llama-server TTFT: {got['llamajit']['ttft_ms'] / got['llama-server']['ttft_ms']:.2f}")
 
 
 if __name__ == "__main__":
