@@ -74,9 +74,10 @@ def turn(client: httpx.Client, messages: list[dict], cache: bool) -> tuple[float
     return (ttft if ttft is not None else time.perf_counter() - t0), "".join(text), timings
 
 
-def run(exe: Path, model: Path, turns: int, cache: bool) -> dict[str, float]:
+def run(exe: Path, model: Path, turns: int, cache: bool, extra: tuple[str, ...] = ()) -> dict[str, float]:
     port = free_port()
-    p = start_server([str(exe), "-m", str(model), "--port", str(port), "-t", "2", "-np", "2", "-c", "16384"], port)
+    p = start_server([str(exe), "-m", str(model), "--port", str(port), "-t", "2", "-np", "2", "-c", "16384", *extra],
+                     port)
     try:
         chats = [[{"role": "system", "content": f"Answer from these notes.\n{document(t)}"}] for t in TOPICS]
         ttfts, cached, prompt = [], 0, 0
@@ -96,13 +97,14 @@ def run(exe: Path, model: Path, turns: int, cache: bool) -> dict[str, float]:
         p.wait(30)
 
 
-def shared(exe: Path, model: Path) -> dict[str, float]:
+def shared(exe: Path, model: Path, extra: tuple[str, ...] = ()) -> dict[str, float]:
     """Two users with one system prompt at once on -np 2 (defaults otherwise), once per topic: a
     first request leaves the prompt in one slot, then a pair arrives together and one of them lands
     on the other slot. The median over topics of the slower first token of each pair, and of the
     prompt tokens that pair's cold-slot request took from a cache."""
     port = free_port()
-    p = start_server([str(exe), "-m", str(model), "--port", str(port), "-t", "2", "-np", "2", "-c", "16384"], port)
+    p = start_server([str(exe), "-m", str(model), "--port", str(port), "-t", "2", "-np", "2", "-c", "16384", *extra],
+                     port)
     try:
         slow, hits = [], []
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
@@ -127,6 +129,8 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=8)
     ap.add_argument("--peer", type=Path, default=PEER, help="llama.cpp's llama-server binary")
     ap.add_argument("--scenario", default="both", choices=("alternating", "shared", "both"))
+    ap.add_argument("--peer-arg", action="append", default=[], help="an extra llama-server argument (repeat; "
+                    "e.g. --peer-arg=-nr where its AMX repacking crashes)")
     args = ap.parse_args()
     if not args.peer.exists():
         sys.exit(f"no llama-server at {args.peer}: build it with ../shared/tools/build-llama-server")
@@ -140,8 +144,9 @@ def alternating(args) -> None:
     print(f"{args.model}: 4 conversations alternating on -np 2, {args.turns} turns, returning turns only")
     print(f"{'server':13s} {'TTFT on ms':>11s} {'TTFT off ms':>12s} {'on/off':>7s} {'hit rate':>9s}")
     for name, exe in (("llamajit", OURS), ("llama-server", args.peer)):
-        on = run(exe, MODELS[args.model], args.turns, True)
-        off = run(exe, MODELS[args.model], args.turns, False)
+        extra = tuple(args.peer_arg) if exe == args.peer else ()
+        on = run(exe, MODELS[args.model], args.turns, True, extra)
+        off = run(exe, MODELS[args.model], args.turns, False, extra)
         print(f"{name:13s} {on['ttft_ms']:11.1f} {off['ttft_ms']:12.1f} {on['ttft_ms'] / off['ttft_ms']:7.2f} "
               f"{on['hit']:9.1%}", flush=True)
 
@@ -151,7 +156,7 @@ def shared_table(args) -> None:
     print(f"{'server':13s} {'TTFT ms':>9s} {'hit rate':>9s}")
     got = {}
     for name, exe in (("llamajit", OURS), ("llama-server", args.peer)):
-        got[name] = shared(exe, MODELS[args.model])
+        got[name] = shared(exe, MODELS[args.model], tuple(args.peer_arg) if exe == args.peer else ())
         print(f"{name:13s} {got[name]['ttft_ms']:9.1f} {got[name]['hit']:9.1%}", flush=True)
     print(f"llamajit / llama-server TTFT: {got['llamajit']['ttft_ms'] / got['llama-server']['ttft_ms']:.2f}")
 
