@@ -123,3 +123,34 @@ def test_a_draft_model_sleeps_with_the_model_and_drafts_after_waking():
 
 def rate(c) -> float:
     return float(c.get("/metrics").text.split("\nllamacpp:predicted_tokens_seconds ")[1].split()[0])
+
+
+def test_a_reload_that_fails_answers_503_and_the_next_request_reloads():
+    """The reload after a sleep can fail (here: an address-space limit set on the process while it
+    sleeps, as memory pressure would): the request that woke it gets a 503 in llama-server's shape,
+    the server stays up and asleep, and once memory is back the next request reloads and answers."""
+    import resource
+
+    s = ServerProcess("-c", "256", "-np", "1", "--sleep-idle-seconds", "1").wait_ready()
+    try:
+        with s.client() as c:
+            before = c.post("/completion", json=GREEDY).json()["content"]
+            wait_asleep(c)
+            with open(f"/proc/{s.proc.pid}/status") as f:
+                vm = next(int(line.split()[1]) for line in f if line.startswith("VmSize")) * 1024
+            old = resource.prlimit(s.proc.pid, resource.RLIMIT_AS)
+            resource.prlimit(s.proc.pid, resource.RLIMIT_AS, (vm + (16 << 20), old[1]))  # < SmolLM2's ~90 MB
+            try:
+                r = c.post("/completion", json=GREEDY)
+                assert r.status_code == 503, r.text
+                err = r.json()["error"]
+                assert err["type"] == "unavailable_error" and "could not be reloaded" in err["message"]
+                assert sleeping(c) and c.get("/health").status_code == 200
+            finally:
+                resource.prlimit(s.proc.pid, resource.RLIMIT_AS, old)
+            after = c.post("/completion", json=GREEDY)
+            assert after.status_code == 200 and after.json()["content"] == before
+            assert not sleeping(c)
+        assert "model reload failed, staying asleep" in s.output()
+    finally:
+        s.stop()

@@ -229,7 +229,8 @@ class Engine:
         self.memory.forget()
         self._ws = None
         draft = self.config.draft
-        woken_by = doze(self.power, (self.model,) + ((draft.model,) if draft else ()), self._inbox, self._stop)
+        woken_by = doze(self.power, (self.model,) + ((draft.model,) if draft else ()), self._inbox, self._stop,
+                        self._refuse_asleep)
         if draft:
             draft.forget()  # its caches came back empty
         if self._stop.is_set():
@@ -237,6 +238,18 @@ class Engine:
         self._ws = SamplerWorkspace(self.model.cfg.n_vocab)
         self.stats.thaw()
         self._handle(woken_by)
+
+    def _refuse_asleep(self, item: Task | Callable | None, why: str) -> None:
+        """What woke a server whose model could not be reloaded: a task fails as unavailable (503);
+        a control call runs and reports its own failure (its futures), never raising here."""
+        if isinstance(item, Task):
+            self.admission.gone(item)
+            item.sink(Failure(ErrorKind.UNAVAILABLE, why))
+        elif item is not None:
+            try:
+                item()
+            except Exception:  # noqa: BLE001 - the call's own error path failed: log it, keep the loop
+                log.exception("control call failed while the model is unloaded")
 
     def _drop_cancelled(self) -> None:
         for t in [t for t in self._waiting if t.cancelled]:

@@ -25,6 +25,7 @@ import gc
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 import structlog
 
@@ -77,30 +78,42 @@ class PowerState:
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 
 
-def doze(power: PowerState, models, inbox: queue.SimpleQueue, stop: threading.Event):
+def doze(power: PowerState, models, inbox: queue.SimpleQueue, stop: threading.Event,
+         refuse: Callable[[object, str], None] = lambda item, why: None):
     """Unload the models (the served one, and a draft model), sleep until something needs them,
     reload them; returns the task or control call that woke the engine (None when a want() did,
-    or when `stop` was set: then nothing is reloaded)."""
+    or when `stop` was set: then nothing is reloaded). A reload that fails (memory, most likely)
+    leaves the server asleep: `refuse(item, why)` answers what woke it, and the next request
+    tries again, so the engine thread lives on."""
     unload(models)
     power.fell_asleep()
     log.info("server is entering sleeping state")
-    woken_by = None
-    while not stop.is_set() and power.state is Power.SLEEPING:
+    while True:
+        woken_by = None
+        while not stop.is_set() and power.state is Power.SLEEPING:
+            try:
+                woken_by = inbox.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if woken_by is not None:  # a task or a call (None is a nudge: look at the state again)
+                power.want()
+        if stop.is_set():
+            return None
+        log.info("server is exiting sleeping state")
+        t0 = time.perf_counter()
         try:
-            woken_by = inbox.get(timeout=0.5)
-        except queue.Empty:
+            for m in models:
+                m.reload()
+        except Exception as e:  # noqa: BLE001 - whatever it was, the models stay unloaded and the server up
+            log.exception("model reload failed, staying asleep")
+            unload(models)
+            gc.collect()
+            power.fell_asleep()
+            refuse(woken_by, f"the model could not be reloaded: {type(e).__name__}: {e}")
             continue
-        if woken_by is not None:  # a task or a call (None is a nudge: look at the state again)
-            power.want()
-    if stop.is_set():
-        return None
-    log.info("server is exiting sleeping state")
-    t0 = time.perf_counter()
-    for m in models:
-        m.reload()
-    log.info("model reloaded", seconds=round(time.perf_counter() - t0, 2))
-    power.woke()
-    return woken_by
+        log.info("model reloaded", seconds=round(time.perf_counter() - t0, 2))
+        power.woke()
+        return woken_by
 
 
 def unload(models) -> None:
