@@ -16,6 +16,8 @@ the table of adjacent pairs is built with numpy the first time it is needed.
 
 from __future__ import annotations
 
+import array
+
 import heapq
 import re
 
@@ -32,7 +34,9 @@ class SPMEncoder:
     def __init__(self, vocab: Vocab):
         self._vocab = vocab
         self._t2i = vocab.token_to_id
-        self._scores: list[float] = vocab.scores.tolist()
+        # an array of C floats, read as Python floats (the same values as the list tolist() gives):
+        # 4 bytes a token where a list of floats takes 32 (8 MB of RSS for Gemma 3's 262,144 tokens)
+        self._scores = array.array("f", np.ascontiguousarray(vocab.scores, np.float32).tobytes())
         self._unk = vocab.special_ids.get("unk")
         self._cache: dict[str, tuple[int, ...]] = {}
         glue = set()
