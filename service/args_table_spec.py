@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from service.args_conv import float_in, gpu_layers, int_in, text
 from service.args_spec import SERVER, Effect, Flag, value
+from service.args_table_cache import cache_type
 
 ALL_TYPES = ("none", "draft-simple", "draft-eagle3", "draft-mtp", "draft-dflash", "draft-dspark", "ngram-simple",
              "ngram-map-k", "ngram-map-k4v", "ngram-mod", "ngram-cache")
@@ -61,6 +62,12 @@ SPEC_FLAGS: tuple[Flag, ...] = (
     value("spec_draft_ngl", "--spec-draft-ngl -ngld --gpu-layers-draft --n-gpu-layers-draft",
           "LLAMA_ARG_N_GPU_LAYERS_DRAFT", "max. number of draft model layers to store in VRAM, either an exact "
           "number, 'auto', or 'all' (default: auto)", gpu_layers, group=SERVER),
+    value("spec_draft_type_k", "--spec-draft-type-k -ctkd --cache-type-k-draft", "LLAMA_ARG_SPEC_DRAFT_CACHE_TYPE_K",
+          "KV cache data type for K of the draft model (default: f16; the types of -ctk)", cache_type, "TYPE",
+          group=SERVER),
+    value("spec_draft_type_v", "--spec-draft-type-v -ctvd --cache-type-v-draft", "LLAMA_ARG_SPEC_DRAFT_CACHE_TYPE_V",
+          "KV cache data type for V of the draft model (default: f16; the types of -ctv)", cache_type, "TYPE",
+          group=SERVER),
     value("spec_draft_n_max", "--spec-draft-n-max", "LLAMA_ARG_SPEC_DRAFT_N_MAX", "number of tokens to draft for "
           "speculative decoding with a draft model (default: 3)", int_in(0), group=SERVER),
     value("spec_draft_n_min", "--spec-draft-n-min", "LLAMA_ARG_SPEC_DRAFT_N_MIN", "minimum number of draft tokens "

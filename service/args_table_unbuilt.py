@@ -16,8 +16,8 @@ from service.args_spec import Effect, Flag, Kind, switch, toggle, value
 
 _MM = "this multimodal option (--mmproj itself works: a local gemma3 projector)"
 _CV = "control vectors (--control-vector)"
-_SPEC = ("this speculative decoding option (only --spec-type ngram-simple and draft-simple, their sizes, -md "
-         "and -ngld work)")
+_SPEC = ("this speculative decoding option (only --spec-type ngram-simple and draft-simple, their sizes, -md, "
+         "-ngld, -ctkd and -ctvd work)")
 _MCP = "MCP servers (--mcp-servers-*)"
 _ROPE = "RoPE/YaRN scaling overrides (--rope-*, --yarn-*)"
 _PLACE = "per-tensor placement (-ot, --cpu-moe, --n-cpu-moe, --n-cpu-ffn)"
@@ -130,10 +130,6 @@ _ROWS: tuple[Flag, ...] = (
           "(default: 0)"),
     _spec("spec_draft_poll_batch", "--spec-draft-poll-batch --poll-batch-draft", "", "draft batch polling (default: "
           "--poll-draft)", _INT, "<0|1>"),
-    _spec("spec_draft_type_k", "--spec-draft-type-k -ctkd --cache-type-k-draft", "LLAMA_ARG_SPEC_DRAFT_CACHE_TYPE_K",
-          "draft KV cache type for K (default: f16)", text, "TYPE"),
-    _spec("spec_draft_type_v", "--spec-draft-type-v -ctvd --cache-type-v-draft", "LLAMA_ARG_SPEC_DRAFT_CACHE_TYPE_V",
-          "draft KV cache type for V (default: f16)", text, "TYPE"),
     _spec("spec_draft_override_tensor", "--spec-draft-override-tensor -otd --override-tensor-draft", "", "draft "
           "buffer type per tensor name pattern", text, "<tensor name pattern>=<buffer type>,..."),
     _sw(_SPEC, "spec_draft_cpu_moe", "--spec-draft-cpu-moe -cmoed --cpu-moe-draft", "keep the draft's MoE weights on "

@@ -193,6 +193,8 @@ class ServerArgs:
     spec_ngram_simple_min_hits: int = 1  # no effect (see its row)
     spec_draft_model: str | None = None  # -md: the draft model of --spec-type draft-simple
     spec_draft_ngl: str = "auto"  # -ngld: its layers on the GPU ("N", "auto" or "all")
+    spec_draft_type_k: str = "f16"  # -ctkd: the draft model's KV cache types
+    spec_draft_type_v: str = "f16"  # -ctvd
     spec_draft_n_max: int = 3  # its most tokens per draft
     spec_draft_n_min: int = 0  # its fewest (a shorter draft is dropped)
     spec_draft_p_min: float = 0.0  # the least probability of a drafted token (greedy)

@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.isfile(args.model):
         print(f"llama-server: error: model file not found: {args.model}", file=sys.stderr)
         return 1
-    if args.cache_type_v not in _FLOAT_CACHE_TYPES and args.flash_attn == "off":  # llama.cpp's rule
+    draft_v = args.spec_draft_type_v if args.spec_draft_model else "f16"  # llama.cpp's rule holds for both contexts
+    if (args.cache_type_v not in _FLOAT_CACHE_TYPES or draft_v not in _FLOAT_CACHE_TYPES) and args.flash_attn == "off":
         print("llama-server: error: quantized V cache requires flash_attn to be enabled", file=sys.stderr)
         return 1
     if args.threads > 0:  # Numba's pool, sized for the larger of -t (decode) and -tb (prompts)

@@ -293,7 +293,7 @@ def test_cli_help_documents_every_flag_default_and_env():
                  "(no effect in llamajit: not implemented yet)", "(default: 4, 0 = unlimited)",
                  "(not available in llamajit yet: this multimodal option (--mmproj itself works",
                  "(not available in llamajit yet: this speculative decoding option (only --spec-type ngram-simple "
-                 "and draft-simple, their sizes, -md and -ngld work); turning it off is accepted"):
+                 "and draft-simple, their sizes, -md, -ngld, -ctkd and -ctvd work); turning it off is accepted"):
         assert text in " ".join(out.stdout.split()), text  # (wrapped lines joined)
     assert run("-h").stdout == out.stdout == run("--usage").stdout
 

@@ -178,9 +178,9 @@ def test_unbuilt_feature_exits_2_naming_it(capsys):
     assert "llama-server: error: --mmproj-url: this multimodal option (--mmproj itself works" in err
     err = exits_2(capsys, ["--control-vector", "a.gguf"])
     assert "--control-vector: control vectors (--control-vector) is not available in llamajit yet" in err
-    err = exits_2(capsys, ["-ctkd", "q8_0"])
-    assert "-ctkd: this speculative decoding option (only --spec-type ngram-simple and draft-simple, their sizes, " \
-           "-md and -ngld work) is not available in llamajit yet" in err
+    err = exits_2(capsys, ["-td", "2"])
+    assert "-td: this speculative decoding option (only --spec-type ngram-simple and draft-simple, their sizes, " \
+           "-md, -ngld, -ctkd and -ctvd work) is not available in llamajit yet" in err
     err = exits_2(capsys, ["--draft", "8"])  # llama-server removed it; the message says what replaced it
     assert "use --spec-draft-n-max or --spec-ngram-mod-n-max" in err
     err = exits_2(capsys, ["--control-vector-layer-range", "1", "4"])

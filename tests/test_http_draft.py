@@ -66,3 +66,26 @@ def test_a_draft_model_without_draft_simple_drafts_nothing():
         assert "the draft model is not used without --spec-type draft-simple" in s.output()
     finally:
         s.stop()
+
+
+def test_the_draft_cache_takes_its_own_types(answers):
+    """-ctkd / -ctvd: the draft model's cache in q8_0 (the model's own stays f16). Its drafts are
+    checked by the model, so the answer is the one without drafts; they are still accepted. A
+    quantized draft V cache with -fa off is refused with llama.cpp's message, as for -ctv."""
+    s = ServerProcess("-c", "1024", "-np", "1", "-md", str(SMOLLM2), "-ngld", "0", "--spec-type", "draft-simple",
+                      "--spec-draft-n-max", str(N_MAX), "-ctkd", "q8_0", "--cache-type-v-draft", "q8_0")
+    try:
+        s.wait_ready()
+        with s.client() as c:
+            r = complete(c)
+        assert r["content"] == answers[0]["content"] and r["timings"]["draft_n_accepted"] > 0
+        loaded = [line for line in s.output().splitlines() if '"draft model loaded"' in line]
+        assert len(loaded) == 1 and '"cache_type_k": "q8_0"' in loaded[0] and '"cache_type_v": "q8_0"' in loaded[0]
+    finally:
+        s.stop()
+    bad = ServerProcess("-md", str(SMOLLM2), "--spec-type", "draft-simple", "-ctvd", "q4_0", "-fa", "off")
+    try:
+        assert bad.proc.wait(60) == 1
+        assert "quantized V cache requires flash_attn to be enabled" in bad.output()
+    finally:
+        bad.stop()

@@ -127,7 +127,8 @@ def load_draft(args, target, n_slots: int, warmup: bool) -> DraftModel | None:
     if not path:
         raise ModelError("--spec-type draft-simple needs a draft model: give one with -md/--spec-draft-model")
     m = Model(path, n_ctx=target.n_ctx, n_seq=n_slots, max_batch=target.max_batch,
-              n_gpu_layers=args.spec_draft_ngl, device=args.device, cache_types=("f16", "f16"))  # -ctkd's default
+              n_gpu_layers=args.spec_draft_ngl, device=args.device,
+              cache_types=(args.spec_draft_type_k, args.spec_draft_type_v))  # -ctkd / -ctvd
     if not m.cfg.causal:
         raise ModelError(f"draft model {path}: {m.cfg.arch} is an encoder; a draft model must generate text")
     why = vocab_mismatch(target.tokenizer, m.tokenizer)
@@ -141,5 +142,6 @@ def load_draft(args, target, n_slots: int, warmup: bool) -> DraftModel | None:
     p = m.placement
     log.info("draft model loaded", model=path, arch=m.cfg.arch, n_params=m.n_params, n_max=args.spec_draft_n_max,
              n_min=args.spec_draft_n_min, p_min=args.spec_draft_p_min, n_gpu_layers=p.n_gpu,
+             cache_type_k=args.spec_draft_type_k, cache_type_v=args.spec_draft_type_v,
              device=p.device or "CPU")
     return DraftModel(m, args.spec_draft_n_max, args.spec_draft_n_min, args.spec_draft_p_min)
