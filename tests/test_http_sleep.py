@@ -131,7 +131,10 @@ def test_a_reload_that_fails_answers_503_and_the_next_request_reloads():
     the server stays up and asleep, and once memory is back the next request reloads and answers."""
     import resource
 
-    s = ServerProcess("-c", "256", "-np", "1", "--sleep-idle-seconds", "1").wait_ready()
+    import tempfile
+
+    saves = tempfile.mkdtemp()
+    s = ServerProcess("-c", "256", "-np", "1", "--sleep-idle-seconds", "1", "--slot-save-path", saves).wait_ready()
     try:
         with s.client() as c:
             before = c.post("/completion", json=GREEDY).json()["content"]
@@ -146,6 +149,8 @@ def test_a_reload_that_fails_answers_503_and_the_next_request_reloads():
                 err = r.json()["error"]
                 assert err["type"] == "unavailable_error" and "could not be reloaded" in err["message"]
                 assert sleeping(c) and c.get("/health").status_code == 200
+                r = c.post("/slots/0?action=save", json={"filename": "s.bin"})  # a control call: also a 503
+                assert r.status_code == 503 and "could not be reloaded" in r.json()["error"]["message"], r.text
             finally:
                 resource.prlimit(s.proc.pid, resource.RLIMIT_AS, old)
             after = c.post("/completion", json=GREEDY)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from litestar import Request, Response, post
 
+from service.api.apierror import ApiError
 from service.api.errors import bad_request, not_supported
 from service.api.protocol import SlotFileRequest, decode
 from service.engine import slot_store
@@ -56,7 +57,10 @@ async def slot_action(request: Request, id_slot: str, action: str | None = None)
         except Exception as e:  # SlotStoreError (client) or OSError (disk): reported, not raised here
             loop.call_soon_threadsafe(fut.set_exception, e)
 
-    st.engine.call(run, slot=sid)  # a busy slot: the action waits for its task to end, as in llama-server
+    def refused(why: str) -> None:  # the model could not be reloaded after a sleep: a 503, as for a task
+        loop.call_soon_threadsafe(fut.set_exception, ApiError(503, why, "unavailable_error"))
+
+    st.engine.call(run, slot=sid, refused=refused)  # a busy slot: the action waits for its task to end, as in llama-server
     try:
         return Response(_json(action, await fut))
     except slot_store.SlotStoreError as e:

@@ -143,7 +143,8 @@ class ServerState:
             n_slots=self.n_slots, n_predict_default=a.n_predict, cont_batching=a.cont_batching,
             ctx_shift=a.context_shift and self.media is None,  # llama-server: no context shift with multimodal
             similarity=a.slot_prompt_similarity, pool=n_ctx if a.kv_unified() else 0, cache_ram_mib=a.cache_ram,
-            cache_idle_slots=a.cache_idle_slots, cache_reuse_ok=self.media is None, sleep_idle_seconds=a.sleep_idle_seconds, t_start=self.started,
+            cache_idle_slots=a.cache_idle_slots, cache_reuse_ok=self.media is None,  # llama-server: none with multimodal
+            sleep_idle_seconds=a.sleep_idle_seconds, t_start=self.started,
             max_queue=a.max_queue, spec=spec, draft=draft,
             **self._threads())
 

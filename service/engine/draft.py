@@ -142,6 +142,6 @@ def load_draft(args, target, n_slots: int, warmup: bool) -> DraftModel | None:
     p = m.placement
     log.info("draft model loaded", model=path, arch=m.cfg.arch, n_params=m.n_params, n_max=args.spec_draft_n_max,
              n_min=args.spec_draft_n_min, p_min=args.spec_draft_p_min, n_gpu_layers=p.n_gpu,
-             cache_type_k=args.spec_draft_type_k, cache_type_v=args.spec_draft_type_v,
+             cache_type_k=m.cache.type_names[0], cache_type_v=m.cache.type_names[1],  # what the cache holds
              device=p.device or "CPU")
     return DraftModel(m, args.spec_draft_n_max, args.spec_draft_n_min, args.spec_draft_p_min)

@@ -27,6 +27,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -101,13 +102,16 @@ class Engine:
         for t in tasks:
             self._inbox.put(t)
 
-    def call(self, fn: Callable[[], None], slot: int | None = None) -> None:
+    def call(self, fn: Callable[[], None], slot: int | None = None,
+             refused: Callable[[str], None] | None = None) -> None:
         """Run fn on the engine thread between two steps (slot save/restore: the cache is only
         touched there), with the model loaded. fn reports its own result (e.g. through a future).
         With `slot`, fn waits until that slot is idle, as llama-server defers a slot action on a
-        busy slot: it runs once the slot's task has ended, before a waiting task can take it."""
+        busy slot: it runs once the slot's task has ended, before a waiting task can take it.
+        refused(why) is called instead when the model cannot be loaded for it (a failed reload)."""
         self.power.want()
-        self._inbox.put(fn if slot is None else functools.partial(self._when_idle, slot, fn))
+        run = fn if slot is None else functools.partial(self._when_idle, slot, fn)
+        self._inbox.put(_Call(run, refused) if refused is not None else run)
 
     def _when_idle(self, sid: int, fn: Callable[[], None]) -> None:
         if self.slots[sid].busy:
@@ -245,6 +249,8 @@ class Engine:
         if isinstance(item, Task):
             self.admission.gone(item)
             item.sink(Failure(ErrorKind.UNAVAILABLE, why))
+        elif isinstance(item, _Call):
+            item.refused(why)
         elif item is not None:
             try:
                 item()
@@ -464,3 +470,14 @@ class Engine:
         slot.cache_tokens = slot.cache_tokens[: int(self.model.cache.length[slot.id])]
         self.model.cache.keep(slot.id, len(slot.cache_tokens))
         slot.release()
+
+
+@dataclass(frozen=True)
+class _Call:
+    """A control call that can be told it will not run (Engine.call's `refused`)."""
+
+    run: Callable[[], None]
+    refused: Callable[[str], None]
+
+    def __call__(self) -> None:
+        self.run()

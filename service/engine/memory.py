@@ -118,7 +118,8 @@ class CacheKeeper:
                 head_c += 1
                 continue
             if head_c > head_p:  # cached [head_p, head_c) goes; the chunk and all after it move down
-                log.debug("reusing a cached chunk", slot=slot.id, n=n, src=[head_c, head_c + n], dst=[head_p, head_p + n])
+                log.debug("reusing a cached chunk", slot=slot.id, n=n, src=[head_c, head_c + n],
+                          dst=[head_p, head_p + n])
                 self.cache.shift(slot.id, head_p, head_c - head_p)
                 cached = cached[:head_p] + cached[head_c:]
                 head_c = head_p

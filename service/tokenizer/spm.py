@@ -17,7 +17,6 @@ the table of adjacent pairs is built with numpy the first time it is needed.
 from __future__ import annotations
 
 import array
-
 import heapq
 import re
 
